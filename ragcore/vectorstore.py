@@ -1,0 +1,237 @@
+"""The dense index: a chromadb collection that only ever receives precomputed embeddings."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+
+from ragcore.errors import IndexMismatch, StoreUnavailable
+from ragcore.settings import RagSettings
+from ragcore.types import Chunk
+
+REINDEX_HINT = "run `python manage.py ingest --reindex PATH ...` to rebuild both indexes with the configured model"
+
+
+def _client(settings: RagSettings):  # type: ignore[no-untyped-def]
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    # Telemetry would try to reach the internet on every start; it is never wanted here.
+    chroma_settings = ChromaSettings(anonymized_telemetry=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url)
+        return chromadb.HttpClient(
+            host=url.hostname or "127.0.0.1",
+            port=url.port or (443 if url.scheme == "https" else 8000),
+            ssl=url.scheme == "https",
+            settings=chroma_settings,
+        )
+    settings.chroma_path.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
+
+
+def _chunk_from(chunk_id: str, text: str, meta: dict) -> Chunk:  # type: ignore[type-arg]
+    return Chunk(
+        chunk_id=chunk_id,
+        document_id=str(meta.get("document_id", "")),
+        position=int(meta.get("position", 0)),
+        text=text,
+        title=str(meta.get("title", "")),
+        source=str(meta.get("source", "")),
+        location=str(meta.get("location", "")),
+        checksum=str(meta.get("checksum", "")),
+    )
+
+
+class VectorStore:
+    """Adds, deletes and queries chunk vectors; refuses to mix vectors of two models.
+
+    A local (persistent-directory) store keeps its HNSW index in memory and never notices
+    writes made by another process (the ingest worker, say). So every write here also
+    touches a marker file, and readers that see the marker change reopen the store,
+    at most once every `index_refresh_seconds`. A Chroma server needs none of this.
+    """
+
+    def __init__(self, settings: RagSettings, *, model_name: str, dimension: int) -> None:
+        self.model_name = model_name
+        self.dimension = dimension
+        self._settings = settings
+        self._local = not settings.chroma_url
+        self._marker = settings.chroma_path / "lorebot.changed"
+        self._seen = self._marker_stamp()
+        self._checked = time.monotonic()
+        self._reopen_lock = threading.Lock()
+        try:
+            self._client = _client(settings)
+            self._batch = self._client.get_max_batch_size()
+            self._collection = self._open_collection()
+        except IndexMismatch:
+            raise
+        except Exception as exc:  # chromadb raises many unrelated types for "cannot reach"
+            raise StoreUnavailable(f"vector store unavailable ({self.where}): {exc}") from exc
+
+    @property
+    def where(self) -> str:
+        return self._settings.chroma_url or str(self._settings.chroma_path)
+
+    def _open_collection(self):  # type: ignore[no-untyped-def]
+        # embedding_function=None: chroma's default one downloads a model on first use.
+        collection = self._client.get_or_create_collection(
+            self._settings.chroma_collection,
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"embedding_model": self.model_name, "embedding_dimension": self.dimension},
+            embedding_function=None,
+        )
+        meta = collection.metadata or {}
+        built_with = (meta.get("embedding_model"), meta.get("embedding_dimension"))
+        if built_with != (self.model_name, self.dimension):
+            raise IndexMismatch(
+                f"the vector index at {self.where} was built with {built_with[0]} "
+                f"({built_with[1]} dimensions), but the configured model is {self.model_name} "
+                f"({self.dimension} dimensions); {REINDEX_HINT}"
+            )
+        return collection
+
+    def _marker_stamp(self) -> int:
+        try:
+            return self._marker.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def _changed(self) -> None:
+        """Tells readers in other processes that the on-disk index moved on."""
+        if self._local:
+            tmp = self._marker.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(str(time.time_ns()))
+            os.replace(tmp, self._marker)
+            self._seen = self._marker_stamp()
+
+    def _refresh(self) -> None:
+        if not self._local or time.monotonic() - self._checked < self._settings.index_refresh_seconds:
+            return
+        self._checked = time.monotonic()
+        stamp = self._marker_stamp()
+        if stamp == self._seen:
+            return
+        with self._reopen_lock:
+            if stamp == self._seen:
+                return
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            # chroma caches one in-memory system per directory; dropping our entry makes
+            # the next client load the index afresh from disk. Clients of other
+            # directories in this process are untouched.
+            path = str(self._settings.chroma_path)
+            SharedSystemClient._identifier_to_system.pop(path, None)
+            SharedSystemClient._identifier_to_refcount.pop(path, None)
+            self._client = _client(self._settings)
+            self._collection = self._open_collection()
+            self._seen = stamp
+
+    def _call(self, fn, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, TypeError):
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"vector store unavailable ({self.where}): {exc}") from exc
+
+    def count(self) -> int:
+        self._refresh()
+        return int(self._call(self._collection.count))
+
+    def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Writes chunks in batches no larger than the server accepts."""
+        total = len(chunks)
+        for start in range(0, total, self._batch):
+            part = chunks[start : start + self._batch]
+            self._call(
+                self._collection.upsert,
+                ids=[c.chunk_id for c in part],
+                embeddings=vectors[start : start + self._batch],
+                documents=[c.text for c in part],
+                metadatas=[
+                    {
+                        "document_id": c.document_id,
+                        "position": c.position,
+                        "title": c.title,
+                        "source": c.source,
+                        "location": c.location,
+                        "checksum": c.checksum,
+                        "chunk_count": total,
+                    }
+                    for c in part
+                ],
+            )
+        self._changed()
+
+    def replace_document(self, document_id: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Upserts the new chunks first, then drops positions past the new end: never a gap."""
+        self.upsert(chunks, vectors)
+        self._call(
+            self._collection.delete,
+            where={"$and": [{"document_id": document_id}, {"position": {"$gte": len(chunks)}}]},
+        )
+        self._changed()
+
+    def delete_document(self, document_id: str) -> int:
+        ids = self._call(self._collection.get, where={"document_id": document_id}, include=[])["ids"]
+        if ids:
+            self._call(self._collection.delete, ids=ids)
+            self._changed()
+        return len(ids)
+
+    def document_info(self, document_id: str) -> tuple[str, int, int]:
+        """(checksum, chunks present, chunks expected) for one document; ("", 0, 0) if absent."""
+        self._refresh()
+        got = self._call(self._collection.get, where={"document_id": document_id}, include=["metadatas"])
+        metas = got["metadatas"] or []
+        if not metas:
+            return "", 0, 0
+        checksums = {str(m.get("checksum", "")) for m in metas}
+        checksum = checksums.pop() if len(checksums) == 1 else ""
+        expected = max(int(m.get("chunk_count", 0)) for m in metas)
+        return checksum, len(metas), expected
+
+    def query(self, vector: np.ndarray, top_k: int) -> list[tuple[str, float]]:
+        """(chunk_id, cosine similarity), best first."""
+        if top_k <= 0:
+            return []
+        self._refresh()
+        got = self._call(
+            self._collection.query,
+            query_embeddings=[np.asarray(vector, dtype=np.float32)],
+            n_results=top_k,
+            include=["distances"],
+        )
+        ids = got["ids"][0] if got["ids"] else []
+        distances = got["distances"][0] if got["distances"] else []
+        return [(cid, 1.0 - float(d)) for cid, d in zip(ids, distances)]
+
+    def get_chunks(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
+        if not chunk_ids:
+            return {}
+        self._refresh()
+        got = self._call(self._collection.get, ids=list(chunk_ids), include=["documents", "metadatas"])
+        return {
+            cid: _chunk_from(cid, text or "", meta or {})
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
+        }
+
+    @classmethod
+    def drop(cls, settings: RagSettings) -> None:
+        """Deletes the collection whatever model built it (the first step of a reindex)."""
+        client = _client(settings)
+        if settings.chroma_collection in {getattr(c, "name", c) for c in client.list_collections()}:
+            client.delete_collection(settings.chroma_collection)
+        if not settings.chroma_url:
+            marker = settings.chroma_path / "lorebot.changed"
+            marker.write_text(str(time.time_ns()))
+
+    def ping(self) -> None:
+        self._call(self._client.heartbeat)

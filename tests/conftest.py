@@ -1,0 +1,63 @@
+"""Guards every test runs under: no network but loopback, no real credentials, offline model."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check_loopback(address: object) -> None:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+        try:
+            allowed = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            allowed = host == "localhost"
+        if not allowed:
+            raise ConnectionRefusedError(f"tests may not reach the network ({host}); use a fake server")
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    _check_loopback(address)
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    _check_loopback(address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Zulip's rule: a test that talks to the internet fails, loudly."""
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def no_vendor_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No SDK may pick up a real key or URL from the developer's environment."""
+    for name in list(os.environ):
+        if name.startswith(("GROQ_", "SLACK_", "DISCORD_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def real_embedder() -> Iterator[object]:
+    """The packaged all-MiniLM-L6-v2, loaded once for the whole session."""
+    from ragcore.embeddings import shared_embedder
+
+    embedder = shared_embedder()
+    embedder.embed_query("load")
+    yield embedder

@@ -1,0 +1,104 @@
+"""Answers through the real groq SDK against the fake Groq server, and the fallbacks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ragcore import Engine
+from ragcore.extractive import NOTICE
+from ragcore.types import CitationsEvent, DoneEvent, ErrorEvent, TokenEvent
+from tests.fakes.groq import FakeGroqServer
+from tests.support import make_engine
+
+DEPLOY = """# Deployment
+
+## Rollback
+
+To roll back a release, run the rollback pipeline with the previous tag. It notifies the on-call channel.
+
+## Releases
+
+Releases go out every Tuesday after the change review. Hotfixes can go out any day.
+"""
+
+
+@pytest.fixture(scope="module")
+def fake_groq() -> Iterator[FakeGroqServer]:
+    with FakeGroqServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def engine(tmp_path: Path, fake_groq: FakeGroqServer) -> Engine:
+    fake_groq.reset()
+    engine = make_engine(
+        tmp_path / "data", groq_api_key="gsk-test", groq_base_url=fake_groq.base_url,
+        groq_timeout=1.0, groq_max_retries=1,
+    )
+    doc = tmp_path / "deploy.md"
+    doc.write_text(DEPLOY)
+    engine.ingest_file(doc)
+    return engine
+
+
+def test_it_streams_a_grounded_answer_with_citations(engine: Engine, fake_groq: FakeGroqServer) -> None:
+    events = list(engine.stream("How do I roll back a release?"))
+    tokens = [e for e in events if isinstance(e, TokenEvent)]
+    assert len(tokens) > 3, "the answer should arrive as many tokens"
+    done = events[-1]
+    assert isinstance(done, DoneEvent) and isinstance(events[-2], CitationsEvent)
+    answer = done.answer
+    assert answer.provider == "groq" and not answer.extractive
+    assert answer.text.startswith("According to the documents")
+    assert [c.n for c in answer.citations] == sorted({c.n for c in answer.citations})
+    assert answer.citations[0].title == "Deployment"
+    assert answer.usage.completion_tokens > 0
+    prompt = fake_groq.chat_requests()[-1].prompt
+    assert '<source n="1"' in prompt and "Question: How do I roll back a release?" in prompt
+
+
+def test_a_citation_of_a_source_that_does_not_exist_is_never_shown(engine: Engine) -> None:
+    answer = engine.answer("How do I roll back a release? FAULT_CITE99")
+    assert "[99]" not in answer.text
+    assert all(c.n != 99 for c in answer.citations)
+
+
+@pytest.mark.parametrize("fault", ["FAULT_500", "FAULT_429", "FAULT_TIMEOUT"])
+def test_it_falls_back_to_an_extractive_answer_when_groq_fails(engine: Engine, fault: str) -> None:
+    answer = engine.answer(f"How do I roll back a release? {fault}")
+    assert answer.extractive and answer.provider == "extractive"
+    assert answer.fallback_reason.startswith("llm_")
+    assert answer.text.startswith(NOTICE)
+    assert answer.citations
+
+
+def test_a_stream_broken_mid_answer_is_flagged_then_answered_extractively(engine: Engine) -> None:
+    events = list(engine.stream("How do I roll back a release? FAULT_BROKEN"))
+    errors = [e for e in events if isinstance(e, ErrorEvent)]
+    assert len(errors) == 1 and not errors[0].fatal and errors[0].code == "llm_interrupted"
+    answer = events[-1].answer  # type: ignore[union-attr]
+    assert NOTICE in answer.text and answer.fallback_reason == "llm_interrupted"
+
+
+def test_no_llm_call_is_made_when_nothing_relevant_is_found(engine: Engine, fake_groq: FakeGroqServer) -> None:
+    before = len(fake_groq.chat_requests())
+    answer = engine.answer("zebra quantum saxophone")
+    assert answer.citations == () and answer.provider == "none"
+    assert len(fake_groq.chat_requests()) == before
+
+
+async def test_the_async_stream_gives_the_same_answer(engine: Engine) -> None:
+    events = [e async for e in engine.astream("How do I roll back a release?")]
+    assert isinstance(events[-1], DoneEvent)
+    assert events[-1].answer.provider == "groq"
+    assert events[-1].answer.citations
+
+
+def test_engine_health_reports_the_llm(engine: Engine) -> None:
+    health = engine.health()
+    assert health["llm"]["status"] == "ok"
+    assert health["vector_store"]["status"] == "ok"
+    assert health["bm25_index"]["detail"] == {"chunks": len(engine.bm25)}

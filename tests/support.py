@@ -1,0 +1,50 @@
+"""Helpers shared by the tests: a fast deterministic embedder and engine builders."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ragcore import Engine, RagSettings
+
+
+class HashingEmbedder:
+    """Bag-of-words hashed into 64 dimensions: deterministic, instant, enough for unit tests."""
+
+    def __init__(self, name: str = "hashing-test", dimension: int = 64) -> None:
+        self.name = name
+        self._dimension = dimension
+
+    @property
+    def dimension(self) -> int:
+        return self._dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return 254
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(re.findall(r"\w+|[^\w\s]", t)) for t in texts]
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self._dimension), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in re.findall(r"\w+", text.lower()):
+                bucket = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+                out[row, bucket % self._dimension] += 1.0
+            norm = np.linalg.norm(out[row])
+            if norm:
+                out[row] /= norm
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed([text])[0]
+
+
+def make_engine(data_dir: Path, *, embedder: object | None = None, **changes: object) -> Engine:
+    settings = RagSettings(data_dir=data_dir, index_refresh_seconds=0.0, **changes)  # type: ignore[arg-type]
+    return Engine(settings, embedder=embedder or HashingEmbedder())  # type: ignore[arg-type]
