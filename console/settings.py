@@ -66,6 +66,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django_tasks",
+    "django_tasks_db",
     "console",
 ]
 
@@ -80,6 +82,11 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "console.urls"
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "console:dashboard"
+LOGOUT_REDIRECT_URL = "login"
+SESSION_COOKIE_HTTPONLY = True
+
 ASGI_APPLICATION = "console.asgi.application"
 WSGI_APPLICATION = None
 
@@ -114,6 +121,9 @@ else:
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# -- background jobs (django-tasks; the worker is `manage.py db_worker`) ---------------
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 # -- static files, i18n ----------------------------------------------------------------
 STATIC_URL = "static/"

@@ -1,0 +1,211 @@
+"""What the console stores: documents and their versions, ingest jobs, conversations, feedback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class Document(models.Model):
+    """One version of an uploaded file; its original lives in data/raw/<checksum>."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        INDEXING = "indexing"
+        INDEXED = "indexed"
+        FAILED = "failed"
+        DELETING = "deleting"  # its chunks are being removed by the worker
+        SUPERSEDED = "superseded"  # an older version, its chunks replaced by a newer upload
+
+    checksum = models.CharField(max_length=64)
+    title = models.CharField(max_length=300, blank=True)
+    original_filename = models.CharField(max_length=255)
+    kind = models.CharField(max_length=20, blank=True)  # what the loader detected: pdf, docx, markdown…
+    size = models.BigIntegerField(default=0)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    chunk_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=1)
+    previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_versions")
+    uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    indexed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # The same content is ingested once: a second upload is "already ingested".
+            models.UniqueConstraint(fields=["checksum"], condition=~Q(status="superseded"), name="document_checksum_current_unique"),
+        ]
+        indexes = [
+            # The documents page filters by status and type and lists newest first.
+            models.Index(fields=["status", "-created_at"]),
+            models.Index(fields=["kind", "-created_at"]),
+            models.Index(fields=["original_filename"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or self.original_filename
+
+    @property
+    def engine_id(self) -> str:
+        """The id both indexes know this document by; stable across re-ingests of this row."""
+        return f"doc-{self.pk}"
+
+    @property
+    def raw_path(self) -> Path:
+        return Path(settings.RAG_DATA_DIR) / "raw" / self.checksum
+
+
+class IngestJob(models.Model):
+    """A batch of files to index, run by the `db_worker` process; survives worker crashes."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        PARTIALLY_FAILED = "partially_failed", "partially failed"
+        CANCELLED = "cancelled"
+
+    FINISHED = (State.SUCCEEDED, State.FAILED, State.PARTIALLY_FAILED, State.CANCELLED)
+
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    stage = models.CharField(max_length=40, default="queued")
+    progress_done = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    history = models.JSONField(default=list, blank=True)  # [{"at", "event", ...}]: retries, crashes
+    task_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["state", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"job {self.pk} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in self.FINISHED
+
+
+class IngestJobFile(models.Model):
+    """One file of a job, with its own outcome and, when it failed, the whole error."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        INDEXED = "indexed"
+        UNCHANGED = "unchanged"
+        FAILED = "failed"
+        CANCELLED = "cancelled"
+
+    job = models.ForeignKey(IngestJob, on_delete=models.CASCADE, related_name="files")
+    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="job_files")
+    filename = models.CharField(max_length=255)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    chunks = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(default=0)
+    error_type = models.CharField(max_length=100, blank=True)
+    error_message = models.TextField(blank=True)
+    traceback = models.TextField(blank=True)
+    seconds = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["pk"]
+
+    def __str__(self) -> str:
+        return f"{self.filename} ({self.state})"
+
+
+class Conversation(models.Model):
+    """One thread of questions on one surface: a web chat, a Slack thread, a Discord channel."""
+
+    class Surface(models.TextChoices):
+        WEB = "web"
+        SLACK = "slack"
+        DISCORD = "discord"
+        CLI = "cli"
+
+    surface = models.CharField(max_length=10, choices=Surface.choices)
+    external_key = models.CharField(max_length=255)  # e.g. "T123:C456:1712345.678" for a Slack thread
+    user_key = models.CharField(max_length=255, blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        constraints = [models.UniqueConstraint(fields=["surface", "external_key"], name="conversation_surface_key_unique")]
+        indexes = [
+            # The conversations page filters by surface and lists the most recent first.
+            models.Index(fields=["surface", "-updated_at"]),
+            models.Index(fields=["-updated_at"]),
+            models.Index(fields=["user", "-updated_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.title or f"{self.surface}:{self.external_key}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    text = models.TextField(blank=True)
+    citations = models.JSONField(default=list, blank=True)
+    retrieval_mode = models.CharField(max_length=10, blank=True)
+    provider = models.CharField(max_length=40, blank=True)
+    model = models.CharField(max_length=100, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField(null=True, blank=True)
+    error = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"]),
+            # The dashboard counts and charts questions and latency by day.
+            models.Index(fields=["role", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:60]}"
+
+
+class Feedback(models.Model):
+    """👍 (+1) or 👎 (-1) on an assistant message, once per user per message."""
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    value = models.SmallIntegerField(choices=[(1, "👍"), (-1, "👎")])
+    surface = models.CharField(max_length=10, choices=Conversation.Surface.choices)
+    user_key = models.CharField(max_length=255)
+    comment = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "user_key"], name="feedback_once_per_user"),
+            models.CheckConstraint(condition=Q(value__in=[1, -1]), name="feedback_value_is_vote"),
+        ]
+        indexes = [models.Index(fields=["-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.value:+d} on message {self.message_id}"
