@@ -150,8 +150,14 @@ RAG_MAX_FILE_MB = envint("RAG_MAX_FILE_MB", "50")
 RAG_TOP_K = envint("RAG_TOP_K", "6")
 RAG_FUSION = os.getenv("RAG_FUSION", "convex")
 RAG_HYBRID_ALPHA = envfloat("RAG_HYBRID_ALPHA", "0.5")
+RAG_HISTORY_TURNS = envint("RAG_HISTORY_TURNS", "6")
 GROQ_API_KEY = envsecret("GROQ_API_KEY")
 GROQ_MODEL = os.getenv("GROQ_MODEL", "llama-3.3-70b-versatile")
 GROQ_BASE_URL = os.getenv("GROQ_BASE_URL", "")
 GROQ_TIMEOUT = envfloat("GROQ_TIMEOUT", "30")
 GROQ_MAX_RETRIES = envint("GROQ_MAX_RETRIES", "2")
+
+# -- the chat service ------------------------------------------------------------------
+CHAT_MAX_QUESTION_CHARS = envint("CHAT_MAX_QUESTION_CHARS", "4000")
+CHAT_RATE_LIMIT_USER = os.getenv("CHAT_RATE_LIMIT_USER", "20/60")  # questions / seconds; 0 turns it off
+CHAT_RATE_LIMIT_CONVERSATION = os.getenv("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
