@@ -16,6 +16,10 @@ sys.path.insert(0, str(ROOT))
 SCIFACT = Path(os.getenv("SCIFACT_DIR", str(ROOT.parent / "shared" / "eval" / "scifact")))
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
+from ragcore.logsetup import quiet_cli_logging  # noqa: E402
+
+quiet_cli_logging()
+
 
 def load_corpus(limit: int | None = None) -> list[dict[str, str]]:
     docs = []

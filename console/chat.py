@@ -23,7 +23,7 @@ from console.engine import get_engine
 from console.models import Conversation, Feedback, Message
 from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
 
-log = structlog.get_logger(__name__).bind(component="chat")
+log = structlog.get_logger(__name__, component="chat")
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from ragcore.types import (
 )
 from ragcore.vectorstore import VectorStore
 
-log = structlog.get_logger(__name__).bind(component="engine")
+log = structlog.get_logger(__name__, component="engine")
 
 MODES = ("hybrid", "context", "bm25", "dense")
 ProgressCallback = Callable[[str, int, int], None]

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ragcore.engine import Engine, ParsedItem
 from ragcore.fusion import fuse_convex, fuse_rrf
+from ragcore.logsetup import quiet_cli_logging
 from ragcore.settings import RagSettings
 from ragcore.types import ParsedDocument, Section
 
@@ -152,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sweep", action="store_true", help="also score other fusion methods and weights")
     parser.add_argument("--data-dir", type=Path, help="where the cached eval index lives (default: RAG_DATA_DIR)")
     args = parser.parse_args(argv)
+    quiet_cli_logging()
 
     beir = load_beir(args.folder, args.split)
     settings = RagSettings.from_env()

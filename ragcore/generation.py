@@ -30,7 +30,7 @@ from ragcore.errors import GenerationError
 from ragcore.settings import RagSettings
 from ragcore.types import ScoredChunk, Turn, Usage
 
-log = structlog.get_logger(__name__).bind(component="llm")
+log = structlog.get_logger(__name__, component="llm")
 
 # What groq.Groq falls back to; we pass it explicitly so the SDK never consults GROQ_BASE_URL.
 DEFAULT_BASE_URL = "https://api.groq.com"
