@@ -12,69 +12,24 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import random
-import re
 import resource
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import load_queries, make_chunks, peak_rss_mb, percentile  # noqa: E402  (also puts the repo on sys.path)
 
 from ragcore.bm25 import Bm25Index  # noqa: E402
 from ragcore.tokenize import tokenize  # noqa: E402
-
-SCIFACT = Path("/work/shared/eval/scifact")
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-
-
-def load_sentences() -> list[str]:
-    sentences = []
-    with open(SCIFACT / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            doc = json.loads(line)
-            sentences.append(doc["title"])
-            sentences.extend(s for s in _SENTENCE.split(doc["text"]) if s.strip())
-    return sentences
-
-
-def load_queries(n: int) -> list[str]:
-    with open(SCIFACT / "queries.jsonl", encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f][:n]
-
-
-def make_chunks(n: int, words: int, seed: int) -> Iterator[str]:
-    """`n` chunks of at least `words` words, each a random run of SciFact sentences."""
-    rng = random.Random(seed)
-    sentences = load_sentences()
-    lengths = [len(s.split()) for s in sentences]
-    for _ in range(n):
-        parts, count = [], 0
-        while count < words:
-            i = rng.randrange(len(sentences))
-            parts.append(sentences[i])
-            count += lengths[i]
-        yield " ".join(parts)
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
-
 
 def rss_mb() -> float:
     """The resident set size of this process now."""
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
 
 def dir_size_mb(path: Path, names: set[str] | None = None) -> float:

@@ -117,6 +117,16 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
     return _Exchange(conversation, question, answer, history, time.perf_counter())
 
 
+def _open(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None) -> _Exchange | ChatEvent:
+    """`_begin`, or the fatal error event that refuses the question."""
+    try:
+        return _begin(surface, conversation_key, user_key, text, user, conversation_id)
+    except ChatError as exc:
+        return ChatEvent("error", {"code": exc.code, "message": exc.message, "fatal": True})
+    except Conversation.DoesNotExist:
+        return ChatEvent("error", {"code": "not_found", "message": "No such conversation.", "fatal": True})
+
+
 def _start_event(ex: _Exchange) -> ChatEvent:
     return ChatEvent("start", {"conversation_id": ex.conversation.pk, "message_id": ex.answer.pk,
                                "question_id": ex.question.pk})
@@ -172,13 +182,9 @@ def reply(
     conversation_id: int | None = None,
 ) -> Iterator[ChatEvent]:
     """Answers one question, yielding start, tokens, citations, done (or error) events."""
-    try:
-        ex = _begin(surface, conversation_key, user_key, text, user, conversation_id)
-    except ChatError as exc:
-        yield ChatEvent("error", {"code": exc.code, "message": exc.message, "fatal": True})
-        return
-    except Conversation.DoesNotExist:
-        yield ChatEvent("error", {"code": "not_found", "message": "No such conversation.", "fatal": True})
+    ex = _open(surface, conversation_key, user_key, text, user, conversation_id)
+    if isinstance(ex, ChatEvent):
+        yield ex
         return
     interrupted = "client_disconnected"
     try:
@@ -196,13 +202,9 @@ async def areply(
     conversation_id: int | None = None,
 ) -> AsyncIterator[ChatEvent]:
     """The async twin of `reply` for the WebSocket consumer and the bots."""
-    try:
-        ex = await sync_to_async(_begin)(surface, conversation_key, user_key, text, user, conversation_id)
-    except ChatError as exc:
-        yield ChatEvent("error", {"code": exc.code, "message": exc.message, "fatal": True})
-        return
-    except Conversation.DoesNotExist:
-        yield ChatEvent("error", {"code": "not_found", "message": "No such conversation.", "fatal": True})
+    ex = await sync_to_async(_open)(surface, conversation_key, user_key, text, user, conversation_id)
+    if isinstance(ex, ChatEvent):
+        yield ex
         return
     interrupted = "cancelled"
     try:
