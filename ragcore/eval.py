@@ -152,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="evaluate only the first N judged queries")
     parser.add_argument("--sweep", action="store_true", help="also score other fusion methods and weights")
     parser.add_argument("--data-dir", type=Path, help="where the cached eval index lives (default: RAG_DATA_DIR)")
+    parser.add_argument("--candidates", type=int, default=300,
+                        help="chunks taken from each retriever before fusion (Recall@100 needs ~300)")
     args = parser.parse_args(argv)
     quiet_cli_logging()
 
@@ -167,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     index_corpus(engine, beir, progress=not args.json)
     indexed = time.perf_counter() - started
     started = time.perf_counter()
-    results = evaluate(engine, beir, limit=args.limit, sweep=args.sweep)
+    results = evaluate(engine, beir, limit=args.limit, sweep=args.sweep, candidates=args.candidates)
     searched = time.perf_counter() - started
     if args.json:
         print(json.dumps({"dataset": args.folder.name, "split": args.split, "fusion": settings.fusion,

@@ -147,8 +147,10 @@ class VectorStore:
 
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Writes chunks in batches no larger than the server accepts."""
-        total = len(chunks)
-        for start in range(0, total, self._batch):
+        counts: dict[str, int] = {}
+        for c in chunks:
+            counts[c.document_id] = counts.get(c.document_id, 0) + 1
+        for start in range(0, len(chunks), self._batch):
             part = chunks[start : start + self._batch]
             self._call(
                 self._collection.upsert,
@@ -163,21 +165,30 @@ class VectorStore:
                         "source": c.source,
                         "location": c.location,
                         "checksum": c.checksum,
-                        "chunk_count": total,
+                        "chunk_count": counts[c.document_id],
                     }
                     for c in part
                 ],
             )
         self._changed()
 
-    def replace_document(self, document_id: str, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Upserts the new chunks first, then drops positions past the new end: never a gap."""
+    def write_documents(self, chunks: Sequence[Chunk], vectors: np.ndarray, *, replaced: Sequence[str] = ()) -> None:
+        """Writes whole documents: upserts first, then drops positions past each new end.
+
+        `replaced` names the documents that may hold chunks of an earlier, longer version.
+        Upserting before deleting means a reader never sees a document with no chunks.
+        """
         self.upsert(chunks, vectors)
-        self._call(
-            self._collection.delete,
-            where={"$and": [{"document_id": document_id}, {"position": {"$gte": len(chunks)}}]},
-        )
-        self._changed()
+        new_counts: dict[str, int] = {}
+        for c in chunks:
+            new_counts[c.document_id] = new_counts.get(c.document_id, 0) + 1
+        for document_id in replaced:
+            self._call(
+                self._collection.delete,
+                where={"$and": [{"document_id": document_id}, {"position": {"$gte": new_counts.get(document_id, 0)}}]},
+            )
+        if replaced:
+            self._changed()
 
     def delete_document(self, document_id: str) -> int:
         ids = self._call(self._collection.get, where={"document_id": document_id}, include=[])["ids"]
