@@ -111,15 +111,17 @@ class VectorStore:
             os.replace(tmp, self._marker)
             self._seen = self._marker_stamp()
 
-    def _refresh(self) -> None:
-        if not self._local or time.monotonic() - self._checked < self._settings.index_refresh_seconds:
+    def _refresh(self, force: bool = False) -> None:
+        if not self._local:
+            return
+        if not force and time.monotonic() - self._checked < self._settings.index_refresh_seconds:
             return
         self._checked = time.monotonic()
         stamp = self._marker_stamp()
-        if stamp == self._seen:
+        if stamp == self._seen and not force:
             return
         with self._reopen_lock:
-            if stamp == self._seen:
+            if stamp == self._seen and not force:
                 return
             from chromadb.api.shared_system_client import SharedSystemClient
 
@@ -141,9 +143,21 @@ class VectorStore:
         except Exception as exc:
             raise StoreUnavailable(f"vector store unavailable ({self.where}): {exc}") from exc
 
-    def count(self) -> int:
+    def _read(self, method: str, **kwargs):  # type: ignore[no-untyped-def]
+        """A read; a local store whose in-memory segments went stale is reopened once."""
         self._refresh()
-        return int(self._call(self._collection.count))
+        try:
+            return self._call(getattr(self._collection, method), **kwargs)
+        except StoreUnavailable:
+            if not self._local:
+                raise
+            # Another process wrote the first vectors after we opened the (then empty)
+            # store: chroma can fail with "Nothing found on disk" until reopened.
+            self._refresh(force=True)
+            return self._call(getattr(self._collection, method), **kwargs)
+
+    def count(self) -> int:
+        return int(self._read("count"))
 
     def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Writes chunks in batches no larger than the server accepts."""
@@ -199,8 +213,7 @@ class VectorStore:
 
     def document_info(self, document_id: str) -> tuple[str, int, int]:
         """(checksum, chunks present, chunks expected) for one document; ("", 0, 0) if absent."""
-        self._refresh()
-        got = self._call(self._collection.get, where={"document_id": document_id}, include=["metadatas"])
+        got = self._read("get", where={"document_id": document_id}, include=["metadatas"])
         metas = got["metadatas"] or []
         if not metas:
             return "", 0, 0
@@ -213,12 +226,8 @@ class VectorStore:
         """(chunk_id, cosine similarity), best first."""
         if top_k <= 0:
             return []
-        self._refresh()
-        got = self._call(
-            self._collection.query,
-            query_embeddings=[np.asarray(vector, dtype=np.float32)],
-            n_results=top_k,
-            include=["distances"],
+        got = self._read(
+            "query", query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=top_k, include=["distances"]
         )
         ids = got["ids"][0] if got["ids"] else []
         distances = got["distances"][0] if got["distances"] else []
@@ -227,8 +236,7 @@ class VectorStore:
     def get_chunks(self, chunk_ids: Sequence[str]) -> dict[str, Chunk]:
         if not chunk_ids:
             return {}
-        self._refresh()
-        got = self._call(self._collection.get, ids=list(chunk_ids), include=["documents", "metadatas"])
+        got = self._read("get", ids=list(chunk_ids), include=["documents", "metadatas"])
         return {
             cid: _chunk_from(cid, text or "", meta or {})
             for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"])
