@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run test install migrate samples bench eval clean
+.PHONY: run worker test install migrate samples bench eval clean
 
 $(PY):
 	@echo "==> creating the virtual environment in $(VENV)"
@@ -42,12 +42,27 @@ $(SAMPLES): $(wildcard data/docs/*) | $(INSTALLED)
 
 samples: $(SAMPLES)
 
+# The web server in the foreground, one ingest worker beside it. The trap stops the worker
+# however the server ends (Ctrl-C, a crash, `kill`), so no worker outlives `make run`.
 run: migrate samples
-	@echo "==> serving Lorebot on http://$(HOST):$(PORT)/ (Ctrl-C stops it)"
+	@echo "==> serving Lorebot on http://$(HOST):$(PORT)/ with one ingest worker (Ctrl-C stops both)"
+	@$(PY) manage.py db_worker & worker=$$!; \
+	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
+	trap 'exit 130' INT TERM; \
 	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) console.asgi:application
 
+# An ingest worker on its own (for a second worker, or when the web server runs elsewhere).
+worker: migrate
+	$(PY) manage.py db_worker
+
+# Everything on SQLite first; then, when DATABASE_URL is set (CI sets it), the
+# database-backed tests again on that server, so both databases are always covered.
 test: install
-	$(PY) -m pytest
+	env -u DATABASE_URL $(PY) -m pytest
+	@if [ -n "$$DATABASE_URL" ]; then \
+		echo "==> the console tests again, on the DATABASE_URL server"; \
+		$(PY) -m pytest tests/console; \
+	fi
 
 bench: install
 	$(PY) benchmarks/retrieval_latency.py

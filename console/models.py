@@ -109,10 +109,17 @@ class IngestJobFile(models.Model):
         UNCHANGED = "unchanged"
         FAILED = "failed"
         CANCELLED = "cancelled"
+        DELETED = "deleted"  # a delete job removed this document's chunks
+
+    class Action(models.TextChoices):
+        INDEX = "index"  # index unless both indexes already hold this exact content
+        REINDEX = "reindex"  # re-embed even when unchanged (re-ingest, reconcile, reindex)
+        DELETE = "delete"  # remove the document's chunks, then its row
 
     job = models.ForeignKey(IngestJob, on_delete=models.CASCADE, related_name="files")
     document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="job_files")
     filename = models.CharField(max_length=255)
+    action = models.CharField(max_length=10, choices=Action.choices, default=Action.INDEX)
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
     chunks = models.PositiveIntegerField(default=0)
     attempts = models.PositiveIntegerField(default=0)

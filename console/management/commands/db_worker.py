@@ -1,0 +1,43 @@
+"""`manage.py db_worker`: django-tasks-db's worker, which first re-queues jobs whose worker died.
+
+console is listed before django_tasks_db in INSTALLED_APPS, so this command is the one that runs.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from django.core.management.base import CommandParser
+from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
+
+from console import tasks
+from console.engine import get_engine
+
+
+class Command(DbWorkerCommand):
+    help = "Run the ingest worker; re-queues jobs left running by a dead worker, at start and periodically."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        super().add_arguments(parser)
+        # Polling an indexed table 4x a second is cheap, and it is most of enqueue-to-searchable latency.
+        parser.set_defaults(interval=0.25)
+
+    def handle(self, *args: Any, **options: Any) -> str:
+        tasks.HEARTBEAT_THREAD = True
+        recovered = tasks.recover_stale_jobs()
+        if recovered:
+            self.stdout.write(f"Re-queued {len(recovered)} job(s) whose worker died: {', '.join(map(str, recovered))}")
+        stop = threading.Event()
+        watcher = None
+        if not options.get("batch"):
+            # Jobs can also go stale while this worker runs (another worker killed), so keep looking.
+            watcher = threading.Thread(target=tasks.recovery_loop, args=(stop,), name="ingest-recovery", daemon=True)
+            watcher.start()
+        # Load the model before the first job, not during it: enqueue-to-searchable stays short.
+        get_engine().warmup()
+        try:
+            super().handle(*args, **options)
+        finally:
+            stop.set()
+        return f"worker stopped; {len(recovered)} job(s) recovered at start"

@@ -1,0 +1,171 @@
+"""A real `manage.py db_worker` killed with SIGKILL mid-job: the next worker finishes the job exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import make_engine
+
+REPO = Path(__file__).resolve().parents[2]
+TOPICS = ["rotating API keys", "rolling back a release", "the on-call rota", "backing up the database",
+          "onboarding a new engineer"]
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Site:
+    """A throwaway Lorebot installation: its own data folder and its own database."""
+
+    data: Path
+    env: dict[str, str]
+    db_url: str  # "" for the SQLite file in data/
+
+    def manage(self, *args: str, timeout: float = 60) -> str:
+        done = subprocess.run([sys.executable, "manage.py", *args], cwd=REPO, env=self.env,
+                              capture_output=True, text=True, timeout=timeout)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    def worker(self, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("ab") as out:
+            return subprocess.Popen([sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
+                                    cwd=REPO, env=self.env, stdout=out, stderr=subprocess.STDOUT)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        if self.db_url:
+            import psycopg
+
+            with psycopg.connect(self.db_url, autocommit=True) as conn:
+                return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
+        import sqlite3
+
+        conn = sqlite3.connect(self.data / "lorebot.sqlite3", timeout=20)
+        try:
+            return list(conn.execute(sql, params).fetchall())
+        finally:
+            conn.close()
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        state, done, attempts, history = self.query(
+            "SELECT state, progress_done, attempts, history FROM console_ingestjob WHERE id = ?", job_id)[0]
+        return {"state": state, "done": done, "attempts": attempts,
+                "history": json.loads(history) if isinstance(history, str) else history}
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GROQ_", "SLACK_", "DISCORD_", "DJANGO_"))}
+    data = tmp_path / "data"
+    env.update(RAG_DATA_DIR=str(data), DJANGO_SETTINGS_MODULE="console.settings", LOG_LEVEL="WARNING",
+               INGEST_STALE_SECONDS="3", LOREBOT_TEST_INGEST_DELAY="0.5", HF_HUB_OFFLINE="1",
+               TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    server = os.environ.get("DATABASE_URL", "")
+    if server:  # CREATE/DROP DATABASE from the maintenance database, which always exists
+        server = server.rsplit("/", 1)[0] + "/postgres"
+    db_url, dbname = "", ""
+    if server:  # the same test on PostgreSQL: a database of its own, dropped afterwards
+        import psycopg
+
+        dbname = f"lorebot_crash_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{dbname}"')
+        db_url = server.rsplit("/", 1)[0] + "/" + dbname
+        env["DATABASE_URL"] = db_url
+    else:
+        env.pop("DATABASE_URL", None)
+    yield Site(data, env, db_url)
+    if dbname:
+        import psycopg
+
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+
+
+def write_docs(folder: Path) -> list[Path]:
+    folder.mkdir()
+    paths = []
+    for i, topic in enumerate(TOPICS):
+        path = folder / f"guide-{i}.md"
+        body = "\n\n".join(f"Step {n} of {topic}: do the {n}th thing carefully and write it down." for n in range(1, 25))
+        path.write_text(f"# Guide to {topic}\n\n{body}\n")
+        paths.append(path)
+    return paths
+
+
+def wait_for(predicate: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
+    site: Site, tmp_path: Path, real_embedder: object
+) -> None:
+    docs = write_docs(tmp_path / "docs")
+    code = (  # one process migrates and submits: Django starts once
+        "from pathlib import Path\n"
+        "from django.core.management import call_command\n"
+        "call_command('migrate', '--noinput', verbosity=0)\n"
+        "from django.core.files.uploadedfile import SimpleUploadedFile\n"
+        "from console import ingest\n"
+        f"files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(Path({str(docs[0].parent)!r}).iterdir())]\n"
+        "print('JOB', ingest.submit_uploads(files, None).job.pk)\n"
+    )
+    job_id = int(site.manage("shell", "-c", code).split("JOB", 1)[1].split()[0])
+    log = tmp_path / "worker.log"
+
+    first = site.worker(log)
+    try:
+        # Two files done, the third one in the worker's hands: kill it without a chance to clean up.
+        wait_for(lambda: site.job(job_id)["done"] >= 2, 60, "the first worker to index two files")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    killed = site.job(job_id)
+    assert killed["state"] == "running" and killed["done"] < len(docs)
+
+    second = site.worker(log)
+    try:
+        wait_for(lambda: site.job(job_id)["state"] not in ("queued", "running"), 60, "the second worker to finish the job")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(20)
+
+    job = site.job(job_id)
+    assert job["state"] == "succeeded", log.read_text()[-3000:]
+    assert job["attempts"] == 2
+    assert {"event": "worker died; retrying", "attempt": 2}.items() <= next(
+        e for e in job["history"] if e["event"] == "worker died; retrying").items()
+
+    # Exactly once: the same chunks as a clean run of the same files, in both indexes, nothing else.
+    clean = make_engine(tmp_path / "clean", embedder=real_embedder)
+    expected = {p.name: clean.ingest_file(p, document_id=f"clean-{p.name}", source=p.name).chunks for p in docs}
+    rows = site.query("SELECT id, original_filename, chunk_count, status FROM console_document")
+    assert {name: count for _, name, count, _ in rows} == expected
+    assert {status for *_, status in rows} == {"indexed"}
+    crashed = make_engine(site.data, embedder=real_embedder)
+    for pk, name, _, _ in rows:
+        status = crashed.document_status(f"doc-{pk}")
+        assert status["dense_chunks"] == status["sparse_chunks"] == expected[name], (name, status)
+    assert set(crashed.bm25.documents()) == {f"doc-{pk}" for pk, *_ in rows}  # no orphans
+    assert crashed.store.count() == len(crashed.bm25) == sum(expected.values())  # no duplicates
+    files = site.query("SELECT state, attempts FROM console_ingestjobfile WHERE job_id = ?", job_id)
+    assert {state for state, _ in files} == {"indexed"}
+    assert max(attempts for _, attempts in files) <= 2  # only the file in hand when it died ran twice
