@@ -1,11 +1,29 @@
-"""ASGI entry point for daphne: `daphne console.asgi:application`."""
+"""ASGI entry point for daphne: `daphne console.asgi:application`.
+
+HTTP goes to Django (static files included, so one daphne process is a whole site); WebSockets go
+through the allowed-hosts origin check and the session/auth middleware to the chat consumer.
+"""
 
 from __future__ import annotations
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
-application = get_asgi_application()
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+# Django must be set up before anything imports models (the consumer does, through console.chat).
+django_http = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from console.routing import websocket_urlpatterns  # noqa: E402
+
+application = ProtocolTypeRouter({
+    # Serves /static/ from the apps' static folders: nothing to collect, no second server to run.
+    "http": ASGIStaticFilesHandler(django_http),
+    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+})

@@ -26,6 +26,15 @@ from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, 
 log = structlog.get_logger(__name__, component="chat")
 
 
+def _db(fn: Any) -> Any:
+    """Runs a short ORM call in the thread pool rather than on the one shared DB thread.
+
+    sync_to_async is thread-sensitive by default, so every chat in the process would queue
+    behind every other's writes; these calls touch no thread-bound state.
+    """
+    return sync_to_async(fn, thread_sensitive=False)
+
+
 @dataclass(frozen=True)
 class ChatEvent:
     """One event of an answer, ready for a WebSocket frame or a bot message edit."""
@@ -186,15 +195,19 @@ def reply(
     if isinstance(ex, ChatEvent):
         yield ex
         return
-    interrupted = "client_disconnected"
+    stored = False
     try:
         yield _start_event(ex)
         mode = "context" if ex.history else "hybrid"
         for event in get_engine().stream(ex.question.text, history=ex.history, mode=mode):
-            yield _translate(ex, event)
-        interrupted = ""
+            chat_event = _translate(ex, event)
+            if chat_event.type == "done" or (chat_event.type == "error" and chat_event.data["fatal"]):
+                _finish(ex)  # stored before the client hears "done": it may act on it at once
+                stored = True
+            yield chat_event
     finally:
-        _finish(ex, interrupted)
+        if not stored:
+            _finish(ex, "client_disconnected")
 
 
 async def areply(
@@ -202,19 +215,23 @@ async def areply(
     conversation_id: int | None = None,
 ) -> AsyncIterator[ChatEvent]:
     """The async twin of `reply` for the WebSocket consumer and the bots."""
-    ex = await sync_to_async(_open)(surface, conversation_key, user_key, text, user, conversation_id)
+    ex = await _db(_open)(surface, conversation_key, user_key, text, user, conversation_id)
     if isinstance(ex, ChatEvent):
         yield ex
         return
-    interrupted = "cancelled"
+    stored = False
     try:
         yield _start_event(ex)
         mode = "context" if ex.history else "hybrid"
         async for event in get_engine().astream(ex.question.text, history=ex.history, mode=mode):
-            yield _translate(ex, event)
-        interrupted = ""
+            chat_event = _translate(ex, event)
+            if chat_event.type == "done" or (chat_event.type == "error" and chat_event.data["fatal"]):
+                await _db(_finish)(ex)
+                stored = True
+            yield chat_event
     finally:
-        await sync_to_async(_finish)(ex, interrupted)
+        if not stored:
+            await _db(_finish)(ex, "cancelled")
 
 
 def record_feedback(*, message_id: int, value: int, surface: str, user_key: str, comment: str = "") -> tuple[Feedback, bool]:
@@ -240,4 +257,4 @@ def record_feedback(*, message_id: int, value: int, surface: str, user_key: str,
     return feedback, created
 
 
-arecord_feedback = sync_to_async(record_feedback)
+arecord_feedback = _db(record_feedback)

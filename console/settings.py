@@ -66,9 +66,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Before django_tasks_db so that `manage.py db_worker` is console's (it recovers crashed jobs first).
+    "console",
     "django_tasks",
     "django_tasks_db",
-    "console",
 ]
 
 MIDDLEWARE = [
@@ -116,14 +117,23 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": RAG_DATA_DIR / "lorebot.sqlite3",
-            # SQLite waits for a busy writer instead of failing at once (web + worker).
-            "OPTIONS": {"timeout": 20},
+            "OPTIONS": {
+                # Web, worker and many chats write at once: WAL lets readers run beside a
+                # writer, IMMEDIATE takes the write lock up front (no deadlocked upgrades),
+                # and a busy writer is waited for instead of failing at once.
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # -- background jobs (django-tasks; the worker is `manage.py db_worker`) ---------------
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
+INGEST_STALE_SECONDS = envint("INGEST_STALE_SECONDS", "60")  # a running job with an older heartbeat is re-queued
+INGEST_MAX_ATTEMPTS = envint("INGEST_MAX_ATTEMPTS", "3")  # per file, for transient errors and worker crashes
+INGEST_RETRY_BACKOFF_SECONDS = envfloat("INGEST_RETRY_BACKOFF_SECONDS", "2")  # doubled on each retry
 
 # -- static files, i18n ----------------------------------------------------------------
 STATIC_URL = "static/"
@@ -161,3 +171,18 @@ GROQ_MAX_RETRIES = envint("GROQ_MAX_RETRIES", "2")
 CHAT_MAX_QUESTION_CHARS = envint("CHAT_MAX_QUESTION_CHARS", "4000")
 CHAT_RATE_LIMIT_USER = os.getenv("CHAT_RATE_LIMIT_USER", "20/60")  # questions / seconds; 0 turns it off
 CHAT_RATE_LIMIT_CONVERSATION = os.getenv("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
+
+# -- web chat over Channels (console/consumers.py; appended by the web-chat change) ----
+CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
+REDIS_URL = os.getenv("REDIS_URL", "")
+if REDIS_URL:
+    # Several daphne processes share one layer; conversation state itself lives in the database.
+    # redis-py 8 reads with a 5 s socket timeout by default, which aborts channels_redis's blocking
+    # 5 s BZPOPMIN (redis/redis-py#4091); allow longer than that, and still notice a dead server.
+    CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 30}]},
+    }}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# -- end of the web-chat block ----------------------------------------------------------

@@ -1,0 +1,271 @@
+"""`/ws/chat/`: the web chat's socket. It speaks the JSON protocol in docs/websocket-protocol.md and
+delegates every question to the chat service (console.chat); it holds no retrieval logic.
+
+Each answer runs as its own asyncio task, so `receive_json` stays free for `cancel` and `feedback`
+while tokens stream. Conversation state lives in the database only, so any daphne process can serve
+any reconnect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from contextlib import aclosing
+from typing import Any
+
+import structlog
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from console import chat
+from console.models import Conversation, Feedback, Message
+from console.wsmetrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES, WEBSOCKET_OPEN, count_error
+
+log = structlog.get_logger(__name__, component="websocket")
+
+SURFACE = "web"
+CLOSE_UNAUTHENTICATED = 4401  # documented: the socket needs a logged-in session
+SIDEBAR_LIMIT = 50
+
+# Answers whose socket went away keep running to the end, so a reload shows them whole; they are
+# held here so the event loop does not drop them (and so tests can wait for them).
+_detached: set[asyncio.Task[None]] = set()
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One browser tab's chat: ask, cancel, feedback, history, conversations."""
+
+    user_key: str = ""
+    answering: asyncio.Task[None] | None = None
+    answering_message_id: int | None = None
+
+    async def connect(self) -> None:
+        """Accepts, then refuses with close code 4401 when nobody is logged in (anonymous chat is off)."""
+        self.user_key = _user_key(self.scope)
+        self.answering = None
+        await self.accept()
+        WEBSOCKET_OPEN.inc()
+        if not self.user_key:
+            WEBSOCKET_CONNECTIONS.labels("refused").inc()
+            await self._error("unauthenticated", "Log in to chat.")
+            await self.close(code=CLOSE_UNAUTHENTICATED)
+            return
+        WEBSOCKET_CONNECTIONS.labels("accepted").inc()
+
+    async def disconnect(self, code: int) -> None:
+        """Leaves an answer in flight running: the service stores it, and a reconnect shows it."""
+        WEBSOCKET_OPEN.dec()
+        if self.answering is not None and not self.answering.done():
+            _detached.add(self.answering)
+            self.answering.add_done_callback(_detached.discard)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None, **kwargs: Any) -> None:
+        """Decodes one frame; anything that is not a JSON object gets an error frame, never a traceback."""
+        WEBSOCKET_FRAMES.labels("in").inc()
+        if not self.user_key:
+            return
+        if text_data is None:
+            await self._error("binary_frame", "Send JSON text frames, not binary ones.")
+            return
+        if len(text_data) > _max_frame_chars():
+            await self._error("too_large", f"A frame may hold at most {_max_frame_chars()} characters.")
+            return
+        try:
+            content = json.loads(text_data)
+        except ValueError:
+            await self._error("bad_json", "That frame is not JSON.")
+            return
+        if not isinstance(content, dict):
+            await self._error("bad_request", 'Send a JSON object such as {"type": "ask", "text": "…"}.')
+            return
+        await self.receive_json(content)
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        """Called with one decoded JSON object."""
+        handler = {
+            "ask": self._ask,
+            "cancel": self._cancel,
+            "feedback": self._feedback,
+            "history": self._history,
+            "conversations": self._conversations,
+        }.get(content.get("type"))  # type: ignore[arg-type]
+        if handler is None:
+            await self._error("unknown_type", f"Unknown type {str(content.get('type'))[:40]!r}.")
+            return
+        try:
+            await handler(content)
+        except _BadRequest as exc:
+            await self._error("bad_request", str(exc))
+        except Exception:
+            log.exception("websocket.failed", user_key=self.user_key, frame_type=content.get("type"))
+            await self._error("internal", "Something went wrong on our side; try again.")
+
+    async def send_json(self, content: dict[str, Any], close: bool = False) -> None:
+        WEBSOCKET_FRAMES.labels("out").inc()
+        await super().send_json(content, close=close)
+
+    # -- the protocol ----------------------------------------------------------------------
+
+    async def _ask(self, content: dict[str, Any]) -> None:
+        text = _field(content, "text", str)
+        conversation_id = _field(content, "conversation_id", int, required=False)
+        if self.answering is not None and not self.answering.done():
+            await self._error("busy", "Still answering the last question; wait or send cancel.")
+            return
+        self.answering_message_id = None
+        self.answering = asyncio.create_task(self._answer(text, conversation_id))
+
+    async def _answer(self, text: str, conversation_id: int | None) -> None:
+        """Streams one answer from the chat service as frames; a cancel lands here as CancelledError."""
+        stream = chat.areply(
+            surface=SURFACE, conversation_key=f"{self.user_key}:{uuid.uuid4().hex}", user_key=self.user_key,
+            text=text, user=_user(self.scope), conversation_id=conversation_id,
+        )
+        try:
+            # aclosing: the service's own `finally` (which stores the answer) runs now, not at GC time.
+            async with aclosing(stream):
+                async for event in stream:
+                    if event.type == "start":
+                        self.answering_message_id = event.data["message_id"]
+                    elif event.type == "error":
+                        count_error(event.data.get("code", "error"))
+                    await self.send_json(event.to_dict())
+        except asyncio.CancelledError:
+            await self.send_json({"type": "cancelled", "message_id": self.answering_message_id})
+        except Exception:
+            log.exception("websocket.answer_failed", user_key=self.user_key, message_id=self.answering_message_id)
+            await self._error("internal", "Something went wrong on our side; try again.")
+
+    async def _cancel(self, content: dict[str, Any]) -> None:
+        task = self.answering
+        if task is None or task.done():
+            await self.send_json({"type": "cancelled", "message_id": None})
+            return
+        task.cancel()
+        # The task sends `cancelled` once the service has stored the partial answer.
+        await asyncio.wait([task])
+
+    async def _feedback(self, content: dict[str, Any]) -> None:
+        message_id = _field(content, "message_id", int)
+        value = _field(content, "value", int)
+        if value not in (1, -1):
+            raise _BadRequest("value must be 1 (👍) or -1 (👎).")
+        if not await _owns_message(message_id, self.user_key):
+            await self._error("forbidden", "That answer is not in one of your conversations.")
+            return
+        try:
+            await chat.arecord_feedback(message_id=message_id, value=value, surface=SURFACE, user_key=self.user_key)
+        except chat.ChatError as exc:
+            await self._error(exc.code, exc.message)
+            return
+        await self.send_json({"type": "feedback", "message_id": message_id, "value": value})
+
+    async def _history(self, content: dict[str, Any]) -> None:
+        conversation_id = _field(content, "conversation_id", int)
+        found = await _load_history(conversation_id, self.user_key)
+        if isinstance(found, str):
+            await self._error(found, "That conversation is not yours." if found == "forbidden" else "No such conversation.")
+            return
+        await self.send_json(found)
+
+    async def _conversations(self, content: dict[str, Any]) -> None:
+        await self.send_json({"type": "conversations", "items": await _list_conversations(self.user_key)})
+
+    async def _error(self, code: str, message: str) -> None:
+        count_error(code)
+        await self.send_json({"type": "error", "code": code, "message": message})
+
+
+class _BadRequest(Exception):
+    """A frame with a missing or mistyped field."""
+
+
+def _field(content: dict[str, Any], name: str, kind: type, *, required: bool = True) -> Any:
+    value = content.get(name)
+    if value is None:
+        if required:
+            raise _BadRequest(f"{name} is missing.")
+        return None
+    # bool is an int in Python, and JSON true is not a message id.
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _BadRequest(f"{name} must be {'a string' if kind is str else 'a whole number'}.")
+    return value
+
+
+def _max_frame_chars() -> int:
+    # Room for a question at the limit even when every character arrives as a \uXXXX escape.
+    return settings.CHAT_MAX_QUESTION_CHARS * 6 + 1024
+
+
+def _user_key(scope: dict[str, Any]) -> str:
+    """Who is asking: the logged-in user, or (when allowed) the anonymous session; "" means nobody."""
+    user = scope.get("user")
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    if getattr(settings, "CHAT_ALLOW_ANONYMOUS", False):
+        session = scope.get("session")
+        session_key = getattr(session, "session_key", None) if session is not None else None
+        if session_key:
+            return f"anon:{session_key}"
+    return ""
+
+
+def _user(scope: dict[str, Any]) -> Any:
+    user = scope.get("user")
+    return user if user is not None and user.is_authenticated else None
+
+
+@database_sync_to_async
+def _owns_message(message_id: int, user_key: str) -> bool:
+    return Message.objects.filter(
+        pk=message_id, conversation__surface=SURFACE, conversation__user_key=user_key
+    ).exists()
+
+
+@database_sync_to_async
+def _load_history(conversation_id: int, user_key: str) -> dict[str, Any] | str:
+    """The conversation as the page shows it, or an error code: "not_found" or "forbidden"."""
+    conversation = Conversation.objects.filter(pk=conversation_id, surface=SURFACE).first()
+    if conversation is None:
+        return "not_found"
+    if conversation.user_key != user_key:
+        return "forbidden"
+    messages = list(conversation.messages.all())
+    votes = dict(
+        Feedback.objects.filter(message__conversation=conversation, user_key=user_key).values_list("message_id", "value")
+    )
+    return {
+        "type": "history",
+        "conversation_id": conversation.pk,
+        "title": conversation.title,
+        "messages": [_message_dict(m, votes.get(m.pk)) for m in messages],
+    }
+
+
+def _message_dict(message: Message, vote: int | None) -> dict[str, Any]:
+    pending = message.error == "in_progress"
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "text": message.text,
+        "citations": message.citations or [],
+        "error": "" if pending else message.error,
+        "pending": pending,
+        "extractive": message.provider == "extractive",
+        "feedback": vote,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+@database_sync_to_async
+def _list_conversations(user_key: str) -> list[dict[str, Any]]:
+    rows = Conversation.objects.filter(surface=SURFACE, user_key=user_key).order_by("-updated_at")[:SIDEBAR_LIMIT]
+    return [{"id": c.pk, "title": c.title or "Untitled", "updated_at": c.updated_at.isoformat()} for c in rows]
+
+
+async def wait_for_detached_answers(timeout: float = 30.0) -> None:
+    """Waits for answers whose socket closed (tests, and a graceful shutdown)."""
+    if _detached:
+        await asyncio.wait(list(_detached), timeout=timeout)
