@@ -1,0 +1,63 @@
+"""The console's forms: the upload and the filters of each list page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django import forms
+from django.core.files.uploadedfile import UploadedFile
+
+from console.models import Conversation, Document, IngestJob
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """A file field that takes several files from one `<input multiple>`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True}))
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
+        single = super().clean
+        if isinstance(data, (list, tuple)):
+            if not data and self.required:
+                raise forms.ValidationError(self.error_messages["required"], code="required")
+            return [single(d, initial) for d in data]
+        return [single(data, initial)]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(label="Files", error_messages={"required": "Choose at least one file to upload."})
+
+
+def _choices(empty: str, choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [("", empty), *choices]
+
+
+class DocumentFilterForm(forms.Form):
+    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "Title or file name", "type": "search"}))
+    status = forms.ChoiceField(required=False, choices=_choices("Current versions", Document.Status.choices))
+    kind = forms.ChoiceField(required=False, label="Type", choices=[("", "Any type")])
+
+    def __init__(self, *args: Any, kinds: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["kind"].choices = [("", "Any type"), *((k, k) for k in kinds)]
+
+
+class JobFilterForm(forms.Form):
+    state = forms.ChoiceField(required=False, choices=_choices("Any state", IngestJob.State.choices))
+
+
+class ConversationFilterForm(forms.Form):
+    FEEDBACK = [("", "Any feedback"), ("up", "Has 👍 (positive)"), ("down", "Has 👎 (negative)")]
+
+    surface = forms.ChoiceField(required=False, choices=_choices("Any surface", Conversation.Surface.choices))
+    since = forms.DateField(required=False, label="Active from", widget=forms.DateInput(attrs={"type": "date"}))
+    until = forms.DateField(required=False, label="to", widget=forms.DateInput(attrs={"type": "date"}))
+    feedback = forms.ChoiceField(required=False, choices=FEEDBACK)
+    q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "Title or user", "type": "search"}))

@@ -1,0 +1,148 @@
+/* Lorebot console: the drop zone, confirmations, and the live job progress. No dependencies. */
+(function () {
+  "use strict";
+
+  function text(el, value) { if (el) el.textContent = value == null ? "" : String(value); }
+
+  /* -- upload: the file input covers the drop zone, so dropping and picking both fill it -- */
+  document.querySelectorAll("[data-dropzone]").forEach(function (zone) {
+    var input = zone.querySelector("[data-file-input]");
+    var list = zone.querySelector("[data-file-list]");
+    function show() {
+      list.replaceChildren();
+      Array.prototype.forEach.call(input.files, function (file) {
+        var li = document.createElement("li");
+        li.textContent = file.name;
+        list.appendChild(li);
+      });
+    }
+    ["dragenter", "dragover"].forEach(function (type) {
+      zone.addEventListener(type, function () { zone.classList.add("dragover"); });
+    });
+    ["dragleave", "drop"].forEach(function (type) {
+      zone.addEventListener(type, function () { zone.classList.remove("dragover"); });
+    });
+    zone.addEventListener("drop", function (event) {
+      // A drop that lands beside the input (old browsers) still fills it.
+      if (event.target !== input && event.dataTransfer && event.dataTransfer.files.length) {
+        event.preventDefault();
+        input.files = event.dataTransfer.files;
+        show();
+      }
+    });
+    input.addEventListener("change", show);
+  });
+
+  /* -- destructive forms ask first -- */
+  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+    form.addEventListener("submit", function (event) {
+      if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
+    });
+  });
+
+  /* -- job detail: poll /status/<id> every second until the job is finished -- */
+  var live = document.querySelector("[data-job-live]");
+  if (!live || live.getAttribute("data-finished") === "true") return;
+  var url = live.getAttribute("data-status-url");
+  var FINISHED = ["succeeded", "failed", "partially_failed", "cancelled"];
+
+  function field(name) { return document.querySelector('[data-field="' + name + '"]'); }
+  function label(state) { return String(state || "").replace(/_/g, " "); }
+  function badge(el, state) {
+    if (!el) return;
+    el.className = "badge badge-" + state;
+    el.textContent = label(state);
+  }
+  function progressOf(s) {
+    var p = s.progress;
+    if (p && typeof p === "object") return [p.done || 0, p.total || 0];
+    return [s.progress_done || 0, s.progress_total || 0];
+  }
+  function eta(s) {
+    var v = s.eta_seconds != null ? s.eta_seconds : s.eta;
+    if (v == null || FINISHED.indexOf(s.state) >= 0) return "";
+    return "about " + Math.max(0, Math.round(v)) + " s left";
+  }
+  function clock(iso) {
+    if (!iso) return "—";
+    var d = new Date(iso);
+    return isNaN(d) ? String(iso) : d.toISOString().substring(11, 19);
+  }
+
+  function renderFile(row, f) {
+    badge(row.querySelector('[data-file-field="state"]'), f.state);
+    text(row.querySelector('[data-file-field="chunks"]'), f.chunks != null ? f.chunks : "");
+    if (f.seconds != null) text(row.querySelector('[data-file-field="seconds"]'), Number(f.seconds).toFixed(1));
+    var cell = row.querySelector('[data-file-field="error"]');
+    var type = f.error_type || "";
+    var message = f.error_message || "";
+    var key = type + "|" + message;
+    // Rewrite the cell only when the error changed: the server-rendered traceback stays put.
+    if (!cell || cell.getAttribute("data-error") === key) return;
+    cell.setAttribute("data-error", key);
+    cell.replaceChildren();
+    if (!type && !message) return;
+    var box = document.createElement("div");
+    box.className = "error-text";
+    var strong = document.createElement("strong");
+    strong.textContent = type;
+    box.appendChild(strong);
+    box.appendChild(document.createTextNode((type && message ? ": " : "") + message));
+    cell.appendChild(box);
+    if (f.traceback) {
+      var details = document.createElement("details");
+      var summary = document.createElement("summary");
+      summary.textContent = "Traceback";
+      var pre = document.createElement("pre");
+      pre.textContent = f.traceback;
+      details.append(summary, pre);
+      cell.appendChild(details);
+    }
+  }
+
+  function renderFiles(files) {
+    var body = document.querySelector("[data-files]");
+    if (!body || !Array.isArray(files)) return;
+    // The status lists the job's files in the same order as the table (by primary key).
+    files.forEach(function (f, i) {
+      var row = body.querySelector('[data-file-index="' + i + '"]');
+      if (row) renderFile(row, f);
+    });
+  }
+
+  function render(s) {
+    var pd = progressOf(s), done = pd[0], total = pd[1];
+    var pct = total ? Math.floor((100 * done) / total) : 0;
+    var finished = s.finished === true || FINISHED.indexOf(s.state) >= 0;
+    badge(field("state"), s.state);
+    text(field("stage"), s.stage);
+    text(field("done"), done);
+    text(field("total"), total);
+    text(field("eta"), eta(s));
+    text(field("attempts"), s.attempts != null ? s.attempts : field("attempts").textContent);
+    if ("started_at" in s) text(field("started"), clock(s.started_at));
+    if ("finished_at" in s) text(field("finished"), clock(s.finished_at));
+    var bar = field("progress");
+    bar.setAttribute("aria-valuenow", pct);
+    var inner = bar.querySelector(".bar");
+    inner.style.width = (finished && total && done >= total ? 100 : pct) + "%";
+    inner.className = "bar" + (finished ? " done-" + s.state : " running");
+    renderFiles(s.files);
+    var retry = document.querySelector('[data-show-when="retry"]');
+    var cancel = document.querySelector('[data-show-when="cancel"]');
+    if (retry) retry.hidden = !finished || s.state === "succeeded";
+    if (cancel) cancel.hidden = finished;
+    return finished;
+  }
+
+  function poll() {
+    fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (s) {
+        if (render(s)) live.setAttribute("data-finished", "true");
+        else window.setTimeout(poll, 1000);
+      })
+      .catch(function () { window.setTimeout(poll, 3000); });
+  }
+  window.setTimeout(poll, 1000);
+})();
