@@ -150,6 +150,10 @@ if LOG_FORMAT not in ("console", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT must be console or json, got {LOG_FORMAT!r}")
 LOGGING_CONFIG = None  # console.apps configures logging once, for every entry point
 
+# -- metrics ---------------------------------------------------------------------------
+# /metrics answers only these client addresses (the Prometheus scraper's).
+METRICS_ALLOWED_IPS = [ip.strip() for ip in os.getenv("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",") if ip.strip()]
+
 # -- the engine (ragcore) --------------------------------------------------------------
 CHROMA_URL = os.getenv("CHROMA_URL", "")
 CHROMA_COLLECTION = os.getenv("CHROMA_COLLECTION", "lorebot")

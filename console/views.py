@@ -13,6 +13,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -66,6 +67,16 @@ def home(request: HttpRequest) -> HttpResponse:
 def health(request: HttpRequest) -> JsonResponse:
     """Liveness: answers at once and touches no dependency."""
     return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for the scraper's addresses only (METRICS_ALLOWED_IPS)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    if request.META.get("REMOTE_ADDR", "") not in settings.METRICS_ALLOWED_IPS:
+        return HttpResponse("metrics are not served to this address\n", status=403, content_type="text/plain")
+    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
 
 # -- dashboard ----------------------------------------------------------------------------------
