@@ -1,4 +1,4 @@
-"""`/ws/chat/`: the web chat's socket. It speaks the JSON protocol in docs/websocket-protocol.md and
+"""`/ws/chat/`: the web chat's socket. It speaks the JSON protocol in the README ("Web chat: the /ws/chat/ WebSocket protocol") and
 delegates every question to the chat service (console.chat); it holds no retrieval logic.
 
 Each answer runs as its own asyncio task, so `receive_json` stays free for `cancel` and `feedback`

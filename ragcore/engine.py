@@ -44,7 +44,7 @@ ProgressCallback = Callable[[str, int, int], None]
 
 # Chunks gathered across files before one encode call: large enough for the model's
 # length-sorted batching to pay off, small enough to report progress often.
-_EMBED_WINDOW = 512
+_EMBED_WINDOW = 2048
 
 
 @dataclass(frozen=True)
@@ -316,7 +316,7 @@ class Engine:
 
         texts = [c.index_text for c in chunks]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
-        step = max(self.settings.embedding_batch_size * 8, 256)
+        step = max(self.settings.embedding_batch_size * 32, 1024)
         vectors = np.zeros((len(texts), self.embedder.dimension), dtype=np.float32)
         for start in range(0, len(order), step):
             part = order[start : start + step]

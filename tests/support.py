@@ -12,6 +12,19 @@ import numpy as np
 from ragcore import Engine, RagSettings
 
 
+# A small document most engine-level tests index: two sections, each answering one question.
+DEPLOY = """# Deployment
+
+## Rollback
+
+To roll back a release, run the rollback pipeline with the previous tag. It notifies the on-call channel.
+
+## Releases
+
+Releases go out every Tuesday after the change review. Hotfixes can go out any day.
+"""
+
+
 class HashingEmbedder:
     """Bag-of-words hashed into 64 dimensions: deterministic, instant, enough for unit tests."""
 

@@ -12,20 +12,9 @@ from django.test import override_settings
 from console import chat
 from console.models import Conversation, Feedback, Message
 from ragcore import Engine
-from tests.support import make_engine
+from tests.support import DEPLOY, make_engine
 
 pytestmark = pytest.mark.django_db
-
-DEPLOY = """# Deployment
-
-## Rollback
-
-To roll back a release, run the rollback pipeline with the previous tag. It notifies the on-call channel.
-
-## Releases
-
-Releases go out every Tuesday after the change review. Hotfixes can go out any day.
-"""
 
 
 @pytest.fixture

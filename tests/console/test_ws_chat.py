@@ -20,21 +20,11 @@ from console.asgi import application
 from console.models import Conversation, Feedback, Message
 from ragcore import Engine
 from tests.fakes.groq import FakeGroqServer
-from tests.support import make_engine
+from tests.support import DEPLOY, make_engine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
-DEPLOY = """# Deployment
-
-## Rollback
-
-To roll back a release, run the rollback pipeline with the previous tag. It notifies the on-call channel.
-
-## Releases
-
-Releases go out every Tuesday after the change review. Hotfixes can go out any day.
-"""
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,7 @@ from ragcore import Engine
 from ragcore.extractive import NOTICE
 from ragcore.types import CitationsEvent, DoneEvent, ErrorEvent, TokenEvent
 from tests.fakes.groq import FakeGroqServer
-from tests.support import make_engine
-
-DEPLOY = """# Deployment
-
-## Rollback
-
-To roll back a release, run the rollback pipeline with the previous tag. It notifies the on-call channel.
-
-## Releases
-
-Releases go out every Tuesday after the change review. Hotfixes can go out any day.
-"""
+from tests.support import DEPLOY, make_engine
 
 
 @pytest.fixture(scope="module")

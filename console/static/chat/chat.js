@@ -1,4 +1,4 @@
-/* The web chat: one WebSocket to /ws/chat/ speaking the protocol in docs/websocket-protocol.md.
+/* The web chat: one WebSocket to /ws/chat/ speaking the protocol in the README ("Web chat: the /ws/chat/ WebSocket protocol").
    The conversation lives on the server; after a reload or a dropped connection the page asks for
    it again ("history") and redraws it, so nothing here needs to survive. */
 (function () {
