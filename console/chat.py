@@ -157,9 +157,13 @@ def _translate(ex: _Exchange, event: Event) -> ChatEvent:
         "message_id": ex.answer.pk,
         "usage": event.answer.usage.to_dict(),
         "latency_ms": round((time.perf_counter() - ex.started) * 1000, 1),
+        "retrieval_ms": round(event.answer.retrieval_ms, 1),
+        "generation_ms": round(event.answer.generation_ms, 1),
+        "mode": event.answer.mode,
         "provider": event.answer.provider,
         "model": event.answer.model,
         "extractive": event.answer.extractive,
+        "fallback_reason": event.answer.fallback_reason,
     })
 
 
@@ -188,9 +192,13 @@ def _finish(ex: _Exchange, interrupted: str = "") -> None:
 
 def reply(
     *, surface: str, conversation_key: str, user_key: str, text: str, user: Any = None,
-    conversation_id: int | None = None,
+    conversation_id: int | None = None, mode: str | None = None,
 ) -> Iterator[ChatEvent]:
-    """Answers one question, yielding start, tokens, citations, done (or error) events."""
+    """Answers one question, yielding start, tokens, citations, done (or error) events.
+
+    `mode` forces a retrieval mode; by default a first question is "hybrid" and a follow-up
+    "context".
+    """
     ex = _open(surface, conversation_key, user_key, text, user, conversation_id)
     if isinstance(ex, ChatEvent):
         yield ex
@@ -198,7 +206,7 @@ def reply(
     stored = False
     try:
         yield _start_event(ex)
-        mode = "context" if ex.history else "hybrid"
+        mode = mode or ("context" if ex.history else "hybrid")
         for event in get_engine().stream(ex.question.text, history=ex.history, mode=mode):
             chat_event = _translate(ex, event)
             if chat_event.type == "done" or (chat_event.type == "error" and chat_event.data["fatal"]):
@@ -212,7 +220,7 @@ def reply(
 
 async def areply(
     *, surface: str, conversation_key: str, user_key: str, text: str, user: Any = None,
-    conversation_id: int | None = None,
+    conversation_id: int | None = None, mode: str | None = None,
 ) -> AsyncIterator[ChatEvent]:
     """The async twin of `reply` for the WebSocket consumer and the bots."""
     ex = await _db(_open)(surface, conversation_key, user_key, text, user, conversation_id)
@@ -222,7 +230,7 @@ async def areply(
     stored = False
     try:
         yield _start_event(ex)
-        mode = "context" if ex.history else "hybrid"
+        mode = mode or ("context" if ex.history else "hybrid")
         async for event in get_engine().astream(ex.question.text, history=ex.history, mode=mode):
             chat_event = _translate(ex, event)
             if chat_event.type == "done" or (chat_event.type == "error" and chat_event.data["fatal"]):

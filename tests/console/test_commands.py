@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "docs"
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
 
 def lines_starting(text: str, word: str) -> int:
@@ -56,6 +56,7 @@ def test_ask_json_prints_the_answer_with_numbered_citations(data_dir: Path, corp
     run("ingest", str(corpus))
     answer = json.loads(run("ask", "How do I configure the Groq API key?", "--json"))
     assert set(answer) >= {"answer", "citations", "provider", "model", "retrieval_ms", "generation_ms", "usage"}
+    assert answer["retrieval_ms"] > 0
     assert answer["provider"] == "extractive"
     assert answer["citations"], answer
     first = answer["citations"][0]
@@ -69,3 +70,20 @@ def test_ask_streams_the_answer_then_lists_the_sources(data_dir: Path, corpus: P
     out = run("ask", "Which file types can I upload?")
     assert "Sources:" in out
     assert "[1]" in out
+
+
+def test_ask_is_stored_as_a_cli_conversation_that_can_be_continued(data_dir: Path, corpus: Path) -> None:
+    from console.models import Conversation
+
+    run("ingest", str(corpus))
+    first = json.loads(run("ask", "How do I configure the Groq API key?", "--json"))
+    run("ask", "and what is its default model?", "--conversation", first["conversation"], "--json")
+    conversation = Conversation.objects.get(surface="cli", external_key=first["conversation"])
+    assert [m.role for m in conversation.messages.all()] == ["user", "assistant", "user", "assistant"]
+    assert conversation.messages.last().retrieval_mode == "context"
+
+
+def test_ask_can_force_the_keyword_retriever(data_dir: Path, corpus: Path) -> None:
+    run("ingest", str(corpus))
+    answer = json.loads(run("ask", "GROQ_API_KEY", "--mode", "bm25", "--json"))
+    assert answer["mode"] == "bm25" and answer["citations"]

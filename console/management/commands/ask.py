@@ -1,15 +1,20 @@
-"""`manage.py ask "question"`: a streamed answer with numbered citations, or --json."""
+"""`manage.py ask "question"`: a streamed answer with numbered citations, or --json.
+
+The command is the CLI surface of the chat service, so each exchange is stored as a
+conversation (surface "cli") like any other; --conversation continues one.
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
+import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from console import chat
 from console.engine import get_engine
-from ragcore.engine import MODES
-from ragcore.types import Answer, DoneEvent, ErrorEvent, TokenEvent
 
 
 class Command(BaseCommand):
@@ -18,39 +23,47 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("question")
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
-        parser.add_argument("--mode", choices=[m for m in MODES if m != "context"], default="hybrid")
+        parser.add_argument("--conversation", metavar="KEY", help="continue the CLI conversation with this key")
+        parser.add_argument("--mode", choices=["hybrid", "bm25", "dense"],
+                            help="force a retrieval mode (default: hybrid, or context for a follow-up)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        question = options["question"].strip()
-        if not question:
-            raise CommandError("the question is empty")
-        engine = get_engine()
-        engine.warmup()  # load the model first, so retrieval_ms measures retrieval alone
-        answer: Answer | None = None
-        for event in engine.stream(question, mode=options["mode"]):
-            if isinstance(event, TokenEvent) and not options["json"]:
-                self.stdout.write(event.text, ending="")
-                self.stdout.flush()
-            elif isinstance(event, ErrorEvent):
-                if event.fatal:
-                    raise CommandError(event.message)
-                self.stderr.write(f"\n[{event.code}] {event.message}")
-            elif isinstance(event, DoneEvent):
-                answer = event.answer
-        if answer is None:
+        get_engine().warmup()  # load the model first, so retrieval_ms measures retrieval alone
+        key = options["conversation"] or uuid.uuid4().hex
+        parts: list[str] = []
+        citations: list[dict[str, Any]] = []
+        done: dict[str, Any] | None = None
+        for event in chat.reply(surface="cli", conversation_key=key, user_key=getpass.getuser(),
+                                text=options["question"], mode=options["mode"]):
+            if event.type == "token":
+                parts.append(event.data["text"])
+                if not options["json"]:
+                    self.stdout.write(event.data["text"], ending="")
+                    self.stdout.flush()
+            elif event.type == "citations":
+                citations = event.data["items"]
+            elif event.type == "error":
+                if event.data["fatal"]:
+                    raise CommandError(event.data["message"])
+                self.stderr.write(f"\n[{event.data['code']}] {event.data['message']}")
+            elif event.type == "done":
+                done = event.data
+        if done is None:
             raise CommandError("no answer was produced")
         if options["json"]:
-            self.stdout.write(json.dumps(answer.to_dict(), ensure_ascii=False))
+            keys = ("provider", "model", "mode", "extractive", "fallback_reason", "retrieval_ms", "generation_ms", "usage")
+            self.stdout.write(json.dumps({"answer": "".join(parts), "citations": citations,
+                                          **{k: done[k] for k in keys}, "conversation": key}, ensure_ascii=False))
             return
         self.stdout.write("")
-        if answer.citations:
+        if citations:
             self.stdout.write("\nSources:")
-            for c in answer.citations:
-                where = f", {c.location}" if c.location else ""
-                self.stdout.write(f"  [{c.n}] {c.title}{where} ({c.source})")
+            for c in citations:
+                where = f", {c['location']}" if c["location"] else ""
+                self.stdout.write(f"  [{c['n']}] {c['title']}{where} ({c['source']})")
         self.stdout.write(
             self.style.HTTP_INFO(
-                f"\n{answer.provider}/{answer.model} · retrieval {answer.retrieval_ms:.0f} ms · "
-                f"generation {answer.generation_ms:.0f} ms"
+                f"\n{done['provider']}/{done['model']} · retrieval {done['retrieval_ms']:.0f} ms · "
+                f"generation {done['generation_ms']:.0f} ms · continue with --conversation {key}"
             )
         )
