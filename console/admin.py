@@ -13,8 +13,8 @@ from django.utils.html import format_html
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Audit records: listed and shown, never added, changed or deleted through the admin."""
+class _NoEditing:
+    """Listed and shown, never added, changed or deleted through the admin."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -26,19 +26,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ReadOnlyInline(admin.TabularInline):
+class ReadOnlyAdmin(_NoEditing, admin.ModelAdmin):
+    """Audit records: conversations, messages, feedback, jobs."""
+
+
+class ReadOnlyInline(_NoEditing, admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Document)

@@ -167,6 +167,10 @@ def _translate(ex: _Exchange, event: Event) -> ChatEvent:
     })
 
 
+def _ends_answer(event: ChatEvent) -> bool:
+    return event.type == "done" or (event.type == "error" and event.data["fatal"])
+
+
 def _finish(ex: _Exchange, interrupted: str = "") -> None:
     """Stores the answer: the finished one, or the part the user saw before leaving."""
     message = ex.answer
@@ -209,7 +213,7 @@ def reply(
         mode = mode or ("context" if ex.history else "hybrid")
         for event in get_engine().stream(ex.question.text, history=ex.history, mode=mode):
             chat_event = _translate(ex, event)
-            if chat_event.type == "done" or (chat_event.type == "error" and chat_event.data["fatal"]):
+            if _ends_answer(chat_event):
                 _finish(ex)  # stored before the client hears "done": it may act on it at once
                 stored = True
             yield chat_event
@@ -233,7 +237,7 @@ async def areply(
         mode = mode or ("context" if ex.history else "hybrid")
         async for event in get_engine().astream(ex.question.text, history=ex.history, mode=mode):
             chat_event = _translate(ex, event)
-            if chat_event.type == "done" or (chat_event.type == "error" and chat_event.data["fatal"]):
+            if _ends_answer(chat_event):
                 await _db(_finish)(ex)
                 stored = True
             yield chat_event
