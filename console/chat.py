@@ -17,7 +17,7 @@ import structlog
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 
 from console.engine import get_engine
 from console.models import Conversation, Feedback, Message
@@ -32,7 +32,16 @@ def _db(fn: Any) -> Any:
     sync_to_async is thread-sensitive by default, so every chat in the process would queue
     behind every other's writes; these calls touch no thread-bound state.
     """
-    return sync_to_async(fn, thread_sensitive=False)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        # As channels' database_sync_to_async does: drop broken or expired connections
+        # (CONN_MAX_AGE) of this pool thread before and after the call.
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(run, thread_sensitive=False)
 
 
 @dataclass(frozen=True)
