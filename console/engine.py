@@ -7,8 +7,7 @@ from functools import lru_cache
 from django.conf import settings
 
 from ragcore import Engine, RagSettings
-
-MB = 1024 * 1024
+from ragcore.settings import MB
 
 
 def rag_settings() -> RagSettings:

@@ -34,6 +34,15 @@ def envfloat(name: str, default: str) -> float:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from exc
 
 
+def envrate(name: str, default: str) -> str:
+    """A rate as COUNT/SECONDS (or 0 for no limit), checked here rather than on first use."""
+    value = os.getenv(name, default).strip()
+    count, _, seconds = value.partition("/")
+    if not count.isdigit() or (seconds and not seconds.isdigit()) or (count != "0" and seconds in ("", "0")):
+        raise ImproperlyConfigured(f"{name} must look like 20/60 (questions per seconds) or 0, got {value!r}")
+    return value
+
+
 def envsecret(name: str, default: str = "") -> str:
     """A secret from NAME, or from the file named by NAME_FILE (for container secrets)."""
     path = os.getenv(f"{name}_FILE")
@@ -173,8 +182,8 @@ GROQ_MAX_RETRIES = envint("GROQ_MAX_RETRIES", "2")
 
 # -- the chat service ------------------------------------------------------------------
 CHAT_MAX_QUESTION_CHARS = envint("CHAT_MAX_QUESTION_CHARS", "4000")
-CHAT_RATE_LIMIT_USER = os.getenv("CHAT_RATE_LIMIT_USER", "20/60")  # questions / seconds; 0 turns it off
-CHAT_RATE_LIMIT_CONVERSATION = os.getenv("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
+CHAT_RATE_LIMIT_USER = envrate("CHAT_RATE_LIMIT_USER", "20/60")  # questions / seconds; 0 turns it off
+CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 
 # -- web chat over Channels (console/consumers.py; appended by the web-chat change) ----
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")

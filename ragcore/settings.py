@@ -82,6 +82,7 @@ class RagSettings:
         }
         for f in fields(cls):
             names.setdefault(f.name, "RAG_" + f.name.upper())
+        del names["max_file_bytes"]  # configured in MB, as in the Django settings (below)
         kinds = {f.name: f.type for f in fields(cls)}
         values: dict[str, object] = {}
         for attr, var in names.items():
@@ -100,4 +101,10 @@ class RagSettings:
                     values[attr] = raw
             except ValueError as exc:
                 raise ValueError(f"{var}={raw!r} is not a valid {kind}") from exc
+        max_mb = env.get("RAG_MAX_FILE_MB")
+        if max_mb:
+            try:
+                values["max_file_bytes"] = int(max_mb) * MB
+            except ValueError as exc:
+                raise ValueError(f"RAG_MAX_FILE_MB={max_mb!r} is not a valid int") from exc
         return cls(**values)  # type: ignore[arg-type]
