@@ -111,10 +111,11 @@ def _validate(text: str) -> str:
     return text
 
 
-def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None) -> _Exchange:
+def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None,
+           rate_limit: str | None = None) -> _Exchange:
     """Validates, rate-limits, finds the conversation and stores the question."""
     text = _validate(text)
-    _check_rate("user", f"{surface}:{user_key}", settings.CHAT_RATE_LIMIT_USER)
+    _check_rate("user", f"{surface}:{user_key}", rate_limit or settings.CHAT_RATE_LIMIT_USER)
     with transaction.atomic():
         if conversation_id is not None:
             conversation = Conversation.objects.select_for_update().get(pk=conversation_id, surface=surface)
@@ -135,10 +136,11 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
     return _Exchange(conversation, question, answer, history, time.perf_counter())
 
 
-def _open(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None) -> _Exchange | ChatEvent:
+def _open(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None,
+          rate_limit: str | None) -> _Exchange | ChatEvent:
     """`_begin`, or the fatal error event that refuses the question."""
     try:
-        return _begin(surface, conversation_key, user_key, text, user, conversation_id)
+        return _begin(surface, conversation_key, user_key, text, user, conversation_id, rate_limit)
     except ChatError as exc:
         return ChatEvent("error", {"code": exc.code, "message": exc.message, "fatal": True})
     except Conversation.DoesNotExist:
@@ -205,14 +207,15 @@ def _finish(ex: _Exchange, interrupted: str = "") -> None:
 
 def reply(
     *, surface: str, conversation_key: str, user_key: str, text: str, user: Any = None,
-    conversation_id: int | None = None, mode: str | None = None,
+    conversation_id: int | None = None, mode: str | None = None, rate_limit: str | None = None,
 ) -> Iterator[ChatEvent]:
     """Answers one question, yielding start, tokens, citations, done (or error) events.
 
     `mode` forces a retrieval mode; by default a first question is "hybrid" and a follow-up
-    "context".
+    "context". `rate_limit` ("N/seconds") replaces CHAT_RATE_LIMIT_USER for surfaces that
+    have their own (the bots).
     """
-    ex = _open(surface, conversation_key, user_key, text, user, conversation_id)
+    ex = _open(surface, conversation_key, user_key, text, user, conversation_id, rate_limit)
     if isinstance(ex, ChatEvent):
         yield ex
         return
@@ -233,10 +236,10 @@ def reply(
 
 async def areply(
     *, surface: str, conversation_key: str, user_key: str, text: str, user: Any = None,
-    conversation_id: int | None = None, mode: str | None = None,
+    conversation_id: int | None = None, mode: str | None = None, rate_limit: str | None = None,
 ) -> AsyncIterator[ChatEvent]:
     """The async twin of `reply` for the WebSocket consumer and the bots."""
-    ex = await _db(_open)(surface, conversation_key, user_key, text, user, conversation_id)
+    ex = await _db(_open)(surface, conversation_key, user_key, text, user, conversation_id, rate_limit)
     if isinstance(ex, ChatEvent):
         yield ex
         return

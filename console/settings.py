@@ -187,6 +187,8 @@ CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 
 # -- web chat over Channels (console/consumers.py; appended by the web-chat change) ----
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
+# Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
+LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
 REDIS_URL = os.getenv("REDIS_URL", "")
 if REDIS_URL:
     # Several daphne processes share one layer; conversation state itself lives in the database.

@@ -1,0 +1,96 @@
+"""Platform-neutral text helpers: splitting long answers and naming their sources."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+
+_FENCE = re.compile(r"^\s*```")
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Splits `text` into pieces of at most `limit` characters.
+
+    Cuts fall at a paragraph break, else a line break, else a space; never inside a code block
+    when the block fits in one piece (a longer block is closed and reopened around the cut),
+    and never inside a citation marker such as "[12]".
+    """
+    if limit < 20:
+        raise ValueError("limit must be at least 20 characters")
+    pieces: list[str] = []
+    rest = text.strip()
+    while len(rest) > limit:
+        cut = _cut_point(rest, limit)
+        fence = _open_fence(rest[:cut])
+        if fence is not None:
+            # A code block longer than a piece: close it at the cut and reopen it after.
+            cut = _cut_point(rest, limit - 4, in_code=True)
+            fence = _open_fence(rest[:cut])
+        if fence is None:
+            head, rest = rest[:cut].rstrip(), rest[cut:].lstrip("\n ")
+        else:
+            head, rest = rest[:cut].rstrip() + "\n```", f"{fence}\n{rest[cut:].lstrip(chr(10))}"
+        pieces.append(head)
+    if rest:
+        pieces.append(rest)
+    return pieces
+
+
+def _cut_point(text: str, limit: int, in_code: bool = False) -> int:
+    window = text[:limit]
+    # Prefer to cut before a code block that would not fit rather than inside it.
+    for separator in ("\n\n", "\n", " "):
+        at = window.rfind(separator)
+        while at > limit // 4:
+            if (in_code or _open_fence(text[:at]) is None) and not _inside_marker(text, at):
+                return at
+            at = window.rfind(separator, 0, at)
+    # No clean break: the last place that is not inside a citation marker.
+    at = limit
+    while at > 1 and _inside_marker(text, at):
+        at -= 1
+    return at
+
+
+def _open_fence(text: str) -> str | None:
+    """The opening line of a code block left open at the end of `text`, if any."""
+    opened: str | None = None
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            opened = None if opened is not None else line.strip()
+    return opened
+
+
+def _inside_marker(text: str, at: int) -> bool:
+    """Whether position `at` falls inside a "[n]" citation marker."""
+    start = text.rfind("[", max(0, at - 6), at)
+    if start < 0:
+        return False
+    end = text.find("]", start)
+    return end >= at and text[start + 1 : end].isdigit()
+
+
+def citation_link(citation: dict[str, Any]) -> str:
+    """An http(s) address for a citation, or "" when it has none.
+
+    A web source's own address, else the console's page for an uploaded document when
+    LOREBOT_PUBLIC_URL says where the console lives (the page needs a staff login).
+    """
+    source = str(citation.get("source") or "")
+    if re.match(r"^https?://", source, re.IGNORECASE):
+        return source
+    document_id = str(citation.get("document_id") or "")
+    public_url = settings.LOREBOT_PUBLIC_URL
+    match = re.fullmatch(r"doc-(\d+)", document_id)
+    if match and public_url:
+        return f"{public_url.rstrip('/')}/console/documents/{match.group(1)}/"
+    return ""
+
+
+def citation_label(citation: dict[str, Any]) -> str:
+    """"title, location" for a numbered source line."""
+    name = str(citation.get("title") or citation.get("source") or citation.get("document_id") or "source")
+    location = str(citation.get("location") or "")
+    return f"{name}, {location}" if location else name

@@ -1,0 +1,115 @@
+"""The pieces both bots share: following an answer's stream, splitting long text, source links."""
+
+from __future__ import annotations
+
+import pytest
+
+from bots.answer import follow
+from bots.text import citation_label, citation_link, split_message
+from console.chat import ChatEvent
+
+
+async def _events(*items: ChatEvent):
+    for item in items:
+        yield item
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_follow_throttles_updates_to_the_interval_and_ends_with_the_whole_answer():
+    clock = FakeClock()
+    seen: list[tuple[str, bool]] = []
+
+    async def update(snap):
+        seen.append((snap.text, snap.finished))
+
+    async def stream():
+        yield ChatEvent("start", {"message_id": 7, "conversation_id": 3})
+        for i in range(10):
+            clock.now += 0.3  # a token every 0.3 s, so an update every fourth token at 1 s
+            yield ChatEvent("token", {"text": f"w{i} "})
+        yield ChatEvent("citations", {"items": [{"n": 1, "title": "Deploy guide"}]})
+        yield ChatEvent("done", {"extractive": True, "fallback_reason": "timeout"})
+
+    snap = await follow(stream(), update, interval=1.0, clock=clock)
+    assert [finished for _, finished in seen] == [False, False, True]
+    assert seen[0][0] == "w0 w1 w2 w3 "
+    assert seen[-1][0] == "".join(f"w{i} " for i in range(10))
+    assert (snap.message_id, snap.conversation_id, snap.updates) == (7, 3, 3)
+    assert snap.citations == [{"n": 1, "title": "Deploy guide"}]
+    assert snap.extractive and snap.fallback_reason == "timeout" and not snap.failed
+
+
+async def test_follow_reports_a_fatal_error_but_not_a_recovered_one():
+    async def update(snap):
+        pass
+
+    snap = await follow(_events(
+        ChatEvent("start", {"message_id": 1, "conversation_id": 1}),
+        ChatEvent("token", {"text": "part"}),
+        ChatEvent("error", {"code": "timeout", "message": "stopped mid-answer", "fatal": False}),
+        ChatEvent("token", {"text": " then the extract"}),
+        ChatEvent("done", {"extractive": True, "fallback_reason": "timeout"}),
+    ), update, interval=1.0)
+    assert not snap.failed and snap.text == "part then the extract"
+
+    refused = await follow(_events(ChatEvent("error", {"code": "rate_limited", "message": "Slow down", "fatal": True})),
+                           update, interval=1.0)
+    assert refused.failed and refused.error_code == "rate_limited" and refused.finished
+    assert refused.message_id is None
+
+
+def test_split_message_keeps_short_text_whole_and_cuts_long_text_at_paragraphs():
+    assert split_message("short answer", 2000) == ["short answer"]
+    paragraphs = [f"Paragraph {i} " + "word " * 60 for i in range(10)]
+    text = "\n\n".join(p.strip() for p in paragraphs)
+    pieces = split_message(text, 2000)
+    assert len(pieces) == 2 and all(len(p) <= 2000 for p in pieces)
+    assert pieces[1].startswith("Paragraph ")  # cut at a paragraph break
+    assert "".join(pieces).replace("\n", "").replace(" ", "") == text.replace("\n", "").replace(" ", "")
+
+
+def test_split_message_never_cuts_inside_a_code_block_that_fits():
+    prose = "Intro " + "text " * 300
+    code = "```python\n" + "\n".join(f"x_{i} = {i}" for i in range(60)) + "\n```"
+    pieces = split_message(prose + "\n" + code + "\nAfter.", 2000)
+    assert all(len(p) <= 2000 for p in pieces)
+    assert any(p.startswith("```python") and p.count("```") == 2 for p in pieces)
+    for piece in pieces:
+        assert piece.count("```") % 2 == 0
+
+
+def test_split_message_closes_and_reopens_a_code_block_longer_than_a_piece():
+    code = "```\n" + "\n".join(f"line {i:04d}" for i in range(400)) + "\n```"
+    pieces = split_message(code, 500)
+    assert len(pieces) > 1 and all(len(p) <= 500 for p in pieces)
+    assert all(p.startswith("```") and p.endswith("```") for p in pieces)
+    body = [line for p in pieces for line in p.split("\n") if line.startswith("line ")]
+    assert body == [f"line {i:04d}" for i in range(400)]
+
+
+def test_split_message_never_cuts_inside_a_citation_marker():
+    text = "a" * 1995 + "[12]" + " tail"
+    assert split_message(text, 1997) == ["a" * 1995, "[12] tail"]
+
+
+@pytest.mark.parametrize(("citation", "public_url", "expected"), [
+    ({"source": "https://wiki.example.com/deploy", "document_id": "doc-4"}, "", "https://wiki.example.com/deploy"),
+    ({"source": "deploy.md", "document_id": "doc-4"}, "https://lorebot.example.com/", "https://lorebot.example.com/console/documents/4/"),
+    ({"source": "deploy.md", "document_id": "doc-4"}, "", ""),
+    ({"source": "javascript:alert(1)", "document_id": "file-x"}, "https://lorebot.example.com", ""),
+])
+def test_citation_link_is_http_only(settings, citation, public_url, expected):
+    settings.LOREBOT_PUBLIC_URL = public_url
+    assert citation_link(citation) == expected
+
+
+def test_citation_label_names_title_and_location():
+    assert citation_label({"title": "Deploy guide", "location": "p. 3"}) == "Deploy guide, p. 3"
+    assert citation_label({"source": "notes.txt"}) == "notes.txt"
