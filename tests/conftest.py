@@ -6,6 +6,7 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -61,3 +62,17 @@ def real_embedder() -> Iterator[object]:
     embedder = shared_embedder()
     embedder.embed_query("load")
     yield embedder
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, real_embedder: object) -> Iterator[Path]:
+    """A temporary data folder for the process-wide engine (real offline MiniLM)."""
+    from django.test import override_settings
+
+    from console.engine import get_engine
+
+    data = tmp_path / "data"
+    with override_settings(RAG_DATA_DIR=data):
+        get_engine.cache_clear()
+        yield data
+    get_engine.cache_clear()
