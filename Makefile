@@ -44,12 +44,17 @@ samples: $(SAMPLES)
 
 # The web server in the foreground, one ingest worker beside it. The trap stops the worker
 # however the server ends (Ctrl-C, a crash, `kill`), so no worker outlives `make run`.
+# Both processes count into one PROMETHEUS_MULTIPROC_DIR (default data/prometheus), emptied first:
+# files left by earlier runs would be added to this run's figures. daphne -v 0: Lorebot logs every
+# request itself (JSON `http.request` events); daphne's own access lines would repeat them as plain text.
 run: migrate samples
 	@echo "==> serving Lorebot on http://$(HOST):$(PORT)/ with one ingest worker (Ctrl-C stops both)"
-	@$(PY) manage.py db_worker & worker=$$!; \
+	@export PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/data/prometheus}"; \
+	mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && find "$$PROMETHEUS_MULTIPROC_DIR" -maxdepth 1 -name '*.db' -delete; \
+	$(PY) manage.py db_worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
 	trap 'exit 130' INT TERM; \
-	$(VENV)/bin/daphne -b $(HOST) -p $(PORT) console.asgi:application
+	$(VENV)/bin/daphne -v 0 -b $(HOST) -p $(PORT) console.asgi:application
 
 # An ingest worker on its own (for a second worker, or when the web server runs elsewhere).
 worker: migrate
@@ -60,8 +65,8 @@ worker: migrate
 test: install
 	env -u DATABASE_URL $(PY) -m pytest
 	@if [ -n "$$DATABASE_URL" ]; then \
-		echo "==> the console tests again, on the DATABASE_URL server"; \
-		$(PY) -m pytest tests/console; \
+		echo "==> the console tests, backup/restore and the scale-out test, on the DATABASE_URL server"; \
+		$(PY) -m pytest tests/console tests/ops/test_backup.py tests/ops/test_scale_out.py; \
 	fi
 
 bench: install

@@ -8,6 +8,8 @@ process's peak memory (VmHWM).
 
     .venv/bin/python benchmarks/ws_concurrency.py                 # 1 client, then 200 at once
     .venv/bin/python benchmarks/ws_concurrency.py --clients 50 --json
+    .venv/bin/python benchmarks/ws_concurrency.py --distinct      # 200 different questions
+    .venv/bin/python benchmarks/ws_concurrency.py --profile /tmp/daphne.txt   # py-spy during the wave
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -72,6 +76,7 @@ async def _one_client(url: str, origin: str, cookie: str, question: str, start_a
                 elif kind == "done":
                     result["done_ms"] = (now - sent) * 1000
                     result["provider"] = frame.get("provider")
+                    result["retrieval_ms"] = frame.get("retrieval_ms")
                     break
             result["tokens"] = tokens
     except Exception as exc:  # a benchmark counts failures rather than stopping at the first
@@ -79,24 +84,31 @@ async def _one_client(url: str, origin: str, cookie: str, question: str, start_a
     return result
 
 
-def _client_batch(args: tuple[str, str, str, int, int, float]) -> list[dict[str, Any]]:
+def question(n: int, distinct: bool) -> str:
+    """The n-th client's question: one of three, or with --distinct one no other client asks."""
+    text = QUESTIONS[n % len(QUESTIONS)]
+    return f"{text[:-1]} (ticket {n})?" if distinct else text
+
+
+def _client_batch(args: tuple[str, str, str, int, int, float, bool]) -> list[dict[str, Any]]:
     """One client process: `count` sockets in one event loop."""
-    url, origin, cookie, first, count, start_at = args
+    url, origin, cookie, first, count, start_at, distinct = args
 
     async def run() -> list[dict[str, Any]]:
         return await asyncio.gather(*(
-            _one_client(url, origin, cookie, QUESTIONS[(first + i) % len(QUESTIONS)], start_at) for i in range(count)
+            _one_client(url, origin, cookie, question(first + i, distinct), start_at) for i in range(count)
         ))
 
     return asyncio.run(run())
 
 
-def run_wave(url: str, origin: str, cookie: str, clients: int, processes: int) -> list[dict[str, Any]]:
+def run_wave(url: str, origin: str, cookie: str, clients: int, processes: int,
+             distinct: bool = False) -> list[dict[str, Any]]:
     """`clients` sockets spread over `processes` client processes, all asking at the same moment."""
     processes = max(1, min(processes, clients))
     share = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
     start_at = time.time() + 2.0 + clients / 100  # time to open every socket before anyone asks
-    jobs = [(url, origin, cookie, sum(share[:i]), n, start_at) for i, n in enumerate(share)]
+    jobs = [(url, origin, cookie, sum(share[:i]), n, start_at, distinct) for i, n in enumerate(share)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         return [r for batch in pool.map(_client_batch, jobs) for r in batch]
 
@@ -116,10 +128,22 @@ def summarize(results: list[dict[str, Any]], llm_first_ms: float) -> dict[str, A
                                  "max": round(max(added), 1) if added else None},
         "start_ms": {"p50": round(percentile([r["start_ms"] for r in ok], 50), 1),
                      "p95": round(percentile([r["start_ms"] for r in ok], 95), 1)},
+        # The server's own figure: search only, without waiting for a worker thread.
+        "retrieval_ms": {"p50": round(percentile([r["retrieval_ms"] for r in ok], 50), 1),
+                         "p95": round(percentile([r["retrieval_ms"] for r in ok], 95), 1)},
         "answer_ms": {"p50": round(percentile([r["done_ms"] for r in ok], 50), 1),
                       "p95": round(percentile([r["done_ms"] for r in ok], 95), 1)},
         "tokens_per_answer": round(statistics.mean(r["tokens"] for r in ok), 1) if ok else 0,
     }
+
+
+def _start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
+    """py-spy sampling whichever daphne thread holds the GIL: one process runs one line of Python at a
+    time, so this is where its time goes. --nonblocking: pausing daphne per sample would distort it."""
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--threads", "--gil",
+                             "--nonblocking", "--rate", "100", "--output", out],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> int:
@@ -133,7 +157,13 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra environment for the daphne process, e.g. REDIS_URL=redis://127.0.0.1:6379/0")
     parser.add_argument("--app", default="console.asgi:application", help="the ASGI application daphne serves")
+    parser.add_argument("--distinct", action="store_true",
+                        help="every client asks its own question (by default they share three, and the server "
+                             "embeds a question asked by several clients at once only once)")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record daphne with py-spy during the concurrent wave (collapsed stacks, "
+                             "one line per stack: `sort -k2 -n`); needs `pip install py-spy`")
     args = parser.parse_args()
     extra_env = dict(item.split("=", 1) for item in args.env)
 
@@ -154,7 +184,11 @@ def main() -> int:
             single = []
             for _ in range(args.single_runs):
                 single += run_wave(daphne.ws_url, origin, cookie, 1, 1)
-            wave = run_wave(daphne.ws_url, origin, cookie, args.clients, args.client_processes)
+            profiler = _start_profiler(daphne.process.pid, args.profile) if args.profile else None
+            wave = run_wave(daphne.ws_url, origin, cookie, args.clients, args.client_processes, args.distinct)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes its report on Ctrl-C
+                profiler.wait(timeout=60)
             rss_kb = peak_rss_kb(daphne.process.pid)
         finally:
             daphne.stop()
@@ -173,6 +207,7 @@ def main() -> int:
             print(f"{name:12} clients={r['clients']:4} completed={r['completed']:4} errors={r['errors'] or 0}  "
                   f"added TTFT p50={r['added_first_token_ms']['p50']} ms p95={r['added_first_token_ms']['p95']} ms "
                   f"max={r['added_first_token_ms']['max']} ms  start p95={r['start_ms']['p95']} ms  "
+                  f"retrieval p95={r['retrieval_ms']['p95']} ms  "
                   f"answer p50={r['answer_ms']['p50']} ms  tokens/answer={r['tokens_per_answer']}")
         print(f"daphne peak RSS (VmHWM): {report['daphne_peak_rss_mb']} MB")
     return 0 if not report["concurrent"]["errors"] and not report["single_user"]["errors"] else 1

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import atexit
+
 from django.apps import AppConfig
 from django.conf import settings
 
@@ -10,5 +12,8 @@ class ConsoleConfig(AppConfig):
 
     def ready(self) -> None:
         from console.logging import configure_logging
+        from console.metrics import mark_process_dead
 
-        configure_logging(settings.LOG_FORMAT, settings.LOG_LEVEL)
+        configure_logging(settings.LOG_FORMAT, settings.LOG_LEVEL, log_content=settings.LOG_CONTENT)
+        # Every process (web, worker, bots) loads this app; its live gauges leave the sums when it exits.
+        atexit.register(mark_process_dead)

@@ -18,9 +18,15 @@ django_http = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from console.engine import start_warmup  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
+
+if settings.WARMUP_ON_START:
+    # Daphne starts accepting connections at once; the model and indexes load in the background.
+    start_warmup()
 
 application = ProtocolTypeRouter({
     # Serves /static/ from the apps' static folders: nothing to collect, no second server to run.

@@ -19,8 +19,10 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, close_old_connections, transaction
 
-from console.engine import get_engine
+from console.engine import await_warmup, get_engine, wait_for_warmup
+from console.metrics import CHAT_ANSWER_SECONDS, CHAT_QUESTIONS, FEEDBACK
 from console.models import Conversation, Feedback, Message
+from ragcore.metrics import PIPELINE_ERRORS
 from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
 
 log = structlog.get_logger(__name__, component="chat")
@@ -90,12 +92,17 @@ def _check_rate(scope: str, key: str, rate: str) -> None:
         return
     bucket = int(time.time() // window)
     cache_key = f"chat-rate:{scope}:{key}:{bucket}"
-    cache.add(cache_key, 0, timeout=window + 1)
     try:
-        count = cache.incr(cache_key)
-    except ValueError:  # expired between add and incr
-        cache.set(cache_key, 1, timeout=window + 1)
-        count = 1
+        cache.add(cache_key, 0, timeout=window + 1)
+        try:
+            count = cache.incr(cache_key)
+        except ValueError:  # expired between add and incr
+            cache.set(cache_key, 1, timeout=window + 1)
+            count = 1
+    except Exception as exc:  # a shared cache (CACHE_URL) that is down: answer rather than refuse everyone
+        PIPELINE_ERRORS.labels("cache").inc()
+        log.warning("chat.rate_limit_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return
     if count > limit:
         wait = window - int(time.time()) % window
         raise ChatError("rate_limited", f"Slow down: at most {limit} questions per {window} s. Try again in {wait} s.")
@@ -142,9 +149,18 @@ def _open(surface: str, conversation_key: str, user_key: str, text: str, user: A
     try:
         return _begin(surface, conversation_key, user_key, text, user, conversation_id, rate_limit)
     except ChatError as exc:
+        CHAT_QUESTIONS.labels(surface, "refused").inc()
         return ChatEvent("error", {"code": exc.code, "message": exc.message, "fatal": True})
     except Conversation.DoesNotExist:
+        CHAT_QUESTIONS.labels(surface, "refused").inc()
         return ChatEvent("error", {"code": "not_found", "message": "No such conversation.", "fatal": True})
+
+
+def _still_warming(surface: str) -> ChatEvent:
+    """The server started moments ago and its model is not loaded after WARMUP_WAIT_SECONDS."""
+    CHAT_QUESTIONS.labels(surface, "refused").inc()
+    return ChatEvent("error", {"code": "warming_up", "fatal": True,
+                               "message": "Lorebot is still starting up (loading its model and indexes); ask again in a minute."})
 
 
 def _start_event(ex: _Exchange) -> ChatEvent:
@@ -200,9 +216,14 @@ def _finish(ex: _Exchange, interrupted: str = "") -> None:
         message.text = "".join(ex.parts)
         message.error = interrupted or ex.error or "no_answer"
     message.save()
+    surface = ex.conversation.surface
+    outcome = "cancelled" if interrupted else "failed" if result is None else "extractive" if result.extractive else "answered"
+    CHAT_QUESTIONS.labels(surface, outcome).inc()
+    CHAT_ANSWER_SECONDS.labels(surface).observe(message.latency_ms / 1000)
+    # `question` is replaced by its length in the logs unless LOG_CONTENT is on (console.logging).
     log.info("chat.answered", conversation_id=ex.conversation.pk, message_id=message.pk,
-             surface=ex.conversation.surface, latency_ms=message.latency_ms, provider=message.provider,
-             error=message.error)
+             surface=surface, latency_ms=message.latency_ms, provider=message.provider,
+             error=message.error, outcome=outcome, question=ex.question.text)
 
 
 def reply(
@@ -215,6 +236,9 @@ def reply(
     "context". `rate_limit` ("N/seconds") replaces CHAT_RATE_LIMIT_USER for surfaces that
     have their own (the bots).
     """
+    if not wait_for_warmup(settings.WARMUP_WAIT_SECONDS):
+        yield _still_warming(surface)
+        return
     ex = _open(surface, conversation_key, user_key, text, user, conversation_id, rate_limit)
     if isinstance(ex, ChatEvent):
         yield ex
@@ -239,6 +263,9 @@ async def areply(
     conversation_id: int | None = None, mode: str | None = None, rate_limit: str | None = None,
 ) -> AsyncIterator[ChatEvent]:
     """The async twin of `reply` for the WebSocket consumer and the bots."""
+    if not await await_warmup(settings.WARMUP_WAIT_SECONDS):
+        yield _still_warming(surface)
+        return
     ex = await _db(_open)(surface, conversation_key, user_key, text, user, conversation_id, rate_limit)
     if isinstance(ex, ChatEvent):
         yield ex
@@ -277,8 +304,10 @@ def record_feedback(*, message_id: int, value: int, surface: str, user_key: str,
             )
     except IntegrityError:  # two clicks racing: the other one won, keep it
         feedback, created = Feedback.objects.get(message=message, user_key=user_key), False
+    FEEDBACK.labels("up" if value == 1 else "down", surface).inc()
     log.info("chat.feedback", message_id=message.pk, value=value, surface=surface, new=created)
     return feedback, created
 
 
 arecord_feedback = _db(record_feedback)
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -79,9 +80,12 @@ INSTALLED_APPS = [
     "console",
     "django_tasks",
     "django_tasks_db",
+    "django_prometheus",  # django_* series at /metrics (requests, responses, exceptions by view)
 ]
 
 MIDDLEWARE = [
+    "console.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -89,6 +93,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "console.urls"
@@ -163,6 +168,32 @@ LOGGING_CONFIG = None  # console.apps configures logging once, for every entry p
 # /metrics answers only these client addresses (the Prometheus scraper's).
 METRICS_ALLOWED_IPS = [ip.strip() for ip in os.getenv("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",") if ip.strip()]
 
+# -- operations: metrics, logs, health (console/metrics.py, middleware.py, logging.py, health.py) --
+# A scraper sending `Authorization: Bearer <token>` may read /metrics from any address.
+METRICS_BEARER_TOKEN = envsecret("METRICS_BEARER_TOKEN")
+# Read by prometheus_client itself when it is imported: every process (daphne workers, the job
+# worker, the bots) then writes its figures to files in this folder and /metrics sums them. Empty
+# it before the processes start (`make run` does; systemd: ExecStartPre), never while they run.
+PROMETHEUS_MULTIPROC_DIR = os.getenv("PROMETHEUS_MULTIPROC_DIR", "")
+if PROMETHEUS_MULTIPROC_DIR and not Path(PROMETHEUS_MULTIPROC_DIR).is_dir():
+    raise ImproperlyConfigured(f"PROMETHEUS_MULTIPROC_DIR {PROMETHEUS_MULTIPROC_DIR!r} is not a directory; create it first")
+
+
+def _networks(name: str, default: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    try:
+        return [ipaddress.ip_network(n.strip(), strict=False) for n in os.getenv(name, default).split(",") if n.strip()]
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be comma-separated addresses or networks: {exc}") from exc
+
+
+# Proxies (addresses or networks, e.g. 127.0.0.1,10.0.0.0/8) whose X-Forwarded-For names the client:
+# for the logs' client_ip and the METRICS_ALLOWED_IPS check. Empty: the peer is the client.
+TRUSTED_PROXIES = _networks("TRUSTED_PROXIES", "")
+LOG_CONTENT = envbool("LOG_CONTENT", "False")  # True: questions and document text may appear in logs
+WARMUP_ON_START = envbool("WARMUP_ON_START", "True")  # the server loads the model and indexes in the background
+WARMUP_WAIT_SECONDS = envfloat("WARMUP_WAIT_SECONDS", "60")  # a question waits this long for the warm-up
+# -- end of the operations block ---------------------------------------------------------
+
 # -- the engine (ragcore) --------------------------------------------------------------
 CHROMA_URL = os.getenv("CHROMA_URL", "")
 CHROMA_COLLECTION = os.getenv("CHROMA_COLLECTION", "lorebot")
@@ -189,6 +220,12 @@ CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
+# Rate limits and the Slack bot's event de-duplication live in the cache: per process by default;
+# several web processes (and bots) need a shared one, e.g. redis://127.0.0.1:6379/1.
+CACHE_URL = os.getenv("CACHE_URL", "")
+if CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "lorebot", "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}}}
 REDIS_URL = os.getenv("REDIS_URL", "")
 if REDIS_URL:
     # Several daphne processes share one layer; conversation state itself lives in the database.

@@ -27,9 +27,12 @@ from django_tasks import TaskContext, task
 
 from console import ingest
 from console.engine import get_engine
+from console.logging import bound_context
+from console.metrics import INGEST_JOBS
 from console.models import Document, IngestJob, IngestJobFile
 from ragcore.engine import IngestRequest, IngestResult
 from ragcore.errors import RagError
+from ragcore.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="ingest_job")
 
@@ -53,13 +56,16 @@ def run_ingest_job(context: TaskContext, job_id: int) -> _Result:
 
 def process_job(job_id: int, *, task_id: str = "") -> _Result:
     """Processes every file of the job that has no outcome yet; returns a small summary."""
-    bound = log.bind(job_id=job_id, task_id=task_id)
-    try:
-        return _JobRun(job_id, task_id, bound).run()
-    except Exception as exc:  # the job record, not the task queue, is where failures are reported
-        bound.exception("job.crashed", error=str(exc))
-        _finish_after_crash(job_id, exc)
-        return {"job_id": job_id, "state": IngestJob.State.FAILED, "error": f"{type(exc).__name__}: {exc}"}
+    # Bound to the context, so the engine's events during the job carry the job id too.
+    with bound_context(job_id=job_id, task_id=task_id):
+        try:
+            return _JobRun(job_id, task_id, log).run()
+        except Exception as exc:  # the job record, not the task queue, is where failures are reported
+            log.exception("job.crashed", error=str(exc))
+            PIPELINE_ERRORS.labels("ingest_job").inc()
+            INGEST_JOBS.labels("crashed").inc()
+            _finish_after_crash(job_id, exc)
+            return {"job_id": job_id, "state": IngestJob.State.FAILED, "error": f"{type(exc).__name__}: {exc}"}
 
 
 class _JobRun:
@@ -154,6 +160,7 @@ class _JobRun:
             job.progress_done = total
             job.history = [*job.history, ingest._event("finished", state=state, failed=failed)]
             job.save(update_fields=["state", "stage", "finished_at", "progress_done", "history"])
+        INGEST_JOBS.labels(state).inc()
         self.log.info("job.finished", state=state, files=total, failed=failed)
         return {"job_id": self.job_id, "state": state, "files": total, "failed": failed}
 
@@ -186,6 +193,7 @@ class _JobRun:
         try:
             result = self._ingest(f, doc)
         except Exception as exc:  # the engine reports bad files as results; this is anything else
+            PIPELINE_ERRORS.labels("ingest_job").inc()
             transient = not isinstance(exc, RagError) or exc.transient
             return self._failed(f, doc, type(exc).__name__, f"{f.filename}: {exc}", tb.format_exc(), transient, started)
         if result.status == "failed":

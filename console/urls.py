@@ -23,6 +23,7 @@ console_patterns = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("health", views.health, name="health"),
+    path("health/ready", views.health_ready, name="health-ready"),
     path("metrics", views.metrics, name="metrics"),
     path("status/<int:job_id>", status.job_status_view, name="job-status"),
     path("console/", include((console_patterns, "console"))),

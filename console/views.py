@@ -1,7 +1,8 @@
-"""The web pages: the home page, /health, and the staff console under /console/."""
+"""The web pages: the home page, /health, /health/ready, /metrics, and the staff console under /console/."""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from functools import wraps
@@ -23,6 +24,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from console import dashboard, ingest
 from console.engine import get_engine
 from console.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
+from console.health import readiness
+from console.metrics import exposition
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 
 log = structlog.get_logger(__name__)
@@ -70,13 +73,31 @@ def health(request: HttpRequest) -> JsonResponse:
 
 
 @require_GET
-def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics, for the scraper's addresses only (METRICS_ALLOWED_IPS)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+def health_ready(request: HttpRequest) -> JsonResponse:
+    """Readiness: each dependency's status and latency; 503 until this process can answer questions."""
+    ready, body = readiness()
+    return JsonResponse(body, status=200 if ready else 503)
 
-    if request.META.get("REMOTE_ADDR", "") not in settings.METRICS_ALLOWED_IPS:
-        return HttpResponse("metrics are not served to this address\n", status=403, content_type="text/plain")
-    return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+
+def _may_read_metrics(request: HttpRequest) -> bool:
+    token = settings.METRICS_BEARER_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return True
+    # The address the request middleware resolved (behind TRUSTED_PROXIES: the real client, not nginx).
+    client_ip = getattr(request, "client_ip", request.META.get("REMOTE_ADDR", ""))
+    return client_ip in settings.METRICS_ALLOWED_IPS
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for the scraper only: an address in METRICS_ALLOWED_IPS or METRICS_BEARER_TOKEN."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    if not _may_read_metrics(request):
+        return HttpResponse("metrics are not served to this client\n", status=403, content_type="text/plain")
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
 
 
 # -- dashboard ----------------------------------------------------------------------------------

@@ -9,7 +9,10 @@ from ragcore.metrics import PIPELINE_ERRORS
 WEBSOCKET_CONNECTIONS = Counter(
     "rag_websocket_connections", "WebSocket connections by outcome (accepted, refused).", ["outcome"]
 )
-WEBSOCKET_OPEN = Gauge("rag_websocket_open_connections", "WebSocket connections open now, in this process.")
+# livesum: with several processes (PROMETHEUS_MULTIPROC_DIR) the open sockets of the live ones add up.
+WEBSOCKET_OPEN = Gauge(
+    "rag_websocket_open_connections", "WebSocket connections open now.", multiprocess_mode="livesum"
+)
 WEBSOCKET_FRAMES = Counter("rag_websocket_frames", "WebSocket frames by direction (in, out).", ["direction"])
 WEBSOCKET_ERRORS = Counter("rag_websocket_errors", "Error frames and refusals sent, by code.", ["code"])
 

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import hashlib
 import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import structlog
 
 from ragcore import extractive, loaders, metrics
 from ragcore.bm25 import Bm25Index
 from ragcore.chunking import split_document
 from ragcore.citations import CitationFilter, build_citations
-from ragcore.embeddings import Embedder, shared_embedder
+from ragcore.embeddings import Embedder, QueryBatcher, shared_embedder
 from ragcore.errors import EmptyFile, GenerationError, LoaderError, RagError, StoreUnavailable
 from ragcore.fusion import fuse_convex, fuse_rrf
 from ragcore.generation import GroqGenerator, build_messages
@@ -45,6 +49,20 @@ ProgressCallback = Callable[[str, int, int], None]
 # Chunks gathered across files before one encode call: large enough for the model's
 # length-sorted batching to pay off, small enough to report progress often.
 _EMBED_WINDOW = 2048
+# Threads for the searches of async answers, one pool per process. Not the event loop's default
+# pool: on a small machine that has 6 threads, and every chat's database writes queue there too; a
+# search (~2 ms) must not wait behind them.
+_SEARCH_THREADS = 4
+_search_pool: ThreadPoolExecutor | None = None
+_search_pool_lock = threading.Lock()
+
+
+def _searches() -> ThreadPoolExecutor:
+    global _search_pool
+    with _search_pool_lock:
+        if _search_pool is None:
+            _search_pool = ThreadPoolExecutor(_SEARCH_THREADS, thread_name_prefix="search")
+        return _search_pool
 
 
 @dataclass(frozen=True)
@@ -125,6 +143,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.embedder: Embedder = embedder or shared_embedder(settings.embedding_model, settings.embedding_batch_size)
+        self.queries = QueryBatcher(self.embedder)  # concurrent questions share one model call
         self._generator = generator
         self._store: VectorStore | None = None
         self._bm25: Bm25Index | None = None
@@ -234,6 +253,7 @@ class Engine:
             if unchanged:
                 return IngestResult(source, document_id, "unchanged", checksum=checksum, seconds=time.perf_counter() - started)
             parsed = loaders.load_bytes(data, request.path.name)
+            metrics.INGEST_STAGE_SECONDS.labels("parse").observe(time.perf_counter() - started)
         except Exception as exc:  # one bad file never stops the others
             return self._failed(source, document_id, exc, started)
         if request.title:
@@ -251,6 +271,7 @@ class Engine:
         return self._chunk(item, existed, started)
 
     def _chunk(self, item: ParsedItem, existed: bool, started: float) -> IngestResult | _Pending:
+        chunking = time.perf_counter()
         try:
             chunks = split_document(
                 item.parsed,
@@ -265,6 +286,7 @@ class Engine:
                 raise EmptyFile(item.source, "no text to index")
         except Exception as exc:
             return self._failed(item.source, item.document_id, exc, started)
+        metrics.INGEST_STAGE_SECONDS.labels("chunk").observe(time.perf_counter() - chunking)
         return _Pending(item, item.parsed.kind, chunks, started, existed)
 
     def _embed_and_write(self, pending: list[_Pending], on_progress: ProgressCallback | None) -> list[IngestResult]:
@@ -278,13 +300,16 @@ class Engine:
         if not pending:
             return []
         chunks = [c for p in pending for c in p.chunks]
+        stage = time.perf_counter()
         try:
             vectors = self._embed(chunks, on_progress)
+            metrics.INGEST_STAGE_SECONDS.labels("embed").observe(time.perf_counter() - stage)
         except Exception as exc:
             metrics.PIPELINE_ERRORS.labels("embedder").inc()
             return [self._failed(p.item.source, p.item.document_id, exc, p.started) for p in pending]
         if on_progress:
             on_progress("writing", 0, len(pending))
+        stage = time.perf_counter()
         try:
             self.store.write_documents(
                 chunks, vectors, replaced=[p.item.document_id for p in pending if p.existed]
@@ -293,6 +318,7 @@ class Engine:
                 (p.item.document_id, p.item.checksum, [c.chunk_id for c in p.chunks], [c.index_text for c in p.chunks])
                 for p in pending
             )
+            metrics.INGEST_STAGE_SECONDS.labels("write").observe(time.perf_counter() - stage)
         except Exception as exc:
             metrics.PIPELINE_ERRORS.labels("vector_store" if isinstance(exc, StoreUnavailable) else "bm25").inc()
             return [self._failed(p.item.source, p.item.document_id, exc, p.started) for p in pending]
@@ -312,8 +338,6 @@ class Engine:
         Sorting the whole window by length first keeps every model batch free of padding,
         however the window is cut into steps for progress reports.
         """
-        import numpy as np
-
         texts = [c.index_text for c in chunks]
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]), reverse=True)
         step = max(self.settings.embedding_batch_size * 32, 1024)
@@ -369,13 +393,19 @@ class Engine:
 
     # -- retrieval -------------------------------------------------------------------------
 
-    def search(self, query: str, *, mode: str = "hybrid", candidates: int | None = None) -> tuple[list[tuple[str, float]], float | None]:
-        """Fused (chunk_id, score) ranking, and the best dense similarity (None in bm25 mode)."""
+    def search(self, query: str, *, mode: str = "hybrid", candidates: int | None = None,
+               vector: np.ndarray | None = None) -> tuple[list[tuple[str, float]], float | None]:
+        """Fused (chunk_id, score) ranking, and the best dense similarity (None in bm25 mode).
+
+        `vector` is the query's embedding when the caller already has it (see `astream`).
+        """
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         k = candidates or self.settings.candidates
         sparse = self.bm25.search(query, k) if mode != "dense" else []
-        dense = self.store.query(self.embedder.embed_query(query), k) if mode != "bm25" else []
+        if mode != "bm25" and vector is None:
+            vector = self.queries.embed_query(query)
+        dense = self.store.query(vector, k) if mode != "bm25" else []
         best_dense = dense[0][1] if dense else (None if mode == "bm25" else 0.0)
         if mode == "bm25":
             return list(sparse), best_dense
@@ -386,13 +416,17 @@ class Engine:
             return fuse_rrf([sparse, dense], k=self.settings.rrf_k, weights=[1 - alpha, alpha]), best_dense
         return fuse_convex([sparse, dense], [1 - alpha, alpha]), best_dense
 
-    def retrieve(self, query: str, *, mode: str = "hybrid", top_k: int | None = None, history: Sequence[Turn] = ()) -> Retrieval:
-        """The top chunks for a query, near-duplicates removed, with a relevance verdict."""
+    def retrieve(self, query: str, *, mode: str = "hybrid", top_k: int | None = None, history: Sequence[Turn] = (),
+                 vector: np.ndarray | None = None) -> Retrieval:
+        """The top chunks for a query, near-duplicates removed, with a relevance verdict.
+
+        `vector`: the embedding of `search_text(query, mode, history)`, if the caller has it.
+        """
         started = time.perf_counter()
         top_k = top_k or self.settings.top_k
-        text = self._contextual_query(query, history) if mode == "context" else query
+        text = self.search_text(query, mode, history)
         try:
-            ranking, best_dense = self.search(text, mode=mode)
+            ranking, best_dense = self.search(text, mode=mode, vector=vector)
         except RagError:
             metrics.PIPELINE_ERRORS.labels("vector_store").inc()
             raise
@@ -417,8 +451,11 @@ class Engine:
         metrics.RETRIEVAL_SECONDS.labels(mode).observe(seconds)
         return Retrieval(tuple(chosen), mode, seconds * 1000, relevant and bool(chosen))
 
-    def _contextual_query(self, query: str, history: Sequence[Turn]) -> str:
-        """Folds the last questions into the query so that "and the second one?" finds its topic."""
+    def search_text(self, query: str, mode: str, history: Sequence[Turn] = ()) -> str:
+        """What is searched for: in context mode the last questions are folded in, so that "and the
+        second one?" finds its topic."""
+        if mode != "context":
+            return query
         earlier = [t.text for t in history if t.role == "user"][-2:]
         return " ".join([*earlier, query])
 
@@ -445,10 +482,14 @@ class Engine:
 
     async def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> AsyncIterator[Event]:
         """The same events as `stream`, for async callers; retrieval runs in a worker thread."""
-        import asyncio
-
         run = _AnswerRun(self, question, history, mode)
-        failure = await asyncio.to_thread(run.start)
+        # The embedding is awaited here rather than in the worker thread, so a burst of questions
+        # waits in the batcher (one model call for all) without holding the loop's few threads.
+        vector = None
+        if run.search_mode != "bm25":
+            vector = await self.queries.aembed_query(self.search_text(question, run.search_mode, history))
+        search = contextvars.copy_context().run  # as asyncio.to_thread does: the log context follows
+        failure = await asyncio.get_running_loop().run_in_executor(_searches(), search, run.start, vector)
         if failure:
             yield failure
             return
@@ -529,11 +570,15 @@ class _AnswerRun:
     generation_started: float = 0.0
     _filter: CitationFilter | None = None
 
-    def start(self) -> ErrorEvent | None:
+    @property
+    def search_mode(self) -> str:
+        return self.mode or ("context" if self.history else "hybrid")
+
+    def start(self, vector: np.ndarray | None = None) -> ErrorEvent | None:
         self.started = time.perf_counter()
-        mode = self.mode or ("context" if self.history else "hybrid")
         try:
-            self.retrieval = self.engine.retrieve(self.question, mode=mode, history=self.history)
+            self.retrieval = self.engine.retrieve(self.question, mode=self.search_mode, history=self.history,
+                                                  vector=vector)
         except RagError as exc:
             log.error("answer.retrieval_failed", error=str(exc))
             return ErrorEvent("retrieval_unavailable", f"Search is unavailable right now: {exc}")

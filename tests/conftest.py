@@ -13,6 +13,9 @@ import pytest
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# Importing console.asgi (the WebSocket tests do) must not start a background warm-up that builds
+# the process-wide engine behind the data_dir fixture's back; real daphne subprocesses still warm up.
+os.environ["WARMUP_ON_START"] = "False"
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -127,3 +127,16 @@ async def test_the_async_service_answers_and_stores_the_same_way(engine: Engine)
 
     answer = await sync_to_async(Message.objects.get)(pk=events[-1].data["message_id"])
     assert "Tuesday" in answer.text
+
+
+def test_a_shared_cache_that_is_down_does_not_stop_answers(engine: Engine) -> None:
+    from ragcore.metrics import PIPELINE_ERRORS
+    from tests.daphne_server import free_port
+
+    dead = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                        "LOCATION": f"redis://127.0.0.1:{free_port()}/1", "OPTIONS": {"socket_connect_timeout": 0.5}}}
+    before = PIPELINE_ERRORS.labels("cache")._value.get()
+    with override_settings(CACHES=dead):  # Django drops its cache connections when CACHES changes
+        events = ask("How do I roll back a release?")
+    assert events[-1].type == "done"
+    assert PIPELINE_ERRORS.labels("cache")._value.get() > before

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -192,6 +193,19 @@ def test_ragcore_never_imports_django() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+async def test_async_answers_embed_through_the_batcher_and_match_the_sync_ones(engine: Engine, docs: Path) -> None:
+    engine.ingest_files(sorted(docs.iterdir()))
+    questions = ["How do I roll back a release?", "How often is the API key rotated?", "How do I book holidays?"]
+
+    async def answer(question: str) -> str:
+        return "".join([e.text async for e in engine.astream(question) if isinstance(e, TokenEvent)])
+
+    calls = engine.queries.calls
+    texts = await asyncio.gather(*(answer(q) for q in questions))
+    assert texts == [engine.answer(q).text for q in questions]
+    assert engine.queries.calls > calls  # the query vectors came from the batcher, not the loop
 
 
 def test_a_fatal_error_ends_the_stream_when_search_is_unavailable(engine: Engine, docs: Path, monkeypatch: pytest.MonkeyPatch) -> None:

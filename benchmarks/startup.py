@@ -1,0 +1,98 @@
+"""Start-up: how soon a fresh `daphne console.asgi:application` answers /health, and /health/ready.
+
+Time to live: from starting the process to the first 200 from /health (it accepts connections and
+answers before anything is loaded). Time to ready: to the first 200 from /health/ready (the
+background warm-up has loaded the embedding model, opened Chroma and the BM25 index, and checked
+the LLM). Each run is a new process on the same site (a migrated database, two ingested documents).
+
+    .venv/bin/python benchmarks/startup.py              # 5 runs
+    .venv/bin/python benchmarks/startup.py --runs 1 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.daphne_server import DAPHNE, Site, free_port, make_site  # noqa: E402
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return 0  # not accepting connections yet
+
+
+def _wait_for(url: str, started: float, deadline: float, interval: float) -> float:
+    while time.monotonic() < deadline:
+        if _status(url) == 200:
+            return time.monotonic() - started
+        time.sleep(interval)
+    raise RuntimeError(f"{url} did not answer 200 in time")
+
+
+def measure(site: Site, timeout: float) -> dict[str, Any]:
+    """One cold start of daphne: seconds to live, to ready, and the warm-up's own account."""
+    port = free_port()
+    log = site.data_dir / f"startup-{port}.log"
+    base = f"http://127.0.0.1:{port}"
+    started = time.monotonic()
+    process = subprocess.Popen([DAPHNE, "-b", "127.0.0.1", "-p", str(port), "console.asgi:application"],
+                               env=site.env, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT)
+    try:
+        deadline = started + timeout
+        live = _wait_for(f"{base}/health", started, deadline, 0.01)
+        ready = _wait_for(f"{base}/health/ready", started, deadline, 0.05)
+        with urllib.request.urlopen(f"{base}/health/ready", timeout=5) as response:
+            body = json.loads(response.read())
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    return {"live_s": round(live, 3), "ready_s": round(ready, 3), "warmup_s": body["warmup"]["seconds"],
+            "checks_ms": {name: check.get("ms") for name, check in body["checks"].items()}}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=180.0, help="seconds a run may take to become ready")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="lorebot-startup-bench-") as tmp:
+        site = make_site(Path(tmp) / "data")
+        runs = [measure(site, args.timeout) for _ in range(args.runs)]
+    report = {
+        "runs": runs,
+        "live_s": {"median": statistics.median(r["live_s"] for r in runs), "max": max(r["live_s"] for r in runs)},
+        "ready_s": {"median": statistics.median(r["ready_s"] for r in runs), "max": max(r["ready_s"] for r in runs)},
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    for i, r in enumerate(runs, 1):
+        print(f"run {i}: live {r['live_s']:.2f} s  ready {r['ready_s']:.2f} s  (warm-up {r['warmup_s']} s; "
+              f"checks ms {r['checks_ms']})")
+    print(f"time to live:  median {report['live_s']['median']:.2f} s, max {report['live_s']['max']:.2f} s")
+    print(f"time to ready: median {report['ready_s']['median']:.2f} s, max {report['ready_s']['max']:.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,428 @@
+"""One consistent archive of a Lorebot installation (`manage.py backup`), and its restore (`manage.py restore`).
+
+An archive is a gzipped tar holding:
+
+    manifest.json              what is inside: format, version, time, database kind, counts, sha256 of every file
+    database/lorebot.sqlite3   SQLite, copied with the online backup API (readers and writers carry on)
+    database/lorebot.pgdump    or PostgreSQL, `pg_dump --format=custom` (restored with `pg_restore`)
+    vectors/records.jsonl      the Chroma collection: one line per chunk (id, text, metadata) ...
+    vectors/embeddings.npy     ... and its vectors in the same order, exported through the chromadb client,
+                               so the same archive restores into a local directory or a Chroma server
+    bm25_index/...             the BM25 index files
+    raw/<sha256>               the uploaded originals
+
+Consistency: the BM25 writer lock (`bm25_index/lock`, the flock every ingest writer in every process
+takes) is held from the first copy to the last. Ingest writers in the web and worker processes wait at
+their write step meanwhile; questions are answered throughout. A writer that had already written its
+Chroma half before the lock was taken can leave one batch of documents in the vectors but not in BM25;
+`restore` ends with the same check `manage.py reconcile` makes, which names them, and
+`manage.py reconcile` re-queues them from `raw/`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import structlog
+from django.conf import settings
+
+from console.engine import rag_settings
+from ragcore import bm25
+from ragcore.settings import RagSettings
+from ragcore.vectorstore import _client as chroma_client
+
+log = structlog.get_logger(__name__, component="backup")
+
+FORMAT = "lorebot-backup"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SQLITE_FILE = "database/lorebot.sqlite3"
+PG_FILE = "database/lorebot.pgdump"
+RECORDS_FILE = "vectors/records.jsonl"
+EMBEDDINGS_FILE = "vectors/embeddings.npy"
+EXPORT_BATCH = 1000  # chunks per chromadb get/upsert call (servers cap the batch size)
+
+
+class BackupError(Exception):
+    """A backup or restore that cannot go on; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    path: Path
+    manifest: dict[str, Any]
+
+    def describe(self) -> str:
+        m = self.manifest
+        return (f"{self.path}: database ({m['database']['vendor']}), {m['vectors']['count']} vectors, "
+                f"{m['bm25']['documents']} BM25 documents, {m['raw']['files']} originals")
+
+
+# -- where things are ----------------------------------------------------------------------------------
+
+
+def _database() -> dict[str, Any]:
+    return settings.DATABASES["default"]
+
+
+def _vendor(db: dict[str, Any]) -> str:
+    engine = str(db["ENGINE"])
+    if engine.endswith("sqlite3"):
+        return "sqlite"
+    if "postgresql" in engine:
+        return "postgresql"
+    raise BackupError(f"backups support SQLite and PostgreSQL only, not {engine}")
+
+
+def _pg_env(db: dict[str, Any]) -> dict[str, str]:
+    """libpq's environment for pg_dump/pg_restore: the password never appears on a command line."""
+    env = dict(os.environ)
+    for var, key in (("PGHOST", "HOST"), ("PGPORT", "PORT"), ("PGUSER", "USER"), ("PGPASSWORD", "PASSWORD"),
+                     ("PGDATABASE", "NAME")):
+        if db.get(key):
+            env[var] = str(db[key])
+    return env
+
+
+def _pg_tool(name: str) -> str:
+    path = shutil.which(name)
+    if not path:
+        raise BackupError(
+            f"{name} is not installed: PostgreSQL backups need the client tools of the server's major version "
+            f"(Debian/Ubuntu: apt-get install postgresql-client)"
+        )
+    return path
+
+
+def _run(args: list[str], env: dict[str, str], what: str) -> None:
+    done = subprocess.run(args, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip()[-2000:]
+        raise BackupError(f"{what} failed (exit {done.returncode}): {detail}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _bm25_writer_lock(rag: RagSettings) -> Iterator[None]:
+    """The exclusive flock every BM25 writer takes (ragcore.bm25): no index write commits while held."""
+    rag.bm25_path.mkdir(parents=True, exist_ok=True)
+    fd = os.open(rag.bm25_path / bm25.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+# -- backup ----------------------------------------------------------------------------------------------
+
+
+def backup(dest: Path) -> Summary:
+    """Writes one archive to `dest` (a file, or a folder to put a dated file in) while the app runs."""
+    dest = Path(dest)
+    if dest.is_dir():
+        dest = dest / f"lorebot-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.tar.gz"
+    if not dest.parent.is_dir():
+        raise BackupError(f"the folder {dest.parent} does not exist")
+    rag = rag_settings()
+    db = _database()
+    vendor = _vendor(db)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=".lorebot-backup-", dir=dest.parent) as tmp:
+        stage = Path(tmp)
+        with _bm25_writer_lock(rag):
+            database = _dump_database(db, vendor, stage)
+            vectors = _export_vectors(rag, stage)
+            index = _copy_bm25(rag, stage)
+            raw = _copy_raw(Path(settings.RAG_DATA_DIR) / "raw", stage / "raw")
+        files = {str(p.relative_to(stage)): {"sha256": _sha256(p), "size": p.stat().st_size}
+                 for p in sorted(stage.rglob("*")) if p.is_file()}
+        manifest = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "lorebot_version": _lorebot_version(),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "database": database,
+            "vectors": vectors,
+            "bm25": index,
+            "raw": raw,
+            "files": files,
+        }
+        (stage / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        partial = dest.with_name(dest.name + ".partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            tar.add(stage / MANIFEST, arcname=MANIFEST)  # first, so a reader finds it without unpacking all
+            for name in files:
+                tar.add(stage / name, arcname=name)
+        os.replace(partial, dest)  # a crash mid-write never leaves a truncated archive under the real name
+    log.info("backup.written", path=str(dest), seconds=round(time.monotonic() - started, 2),
+             vectors=vectors["count"], originals=raw["files"], size=dest.stat().st_size)
+    return Summary(dest, manifest)
+
+
+def _lorebot_version() -> str:
+    try:
+        return version("lorebot")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _dump_database(db: dict[str, Any], vendor: str, stage: Path) -> dict[str, Any]:
+    target = stage / (SQLITE_FILE if vendor == "sqlite" else PG_FILE)
+    target.parent.mkdir(parents=True)
+    if vendor == "sqlite":
+        source = Path(db["NAME"])
+        if not source.exists():
+            raise BackupError(f"the SQLite database {source} does not exist (run `manage.py migrate` first)")
+        # The online backup API copies a consistent snapshot page by page while others keep writing.
+        src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True, timeout=20)
+        dst = sqlite3.connect(target)
+        try:
+            src.backup(dst)
+        finally:
+            dst.close()
+            src.close()
+        return {"vendor": "sqlite", "file": SQLITE_FILE}
+    _run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(target)],
+         _pg_env(db), "pg_dump")
+    return {"vendor": "postgresql", "file": PG_FILE, "name": str(db.get("NAME", ""))}
+
+
+def _export_vectors(rag: RagSettings, stage: Path) -> dict[str, Any]:
+    """Every chunk of the collection, through the client: the same code for a directory and a server."""
+    (stage / "vectors").mkdir()
+    where = rag.chroma_url or str(rag.chroma_path)
+    try:
+        client = chroma_client(rag)
+        names = {getattr(c, "name", c) for c in client.list_collections()}
+        collection = client.get_collection(rag.chroma_collection) if rag.chroma_collection in names else None
+    except Exception as exc:  # chromadb raises many unrelated types for "cannot reach"
+        raise BackupError(f"cannot read the vector store at {where}: {exc}") from exc
+    info: dict[str, Any] = {"collection": rag.chroma_collection, "source": "server" if rag.chroma_url else "directory",
+                            "metadata": dict(collection.metadata or {}) if collection else {}, "count": 0}
+    if collection is None:
+        np.save(stage / EMBEDDINGS_FILE, np.zeros((0, 0), dtype=np.float32))
+        (stage / RECORDS_FILE).write_text("")
+        return info
+    # Ids first, then the rows by id: offsets would shift under a concurrent writer, ids do not.
+    ids = collection.get(include=[])["ids"]
+    vectors: list[np.ndarray] = []
+    with (stage / RECORDS_FILE).open("w") as out:
+        for start in range(0, len(ids), EXPORT_BATCH):
+            got = collection.get(ids=ids[start:start + EXPORT_BATCH], include=["embeddings", "documents", "metadatas"])
+            for cid, text, meta in zip(got["ids"], got["documents"], got["metadatas"]):
+                out.write(json.dumps({"id": cid, "text": text, "metadata": meta}, ensure_ascii=False) + "\n")
+            vectors.append(np.asarray(got["embeddings"], dtype=np.float32))
+    matrix = np.concatenate(vectors) if vectors else np.zeros((0, 0), dtype=np.float32)
+    np.save(stage / EMBEDDINGS_FILE, matrix)
+    info["count"] = int(matrix.shape[0])
+    return info
+
+
+def _copy_bm25(rag: RagSettings, stage: Path) -> dict[str, Any]:
+    """The index files as they are under the writer lock (files of uncollected garbage included)."""
+    target = stage / "bm25_index"
+    target.mkdir()
+    for path in rag.bm25_path.iterdir():
+        if path.name == bm25.LOCK or ".tmp-" in path.name:  # a writer's unfinished files
+            continue
+        if path.is_dir():  # a segment
+            shutil.copytree(path, target / path.name)
+        else:
+            shutil.copy2(path, target / path.name)
+    documents = bm25.Bm25Index(target, refresh_seconds=0).documents() if (target / bm25.MANIFEST).exists() else {}
+    return {"documents": len(documents), "chunks": sum(count for _, count in documents.values())}
+
+
+def _copy_raw(source: Path, target: Path) -> dict[str, Any]:
+    """Originals are immutable and named by checksum: a hard link is a safe, free copy."""
+    target.mkdir()
+    count = 0
+    if source.is_dir():
+        for path in source.iterdir():
+            if not path.is_file() or path.name.startswith("."):
+                continue  # uploads still streaming in are temp files beside the originals
+            try:
+                os.link(path, target / path.name)
+            except OSError:
+                shutil.copy2(path, target / path.name)
+            count += 1
+    return {"files": count}
+
+
+# -- restore ---------------------------------------------------------------------------------------------
+
+
+def read_manifest(archive: Path, into: Path) -> dict[str, Any]:
+    """Unpacks `archive` into `into` and checks it is a whole Lorebot archive; returns its manifest."""
+    if not archive.is_file():
+        raise BackupError(f"{archive}: no such file")
+    try:
+        with tarfile.open(archive, "r:*") as tar:
+            tar.extractall(into, filter="data")  # refuses absolute paths, .. and links out of `into`
+    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        raise BackupError(f"{archive} is not a readable archive ({type(exc).__name__}: {exc})") from exc
+    try:
+        manifest = json.loads((into / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"{archive} has no readable {MANIFEST}: it is not a Lorebot backup") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise BackupError(f"{archive} is not a Lorebot backup (its manifest has format {manifest.get('format')!r})"
+                          if isinstance(manifest, dict) else f"{archive} is not a Lorebot backup")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise BackupError(f"{archive} is backup format {manifest.get('format_version')}; "
+                          f"this Lorebot reads format {FORMAT_VERSION}")
+    found = {str(p.relative_to(into)) for p in into.rglob("*") if p.is_file()} - {MANIFEST}
+    listed = set(manifest["files"])
+    if found != listed:
+        missing, extra = sorted(listed - found), sorted(found - listed)
+        raise BackupError(f"{archive} does not match its manifest (missing: {missing[:5]}, unlisted: {extra[:5]})")
+    for name, expected in manifest["files"].items():
+        if _sha256(into / name) != expected["sha256"]:
+            raise BackupError(f"{archive}: {name} fails its checksum; the archive is corrupt")
+    return manifest
+
+
+def restore(archive: Path, *, force: bool = False) -> dict[str, Any]:
+    """Brings an archive back into the configured database, vector store, BM25 folder and data/raw/.
+
+    Refuses to overwrite anything that holds data unless `force`. Stop the web, worker and bot
+    processes first: they keep the old indexes open.
+    """
+    rag = rag_settings()
+    db = _database()
+    vendor = _vendor(db)
+    data_dir = Path(settings.RAG_DATA_DIR)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".lorebot-restore-", dir=data_dir) as tmp:
+        unpacked = Path(tmp)
+        manifest = read_manifest(Path(archive), unpacked)
+        if manifest["database"]["vendor"] != vendor:
+            raise BackupError(
+                f"{archive} holds a {manifest['database']['vendor']} database but this installation uses {vendor} "
+                f"(DATABASE_URL); restore into the same kind of database"
+            )
+        busy = _occupied(rag, db, vendor)
+        if busy and not force:
+            raise BackupError("refusing to overwrite existing data (" + "; ".join(busy) + "); use --force to replace it")
+        _restore_database(db, vendor, unpacked / manifest["database"]["file"])
+        _replace_dir(unpacked / "raw", data_dir / "raw")
+        _replace_dir(unpacked / "bm25_index", rag.bm25_path)
+        _import_vectors(rag, manifest["vectors"], unpacked)
+    log.info("backup.restored", archive=str(archive), vectors=manifest["vectors"]["count"],
+             originals=manifest["raw"]["files"])
+    return manifest
+
+
+def _occupied(rag: RagSettings, db: dict[str, Any], vendor: str) -> list[str]:
+    """What already holds data where the archive would go."""
+    busy = []
+    if vendor == "sqlite":
+        if Path(db["NAME"]).exists() and Path(db["NAME"]).stat().st_size:
+            busy.append(f"database {db['NAME']}")
+    elif _pg_has_tables(db):
+        busy.append(f"PostgreSQL database {db.get('NAME')} has tables")
+    raw = Path(settings.RAG_DATA_DIR) / "raw"
+    if raw.is_dir() and any(raw.iterdir()):
+        busy.append(f"originals in {raw}")
+    if (rag.bm25_path / bm25.MANIFEST).exists():
+        busy.append(f"BM25 index in {rag.bm25_path}")
+    if rag.chroma_url:
+        try:
+            client = chroma_client(rag)
+            if rag.chroma_collection in {getattr(c, "name", c) for c in client.list_collections()}:
+                busy.append(f"collection {rag.chroma_collection} on {rag.chroma_url}")
+        except Exception as exc:
+            raise BackupError(f"cannot reach the Chroma server at {rag.chroma_url}: {exc}") from exc
+    elif rag.chroma_path.is_dir() and any(rag.chroma_path.iterdir()):
+        busy.append(f"vector store in {rag.chroma_path}")
+    return busy
+
+
+def _pg_has_tables(db: dict[str, Any]) -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'")
+        (count,) = cursor.fetchone()
+    return bool(count)
+
+
+def _restore_database(db: dict[str, Any], vendor: str, dump: Path) -> None:
+    from django.db import connections
+
+    connections.close_all()  # nothing of ours may hold the database being replaced
+    if vendor == "sqlite":
+        target = Path(db["NAME"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("-wal", "-shm"):  # a stale WAL would be replayed over the restored file
+            Path(f"{target}{suffix}").unlink(missing_ok=True)
+        partial = target.with_name(target.name + ".restoring")
+        shutil.copyfile(dump, partial)
+        os.replace(partial, target)
+        return
+    _run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
+          "--exit-on-error", "--dbname", str(db.get("NAME", "")), str(dump)], _pg_env(db), "pg_restore")
+
+
+def _replace_dir(source: Path, target: Path) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(source), str(target))
+
+
+def _import_vectors(rag: RagSettings, info: dict[str, Any], unpacked: Path) -> None:
+    """Recreates the collection with the metadata that names its model, then upserts every chunk."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    if not rag.chroma_url:
+        if rag.chroma_path.exists():
+            shutil.rmtree(rag.chroma_path)
+        # chroma caches one system per directory in this process; the old one points at deleted files.
+        SharedSystemClient.clear_system_cache()
+    client = chroma_client(rag)
+    if rag.chroma_collection in {getattr(c, "name", c) for c in client.list_collections()}:
+        client.delete_collection(rag.chroma_collection)
+    if not info["metadata"]:
+        return  # the installation had no vector index yet
+    collection = client.create_collection(
+        rag.chroma_collection, configuration={"hnsw": {"space": "cosine"}}, metadata=info["metadata"],
+        embedding_function=None,
+    )
+    embeddings = np.load(unpacked / EMBEDDINGS_FILE)
+    with (unpacked / RECORDS_FILE).open() as f:
+        records = [json.loads(line) for line in f]
+    if len(records) != len(embeddings):
+        raise BackupError(f"the archive holds {len(records)} chunks but {len(embeddings)} vectors")
+    batch = min(EXPORT_BATCH, client.get_max_batch_size())
+    for start in range(0, len(records), batch):
+        part = records[start:start + batch]
+        collection.upsert(ids=[r["id"] for r in part], embeddings=embeddings[start:start + batch],
+                          documents=[r["text"] for r in part], metadatas=[r["metadata"] for r in part])
+    if not rag.chroma_url:  # readers in running processes reopen the store when this marker moves
+        (rag.chroma_path / "lorebot.changed").write_text(str(time.time_ns()))

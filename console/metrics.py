@@ -1,0 +1,98 @@
+"""Prometheus series of the Django side (HTTP, chat, feedback, ingest jobs) and the /metrics page.
+
+The engine's series are in ragcore.metrics, the WebSocket's in console.wsmetrics and the bots'
+in bots.metrics. With PROMETHEUS_MULTIPROC_DIR set, every process writes its values to files
+in that folder and the page sums them (prometheus_client's MultiProcessCollector); otherwise
+it shows this process's own registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from console import wsmetrics  # noqa: F401  (its series are listed even before the first socket)
+from ragcore.metrics import LATENCY_BUCKETS
+
+log = structlog.get_logger(__name__, component="metrics")
+
+# path: the URL pattern that matched (e.g. "/status/<int:job_id>"), "<unmatched>" for a 404 that
+# matched none, so a scanner trying random URLs cannot grow the label set.
+HTTP_REQUESTS = Counter("rag_http_requests", "HTTP requests by method, route and status.", ["method", "path", "status"])
+HTTP_SECONDS = Histogram(
+    "rag_http_request_duration_seconds", "HTTP request latency by method and route.", ["method", "path"],
+    buckets=LATENCY_BUCKETS,
+)
+# surface: web, slack, discord, cli. outcome: answered (by the LLM), extractive (no LLM, or its
+# fallback), failed (no answer: search down, ...), cancelled (the client left), refused (empty,
+# too long, rate limited, still warming up, ...).
+CHAT_QUESTIONS = Counter("rag_chat_questions", "Questions by surface and outcome.", ["surface", "outcome"])
+CHAT_ANSWER_SECONDS = Histogram(
+    "rag_chat_answer_duration_seconds", "From a question to its stored answer, by surface.", ["surface"],
+    buckets=LATENCY_BUCKETS,
+)
+# value: up, down.
+FEEDBACK = Counter("rag_feedback", "Votes on answers by value and surface.", ["value", "surface"])
+# state: succeeded, failed, partially_failed, crashed.
+INGEST_JOBS = Counter("rag_ingest_jobs", "Ingest jobs finished, by final state.", ["state"])
+
+
+class IngestQueueCollector(Collector):
+    """Queue depth and stuck jobs, read from the database at scrape time (so never stale)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from datetime import timedelta
+
+        from django.conf import settings
+        from django.db.models import Count, Min
+        from django.utils import timezone
+
+        from console.models import IngestJob
+
+        try:
+            depth = {str(IngestJob.State.QUEUED): 0, str(IngestJob.State.RUNNING): 0}
+            waiting = IngestJob.objects.filter(state__in=list(depth)).values("state").order_by().annotate(n=Count("pk"))
+            depth.update({row["state"]: row["n"] for row in waiting})
+            cutoff = timezone.now() - timedelta(seconds=settings.INGEST_STALE_SECONDS)
+            stale = IngestJob.objects.filter(state=IngestJob.State.RUNNING, heartbeat_at__lt=cutoff).count()
+            oldest = IngestJob.objects.filter(state=IngestJob.State.QUEUED).aggregate(t=Min("created_at"))["t"]
+        except Exception as exc:  # a scrape must still show every other series when the database is down
+            log.warning("metrics.queue_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return
+        queue = GaugeMetricFamily("rag_ingest_queue_depth", "Ingest jobs waiting or running now.", labels=["state"])
+        for state, n in depth.items():
+            queue.add_metric([state], n)
+        yield queue
+        yield GaugeMetricFamily(
+            "rag_ingest_stale_jobs", "Running jobs whose worker has not beaten for INGEST_STALE_SECONDS.", value=stale
+        )
+        age = (timezone.now() - oldest).total_seconds() if oldest else 0.0
+        yield GaugeMetricFamily("rag_ingest_oldest_queued_seconds", "Age of the oldest queued ingest job.", value=age)
+
+
+def multiprocess_dir() -> str:
+    """The folder prometheus_client shares between processes, or "" when each process counts alone."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
+
+def exposition() -> bytes:
+    """The text of /metrics: every process's series (or this one's) plus the ingest queue."""
+    if multiprocess_dir():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    queue = CollectorRegistry()
+    queue.register(IngestQueueCollector())
+    return generate_latest(registry) + generate_latest(queue)
+
+
+def mark_process_dead() -> None:
+    """At exit: this process's live gauges (open WebSockets) stop counting towards the sums."""
+    if multiprocess_dir():
+        multiprocess.mark_process_dead(os.getpid())
