@@ -42,12 +42,12 @@ async def follow(
     events: AsyncIterator[ChatEvent], update: Update, *, interval: float,
     clock: Callable[[], float] = time.monotonic,
 ) -> AnswerSnapshot:
-    """Consumes an answer's events, calling `update` with the text so far at most once per
-    `interval` seconds, and once more at the end with `finished` set (also after a fatal
-    error, whose code and message the snapshot then carries).
+    """Consumes an answer's events, calling `update` with the text so far as soon as the first
+    words arrive, then at most once per `interval` seconds, and once more at the end with
+    `finished` set (also after a fatal error, whose code and message the snapshot then carries).
     """
     snap = AnswerSnapshot()
-    last = clock()  # the caller has just posted a placeholder
+    last = float("-inf")  # the first words are shown at once: the time to the first answer text matters most
     shown = ""
     async for event in events:
         data = event.data

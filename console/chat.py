@@ -311,3 +311,38 @@ def record_feedback(*, message_id: int, value: int, surface: str, user_key: str,
 
 arecord_feedback = _db(record_feedback)
 
+
+def has_conversation(*, surface: str, conversation_key: str) -> bool:
+    """Whether `conversation_key` already names a conversation, e.g. a Slack thread the bot answered in."""
+    return Conversation.objects.filter(surface=surface, external_key=conversation_key).exists()
+
+
+ahas_conversation = _db(has_conversation)
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """A finished answer as stored, for a surface that shows it again (Slack's "Share in channel")."""
+
+    message_id: int
+    question: str
+    text: str
+    citations: list[dict[str, Any]]
+    user_key: str  # who asked
+    provider: str
+    error: str  # the fallback reason of an extractive answer, or why it did not finish
+
+
+def stored_answer(*, message_id: int, surface: str) -> StoredAnswer | None:
+    """The assistant message `message_id` of a `surface` conversation with its question, or None."""
+    message = (Message.objects.select_related("conversation")
+               .filter(pk=message_id, role=Message.Role.ASSISTANT, conversation__surface=surface).first())
+    if message is None:
+        return None
+    question = (message.conversation.messages.filter(role=Message.Role.USER, pk__lt=message.pk)
+                .order_by("-pk").values_list("text", flat=True).first())
+    return StoredAnswer(message.pk, question or "", message.text, list(message.citations),
+                        message.conversation.user_key, message.provider, message.error)
+
+
+astored_answer = _db(stored_answer)

@@ -81,6 +81,8 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "django_prometheus",  # django_* series at /metrics (requests, responses, exceptions by view)
+    "bots.discord",
+    "bots.slack",
 ]
 
 MIDDLEWARE = [
@@ -238,3 +240,36 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # -- end of the web-chat block ----------------------------------------------------------
+
+# -- Discord bot (bots/discord; `manage.py rundiscordbot`) ---------------------------------
+DISCORD_BOT_TOKEN = envsecret("DISCORD_BOT_TOKEN")
+# Base URLs, so the bot can be pointed at a proxy or at the fake server the tests run.
+DISCORD_API_URL = os.getenv("DISCORD_API_URL", "https://discord.com/api/v10").rstrip("/")
+DISCORD_GATEWAY_URL = os.getenv("DISCORD_GATEWAY_URL", "wss://gateway.discord.gg")
+# Comma-separated ids; empty means every guild / channel the bot is in.
+DISCORD_ALLOWED_GUILDS = [g.strip() for g in os.getenv("DISCORD_ALLOWED_GUILDS", "").split(",") if g.strip()]
+DISCORD_ALLOWED_CHANNELS = [c.strip() for c in os.getenv("DISCORD_ALLOWED_CHANNELS", "").split(",") if c.strip()]
+# False: answer every message in the allowed channels (needs DISCORD_MESSAGE_CONTENT).
+DISCORD_MENTION_ONLY = envbool("DISCORD_MENTION_ONLY", "True")
+# The privileged message-content intent; must also be switched on in the developer portal.
+DISCORD_MESSAGE_CONTENT = envbool("DISCORD_MESSAGE_CONTENT", "False")
+DISCORD_THREAD_PER_QUESTION = envbool("DISCORD_THREAD_PER_QUESTION", "False")
+DISCORD_RATE_LIMIT_USER = envrate("DISCORD_RATE_LIMIT_USER", "10/60")  # questions / seconds per Discord user
+# Seconds between edits of a streaming answer: Discord allows about 5 edits per 5 s per channel.
+DISCORD_EDIT_INTERVAL = envfloat("DISCORD_EDIT_INTERVAL", "1.2")
+# -- end of the Discord block ------------------------------------------------------------
+
+# -- Slack bot (bots/slack: HTTP events at /slack/events, or `manage.py runslackbot`) ----
+SLACK_BOT_TOKEN = envsecret("SLACK_BOT_TOKEN")  # xoxb-…; both ways of connecting need it
+SLACK_SIGNING_SECRET = envsecret("SLACK_SIGNING_SECRET")  # verifies HTTP events
+SLACK_APP_TOKEN = envsecret("SLACK_APP_TOKEN")  # xapp-… with connections:write, for Socket Mode
+# The Web API base URL, so the bot can be pointed at a proxy or at the fake server the tests run.
+SLACK_API_URL = os.getenv("SLACK_API_URL", "https://slack.com/api/").rstrip("/") + "/"
+# Comma-separated channel ids; empty means every channel the bot is invited to (DMs are always answered).
+SLACK_ALLOWED_CHANNELS = [c.strip() for c in os.getenv("SLACK_ALLOWED_CHANNELS", "").split(",") if c.strip()]
+# True: only mentions and DMs are answered; False: also follow-ups in threads the bot has answered.
+SLACK_MENTION_ONLY = envbool("SLACK_MENTION_ONLY", "False")
+SLACK_RATE_LIMIT_USER = envrate("SLACK_RATE_LIMIT_USER", "10/60")  # questions / seconds per Slack user
+# Seconds between edits of a streaming answer: chat.update is rate limited (Tier 3, ~50 a minute).
+SLACK_UPDATE_INTERVAL = envfloat("SLACK_UPDATE_INTERVAL", "1.0")
+# -- end of the Slack block --------------------------------------------------------------

@@ -28,6 +28,7 @@ urlpatterns = [
     path("status/<int:job_id>", status.job_status_view, name="job-status"),
     path("console/", include((console_patterns, "console"))),
     path("chat/", include("console.chat_urls")),
+    path("slack/", include("bots.slack.urls")),  # /slack/events: Slack's Events API, commands, buttons
     path(
         "accounts/login/",
         auth_views.LoginView.as_view(template_name="console/login.html", redirect_authenticated_user=True),

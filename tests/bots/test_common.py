@@ -38,10 +38,11 @@ async def test_follow_throttles_updates_to_the_interval_and_ends_with_the_whole_
         yield ChatEvent("done", {"extractive": True, "fallback_reason": "timeout"})
 
     snap = await follow(stream(), update, interval=1.0, clock=clock)
-    assert [finished for _, finished in seen] == [False, False, True]
-    assert seen[0][0] == "w0 w1 w2 w3 "
+    # The first words at once, then one update per second, then the whole answer.
+    assert [finished for _, finished in seen] == [False, False, False, True]
+    assert [text.split()[-1] for text, _ in seen] == ["w0", "w4", "w8", "w9"]
     assert seen[-1][0] == "".join(f"w{i} " for i in range(10))
-    assert (snap.message_id, snap.conversation_id, snap.updates) == (7, 3, 3)
+    assert (snap.message_id, snap.conversation_id, snap.updates) == (7, 3, 4)
     assert snap.citations == [{"n": 1, "title": "Deploy guide"}]
     assert snap.extractive and snap.fallback_reason == "timeout" and not snap.failed
 

@@ -1,0 +1,50 @@
+"""Which chat-service conversation a Discord message belongs to.
+
+Keys: "dm:CHANNEL" for a direct-message channel, "GUILD:THREAD" for a thread, "GUILD:CHANNEL:ROOT"
+for a question asked in a channel (ROOT is the message that asked it, or the /ask interaction).
+A reply to one of the bot's answer messages continues that answer's conversation, found through
+`AnswerMessage`.
+"""
+
+from __future__ import annotations
+
+import discord
+from channels.db import database_sync_to_async
+
+from bots.discord.models import AnswerMessage
+
+
+def dm_key(channel_id: int) -> str:
+    return f"dm:{channel_id}"
+
+
+def thread_key(guild_id: int, thread_id: int) -> str:
+    return f"{guild_id}:{thread_id}"
+
+
+def channel_key(guild_id: int, channel_id: int, root: int | str) -> str:
+    return f"{guild_id}:{channel_id}:{root}"
+
+
+def key_for(channel: discord.abc.Messageable, root: int | str) -> str:
+    """The key of a new conversation started at `root` in `channel`."""
+    if isinstance(channel, discord.Thread):
+        return thread_key(channel.guild.id, channel.id)
+    guild = getattr(channel, "guild", None)
+    if guild is None:
+        return dm_key(channel.id)  # type: ignore[attr-defined]
+    return channel_key(guild.id, channel.id, root)  # type: ignore[attr-defined]
+
+
+@database_sync_to_async
+def remember(message_ids: list[int], conversation_key: str) -> None:
+    """Records that these bot messages belong to the conversation `conversation_key`."""
+    AnswerMessage.objects.bulk_create(
+        [AnswerMessage(message_id=m, conversation_key=conversation_key) for m in message_ids], ignore_conflicts=True,
+    )
+
+
+@database_sync_to_async
+def conversation_of(message_id: int) -> str | None:
+    """The conversation of a bot answer message, or None when it is not one."""
+    return AnswerMessage.objects.filter(pk=message_id).values_list("conversation_key", flat=True).first()

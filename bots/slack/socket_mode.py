@@ -1,0 +1,36 @@
+"""Socket Mode: Lorebot opens a WebSocket to Slack instead of receiving HTTP requests.
+
+For teams without a public URL. slack_sdk's aiohttp client asks apps.connections.open (through the
+app's Web API client, so SLACK_API_URL applies) for a wss:// address, connects, and reconnects on its
+own: at once when the server closes the socket, and within `ping_interval` seconds when the socket
+goes silent, retrying every `ping_interval` seconds while Slack cannot be reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from django.conf import settings
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+from bots.slack import answering
+from bots.slack.app import get_app
+
+log = structlog.get_logger(__name__, component="slack")
+
+# At shutdown, answers already being written get this long to finish.
+DRAIN_SECONDS = 30.0
+
+
+async def serve(stop: asyncio.Event, *, ping_interval: float = 10.0) -> None:
+    """Connects to Slack and answers until `stop` is set, then lets the answers in flight finish."""
+    handler = AsyncSocketModeHandler(get_app(), settings.SLACK_APP_TOKEN, ping_interval=ping_interval)
+    await handler.connect_async()
+    log.info("slack.socket_connected", api_url=settings.SLACK_API_URL)
+    try:
+        await stop.wait()
+    finally:
+        await handler.close_async()
+        left = await answering.drain(DRAIN_SECONDS)
+        log.info("slack.socket_closed", unfinished_answers=left)

@@ -1,0 +1,157 @@
+"""The two real entry points as separate processes: `manage.py runslackbot` (Socket Mode) and daphne
+serving /slack/events, each against the fake Slack, on a site with two ingested documents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.daphne_server import PYTHON, ROOT, Site, make_site, start_daphne
+from tests.fakes.slack import (
+    APP_ID, SIGNING_SECRET, TEAM_ID, FakeSlackServer, PostedMessage, event_body, mention, sign,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    return make_site(tmp_path_factory.mktemp("slack-site") / "data", users=())
+
+
+@pytest.fixture
+def fake(fake_slack: FakeSlackServer) -> FakeSlackServer:
+    fake_slack.reset()
+    return fake_slack
+
+
+def _slack_env(fake: FakeSlackServer) -> dict[str, str]:
+    return {"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_APP_TOKEN": "xapp-1-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": fake.api_url, "SLACK_UPDATE_INTERVAL": "0.2", "LOG_LEVEL": "INFO"}
+
+
+async def _finished_reply(fake: FakeSlackServer, channel: str, thread_ts: str, timeout: float = 30) -> PostedMessage:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for reply in fake.thread(channel, thread_ts):
+            if any(b["type"] == "actions" for b in reply.blocks):
+                return reply
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no finished answer in {channel}/{thread_ts}")
+
+
+def _slack_conversations(site: Site) -> list[str]:
+    with sqlite3.connect(site.data_dir / "lorebot.sqlite3") as db:
+        return [key for (key,) in db.execute(
+            "SELECT external_key FROM console_conversation WHERE surface = 'slack' ORDER BY id")]
+
+
+@pytest.fixture
+def socket_bot(site: Site, fake: FakeSlackServer) -> Iterator[subprocess.Popen[bytes]]:
+    log = site.data_dir / "runslackbot.log"
+    process = subprocess.Popen(
+        [PYTHON, str(ROOT / "manage.py"), "runslackbot", "--ping-interval", "1"],
+        env={**site.env, **_slack_env(fake)}, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while fake.open_sockets() == 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"runslackbot did not connect:\n{log.read_text()[-3000:]}")
+            time.sleep(0.1)
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+async def test_socket_mode_answers_reconnects_after_a_drop_and_stops_cleanly(
+        socket_bot: subprocess.Popen[bytes], fake: FakeSlackServer, site: Site) -> None:
+    opened, = fake.calls("apps.connections.open")
+    assert opened.token == "xapp-1-test", "the WebSocket address came from SLACK_API_URL with the app token"
+
+    first = mention("How do I roll back a release?")
+    envelope = fake.send_envelope("events_api", event_body(first))
+    await fake.wait_for_ack(envelope)
+    reply = await _finished_reply(fake, "C0GENERAL", first["ts"])
+    assert "rollback pipeline" in reply.block_text and "*Sources*" in reply.block_text
+
+    response_url = fake.response_url()
+    command = fake.send_envelope("slash_commands", {
+        "team_id": TEAM_ID, "channel_id": "C0GENERAL", "user_id": "U0ALICE", "command": "/ask",
+        "text": "When do releases go out?", "api_app_id": APP_ID, "response_url": response_url,
+        "trigger_id": "1.2.socket"})
+    ack = await fake.wait_for_ack(command)
+    assert ack["payload"] == {"text": "Looking that up…", "response_type": "ephemeral"}
+    private, = await fake.wait_for("response_url", timeout=30)
+    assert "Tuesday" in json.dumps(private.args["blocks"]) and private.args["response_type"] == "ephemeral"
+
+    fake.drop_sockets()
+    deadline = time.monotonic() + 30
+    while fake.socket_connections < 2 or fake.open_sockets() == 0:
+        assert time.monotonic() < deadline, "the bot did not reconnect after the connection dropped"
+        await asyncio.sleep(0.05)
+    assert len(fake.calls("apps.connections.open")) == 2
+    after = mention("Who is notified on a rollback?")
+    await fake.wait_for_ack(fake.send_envelope("events_api", event_body(after)))
+    assert "on-call" in (await _finished_reply(fake, "C0GENERAL", after["ts"])).block_text
+
+    socket_bot.send_signal(signal.SIGTERM)
+    assert socket_bot.wait(timeout=30) == 0
+    assert _slack_conversations(site)[-3:] == [f"{TEAM_ID}:C0GENERAL:{first['ts']}",
+                                               f"{TEAM_ID}:C0GENERAL:ask-1.2.socket",
+                                               f"{TEAM_ID}:C0GENERAL:{after['ts']}"]
+
+
+async def test_daphne_acknowledges_at_once_and_answers_in_the_background(site: Site, fake: FakeSlackServer) -> None:
+    server = start_daphne(site, name="slack-daphne", **_slack_env(fake))
+    try:
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            event = mention("When do releases go out?")
+            body = json.dumps(event_body(event))
+            started = time.perf_counter()
+            response = await http.post("/slack/events", content=body,
+                                       headers={**sign(body), "Content-Type": "application/json"})
+            acked = time.perf_counter() - started
+            assert response.status_code == 200 and acked < 1.0, f"ack took {acked:.3f} s"
+            reply = await _finished_reply(fake, "C0GENERAL", event["ts"])
+            assert "Tuesday" in reply.block_text
+
+            forged = await http.post("/slack/events", content=body,
+                                     headers={**sign(body, secret="wrong"), "Content-Type": "application/json"})
+            assert forged.status_code == 401
+    finally:
+        server.stop()
+    assert f"{TEAM_ID}:C0GENERAL:{event['ts']}" in _slack_conversations(site)
+
+
+def test_runslackbot_without_tokens_says_what_is_missing(site: Site) -> None:
+    result = subprocess.run([PYTHON, str(ROOT / "manage.py"), "runslackbot"], env=site.env, cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "SLACK_APP_TOKEN and SLACK_BOT_TOKEN must be set" in result.stderr
+
+
+def test_the_manifest_asks_for_what_the_bot_uses() -> None:
+    import yaml
+
+    manifest = yaml.safe_load((ROOT / "bots" / "slack" / "manifest.yml").read_text())
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    assert {"app_mentions:read", "chat:write", "reactions:write", "commands", "im:history",
+            "channels:history"} <= scopes
+    events = set(manifest["settings"]["event_subscriptions"]["bot_events"])
+    assert {"app_mention", "message.im", "message.channels"} <= events
+    assert manifest["features"]["slash_commands"][0]["command"] == "/ask"
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True
+    assert Path(manifest["settings"]["event_subscriptions"]["request_url"]).name == "events"
