@@ -7,6 +7,7 @@ interval, then one final update.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -40,11 +41,12 @@ Update = Callable[[AnswerSnapshot], Awaitable[None]]
 
 async def follow(
     events: AsyncIterator[ChatEvent], update: Update, *, interval: float,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AnswerSnapshot:
     """Consumes an answer's events, calling `update` with the text so far as soon as the first
     words arrive, then at most once per `interval` seconds, and once more at the end with
     `finished` set (also after a fatal error, whose code and message the snapshot then carries).
+    The final update keeps the interval too, so a message is never edited faster than that.
     """
     snap = AnswerSnapshot()
     last = float("-inf")  # the first words are shown at once: the time to the first answer text matters most
@@ -66,6 +68,8 @@ async def follow(
             snap.extractive = bool(data.get("extractive"))
             snap.fallback_reason = data.get("fallback_reason", "")
     snap.finished = True
+    if interval != float("inf"):
+        await sleep(max(0.0, interval - (clock() - last)))
     await _call(update, snap)
     return snap
 

@@ -37,7 +37,14 @@ async def test_follow_throttles_updates_to_the_interval_and_ends_with_the_whole_
         yield ChatEvent("citations", {"items": [{"n": 1, "title": "Deploy guide"}]})
         yield ChatEvent("done", {"extractive": True, "fallback_reason": "timeout"})
 
-    snap = await follow(stream(), update, interval=1.0, clock=clock)
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        clock.now += seconds
+
+    snap = await follow(stream(), update, interval=1.0, clock=clock, sleep=sleep)
+    assert slept == [0.7]  # the last progress edit was at 2.7 s, the stream ended at 3.0 s
     # The first words at once, then one update per second, then the whole answer.
     assert [finished for _, finished in seen] == [False, False, False, True]
     assert [text.split()[-1] for text, _ in seen] == ["w0", "w4", "w8", "w9"]
