@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 
 import pytest
+from django.conf import settings
 from django.test import override_settings
 from prometheus_client import REGISTRY
 
 from bots.slack import answering, blocks
+from console.logging import configure_logging
 from console.models import Conversation, Feedback, Message
 from tests.bots.slack.conftest import WIKI_URL, Slack
 from tests.fakes.slack import BOT_ID, TEAM_ID, FakeSlackServer, PostedMessage, event_body, mention, message, sign
@@ -297,3 +300,19 @@ async def test_a_private_answer_is_thanked_privately_and_a_failed_share_is_expla
     apology = (await slack.fake.wait_for("response_url", count=3))[-1]
     assert apology.args["text"].startswith("I could not post in this channel (not_in_channel). Invite me")
     assert apology.args["response_type"] == "ephemeral"
+
+
+async def test_every_log_event_of_an_answer_names_the_slack_event(slack: Slack) -> None:
+    buffer = io.StringIO()
+    configure_logging("json", "INFO", stream=buffer)
+    try:
+        event = mention("How do I roll back a release?")
+        await slack.send_event(event, event_id="Ev0LOGGED")
+        await answer_of(slack.fake, "C0GENERAL", event["ts"])
+        assert await answering.drain(30) == 0
+    finally:
+        configure_logging(settings.LOG_FORMAT, settings.LOG_LEVEL)
+    lines = [json.loads(line) for line in buffer.getvalue().splitlines() if line.strip()]
+    answered = [e for e in lines if e["event"] in ("slack.answered", "chat.answered")]
+    assert {e["event"] for e in answered} == {"slack.answered", "chat.answered"}
+    assert all(e.get("event_id") == "Ev0LOGGED" for e in answered), answered
