@@ -79,3 +79,21 @@ def data_dir(tmp_path: Path, real_embedder: object) -> Iterator[Path]:
         get_engine.cache_clear()
         yield data
     get_engine.cache_clear()
+
+
+@pytest.fixture
+def chat_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+    """A small engine (hashing embedder) holding the DEPLOY document, answering for the chat service."""
+    from django.core.cache import cache
+
+    from console import chat
+    from tests.support import DEPLOY, make_engine
+
+    engine = make_engine(tmp_path / "data")
+    doc = tmp_path / "deploy.md"
+    doc.write_text(DEPLOY)
+    engine.ingest_file(doc)
+    monkeypatch.setattr(chat, "get_engine", lambda: engine)
+    cache.clear()  # rate-limit counters of earlier tests
+    yield engine
+    cache.clear()

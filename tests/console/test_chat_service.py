@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from django.core.cache import cache
 from django.test import override_settings
 
 from console import chat
 from console.models import Conversation, Feedback, Message
 from ragcore import Engine
-from tests.support import DEPLOY, make_engine
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    engine = make_engine(tmp_path / "data")
-    doc = tmp_path / "deploy.md"
-    doc.write_text(DEPLOY)
-    engine.ingest_file(doc)
-    monkeypatch.setattr(chat, "get_engine", lambda: engine)
-    cache.clear()
-    yield engine
-    cache.clear()
+def engine(chat_engine: Engine) -> Engine:
+    return chat_engine
 
 
 def ask(text: str, key: str = "C1:T1", user_key: str = "U1", **kwargs: object) -> list[chat.ChatEvent]:

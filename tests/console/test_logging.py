@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient, Client, override_settings
@@ -25,7 +24,7 @@ from console import chat, ingest, tasks
 from console.engine import Warmup, get_engine
 from console.logging import configure_logging
 from console.models import IngestJob
-from tests.support import DEPLOY, make_engine
+from tests.support import DEPLOY
 
 pytestmark = pytest.mark.django_db
 
@@ -185,15 +184,8 @@ QUESTION = "Where does the zebra deployment pipeline keep its rollback tags?"
 
 
 @pytest.fixture
-def chatting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    engine = make_engine(tmp_path / "data")
-    doc = tmp_path / "deploy.md"
-    doc.write_text(DEPLOY)
-    engine.ingest_file(doc)
-    monkeypatch.setattr(chat, "get_engine", lambda: engine)
-    cache.clear()
-    yield
-    cache.clear()
+def chatting(chat_engine: object) -> None:
+    """The chat service answering from a small engine."""
 
 
 def test_every_event_names_its_component_and_no_question_text_is_logged(logs: Lines, chatting: None) -> None:

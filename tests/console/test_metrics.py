@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,15 +38,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    engine = make_engine(tmp_path / "data")
-    doc = tmp_path / "deploy.md"
-    doc.write_text(DEPLOY)
-    engine.ingest_file(doc)
-    monkeypatch.setattr(chat, "get_engine", lambda: engine)
-    cache.clear()
-    yield engine
-    cache.clear()
+def engine(chat_engine: Engine) -> Engine:
+    return chat_engine
 
 
 # -- who may read it ------------------------------------------------------------------------------
