@@ -33,6 +33,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.aiohttp_server import ThreadedAiohttpServer
+
 API_PREFIX = "/api/v10"
 BOT_TOKEN = "fake-bot-token"
 BOT_ID = 900000000000000001
@@ -98,13 +100,16 @@ class _Session:
     ws: web.WebSocketResponse | None = None
 
 
-class FakeDiscord:
+class FakeDiscord(ThreadedAiohttpServer):
     """A fake Discord gateway + REST API on 127.0.0.1 (port 0), in a daemon thread.
 
     :param channels: how many text channels the guild has (ids FIRST_CHANNEL_ID, +1, ...).
     """
 
+    thread_name = "fake-discord"
+
     def __init__(self, *, channels: int = 3) -> None:
+        super().__init__()
         self.channel_ids = [FIRST_CHANNEL_ID + i for i in range(channels)]
         self.calls: list[RestCall] = []
         self.messages: dict[int, dict[str, Any]] = {}  # every message the bot posted, as last edited
@@ -114,16 +119,8 @@ class FakeDiscord:
         self._ids = itertools.count(1)
         self._faults: list[_Fault] = []
         self._session: _Session | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._port = 0
 
     # -- lifecycle ---------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._port}"
-
     @property
     def api_url(self) -> str:
         return self.base_url + API_PREFIX
@@ -132,55 +129,16 @@ class FakeDiscord:
     def gateway_url(self) -> str:
         return f"ws://127.0.0.1:{self._port}/gateway"
 
-    def start(self) -> str:
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="fake-discord", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Discord did not start")
-        return self.api_url
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(10)
-        self._loop = self._thread = None
-
-    def __enter__(self) -> FakeDiscord:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _serve(self, ready: threading.Event) -> None:
-        loop = self._loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._rest)
-        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        loop.run_until_complete(site.start())
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        ready.set()
-        loop.run_forever()
-        loop.close()
+        return app
 
-    async def _shutdown(self) -> None:
+    async def close_connections(self) -> None:
         session = self._session
         if session is not None and session.ws is not None:
             await session.ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    def _run(self, coro: Any) -> Any:
-        assert self._loop is not None, "FakeDiscord is not running; call start() first"
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
 
     # -- what tests do -----------------------------------------------------------------
     def new_id(self) -> int:

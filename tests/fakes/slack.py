@@ -36,6 +36,8 @@ from urllib.parse import parse_qsl
 from aiohttp import WSMsgType, web
 from slack_sdk.signature import SignatureVerifier
 
+from tests.fakes.aiohttp_server import ThreadedAiohttpServer
+
 TEAM_ID = "T0LOREBOT"
 BOT_USER_ID = "U0LOREBOT"
 BOT_ID = "B0LOREBOT"
@@ -150,14 +152,17 @@ class _Socket:
     opened: float = field(default_factory=time.perf_counter)
 
 
-class FakeSlackServer:
-    """A fake Slack on 127.0.0.1 (port 0); `start()` returns the Web API base URL.
+class FakeSlackServer(ThreadedAiohttpServer):
+    """A fake Slack on 127.0.0.1 (port 0); `api_url` is what SLACK_API_URL points at.
 
     :param retry_after: the Retry-After (whole seconds, as Slack sends) of a `ratelimited` answer.
     :param latency: seconds every Web API call takes.
     """
 
+    thread_name = "fake-slack"
+
     def __init__(self, *, retry_after: int = 1, latency: float = 0.0) -> None:
+        super().__init__()
         self.retry_after = retry_after
         self.latency = latency
         self._lock = threading.Lock()
@@ -168,18 +173,8 @@ class FakeSlackServer:
         self._acks: dict[str, dict[str, Any]] = {}
         self._sockets: list[_Socket] = []
         self.socket_connections = 0  # how many Socket Mode connections were ever opened
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._port = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        if not self._port:
-            raise RuntimeError("FakeSlackServer is not running; call start() first")
-        return f"http://127.0.0.1:{self._port}"
-
     @property
     def api_url(self) -> str:
         """What SLACK_API_URL points at."""
@@ -188,41 +183,6 @@ class FakeSlackServer:
     def response_url(self, name: str = "") -> str:
         """A response_url for a slash command or a button payload; posts to it are recorded."""
         return f"{self.base_url}/response/{name or uuid.uuid4().hex}"
-
-    def start(self) -> str:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        def run() -> None:
-            assert self._loop is not None
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._serve())
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-slack", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("the fake Slack did not start")
-        return self.api_url
-
-    def stop(self) -> None:
-        if self._loop is None:
-            return
-        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._loop.close()
-        self._loop = self._thread = None
-        self._port = 0
-
-    def __enter__(self) -> FakeSlackServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def reset(self) -> None:
         """Forget calls, messages, acks and spent rate limits."""
@@ -281,32 +241,24 @@ class FakeSlackServer:
         envelope = {"envelope_id": envelope_id, "type": kind, "payload": payload,
                     "accepts_response_payload": kind != "events_api", "retry_attempt": retry_attempt,
                     "retry_reason": "timeout" if retry_attempt else ""}
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._send(envelope), self._loop).result(10)
+        self._run(self._send(envelope))
         return envelope_id
 
     def drop_sockets(self) -> None:
         """Closes every Socket Mode connection without warning, as a restarting server or a proxy would."""
-        assert self._loop is not None
-        asyncio.run_coroutine_threadsafe(self._drop(), self._loop).result(10)
+        self._run(self._drop())
 
     # -- the server --------------------------------------------------------------------------
-    async def _serve(self) -> None:
+    def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_post("/api/{method}", self._api)
         app.router.add_post("/response/{name}", self._response_url)
         app.router.add_get("/link/", self._link)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return app
 
-    async def _shutdown(self) -> None:
+    async def close_connections(self) -> None:
         for sock in list(self._sockets):
             await sock.ws.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
 
     async def _args(self, request: web.Request) -> dict[str, Any]:
         args: dict[str, Any] = dict(request.query)
