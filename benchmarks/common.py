@@ -59,8 +59,15 @@ def make_chunks(n: int, words: int, seed: int) -> Iterator[str]:
 
 
 def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def fake_llm_reply(tokens: int) -> str:
+    """What the fake LLM streams in the chat benchmarks: about `tokens` words, citing source [1]."""
+    return "According to the documents " + " ".join(f"word{i}" for i in range(max(1, tokens - 5))) + " [1]."
 
 
 def peak_rss_mb() -> float:

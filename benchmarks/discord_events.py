@@ -30,17 +30,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import percentile  # noqa: E402
+from benchmarks.common import fake_llm_reply, percentile  # noqa: E402
 from tests.fakes.discord import BOT_ID, BOT_TOKEN, FakeDiscord, user_payload  # noqa: E402
 from tests.fakes.groq import FakeGroqServer  # noqa: E402
 from tests.support import DEPLOY  # noqa: E402
 
 QUESTIONS = ("How do I roll back a release?", "When do releases go out?", "Who is notified on a rollback?")
 EDIT_WINDOW_SECONDS = 5.0
-
-
-def _reply(tokens: int) -> str:
-    return "According to the documents " + " ".join(f"word{i}" for i in range(max(1, tokens - 5))) + " [1]."
 
 
 def _setup(data_dir: Path, fake: FakeDiscord, groq: FakeGroqServer) -> None:
@@ -168,7 +164,7 @@ def main() -> int:
     args = parser.parse_args()
 
     groq = FakeGroqServer(token_delay=args.token_ms / 1000, first_token_delay=args.first_token_ms / 1000,
-                          reply=_reply(args.tokens))
+                          reply=fake_llm_reply(args.tokens))
     fake = FakeDiscord(channels=max(args.concurrent, 1))
     groq.start()
     fake.start()

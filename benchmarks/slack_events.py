@@ -25,16 +25,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import percentile  # noqa: E402
+from benchmarks.common import fake_llm_reply, percentile  # noqa: E402
 from tests.daphne_server import make_site, start_daphne  # noqa: E402
 from tests.fakes.groq import FakeGroqServer  # noqa: E402
 from tests.fakes.slack import SIGNING_SECRET, FakeSlackServer, event_body, mention, sign  # noqa: E402
 
 QUESTIONS = ("How do I roll back a release?", "When do releases go out?", "Who is notified on a rollback?")
-
-
-def _reply(tokens: int) -> str:
-    return "According to the documents " + " ".join(f"word{i}" for i in range(3, tokens)) + " [1]."
 
 
 async def _one_event(http: Any, fake: FakeSlackServer, question: str, user: str) -> dict[str, Any]:
@@ -130,7 +126,7 @@ def main() -> int:
     args = parser.parse_args()
 
     groq = FakeGroqServer(token_delay=args.token_ms / 1000, first_token_delay=args.first_token_ms / 1000,
-                          reply=_reply(args.tokens))
+                          reply=fake_llm_reply(args.tokens))
     slack = FakeSlackServer(latency=args.slack_latency_ms / 1000)
     groq.start()
     slack.start()

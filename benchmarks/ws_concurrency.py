@@ -30,23 +30,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import fake_llm_reply, percentile  # noqa: E402
 from tests.daphne_server import make_site, peak_rss_kb, start_daphne  # noqa: E402
 from tests.fakes.groq import FakeGroqServer  # noqa: E402
 
 QUESTIONS = ("How do I roll back a release?", "When do releases go out?", "Who is notified on a rollback?")
-
-
-def _reply(tokens: int) -> str:
-    words = [f"word{i}" for i in range(tokens - 1)]
-    return "According to the documents " + " ".join(words[3:]) + " [1]."
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def _one_client(url: str, origin: str, cookie: str, question: str, start_at: float) -> dict[str, Any]:
@@ -168,7 +156,7 @@ def main() -> int:
     extra_env = dict(item.split("=", 1) for item in args.env)
 
     fake = FakeGroqServer(token_delay=args.token_ms / 1000, first_token_delay=args.first_token_ms / 1000,
-                          reply=_reply(args.tokens))
+                          reply=fake_llm_reply(args.tokens))
     fake.start()
     with tempfile.TemporaryDirectory(prefix="lorebot-ws-bench-") as tmp:
         site = make_site(
