@@ -9,6 +9,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from console.ops.origins import normalized_origin
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -86,6 +88,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Before anything reads request.is_secure(): X-Forwarded-Proto counts only from TRUSTED_PROXIES.
+    "console.ops.security.ForwardedProtoMiddleware",
     "console.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -240,6 +244,22 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # -- end of the web-chat block ----------------------------------------------------------
+
+# -- production behind a proxy with TLS (console/ops/: security.py, ws_origin.py, login_throttle.py) --
+# LOREBOT_PUBLIC_URL is where browsers reach Lorebot: its origin is trusted for CSRF (the login and
+# every console POST behind TLS) and for the chat socket, and https:// there makes the cookies Secure.
+LOREBOT_PUBLIC_ORIGIN = normalized_origin(LOREBOT_PUBLIC_URL) if LOREBOT_PUBLIC_URL else ""
+if LOREBOT_PUBLIC_ORIGIN is None:
+    raise ImproperlyConfigured(f"LOREBOT_PUBLIC_URL must look like https://lorebot.example.com, got {LOREBOT_PUBLIC_URL!r}")
+CSRF_TRUSTED_ORIGINS = [LOREBOT_PUBLIC_ORIGIN] if LOREBOT_PUBLIC_ORIGIN else []
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LOREBOT_PUBLIC_ORIGIN.startswith("https://")
+CSRF_COOKIE_HTTPONLY = True  # no script reads it: every form carries the token
+# Django believes this header from any peer; ForwardedProtoMiddleware removes it unless the peer
+# is one of TRUSTED_PROXIES, so a client cannot claim https for itself.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
+# Sent on https responses only. Try TLS out with a few minutes (300) first: browsers remember it.
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", "31536000")
+# -- end of the production block ----------------------------------------------------------
 
 # -- Discord bot (bots/discord; `manage.py rundiscordbot`) ---------------------------------
 DISCORD_BOT_TOKEN = envsecret("DISCORD_BOT_TOKEN")
