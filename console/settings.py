@@ -83,6 +83,7 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "django_prometheus",  # django_* series at /metrics (requests, responses, exceptions by view)
+    "csp",  # django-csp: the Content-Security-Policy header (and its settings checks)
     "bots.discord",
     "bots.slack",
 ]
@@ -93,6 +94,7 @@ MIDDLEWARE = [
     "console.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -259,6 +261,21 @@ CSRF_COOKIE_HTTPONLY = True  # no script reads it: every form carries the token
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
 # Sent on https responses only. Try TLS out with a few minutes (300) first: browsers remember it.
 SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", "31536000")
+# Nothing inline: every script and style sheet is a static file, so 'self' is the whole policy.
+# connect-src 'self' covers the chat socket (ws:/wss: to this host, CSP Level 3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 # -- end of the production block ----------------------------------------------------------
 
 # -- Discord bot (bots/discord; `manage.py rundiscordbot`) ---------------------------------
