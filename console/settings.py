@@ -42,7 +42,7 @@ def envrate(name: str, default: str) -> str:
     value = os.getenv(name, default).strip()
     count, _, seconds = value.partition("/")
     if not count.isdigit() or (seconds and not seconds.isdigit()) or (count != "0" and seconds in ("", "0")):
-        raise ImproperlyConfigured(f"{name} must look like 20/60 (questions per seconds) or 0, got {value!r}")
+        raise ImproperlyConfigured(f"{name} must look like 20/60 (a count per seconds) or 0, got {value!r}")
     return value
 
 
@@ -276,6 +276,14 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": ["'none'"],
     },
 }
+# Failed logins allowed per account and per client address (COUNT/SECONDS, 0: no limit); past that,
+# logins are refused until the window ends. Counted in Django's cache: CACHE_URL shares the counts.
+LOGIN_THROTTLE_ACCOUNT = envrate("LOGIN_THROTTLE_ACCOUNT", "5/300")
+LOGIN_THROTTLE_ADDRESS = envrate("LOGIN_THROTTLE_ADDRESS", "20/300")
+AUTHENTICATION_BACKENDS = [
+    "console.ops.login_throttle.LoginThrottleBackend",  # first: refuses a throttled login before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
 # -- end of the production block ----------------------------------------------------------
 
 # -- Discord bot (bots/discord; `manage.py rundiscordbot`) ---------------------------------

@@ -5,6 +5,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from console import status, views
+from console.ops.login_throttle import AdminLoginForm, ThrottledLoginView
+
+admin.site.login_form = AdminLoginForm  # throttled like the console's login, and says so
 
 console_patterns = [
     path("", views.dashboard_view, name="dashboard"),
@@ -29,11 +32,7 @@ urlpatterns = [
     path("console/", include((console_patterns, "console"))),
     path("chat/", include("console.chat_urls")),
     path("slack/", include("bots.slack.urls")),  # /slack/events: Slack's Events API, commands, buttons
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(template_name="console/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]
