@@ -91,7 +91,7 @@ def make_certificate(folder: Path, host: str = "localhost") -> tuple[Path, Path]
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -171,23 +171,23 @@ http {{
     return conf
 
 
-def run_nginx(prefix: Path, conf: Path, *args: str, **popen: Any) -> subprocess.Popen[bytes]:
+def _argv(prefix: Path, conf: Path, *args: str) -> list[str]:
     """nginx on this prefix and config (`-e`: its start-up errors go there too, not to /var/log)."""
-    argv = [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), *args]
-    return subprocess.Popen(argv, cwd=prefix, **_unprivileged(), **popen)
+    return [NGINX, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), *args]
 
 
 def check_config(prefix: Path, conf: Path) -> subprocess.CompletedProcess[str]:
-    """`nginx -t` on the config: parses every directive and loads the certificates, binds nothing."""
-    process = run_nginx(prefix, conf, "-t", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = process.communicate(timeout=30)
-    return subprocess.CompletedProcess(process.args, process.returncode, out)
+    """`nginx -t` on the config: parses every directive, loads the certificates, tries the listeners."""
+    return subprocess.run(_argv(prefix, conf, "-t"), cwd=prefix, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=30, check=False, **_unprivileged())
 
 
 def start_nginx(prefix: Path, conf: Path, https_port: int, timeout: float = 15.0) -> Nginx:
     """nginx in the foreground (`daemon off`), once its https port accepts connections."""
     log = (prefix / "stdout.log").open("wb")
-    server = Nginx(run_nginx(prefix, conf, "-g", "daemon off;", stdout=log, stderr=subprocess.STDOUT), prefix, https_port)
+    process = subprocess.Popen(_argv(prefix, conf, "-g", "daemon off;"), cwd=prefix, stdout=log, stderr=subprocess.STDOUT,
+                               **_unprivileged())
+    server = Nginx(process, prefix, https_port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:

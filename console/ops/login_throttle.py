@@ -151,12 +151,11 @@ class LoginThrottleBackend:
 
     def authenticate(self, request: HttpRequest | None, username: str | None = None, **credentials: Any) -> None:
         if request is None:
-            return None  # not a web login (a script, the test client's login()): nothing to guess through
+            return  # not a web login (a script, the test client's login()): nothing to guess through
         throttle = current_throttle(request, username)
         if throttle is not None:
             request.login_throttle = throttle  # type: ignore[attr-defined]
             raise PermissionDenied(throttle.message)  # stops authenticate() here; user_login_failed follows
-        return None
 
 
 @receiver(user_login_failed)

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
+from websockets.typing import Origin
 
 from tests.browser.watch import problems_on, watch
 from tests.daphne_server import PYTHON, ROOT, Daphne, Site, free_port, make_site, start_daphne
@@ -51,9 +52,8 @@ class Stack:
 
     def get(self, port: int, path: str, *, source: str = "127.0.0.1", tls: bool = True,
             **headers: str) -> http.client.HTTPResponse:
-        cls = http.client.HTTPSConnection if tls else http.client.HTTPConnection
-        extra = {"context": self.tls()} if tls else {}
-        conn = cls("localhost", port, timeout=30, source_address=(source, 0), **extra)  # type: ignore[arg-type]
+        conn = (http.client.HTTPSConnection("localhost", port, timeout=30, source_address=(source, 0), context=self.tls())
+                if tls else http.client.HTTPConnection("localhost", port, timeout=30, source_address=(source, 0)))
         conn.request("GET", path, headers={k.replace("_", "-"): v for k, v in headers.items()})
         response = conn.getresponse()
         response.read()
@@ -121,7 +121,7 @@ def test_log_in_upload_and_ask_in_chromium_through_nginx_over_tls(console_browse
     page.click("text=Upload and index")
     page.wait_for_url(re.compile(r"/console/jobs/\d+/$"))
     assert "deploy-keys.md: accepted" in page.locator(".flash").inner_text()
-    page.locator('[data-job-live] [data-field="state"]', has_text=re.compile("succeeded", re.I)).wait_for(timeout=120_000)
+    page.locator('[data-job-live] [data-field="state"]', has_text=re.compile("succeeded", re.IGNORECASE)).wait_for(timeout=120_000)
     assert problems_on(page, console) == []
 
     # The chat socket (wss through nginx's upgrade) answers from the upload.
@@ -171,9 +171,9 @@ def test_the_chat_socket_through_nginx_refuses_a_page_from_another_port(stack: S
     # The sync client: Playwright's sync API keeps an event loop running in this thread.
     url, cookie = f"wss://localhost:{stack.nginx.https_port}/ws/chat/", {"Cookie": stack.site.cookie("ann")}
     with pytest.raises(InvalidStatus) as refused:
-        connect(url, ssl=stack.tls(), additional_headers=cookie, origin=f"https://localhost:{stack.nginx.https_port + 1}",  # type: ignore[arg-type]
+        connect(url, ssl=stack.tls(), additional_headers=cookie, origin=Origin(f"https://localhost:{stack.nginx.https_port + 1}"),
                 open_timeout=30)
     assert refused.value.response.status_code == 403
-    with connect(url, ssl=stack.tls(), additional_headers=cookie, origin=stack.url, open_timeout=30) as ws:  # type: ignore[arg-type]
+    with connect(url, ssl=stack.tls(), additional_headers=cookie, origin=Origin(stack.url), open_timeout=30) as ws:
         ws.send(json.dumps({"type": "conversations"}))
         assert json.loads(ws.recv(timeout=30))["type"] == "conversations"

@@ -69,10 +69,10 @@ def test_every_page_carries_the_content_security_policy(path: str) -> None:
 def test_no_template_has_inline_script_style_or_event_handlers() -> None:
     inline = {
         "style attribute": re.compile(r"\sstyle\s*="),
-        "<style> element": re.compile(r"<style[\s>]", re.I),
-        "event handler attribute": re.compile(r"\son[a-z]+\s*=", re.I),
-        "javascript: URL": re.compile(r"javascript:", re.I),
-        "inline <script>": re.compile(r"<script(?![^>]*\ssrc=)[^>]*>", re.I),
+        "<style> element": re.compile(r"<style[\s>]", re.IGNORECASE),
+        "event handler attribute": re.compile(r"\son[a-z]+\s*=", re.IGNORECASE),
+        "javascript: URL": re.compile(r"javascript:", re.IGNORECASE),
+        "inline <script>": re.compile(r"<script(?![^>]*\ssrc=)[^>]*>", re.IGNORECASE),
     }
     found = [f"{path.relative_to(TEMPLATES)}: {what}"
              for path in sorted(TEMPLATES.rglob("*.html")) for what, pattern in inline.items()

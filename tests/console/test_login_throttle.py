@@ -159,7 +159,8 @@ def test_with_a_shared_cache_every_process_sees_the_same_counts(alice: None) -> 
         for _ in range(5):
             log_in(Client(), "alice", "wrong")
         # What another process finds in Redis: the account's count, under a key with no user name in it.
-        keys = [k.decode() for k in redis.Redis.from_url(location).keys("lorebot-test-throttle:*login-failures:*")]
+        found = redis.Redis.from_url(location, decode_responses=True).keys("lorebot-test-throttle:*login-failures:*")
+        keys = [str(k) for k in found]
         assert any(":account:" in k for k in keys) and any(":address:203.0.113.7" in k for k in keys)
         assert not any("alice" in k for k in keys)
         assert log_in(Client(), "alice", "right-pw", address="198.51.100.4") == 429

@@ -23,7 +23,7 @@ _PRINT = ("import json, django; django.setup(); from django.conf import settings
 def _run(argv: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base = {"PATH": "/usr/bin:/bin", "DJANGO_SETTINGS_MODULE": "console.settings", "RAG_DATA_DIR": str(tmp_path),
             "DJANGO_SECRET_KEY": "production-like-" + "k" * 50, "PYTHONPATH": str(REPO)}
-    return subprocess.run(argv, env={**base, **env}, cwd=REPO, capture_output=True, text=True, timeout=120)
+    return subprocess.run(argv, env={**base, **env}, cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
 
 
 def settings_with(tmp_path: Path, **env: str) -> dict[str, Any]:
