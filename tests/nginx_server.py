@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests.daphne_server import stop_process
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "deploy" / "nginx" / "lorebot.conf"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else "")
@@ -46,13 +48,7 @@ class Nginx:
         return path.read_text() if path.exists() else ""
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def _unprivileged() -> dict[str, Any]:
@@ -126,11 +122,9 @@ def _ipv6() -> bool:
 
 def render_site(prefix: Path, *, cert: Path, key: Path, https_port: int, http_port: int, upstream_port: int | None = None,
                 static_dir: Path | None = None, loopback: bool = True) -> str:
-    """The shipped server config with this test's ports, paths and (to run it) upstream.
-
-    nginx binds its listeners even for `nginx -t`, so the ports always change. `loopback` listens on
-    127.0.0.1 only; otherwise on every address like the shipped file, IPv6 too where the machine has it.
-    """
+    """The shipped server config with this test's ports, paths and (to run it) upstream."""
+    # nginx binds its listeners even for `nginx -t`, so the ports always change. `loopback` listens on
+    # 127.0.0.1 only; otherwise on every address like the shipped file, IPv6 too where the machine has it.
     text = SHIPPED.read_text()
     text = _replace(text, "/etc/letsencrypt/live/lorebot.example.com/fullchain.pem", str(cert))
     text = _replace(text, "/etc/letsencrypt/live/lorebot.example.com/privkey.pem", str(key))

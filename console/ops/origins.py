@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
 # A WebSocket handshake is an HTTP request: its origin is written with the page's scheme.
 _PAGE_SCHEME = {"ws": "http", "wss": "https"}
 
 
 def normalized_origin(url: str) -> str | None:
-    """`scheme://host[:port]` of an http(s) URL, lower-cased and without a default port; None if it has none.
-
-    Browsers write `Origin` this way (RFC 6454 §6.2), so two origins are the same exactly when
-    their normalized strings are equal: scheme, host and port all count.
-    """
+    """`scheme://host[:port]` of an http(s) URL, lower-cased, without a default port; None if it has none."""
+    # Browsers write `Origin` this way (RFC 6454 §6.2), so two origins are the same exactly when
+    # these strings are equal: scheme, host and port all count.
     try:
         parts = urlsplit(url.strip())
         port = parts.port

@@ -17,7 +17,7 @@ from django.contrib.auth import get_user_model
 
 from console.models import Conversation, Document, IngestJob, Message
 from tests.browser.watch import problems_on, watch
-from tests.daphne_server import Daphne, Site, free_port, make_site, start_daphne
+from tests.daphne_server import Daphne, Site, free_port, make_site
 
 pytestmark = [pytest.mark.slow]
 
@@ -92,13 +92,6 @@ ATTACK = "<!doctype html><title>waiting</title><script>(%s)(%d).then((r) => { do
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     return make_site(tmp_path_factory.mktemp("page-security") / "data", users=("ann",))
-
-
-@pytest.fixture(scope="module")
-def server(site: Site) -> Iterator[Daphne]:
-    daphne = start_daphne(site)
-    yield daphne
-    daphne.stop()
 
 
 @pytest.fixture(scope="module")
