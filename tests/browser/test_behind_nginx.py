@@ -121,7 +121,8 @@ def test_log_in_upload_and_ask_in_chromium_through_nginx_over_tls(console_browse
     page.click("text=Upload and index")
     page.wait_for_url(re.compile(r"/console/jobs/\d+/$"))
     assert "deploy-keys.md: accepted" in page.locator(".flash").inner_text()
-    page.locator('[data-job-live] [data-field="state"]', has_text=re.compile("succeeded", re.IGNORECASE)).wait_for(timeout=120_000)
+    state = page.locator('[data-job-live] [data-field="state"]', has_text=re.compile("succeeded", re.IGNORECASE))
+    state.wait_for(timeout=120_000)
     assert problems_on(page, console) == []
 
     # The chat socket (wss through nginx's upgrade) answers from the upload.
