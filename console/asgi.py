@@ -1,7 +1,7 @@
 """ASGI entry point for daphne: `daphne console.asgi:application`.
 
 HTTP goes to Django (static files included, so one daphne process is a whole site); WebSockets go
-through the allowed-hosts origin check and the session/auth middleware to the chat consumer.
+through the same-origin check (scheme, host and port) and the session/auth middleware to the chat consumer.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ django_http = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from console.engine import start_warmup  # noqa: E402
+from console.ops.ws_origin import SameOriginValidator  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
 
 if settings.WARMUP_ON_START:
@@ -31,5 +31,5 @@ if settings.WARMUP_ON_START:
 application = ProtocolTypeRouter({
     # Serves /static/ from the apps' static folders: nothing to collect, no second server to run.
     "http": ASGIStaticFilesHandler(django_http),
-    "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+    "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
 })

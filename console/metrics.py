@@ -40,6 +40,8 @@ CHAT_ANSWER_SECONDS = Histogram(
 FEEDBACK = Counter("rag_feedback", "Votes on answers by value and surface.", ["value", "surface"])
 # state: succeeded, failed, partially_failed, crashed.
 INGEST_JOBS = Counter("rag_ingest_jobs", "Ingest jobs finished, by final state.", ["state"])
+# outcome: succeeded, failed (a wrong user name or password), throttled (refused unchecked: too many failures).
+LOGIN_ATTEMPTS = Counter("rag_login_attempts", "Logins by outcome.", ["outcome"])
 
 
 class IngestQueueCollector(Collector):

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from console.ops.origins import normalized_origin
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -40,7 +42,7 @@ def envrate(name: str, default: str) -> str:
     value = os.getenv(name, default).strip()
     count, _, seconds = value.partition("/")
     if not count.isdigit() or (seconds and not seconds.isdigit()) or (count != "0" and seconds in ("", "0")):
-        raise ImproperlyConfigured(f"{name} must look like 20/60 (questions per seconds) or 0, got {value!r}")
+        raise ImproperlyConfigured(f"{name} must look like 20/60 (a count per seconds) or 0, got {value!r}")
     return value
 
 
@@ -81,14 +83,18 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "django_prometheus",  # django_* series at /metrics (requests, responses, exceptions by view)
+    "csp",  # django-csp: the Content-Security-Policy header (and its settings checks)
     "bots.discord",
     "bots.slack",
 ]
 
 MIDDLEWARE = [
+    # Before anything reads request.is_secure(): X-Forwarded-Proto counts only from TRUSTED_PROXIES.
+    "console.ops.security.ForwardedProtoMiddleware",
     "console.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -240,6 +246,45 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # -- end of the web-chat block ----------------------------------------------------------
+
+# -- production behind a proxy with TLS (console/ops/: security.py, ws_origin.py, login_throttle.py) --
+# LOREBOT_PUBLIC_URL is where browsers reach Lorebot: its origin is trusted for CSRF (the login and
+# every console POST behind TLS) and for the chat socket, and https:// there makes the cookies Secure.
+LOREBOT_PUBLIC_ORIGIN = normalized_origin(LOREBOT_PUBLIC_URL) if LOREBOT_PUBLIC_URL else ""
+if LOREBOT_PUBLIC_ORIGIN is None:
+    raise ImproperlyConfigured(f"LOREBOT_PUBLIC_URL must look like https://lorebot.example.com, got {LOREBOT_PUBLIC_URL!r}")
+CSRF_TRUSTED_ORIGINS = [LOREBOT_PUBLIC_ORIGIN] if LOREBOT_PUBLIC_ORIGIN else []
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LOREBOT_PUBLIC_ORIGIN.startswith("https://")
+CSRF_COOKIE_HTTPONLY = True  # no script reads it: every form carries the token
+# Django believes this header from any peer; ForwardedProtoMiddleware removes it unless the peer
+# is one of TRUSTED_PROXIES, so a client cannot claim https for itself.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUSTED_PROXIES else None
+# Sent on https responses only. Try TLS out with a few minutes (300) first: browsers remember it.
+SECURE_HSTS_SECONDS = envint("DJANGO_HSTS_SECONDS", "31536000")
+# Nothing inline: every script and style sheet is a static file, so 'self' is the whole policy.
+# connect-src 'self' covers the chat socket (ws:/wss: to this host, CSP Level 3).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
+# Failed logins allowed per account and per client address (COUNT/SECONDS, 0: no limit); past that,
+# logins are refused until the window ends. Counted in Django's cache: CACHE_URL shares the counts.
+LOGIN_THROTTLE_ACCOUNT = envrate("LOGIN_THROTTLE_ACCOUNT", "5/300")
+LOGIN_THROTTLE_ADDRESS = envrate("LOGIN_THROTTLE_ADDRESS", "20/300")
+AUTHENTICATION_BACKENDS = [
+    "console.ops.login_throttle.LoginThrottleBackend",  # first: refuses a throttled login before any password check
+    "django.contrib.auth.backends.ModelBackend",
+]
+# -- end of the production block ----------------------------------------------------------
 
 # -- Discord bot (bots/discord; `manage.py rundiscordbot`) ---------------------------------
 DISCORD_BOT_TOKEN = envsecret("DISCORD_BOT_TOKEN")

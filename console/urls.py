@@ -2,9 +2,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 
 from console import status, views
+from console.ops.login_throttle import AdminLoginForm, ThrottledLoginView
+
+admin.site.login_form = AdminLoginForm  # throttled like the console's login, and says so
 
 console_patterns = [
     path("", views.dashboard_view, name="dashboard"),
@@ -23,17 +28,15 @@ console_patterns = [
 urlpatterns = [
     path("", views.home, name="home"),
     path("health", views.health, name="health"),
+    # Browsers ask every site for /favicon.ico (the admin's pages too): one icon instead of a 404 each time.
+    path("favicon.ico", RedirectView.as_view(url=static("console/favicon.svg"), permanent=True)),
     path("health/ready", views.health_ready, name="health-ready"),
     path("metrics", views.metrics, name="metrics"),
     path("status/<int:job_id>", status.job_status_view, name="job-status"),
     path("console/", include((console_patterns, "console"))),
     path("chat/", include("console.chat_urls")),
     path("slack/", include("bots.slack.urls")),  # /slack/events: Slack's Events API, commands, buttons
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(template_name="console/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

@@ -15,6 +15,7 @@ import pytest
 from django.test import override_settings
 
 from console.engine import get_engine
+from tests.daphne_server import Daphne, Site, start_daphne
 
 CHROMIUM = Path(os.getenv("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -69,3 +70,11 @@ def data_dir(tmp_path: Path, real_embedder: object) -> Iterator[Path]:
         get_engine.cache_clear()
         yield data
     get_engine.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def server(site: Site) -> Iterator[Daphne]:
+    """A daphne process serving the module's `site` (a module fixture of the test file)."""
+    daphne = start_daphne(site)
+    yield daphne
+    daphne.stop()

@@ -41,13 +41,6 @@ def site(tmp_path_factory: pytest.TempPathFactory, fake_groq: FakeGroqServer) ->
 
 
 @pytest.fixture(scope="module")
-def server(site: Site) -> Iterator[Daphne]:
-    daphne = start_daphne(site)
-    yield daphne
-    daphne.stop()
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])

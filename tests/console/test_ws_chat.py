@@ -25,6 +25,7 @@ from tests.support import DEPLOY, make_engine
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
+HOST = (b"host", b"127.0.0.1")  # the socket's own origin is its scheme, Host and port
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +87,7 @@ async def mallory() -> bytes:
 
 
 async def open_socket(cookie: bytes | None, origin: tuple[bytes, bytes] = ORIGIN) -> WebsocketCommunicator:
-    headers = [origin] + ([(b"cookie", cookie)] if cookie else [])
+    headers = [HOST, origin] + ([(b"cookie", cookie)] if cookie else [])
     comm = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
     connected, _ = await comm.connect(timeout=5)
     assert connected
@@ -401,7 +402,7 @@ async def test_anonymous_chat_works_with_a_session_when_allowed(engine: Engine) 
 
 
 async def test_a_cross_origin_socket_is_rejected(engine: Engine, alice: bytes) -> None:
-    comm = WebsocketCommunicator(application, "/ws/chat/", headers=[(b"origin", b"http://evil.example"), (b"cookie", alice)])
+    comm = WebsocketCommunicator(application, "/ws/chat/", headers=[HOST, (b"origin", b"http://evil.example"), (b"cookie", alice)])
     connected, _ = await comm.connect(timeout=5)
     assert not connected
     await comm.disconnect()

@@ -33,6 +33,11 @@
     input.addEventListener("change", show);
   });
 
+  /* -- progress bars: the width comes from data-percent (the Content-Security-Policy allows no style="…") -- */
+  document.querySelectorAll(".bar[data-percent]").forEach(function (bar) {
+    bar.style.width = Math.max(0, Math.min(100, Number(bar.getAttribute("data-percent")) || 0)) + "%";
+  });
+
   /* -- destructive forms ask first -- */
   document.querySelectorAll("form[data-confirm]").forEach(function (form) {
     form.addEventListener("submit", function (event) {
