@@ -13,14 +13,14 @@ from mdit_py_plugins.admon import admon_plugin
 from mdit_py_plugins.container import container_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
-from ragcore.errors import CorruptFile
 from ragcore.loaders.outline import MAX_INDENT_LEVELS, Outline, admonition_header, code_span, inline, list_marker
+from ragcore.loaders.plaintext import read_as_plain_text
 from ragcore.loaders.webpage import add_html_fragment, image_alt_text
 from ragcore.types import Section
 
 # markdown-it stops parsing, silently dropping the rest of the file, once blocks nest deeper than
 # maxNesting (20 in CommonMark mode). Python's own stack is the real limit (lists or quotes nested
-# ~500 deep), and running into it is reported as an error instead of losing text.
+# ~500 deep); a file that runs into it is read as plain text rather than lose its text or fail.
 _MAX_NESTING = 10_000
 # Docusaurus-style ":::note Title" blocks; MkDocs' "!!! note" comes from the admon plugin.
 _CONTAINERS = ("note", "tip", "info", "important", "warning", "caution", "danger")
@@ -40,8 +40,8 @@ def parse_markdown(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     toml_title, text = _split_toml_front_matter(text)
     try:
         tokens = _parser().parse(text)
-    except RecursionError as exc:
-        raise CorruptFile(name, "Markdown nested too deeply to read (lists or quotes hundreds of levels deep)") from exc
+    except RecursionError:
+        return read_as_plain_text(text, name, "markdown")
     outline = Outline(keep_indent=True)
     front_title = _MarkdownWriter(outline).write(tokens)
     title = toml_title or front_title or outline.first_h1 or outline.lead

@@ -9,8 +9,8 @@ from docutils import nodes, utils
 from docutils.core import publish_doctree
 from docutils.parsers.rst import Directive, directives, roles
 
-from ragcore.errors import CorruptFile
 from ragcore.loaders.outline import MAX_INDENT_LEVELS, Outline, admonition_header, code_span, inline, list_marker
+from ragcore.loaders.plaintext import read_as_plain_text
 from ragcore.types import Section
 
 _SETTINGS = {
@@ -53,8 +53,8 @@ def parse_rst(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     """Sections cut at docutils' sections; the document title (a lone top heading) is the title."""
     try:
         document = publish_doctree(text, settings_overrides=_SETTINGS)
-    except RecursionError as exc:
-        raise CorruptFile(name, "reStructuredText nested too deeply to read") from exc
+    except RecursionError:  # docutils nests a parser per level: lists ~160 deep exhaust Python's stack
+        return read_as_plain_text(text, name, "rst")
     outline = Outline(keep_indent=True)
     _walk(document, outline)
     title = inline(str(document.get("title", ""))) or outline.lead

@@ -6,6 +6,7 @@ import codecs
 import io
 import json
 import re
+import unicodedata
 import zipfile
 from pathlib import PurePosixPath
 
@@ -30,8 +31,8 @@ _MAGIC = (
 )
 _ZIP_KINDS = (("xl/workbook.xml", "an Excel workbook"), ("ppt/presentation.xml", "a PowerPoint file"))
 _HTML_START = re.compile(r"\A\s*(?:<\?xml[^>]*>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html[\s>])", re.I | re.S)
-# How much more "mess" than charset-normalizer's best guess still lets cp1252 win (see _decode_legacy).
-_CP1252_SLACK = 0.05
+_SAMPLE_CHARS = 65536  # enough text to judge a code page by
+_WORD_PUNCTUATION = "\u2019\u2010\u2011\u00b7"  # an apostrophe, hyphens and a middle dot do belong inside words
 
 
 def sniff(data: bytes, name: str) -> tuple[str, str]:
@@ -111,25 +112,39 @@ def _decode_strictly(body: bytes, encoding: str, skipped: int, name: str) -> str
 
 def _decode_legacy(data: bytes, name: str, error: UnicodeDecodeError) -> str:
     """Text that is not UTF-8: a Latin-1, cp1252, cp1251, Shift-JIS … file, as charset-normalizer reads it."""
-    matches = charset_normalizer.from_bytes(data)
-    best = matches.best()
+    best = charset_normalizer.from_bytes(data).best()
     if best is None:
         if _looks_binary(data[:SNIFF_BYTES].decode("utf-8", errors="replace")):
             raise UnsupportedType(name, f"unsupported file type: {_describe(data)}") from error
         raise CorruptFile(
             name, f"not valid UTF-8 text ({_where(data, error, 0)}) nor any other text encoding; save it as UTF-8 and upload again"
         ) from error
-    # On short Western text charset-normalizer cannot tell the Latin code pages apart and may pick a
-    # rare one (cp775, cp1250) that turns "é" or curly quotes into other letters. cp1252, Windows'
-    # Western default and a superset of Latin-1's printable range, is far likelier whenever it reads
-    # the bytes about as cleanly.
-    for match in matches:
-        if "cp1252" in match.could_be_from_charset and match.chaos <= best.chaos + _CP1252_SLACK:
-            try:
-                return data.decode("cp1252")
-            except UnicodeDecodeError:
-                break
-    return str(best)
+    guess = str(best)
+    # On short Western text charset-normalizer cannot tell the Latin code pages apart and often picks
+    # a rare one (cp1257, cp775) that turns "è" into "č". When its guess is Latin script anyway, cp1252
+    # (Windows' Western default, and Latin-1's printable range) wins unless it reads worse: more
+    # symbols inside words, as Polish cp1250 text read as cp1252 would ("Za¿ó³æ").
+    if _latin_script(guess[:_SAMPLE_CHARS]):
+        try:
+            western = data.decode("cp1252")
+        except UnicodeDecodeError:
+            return guess
+        if _symbols_inside_words(western[:_SAMPLE_CHARS]) <= _symbols_inside_words(guess[:_SAMPLE_CHARS]):
+            return western
+    return guess
+
+
+def _latin_script(text: str) -> bool:
+    return all(unicodedata.name(c, "").startswith("LATIN") for c in set(text) if ord(c) > 127 and c.isalpha())
+
+
+def _symbols_inside_words(text: str) -> int:
+    """Non-ASCII characters that are not letters yet sit between two letters: the mark of a wrong code page."""
+    return sum(
+        1
+        for before, c, after in zip(text, text[1:], text[2:])
+        if ord(c) > 127 and not c.isalpha() and c not in _WORD_PUNCTUATION and before.isalpha() and after.isalpha()
+    )
 
 
 def _where(body: bytes, exc: UnicodeDecodeError, skipped: int) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import dataclass
 
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
@@ -24,7 +25,7 @@ def parse_html(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     """Visible text only, one line per block, sections cut at h1–h4."""
     soup = _soup(text)
     title = inline(soup.title.get_text()) if soup.title else ""
-    _drop_chrome(soup)
+    _prepare(soup)
     h1 = soup.find("h1")
     outline = Outline(keep_indent=True)
     walk_html(soup.body or soup, outline)
@@ -35,7 +36,7 @@ def parse_html(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
 def add_html_fragment(html: str, outline: Outline) -> None:
     """Raw HTML met inside another format (a Markdown page's <p align="center">): its text, into `outline`."""
     soup = _soup(html)
-    _drop_chrome(soup)
+    _prepare(soup)
     walk_html(soup.body or soup, outline)
 
 
@@ -51,26 +52,41 @@ def _soup(text: str) -> BeautifulSoup:
         return BeautifulSoup(text, "lxml")
 
 
-def _drop_chrome(soup: BeautifulSoup) -> None:
+def _prepare(soup: BeautifulSoup) -> None:
+    """Removes what is not content, and writes inline code as backticked text so every get_text() keeps it."""
     for tag in [*soup.find_all(_DROP), *soup.select(_DROP_SELECTED)]:
         tag.decompose()
+    for code in soup.select("code:not(pre code)"):
+        code.replace_with(code_span(code.get_text()))
 
 
 def walk_html(root: Tag, outline: Outline) -> None:
     """Writes the blocks under `root` into `outline`, in the chunk text format."""
-    # a loop over an explicit stack, not recursion: generated pages can nest deeper than Python's stack
-    todo: list[PageElement | int] = list(reversed(root.contents))  # an int closes a block of that gap
+    # A loop over an explicit stack, not recursion: generated pages can nest deeper than Python's
+    # stack. Each entry carries the list item marker it would take, so no node looks at its parents.
+    todo: list[_Todo] = [_Todo(child) for child in reversed(root.contents)]
     while todo:
-        node = todo.pop()
-        if isinstance(node, int):
-            outline.end_block(node)
+        entry = todo.pop()
+        node = entry.node
+        if node is None:
+            outline.end_block(entry.gap)
         elif isinstance(node, Tag):
-            todo.extend(reversed(_visit(node, outline)))
+            todo.extend(reversed(_visit(node, entry, outline)))
         elif isinstance(node, NavigableString) and not isinstance(node, PreformattedString):
             outline.add(re.sub(r"\s+", " ", str(node)))  # comments and doctypes are PreformattedStrings
 
 
-def _visit(node: Tag, outline: Outline) -> list[PageElement | int]:
+@dataclass(frozen=True)
+class _Todo:
+    """A node still to walk, how many lists hold it and the marker it takes as a list item; or (node None) a block's end."""
+
+    node: PageElement | None
+    lists: int = 0
+    marker: str = "-"
+    gap: int = 0
+
+
+def _visit(node: Tag, entry: _Todo, outline: Outline) -> list[_Todo]:
     """Writes what `node` itself stands for; returns what is still to walk inside it (and its closing gap)."""
     name = node.name
     if name in _HEADINGS:
@@ -79,32 +95,35 @@ def _visit(node: Tag, outline: Outline) -> list[PageElement | int]:
         outline.gap(1)
     elif name == "pre":
         outline.code(node.get_text(), _code_language(node))
-    elif name == "code":
-        outline.add(code_span(node.get_text()))
     elif name == "img":
         outline.add(inline(str(node.get("alt") or "")))
     elif name == "tr":
         outline.block(_row(node), 1)
     elif "admonition-title" in _classes(node):
         outline.label(admonition_header(_admonition_kind(node), node.get_text(" ")))
+    elif name in ("ul", "ol"):
+        outline.gap(1 if entry.lists else 2)
+        return [*_list_children(node, entry.lists + 1), _Todo(None, gap=1 if entry.lists else 2)]
     elif name in _PARAGRAPHS or name in _LINES:
-        nested_list = name in ("ul", "ol") and node.find_parent("li") is not None
-        lines = 2 if name in _PARAGRAPHS and not nested_list else 1
-        outline.gap(lines, _item_marker(node) if name == "li" else "")
-        return [*node.contents, lines]
+        lines = 2 if name in _PARAGRAPHS else 1
+        outline.gap(lines, list_marker(max(1, entry.lists), entry.marker) if name == "li" else "")
+        return [*(_Todo(child, entry.lists) for child in node.contents), _Todo(None, gap=lines)]
     else:
-        return list(node.contents)
+        return [_Todo(child, entry.lists) for child in node.contents]
     return []
 
 
-def _item_marker(item: Tag) -> str:
-    """ "- " in a <ul>, "3. " in an <ol>, indented by how many lists hold the item."""
-    lists = [parent for parent in item.parents if parent.name in ("ul", "ol")]
-    if not lists or lists[0].name == "ul":
-        return list_marker(max(1, len(lists)), "-")
-    start = str(lists[0].get("start") or "1")
-    number = (int(start) if start.isdigit() else 1) + len(item.find_previous_siblings("li"))
-    return list_marker(len(lists), f"{number}.")
+def _list_children(node: Tag, lists: int) -> list[_Todo]:
+    """The children of a <ul> or <ol>, each <li> with its marker: "- ", or its number counted from start=."""
+    start = str(node.get("start") or "1")
+    number = int(start) if start.isdigit() else 1
+    children = []
+    for child in node.contents:
+        marker = "-"
+        if node.name == "ol" and isinstance(child, Tag) and child.name == "li":
+            marker, number = f"{number}.", number + 1
+        children.append(_Todo(child, lists, marker))
+    return children
 
 
 def _code_language(pre: Tag) -> str:
