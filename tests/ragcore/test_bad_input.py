@@ -130,13 +130,13 @@ def test_lists_nested_two_hundred_deep_keep_every_item_with_bounded_indentation(
 
 
 @pytest.mark.parametrize(("name", "source"), [
-    ("deeper.md", "\n".join("  " * depth + f"- level {depth}" for depth in range(700))),
+    ("deeper.md", "\n".join("  " * depth + f"- level {depth}" for depth in range(550))),
     ("deeper.rst", "\n\n".join("  " * depth + f"- level {depth}" for depth in range(200))),
     ("quotes.md", "> " * 700 + "the deepest quote"),
 ])  # fmt: skip
 def test_markup_nested_deeper_than_its_parser_reaches_is_read_as_plain_text(name: str, source: str) -> None:
     doc = load_bytes(source.encode(), name)
-    assert doc.text.split("\n")[-1].endswith(("- level 699", "- level 199", "the deepest quote"))
+    assert doc.text.split("\n")[-1].endswith(("- level 549", "- level 199", "the deepest quote"))
     assert chunk(doc)
 
 
