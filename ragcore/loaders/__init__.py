@@ -31,7 +31,13 @@ import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from ragcore.errors import CorruptFile, FileMissing, FileTooLarge, LoaderError, NoExtractableText
+from ragcore.errors import (
+    CorruptFile,
+    FileMissing,
+    FileTooLarge,
+    LoaderError,
+    NoExtractableText,
+)
 from ragcore.loaders.csvfile import parse_csv
 from ragcore.loaders.jsonfile import parse_json
 from ragcore.loaders.markdown import parse_markdown

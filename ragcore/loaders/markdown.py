@@ -13,7 +13,14 @@ from mdit_py_plugins.admon import admon_plugin
 from mdit_py_plugins.container import container_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
-from ragcore.loaders.outline import MAX_INDENT_LEVELS, Outline, admonition_header, code_span, inline, list_marker
+from ragcore.loaders.outline import (
+    MAX_INDENT_LEVELS,
+    Outline,
+    admonition_header,
+    code_span,
+    inline,
+    list_marker,
+)
 from ragcore.loaders.plaintext import read_as_plain_text
 from ragcore.loaders.webpage import add_html_fragment, image_alt_text
 from ragcore.types import Section

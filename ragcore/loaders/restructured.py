@@ -9,7 +9,14 @@ from docutils import nodes, utils
 from docutils.core import publish_doctree
 from docutils.parsers.rst import Directive, directives, roles
 
-from ragcore.loaders.outline import MAX_INDENT_LEVELS, Outline, admonition_header, code_span, inline, list_marker
+from ragcore.loaders.outline import (
+    MAX_INDENT_LEVELS,
+    Outline,
+    admonition_header,
+    code_span,
+    inline,
+    list_marker,
+)
 from ragcore.loaders.plaintext import read_as_plain_text
 from ragcore.types import Section
 
@@ -85,7 +92,8 @@ def _visit(node: nodes.Node, outline: Outline) -> list[nodes.Node | int]:
     if isinstance(node, nodes.paragraph):
         _paragraph(node, outline)
     elif isinstance(node, nodes.literal_block):
-        classes = [c for c in node.get("classes", []) if c != "code"]
+        held: list[object] = list(node.get("classes", []))
+        classes = [str(c) for c in held if c != "code"]
         outline.code(node.astext(), str(node.get("language") or (classes[0] if classes else "")))
     elif isinstance(node, nodes.doctest_block):
         outline.code(node.astext(), "pycon")
@@ -99,7 +107,7 @@ def _visit(node: nodes.Node, outline: Outline) -> list[nodes.Node | int]:
         return list(node.children)
     elif isinstance(node, nodes.Admonition):
         title = next((child for child in node.children if isinstance(child, nodes.title)), None)
-        kind = "" if isinstance(node, nodes.admonition) else node.tagname
+        kind = "" if isinstance(node, nodes.admonition) else type(node).__name__  # nodes.note, nodes.warning, …
         outline.label(admonition_header(kind, _inline(title) if title else ""))
         return [*node.children, 2]
     elif isinstance(node, (nodes.term, nodes.rubric)):
@@ -288,10 +296,11 @@ class _TestCode(_Ignored):
 
 def _register() -> None:
     """docutils keeps roles and directives in process-wide tables; Lorebot is their only user here."""
+    # types-docutils declares a role's nodes as `reference` only; any inline node is what docutils accepts
     for role in _CODE_ROLES:
-        roles.register_local_role(role, _code_role)
+        roles.register_local_role(role, _code_role)  # type: ignore[arg-type]
     for role in _TEXT_ROLES:
-        roles.register_local_role(role, _text_role)
+        roles.register_local_role(role, _text_role)  # type: ignore[arg-type]
     table: dict[str, type[Directive]] = {name: _Ignored for name in _IGNORED}
     table |= {name: _Container for name in _CONTAINERS}
     table |= {name: _VersionNote for name in _VERSION_NOTES}

@@ -9,7 +9,13 @@ from dataclasses import dataclass
 from bs4 import BeautifulSoup
 from bs4.element import NavigableString, PageElement, PreformattedString, Tag
 
-from ragcore.loaders.outline import Outline, admonition_header, code_span, inline, list_marker
+from ragcore.loaders.outline import (
+    Outline,
+    admonition_header,
+    code_span,
+    inline,
+    list_marker,
+)
 from ragcore.types import Section
 
 _DROP = ["script", "style", "noscript", "template", "nav", "footer", "head", "svg", "iframe"]
@@ -148,8 +154,8 @@ def _admonition_kind(title: Tag) -> str:
 
 
 def _classes(tag: Tag) -> list[str]:
-    value = tag.get("class") or []
-    return value.split() if isinstance(value, str) else list(value)
+    value: object = tag.get("class") or []
+    return value.split() if isinstance(value, str) else [str(v) for v in value] if isinstance(value, list) else []
 
 
 def _row(row: Tag) -> str:

@@ -62,8 +62,8 @@ def test_a_markdown_file_that_is_mostly_html_reads_as_its_text() -> None:
     assert [(s.location, s.text) for s in doc.sections] == [
         ("", "Widget"),  # the logo's alt text, before the <h1>
         ("", "build passing version 2.1"),  # under the <h1>, which names the document, so no location
-        ("§ Install", "Platform | Command\nLinux | `apt install widget`\n\nAdvanced options\n\n"
-                      "Set `WIDGET_HOME` to move the cache.\n\nMade with love."),
+        ("§ Install", ("Platform | Command\nLinux | `apt install widget`\n\nAdvanced options\n\n"
+                       "Set `WIDGET_HOME` to move the cache.\n\nMade with love.")),
     ]  # fmt: skip
     assert "<" not in doc.text and "align" not in doc.text
 

@@ -33,9 +33,9 @@ def test_a_sphinx_page_reads_as_the_chunk_text_format() -> None:
     doc = load_bytes(SPHINX_PAGE.encode(), "quickstart.html")
     assert doc.title == "Quickstart — httpx 0.28"
     assert [(s.location, s.text) for s in doc.sections] == [
-        ("", "First, import `httpx`:\n\n"
-             "```pycon\n>>> import httpx\n>>> r = httpx.get('https://example.org')\n\n>>> r.status_code\n200\n```\n\n"
-             "Note:\nThe default timeout is five seconds.\n\nWarning: Mind the gap\nCareful."),
+        ("", ("First, import `httpx`:\n\n"
+              "```pycon\n>>> import httpx\n>>> r = httpx.get('https://example.org')\n\n>>> r.status_code\n200\n```\n\n"
+              "Note:\nThe default timeout is five seconds.\n\nWarning: Mind the gap\nCareful.")),
         ("§ Steps", "3. three\n  - nested\n4. four\n\nRequest flow is drawn above.\n\n```python\ndef f():\n    return 1\n```"),
     ]  # fmt: skip
     for chrome in ("¶", "index", "Table of contents"):
