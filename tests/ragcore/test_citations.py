@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ragcore.citations import (
-    CitationFilter,
-    build_citations,
-    cited_numbers,
-    filter_citations,
-    make_snippet,
-)
+from ragcore.citations import CitationFilter, build_citations, cited_numbers, filter_citations, make_snippet
 from ragcore.types import Chunk, ScoredChunk
 
 
