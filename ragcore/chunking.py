@@ -1,78 +1,153 @@
 """Splitting documents into overlapping chunks that fit the embedding model's window.
 
 Sections (pages, headed parts) are never merged, so every chunk has one location.
-Inside a section the text is cut at paragraphs, then lines, then sentences, and only
-as a last resort at words; consecutive pieces are packed up to the token budget and
-each new chunk repeats the last pieces of the one before, up to the overlap budget.
-Token counts come from the model's own tokenizer, so no chunk is silently truncated.
+Inside a section the text is read as blocks in the chunk text format (see ragcore.loaders):
+paragraphs, and fenced code blocks, which stay whole even when they hold blank lines.
+A block that fits is never cut. A longer paragraph is cut at lines, then sentences, and only
+as a last resort at words; a longer code block is cut between its lines, each piece fenced
+like the block. Consecutive pieces are packed up to the token budget, joined by what
+separated them (a blank line, a line break or a space), and each new chunk repeats the last
+pieces of the one before, up to the overlap budget. Token counts come from the model's own
+tokenizer, so no chunk is silently truncated.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from ragcore.types import Chunk, ParsedDocument
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
-_PARAGRAPH = re.compile(r"\n\s*\n")
 _SENTENCE = re.compile(r"(?<=[.!?。])\s+(?=[\"'(\[A-Z0-9])")
+_FENCE_OPEN = re.compile(r"(`{3,}|~{3,})")
+# What joins the pieces of each split level: blocks, lines, sentences, words.
+_SEPARATORS = ("\n\n", "\n", " ", " ")
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A run of text that fits the budget, and what separated it from the piece before it."""
+
+    text: str
+    tokens: int
+    sep: str
+
+
+def _blocks(text: str) -> list[str]:
+    """Paragraphs and fenced code blocks; a fence left open runs to the end and is closed here."""
+    blocks: list[str] = []
+    current: list[str] = []
+    fence = ""
+    for line in text.split("\n"):
+        if fence:
+            current.append(line)
+            closer = line.strip()
+            if len(closer) >= len(fence) and set(closer) == {fence[0]}:
+                blocks.append("\n".join(current))
+                current, fence = [], ""
+        elif opener := _FENCE_OPEN.match(line):
+            if current:
+                blocks.append("\n".join(current))
+            current, fence = [line], opener.group(1)
+        elif not line.strip():
+            if current:
+                blocks.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    if current:
+        blocks.append("\n".join(current) + (f"\n{fence}" if fence else ""))
+    return [b.strip("\n") for b in blocks if b.strip()]
+
+
+def _is_code(block: str) -> bool:
+    return bool(_FENCE_OPEN.match(block))
 
 
 def _split(text: str, level: int) -> list[str]:
     if level == 0:
-        parts = _PARAGRAPH.split(text)
-    elif level == 1:
+        return _blocks(text)
+    if level == 1:
         parts = text.split("\n")
     elif level == 2:
         parts = _SENTENCE.split(text)
     else:
         parts = text.split()
-    return [p.strip() for p in parts if p.strip()]
+    # a line keeps its indentation (a nested list item); sentences and words need none
+    return [p.rstrip() if level == 1 else p.strip() for p in parts if p.strip()]
 
 
-def _pieces(text: str, budget: int, count: TokenCounter, level: int = 0) -> list[tuple[str, int]]:
-    """Breaks text into (piece, tokens) with every piece within budget, coarsest cuts first."""
+def _pieces(text: str, budget: int, count: TokenCounter, level: int = 0) -> list[_Piece]:
+    """Breaks text into pieces that each fit the budget, coarsest cuts first."""
     parts = _split(text, level)
     sizes = count(parts) if parts else []
-    out: list[tuple[str, int]] = []
+    out: list[_Piece] = []
     for part, size in zip(parts, sizes):
         if size <= budget:
-            out.append((part, size))
+            cut = [_Piece(part, size, "")]
+        elif level == 0 and _is_code(part):
+            cut = _code_pieces(part, budget, count)
         elif level < 3:
-            out.extend(_pieces(part, budget, count, level + 1))
+            cut = _pieces(part, budget, count, level + 1)
         else:
-            out.extend(_cut_word(part, budget, count))
+            cut = _cut_word(part, budget, count)
+        if cut:  # the first piece of a cut part is separated from the part before as the whole part was
+            cut[0] = replace(cut[0], sep=_SEPARATORS[level])
+        out.extend(cut)
     return out
 
 
-def _cut_word(word: str, budget: int, count: TokenCounter) -> list[tuple[str, int]]:
+def _code_pieces(block: str, budget: int, count: TokenCounter) -> list[_Piece]:
+    """A code block longer than the budget: cut between lines, every piece fenced like the block."""
+    lines = block.split("\n")
+    opener, closer, body = lines[0], lines[-1], lines[1:-1]
+    overhead = sum(count([opener, closer]))
+    inner = max(8, budget - overhead)
+    line_sizes = count(body) if body else []
+    groups: list[tuple[list[str], int]] = []
+    for line, size in zip(body, line_sizes):
+        parts = [(line, size)] if size <= inner else [(p.text, p.tokens) for p in _pieces(line, inner, count, 2)]
+        for part, part_size in parts:
+            if not groups or groups[-1][1] + part_size > inner:
+                groups.append(([], 0))
+            groups[-1][0].append(part)
+            groups[-1] = (groups[-1][0], groups[-1][1] + part_size)
+    return [_Piece("\n".join([opener, *group, closer]), size + overhead, "\n\n") for group, size in groups]
+
+
+def _cut_word(word: str, budget: int, count: TokenCounter) -> list[_Piece]:
     """A single 'word' longer than the window (a URL, a base64 blob): cut it by characters."""
     step = max(1, budget * 2)  # at least ~2 characters per token for such strings
     parts = [word[i : i + step] for i in range(0, len(word), step)]
-    return list(zip(parts, count(parts)))
+    return [_Piece(part, size, "") for part, size in zip(parts, count(parts))]
 
 
-def _pack(pieces: list[tuple[str, int]], budget: int, overlap: int) -> list[str]:
+def _join(pieces: Sequence[_Piece]) -> str:
+    return "".join(p.sep + p.text if i else p.text for i, p in enumerate(pieces))
+
+
+def _pack(pieces: list[_Piece], budget: int, overlap: int) -> list[str]:
     chunks: list[str] = []
-    current: list[tuple[str, int]] = []
+    current: list[_Piece] = []
     size = 0
-    for piece, tokens in pieces:
-        if current and size + tokens > budget:
-            chunks.append(" ".join(p for p, _ in current))
-            carried: list[tuple[str, int]] = []
+    for piece in pieces:
+        if current and size + piece.tokens > budget:
+            chunks.append(_join(current))
+            carried: list[_Piece] = []
             carried_size = 0
             for prev in reversed(current):
-                if carried_size + prev[1] > overlap or carried_size + prev[1] + tokens > budget:
+                if carried_size + prev.tokens > overlap or carried_size + prev.tokens + piece.tokens > budget:
                     break
                 carried.insert(0, prev)
-                carried_size += prev[1]
+                carried_size += prev.tokens
             current, size = carried, carried_size
-        current.append((piece, tokens))
-        size += tokens
+        current.append(piece)
+        size += piece.tokens
     if current:
-        chunks.append(" ".join(p for p, _ in current))
+        chunks.append(_join(current))
     return chunks
 
 

@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, TestCase
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import escape
 
 from console import dashboard, ingest
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
@@ -245,6 +246,18 @@ class DocumentPagesTestCase(BaseTestCase):
         with patch("console.views.get_engine", return_value=broken):
             response = self.client.get(reverse("console:document", args=[self.doc.pk]))
         self.assertContains(response, "The chunk preview is unavailable: store down")
+
+    def test_the_chunk_preview_shows_a_chunk_whole_exactly_as_it_is_quoted(self) -> None:
+        self.login_staff()
+        text = "Call it like this:\n\n```python\ndef f():\n    return   1\n```\n\n" + "More words. " * 80
+        chunk = Chunk(chunk_id=f"doc-{self.doc.pk}:0", document_id="d", position=0, text=text)
+        store = SimpleNamespace(store=SimpleNamespace(get_chunks=lambda ids: {chunk.chunk_id: chunk}))
+        with patch("console.views.get_engine", return_value=store):
+            response = self.client.get(reverse("console:document", args=[self.doc.pk]))
+        # every character, line break and space of the chunk, escaped; and CSS that keeps them visible
+        self.assertContains(response, f"<p>{escape(text)}</p>", html=False)
+        css = (Path(__file__).parents[2] / "console/static/console/console.css").read_text()
+        self.assertIn(".chunk p { margin: .3rem 0 0; white-space: pre-wrap;", css)
 
     def test_delete_asks_then_queues_a_job(self) -> None:
         self.login_staff()
