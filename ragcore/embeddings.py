@@ -305,16 +305,17 @@ class QueryBatcher:
             for _, future in batch:
                 future.set_exception(exc)
             return
-        row = {text: i for i, text in enumerate(texts)}
+        results: dict[str, np.ndarray] = {}
+        for i, text in enumerate(texts):
+            vector = np.array(vectors[i], dtype=np.float32)
+            vector.flags.writeable = False  # shared by every caller of this text, and the cache
+            results[text] = vector
         with self._ready:
-            for text, i in row.items():
-                vector = np.array(vectors[i], dtype=np.float32)
-                vector.flags.writeable = False  # shared by every caller of this text, and the cache
-                self._cache[text] = vector
+            self._cache.update(results)
+            for text in results:
                 self._cache.move_to_end(text)
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
-            results = {text: self._cache[text] for text in row}
         for text, future in batch:
             future.set_result(results[text])
 

@@ -178,3 +178,11 @@ def test_a_failed_embedding_is_not_cached() -> None:
         with pytest.raises(RuntimeError, match="fell over"):
             batcher.embed_query("boom")
     assert batcher.calls == 2 and batcher.cache_hits == 0
+
+
+def test_a_batcher_without_a_cache_embeds_every_time() -> None:
+    embedder = CountingEmbedder()
+    batcher = QueryBatcher(embedder, cache_size=0)
+    batcher.embed_query("roll back")
+    batcher.embed_query("roll back")
+    assert embedder.texts == ["roll back", "roll back"] and batcher.cache_hits == 0
