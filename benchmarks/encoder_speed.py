@@ -52,7 +52,8 @@ def main() -> None:
 
     torch_rate = statistics.median(rates["torch"])
     print(f"{len(texts)} chunk-sized texts, {len(queries)} queries, {args.rounds} interleaved rounds\n")
-    print(f"{'backend':<10} {'texts/s':>8} {'× torch':>8} {'query p50':>10} {'query p95':>10} {'cos texts':>10} {'cos queries':>12}")
+    print(f"{'backend':<10} {'texts/s':>8} {'× torch':>8} {'query p50':>10} {'query p95':>10} "
+          f"{'cos texts':>10} {'cos queries':>12}")
     for backend in BACKENDS:
         rate = statistics.median(rates[backend])
         cos_texts = float(np.mean(np.sum(vectors[backend] * vectors["torch"], axis=1)))

@@ -28,10 +28,15 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import structlog
 
 from ragcore.errors import ExportError
+
+if TYPE_CHECKING:  # for annotations only: importing torch here would load it in every process that embeds
+    import torch
 
 log = structlog.get_logger(__name__, component="embedder")
 
@@ -163,7 +168,6 @@ def export_model(files: ModelFiles, cache_dir: Path, *, say: Callable[[str], Non
     """Exports the fp32 and int8 ONNX files (needs torch and transformers; run in a child process)."""
     import warnings
 
-    import numpy as np
     import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -222,8 +226,7 @@ def export_model(files: ModelFiles, cache_dir: Path, *, say: Callable[[str], Non
         os.replace(quantized, folder / FILE_NAMES["onnx-int8"])
 
 
-def _tokenize(files: ModelFiles, texts: list[str]) -> dict[str, object]:
-    import numpy as np
+def _tokenize(files: ModelFiles, texts: list[str]) -> dict[str, np.ndarray]:
     from tokenizers import Tokenizer
 
     tokenizer = Tokenizer.from_file(str(files.tokenizer_file))
@@ -238,15 +241,15 @@ def _tokenize(files: ModelFiles, texts: list[str]) -> dict[str, object]:
     }
 
 
-def _run(path: Path, inputs: dict[str, object]) -> object:
+def _run(path: Path, inputs: dict[str, np.ndarray]) -> np.ndarray:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     wanted = {i.name for i in session.get_inputs()}
-    return session.run(None, {k: v for k, v in inputs.items() if k in wanted})[0]
+    return np.asarray(session.run(None, {k: v for k, v in inputs.items() if k in wanted})[0])
 
 
-def _sentence_model(model: object, pooling: str, normalize: bool) -> object:
+def _sentence_model(model: Any, pooling: str, normalize: bool) -> torch.nn.Module:
     import torch
 
     class SentenceModel(torch.nn.Module):
