@@ -344,8 +344,6 @@ def shared_embedder(model: str = "", batch_size: int = 32, *, backend: str = "on
         return _shared[key]
 
 
-
-
 def embedder_for(settings: RagSettings) -> ConfiguredEmbedder:
     """The process's shared embedder for these settings' model, backend and cache."""
     return shared_embedder(settings.embedding_model, settings.embedding_batch_size,
