@@ -29,7 +29,12 @@ $(INSTALLED): pyproject.toml | $(PY)
 	$(PIP) install -e '.[test]'
 	@touch $@
 
+# The ONNX encoders are exported once per model (a hash of its files) into the venv, or into
+# RAG_EMBEDDING_CACHE_DIR; later runs find them and print one line. A failed export is not fatal:
+# Lorebot then says why and runs on torch.
 install: $(INSTALLED)
+	@echo "==> exporting the embedding model to ONNX (fp32 and int8; once, about a minute)"
+	@$(PY) -m ragcore.onnx_export || echo "warning: the ONNX export failed (above); Lorebot will embed with torch"
 
 migrate: install
 	@echo "==> migrating the database"

@@ -3,9 +3,12 @@
 Time to live: from starting the process to the first 200 from /health (it accepts connections and
 answers before anything is loaded). Time to ready: to the first 200 from /health/ready (the
 background warm-up has loaded the embedding model, opened Chroma and the BM25 index, and checked
-the LLM). Each run is a new process on the same site (a migrated database, two ingested documents).
+the LLM). RSS: the process's resident memory once ready. Each run is a new process on the same site
+(a migrated database, two ingested documents); with several encoder backends each has its own site
+(an index records its backend) and the backends take turns run by run.
 
-    .venv/bin/python benchmarks/startup.py              # 5 runs
+    .venv/bin/python benchmarks/startup.py              # 5 runs on the default onnx-int8 encoder
+    .venv/bin/python benchmarks/startup.py --runs 3 --backends onnx-int8,onnx,torch
     .venv/bin/python benchmarks/startup.py --runs 1 --json
 """
 
@@ -47,8 +50,15 @@ def _wait_for(url: str, started: float, deadline: float, interval: float) -> flo
     raise RuntimeError(f"{url} did not answer 200 in time")
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def measure(site: Site, timeout: float) -> dict[str, Any]:
-    """One cold start of daphne: seconds to live, to ready, and the warm-up's own account."""
+    """One cold start of daphne: seconds to live, to ready, RSS at ready, and the warm-up's own account."""
     port = free_port()
     log = site.data_dir / f"startup-{port}.log"
     base = f"http://127.0.0.1:{port}"
@@ -59,12 +69,13 @@ def measure(site: Site, timeout: float) -> dict[str, Any]:
         deadline = started + timeout
         live = _wait_for(f"{base}/health", started, deadline, 0.01)
         ready = _wait_for(f"{base}/health/ready", started, deadline, 0.05)
+        rss = _rss_mb(process.pid)
         with urllib.request.urlopen(f"{base}/health/ready", timeout=5) as response:
             body = json.loads(response.read())
     finally:
         process.terminate()
         process.wait(timeout=20)
-    return {"live_s": round(live, 3), "ready_s": round(ready, 3), "warmup_s": body["warmup"]["seconds"],
+    return {"live_s": round(live, 3), "ready_s": round(ready, 3), "rss_mb": round(rss), "warmup_s": body["warmup"]["seconds"],
             "checks_ms": {name: check.get("ms") for name, check in body["checks"].items()}}
 
 
@@ -73,24 +84,32 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds a run may take to become ready")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--backends", default="onnx-int8", help="comma-separated RAG_EMBEDDING_BACKEND values")
     args = parser.parse_args()
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
 
     with tempfile.TemporaryDirectory(prefix="lorebot-startup-bench-") as tmp:
-        site = make_site(Path(tmp) / "data")
-        runs = [measure(site, args.timeout) for _ in range(args.runs)]
-    report = {
-        "runs": runs,
-        "live_s": {"median": statistics.median(r["live_s"] for r in runs), "max": max(r["live_s"] for r in runs)},
-        "ready_s": {"median": statistics.median(r["ready_s"] for r in runs), "max": max(r["ready_s"] for r in runs)},
-    }
+        sites = {b: make_site(Path(tmp) / b, RAG_EMBEDDING_BACKEND=b) for b in backends}
+        runs: dict[str, list[dict[str, Any]]] = {b: [] for b in backends}
+        for _ in range(args.runs):
+            for backend, site in sites.items():
+                runs[backend].append(measure(site, args.timeout))
+    report = {backend: {
+        "runs": r,
+        **{key: {"median": statistics.median(x[key] for x in r), "max": max(x[key] for x in r)}
+           for key in ("live_s", "ready_s", "rss_mb")},
+    } for backend, r in runs.items()}
     if args.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(report if len(backends) > 1 else report[backends[0]], indent=2))
         return 0
-    for i, r in enumerate(runs, 1):
-        print(f"run {i}: live {r['live_s']:.2f} s  ready {r['ready_s']:.2f} s  (warm-up {r['warmup_s']} s; "
-              f"checks ms {r['checks_ms']})")
-    print(f"time to live:  median {report['live_s']['median']:.2f} s, max {report['live_s']['max']:.2f} s")
-    print(f"time to ready: median {report['ready_s']['median']:.2f} s, max {report['ready_s']['max']:.2f} s")
+    for backend, r in report.items():
+        print(f"{backend}:")
+        for i, run in enumerate(r["runs"], 1):
+            print(f"  run {i}: live {run['live_s']:.2f} s  ready {run['ready_s']:.2f} s  RSS {run['rss_mb']} MB  "
+                  f"(warm-up {run['warmup_s']} s; checks ms {run['checks_ms']})")
+        print(f"  time to live:  median {r['live_s']['median']:.2f} s, max {r['live_s']['max']:.2f} s")
+        print(f"  time to ready: median {r['ready_s']['median']:.2f} s, max {r['ready_s']['max']:.2f} s")
+        print(f"  RSS at ready:  median {r['rss_mb']['median']:.0f} MB, max {r['rss_mb']['max']:.0f} MB")
     return 0
 
 

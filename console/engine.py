@@ -23,6 +23,8 @@ def rag_settings() -> RagSettings:
         chroma_url=settings.CHROMA_URL,
         chroma_collection=settings.CHROMA_COLLECTION,
         embedding_model=settings.RAG_EMBEDDING_MODEL,
+        embedding_backend=settings.RAG_EMBEDDING_BACKEND,
+        embedding_cache_dir=settings.RAG_EMBEDDING_CACHE_DIR,
         chunk_tokens=settings.RAG_CHUNK_TOKENS,
         chunk_overlap_tokens=settings.RAG_CHUNK_OVERLAP_TOKENS,
         max_file_bytes=settings.RAG_MAX_FILE_MB * MB,

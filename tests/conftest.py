@@ -59,7 +59,7 @@ def no_vendor_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def real_embedder() -> Iterator[object]:
-    """The packaged all-MiniLM-L6-v2, loaded once for the whole session."""
+    """The packaged all-MiniLM-L6-v2 on the default backend (ONNX int8), loaded once for the whole session."""
     from ragcore.embeddings import shared_embedder
 
     embedder = shared_embedder()
@@ -97,3 +97,13 @@ def chat_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[obj
     cache.clear()  # rate-limit counters of earlier tests
     yield engine
     cache.clear()
+
+
+@pytest.fixture(scope="session")
+def torch_embedder() -> Iterator[object]:
+    """The same model on the torch backend (sentence-transformers), loaded once for the whole session."""
+    from ragcore.embeddings import shared_torch_embedder
+
+    embedder = shared_torch_embedder()
+    embedder.embed_query("load")
+    yield embedder

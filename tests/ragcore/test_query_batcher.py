@@ -122,3 +122,67 @@ def test_the_worker_thread_ends_when_idle_and_comes_back() -> None:
     worker.join(timeout=5)
     assert not worker.is_alive()
     assert batcher.embed_query("two").shape == (64,)
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts.extend(texts)
+        return self.embed(texts)
+
+
+def test_a_question_asked_again_costs_no_model_call() -> None:
+    embedder = CountingEmbedder()
+    batcher = QueryBatcher(embedder)
+    first = batcher.embed_query("How do I roll back?")
+    again = batcher.embed_query("How do I roll back?")
+    assert embedder.texts == ["How do I roll back?"] and batcher.calls == 1 and batcher.cache_hits == 1
+    assert np.array_equal(first, again)
+    batcher.embed_query("how do I roll back?")  # the exact text is the key: another question
+    assert batcher.calls == 2
+
+
+async def test_an_async_repeat_is_answered_from_the_cache_at_once() -> None:
+    embedder = CountingEmbedder()
+    batcher = QueryBatcher(embedder)
+    await batcher.aembed_query("roll back")
+    future = batcher.submit("roll back")
+    assert future.done()  # no hand-over to the worker thread at all
+    assert await batcher.aembed_query("roll back") is future.result()
+    assert embedder.texts == ["roll back"]
+
+
+def test_the_cache_keeps_only_the_most_recent_questions() -> None:
+    embedder = CountingEmbedder()
+    batcher = QueryBatcher(embedder, cache_size=2)
+    for text in ("one", "two", "one", "three", "one", "two"):
+        batcher.embed_query(text)
+    # "one" stayed recent, so it survived "three"; "two" was the oldest then, and had to be embedded again.
+    assert embedder.texts == ["one", "two", "three", "two"]
+
+
+def test_a_cached_vector_cannot_be_changed_by_a_caller() -> None:
+    batcher = QueryBatcher(CountingEmbedder())
+    vector = batcher.embed_query("roll back")
+    with pytest.raises(ValueError):
+        vector[0] = 42.0
+    assert batcher.embed_query("roll back")[0] != 42.0
+
+
+def test_a_failed_embedding_is_not_cached() -> None:
+    batcher = QueryBatcher(FailingEmbedder())
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="fell over"):
+            batcher.embed_query("boom")
+    assert batcher.calls == 2 and batcher.cache_hits == 0
+
+
+def test_a_batcher_without_a_cache_embeds_every_time() -> None:
+    embedder = CountingEmbedder()
+    batcher = QueryBatcher(embedder, cache_size=0)
+    batcher.embed_query("roll back")
+    batcher.embed_query("roll back")
+    assert embedder.texts == ["roll back", "roll back"] and batcher.cache_hits == 0
