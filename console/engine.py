@@ -35,6 +35,12 @@ def rag_settings() -> RagSettings:
         groq_base_url=settings.GROQ_BASE_URL,
         groq_timeout=settings.GROQ_TIMEOUT,
         groq_max_retries=settings.GROQ_MAX_RETRIES,
+        llm_provider=settings.LLM_PROVIDER,
+        llm_base_url=settings.LLM_BASE_URL,
+        llm_api_key=settings.LLM_API_KEY,
+        llm_model=settings.LLM_MODEL,
+        llm_timeout=settings.LLM_TIMEOUT,
+        llm_max_retries=settings.LLM_MAX_RETRIES,
     )
 
 

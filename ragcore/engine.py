@@ -23,7 +23,7 @@ from ragcore.citations import CitationFilter, build_citations
 from ragcore.embeddings import Embedder, QueryBatcher, shared_embedder
 from ragcore.errors import EmptyFile, GenerationError, LoaderError, RagError, StoreUnavailable
 from ragcore.fusion import fuse_convex, fuse_rrf
-from ragcore.generation import GroqGenerator, build_messages
+from ragcore.generation import ChatGenerator, build_messages, make_generator
 from ragcore.settings import RagSettings
 from ragcore.tokenize import tokenize
 from ragcore.types import (
@@ -139,7 +139,7 @@ class Engine:
         settings: RagSettings,
         *,
         embedder: Embedder | None = None,
-        generator: GroqGenerator | None = None,
+        generator: ChatGenerator | None = None,
     ) -> None:
         self.settings = settings
         self.embedder: Embedder = embedder or shared_embedder(settings.embedding_model, settings.embedding_batch_size)
@@ -172,11 +172,11 @@ class Engine:
         return self._bm25
 
     @property
-    def generator(self) -> GroqGenerator | None:
+    def generator(self) -> ChatGenerator | None:
         if self._generator is None and self.settings.llm_enabled:
             with self._lock:
                 if self._generator is None:
-                    self._generator = GroqGenerator(self.settings)
+                    self._generator = make_generator(self.settings)
         return self._generator
 
     # -- ingest ----------------------------------------------------------------------------
@@ -543,7 +543,7 @@ class Engine:
         check("vector_store", lambda: {"chunks": self.store.count()})
         check("bm25_index", lambda: {"chunks": len(self.bm25)})
         if self.generator is None:
-            checks["llm"] = {"status": "degraded", "detail": "no GROQ_API_KEY: extractive answers", "ms": 0.0}
+            checks["llm"] = {"status": "degraded", "detail": "no LLM configured: extractive answers", "ms": 0.0}
         else:
             check("llm", self.generator.check)
             if checks["llm"]["status"] == "error":
@@ -599,7 +599,7 @@ class _AnswerRun:
             self.parts.append(text)
             yield TokenEvent(text)
 
-    def finish_llm(self, generator: GroqGenerator) -> None:
+    def finish_llm(self, generator: ChatGenerator) -> None:
         assert self._filter is not None
         tail = self._filter.flush()
         if tail:
@@ -610,6 +610,11 @@ class _AnswerRun:
         metrics.PIPELINE_ERRORS.labels("llm").inc()
         log.warning("answer.llm_failed", code=exc.code, error=str(exc), tokens_sent=len(self.parts))
         self.fallback_reason = exc.code
+        assert self._filter is not None
+        tail = self._filter.flush()  # what the model said before it stopped, a held-back "[" included
+        if tail:
+            self.parts.append(tail)
+            yield TokenEvent(tail)
         if self.parts:
             # The reader has seen part of an answer: say plainly that what follows replaces it.
             yield ErrorEvent(exc.code, "The language model stopped mid-answer; an extractive answer follows.", fatal=False)
@@ -626,12 +631,17 @@ class _AnswerRun:
             self.provider, self.model = "none", ""
             text = extractive.NOTHING_FOUND
         for word in _words(text):
-            self.parts.append(word)
-            yield TokenEvent(word)
+            yield from self.on_delta(word)  # numbered like an LLM's answer, by the same filter
+        assert self._filter is not None
+        tail = self._filter.flush()
+        if tail:
+            self.parts.append(tail)
+            yield TokenEvent(tail)
 
     def finish(self) -> Iterator[Event]:
         text = "".join(self.parts)
-        citations = build_citations(text, self.retrieval.chunks) if self.retrieval.relevant else ()
+        assert self._filter is not None
+        citations = build_citations(self._filter.sources, self.retrieval.chunks)
         generation_seconds = time.perf_counter() - self.generation_started
         metrics.GENERATION_SECONDS.labels(self.provider, self.model).observe(generation_seconds)
         metrics.GENERATION_TOKENS.labels(self.provider, self.model, "prompt").inc(self.usage.prompt_tokens)
