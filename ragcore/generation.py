@@ -436,9 +436,13 @@ class OpenAIGenerator(ChatGenerator):
     def sdk_client(self, http_client: Any, *, asynchronous: bool = False) -> Any:
         """The openai client with every setting it would otherwise take from OPENAI_* variables given."""
         cls = openai.AsyncOpenAI if asynchronous else openai.OpenAI
-        return cls(api_key=self._api_key, base_url=self._base_url, organization="", project="",
-                   admin_api_key="", webhook_secret="", timeout=self._timeout,
-                   max_retries=self._max_retries, http_client=http_client)
+        # "" rather than None, or the SDK reads OPENAI_ORG_ID, OPENAI_PROJECT_ID, … (OPENAI_CUSTOM_HEADERS
+        # it reads regardless); then None, so it sends no empty OpenAI-Organization/-Project headers.
+        client = cls(api_key=self._api_key, base_url=self._base_url, organization="", project="",
+                     admin_api_key="", webhook_secret="", timeout=self._timeout,
+                     max_retries=self._max_retries, http_client=http_client)
+        client.organization = client.project = None
+        return client
 
     def _request(self, messages: list[dict[str, str]], stream: bool) -> dict[str, Any]:
         request = super()._request(messages, stream)
