@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from ragcore import extractive, loaders, metrics
+from ragcore import abstention, extractive, loaders, metrics
 from ragcore.bm25 import Bm25Index
 from ragcore.chunking import split_document
 from ragcore.citations import CitationFilter, build_citations
@@ -93,7 +93,8 @@ class Retrieval:
     chunks: tuple[ScoredChunk, ...]
     mode: str
     ms: float
-    relevant: bool
+    relevant: bool  # the documents cover the question (see ragcore.abstention)
+    verdict: abstention.Verdict | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class Engine:
         self.settings = settings
         self.embedder: Embedder = embedder or shared_embedder(settings.embedding_model, settings.embedding_batch_size)
         self.queries = QueryBatcher(self.embedder)  # concurrent questions share one model call
+        self.sentences = extractive.SentenceEncoder(self.queries)  # scores the extractive answer's sentences
         self._generator = generator
         self._store: VectorStore | None = None
         self._bm25: Bm25Index | None = None
@@ -430,9 +432,8 @@ class Engine:
         except RagError:
             metrics.PIPELINE_ERRORS.labels("vector_store").inc()
             raise
-        relevant = bool(ranking) and (best_dense is None or best_dense >= self.settings.min_dense_score)
         chosen: list[ScoredChunk] = []
-        if relevant:
+        if ranking:
             head = ranking[: top_k * 3]
             found = self.store.get_chunks([cid for cid, _ in head])
             seen: list[set[str]] = []
@@ -447,9 +448,13 @@ class Engine:
                 chosen.append(ScoredChunk(chunk, score))
                 if len(chosen) == top_k:
                     break
+        n_chunks, frequencies = self.bm25.document_frequencies(set(tokenize(text)))
+        keyword = abstention.keyword_evidence(text, chosen, n_chunks, frequencies)
+        verdict = abstention.decide(query, chosen, best_dense=best_dense, keyword=keyword,
+                                    threshold=self.settings.abstain_threshold)
         seconds = time.perf_counter() - started
         metrics.RETRIEVAL_SECONDS.labels(mode).observe(seconds)
-        return Retrieval(tuple(chosen), mode, seconds * 1000, relevant and bool(chosen))
+        return Retrieval(tuple(chosen), mode, seconds * 1000, verdict.covered, verdict)
 
     def search_text(self, query: str, mode: str, history: Sequence[Turn] = ()) -> str:
         """What is searched for: in context mode the last questions are folded in, so that "and the
@@ -501,9 +506,12 @@ class Engine:
                         yield event
                 run.finish_llm(generator)
             except GenerationError as exc:
+                await asyncio.get_running_loop().run_in_executor(_searches(), search, run.extractive_text)
                 for event in run.fall_back(exc):
                     yield event
         else:
+            # Sentence scoring calls the model: in a worker thread, never on the event loop.
+            await asyncio.get_running_loop().run_in_executor(_searches(), search, run.extractive_text)
             for event in run.extractive():
                 yield event
         for event in run.finish():
@@ -569,6 +577,7 @@ class _AnswerRun:
     started: float = 0.0
     generation_started: float = 0.0
     _filter: CitationFilter | None = None
+    _extractive: str | None = None
 
     @property
     def search_mode(self) -> str:
@@ -623,13 +632,24 @@ class _AnswerRun:
             yield TokenEvent(separator)
         yield from self.extractive()
 
+    def extractive_text(self) -> str:
+        """The extractive answer, or the decline when the documents do not cover the question; once."""
+        if self._extractive is None:
+            chunks = self.retrieval.chunks
+            if self.retrieval.relevant:
+                self._extractive = extractive.compose(self.question, chunks, self.engine.sentences)
+            else:
+                verdict = self.retrieval.verdict or abstention.Verdict(False, "no_results")
+                closest = extractive.first_sentence(chunks[0].chunk.text) if chunks else ""
+                cited = extractive.where(chunks[0], 1) if chunks else ""
+                self._extractive = abstention.decline_text(verdict, closest, cited)
+        return self._extractive
+
     def extractive(self) -> Iterator[Event]:
         self.provider, self.model = "extractive", "extractive"
-        if self.retrieval.relevant:
-            text = extractive.compose(self.question, self.retrieval.chunks)
-        else:
+        if not self.retrieval.relevant:
             self.provider, self.model = "none", ""
-            text = extractive.NOTHING_FOUND
+        text = self.extractive_text()
         for word in _words(text):
             yield from self.on_delta(word)  # numbered like an LLM's answer, by the same filter
         assert self._filter is not None
@@ -659,5 +679,6 @@ class _AnswerRun:
                 usage=self.usage,
                 extractive=self.provider in ("extractive", "none"),
                 fallback_reason=self.fallback_reason,
+                not_covered=not self.retrieval.relevant or abstention.is_decline(text),
             )
         )

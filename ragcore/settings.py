@@ -28,7 +28,7 @@ class RagSettings:
     fusion: str = "convex"  # "convex" (normalized score combination) or "rrf"
     hybrid_alpha: float = 0.5  # weight of the dense scores in convex fusion
     rrf_k: int = 60
-    min_dense_score: float = 0.2  # below this and with no keyword hit, "the documents do not say"
+    abstain_threshold: float = 0.5  # evidence below this: "your documents don't cover this" (ragcore.abstention)
     history_turns: int = 6
     groq_api_key: str = ""
     groq_model: str = "llama-3.3-70b-versatile"

@@ -59,5 +59,8 @@ class HashingEmbedder:
 
 
 def make_engine(data_dir: Path, *, embedder: object | None = None, **changes: object) -> Engine:
+    # The abstention threshold is calibrated for MiniLM's similarities; the hashing embedder's run lower.
+    if embedder is None:
+        changes.setdefault("abstain_threshold", 0.25)
     settings = RagSettings(data_dir=data_dir, index_refresh_seconds=0.0, **changes)  # type: ignore[arg-type]
     return Engine(settings, embedder=embedder or HashingEmbedder())  # type: ignore[arg-type]

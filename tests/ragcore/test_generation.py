@@ -69,7 +69,7 @@ def test_the_prompt_numbers_sources_in_retrieval_order() -> None:
 def test_the_system_prompt_asks_for_inline_citations_and_honesty() -> None:
     system = build_messages("q", CHUNKS)[0]
     assert system == {"role": "system", "content": SYSTEM_PROMPT}
-    assert "[1]" in SYSTEM_PROMPT and "documents do not say" in SYSTEM_PROMPT
+    assert "[1]" in SYSTEM_PROMPT and "start your reply with \"Your documents don't cover this.\"" in SYSTEM_PROMPT
 
 
 def test_a_document_cannot_close_its_source_element() -> None:
