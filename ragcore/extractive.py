@@ -46,7 +46,7 @@ KEYWORD_WEIGHT = 0.45
 LONG_UNIT_TERMS = 30
 RANK_DECAY = 0.03  # per retrieval rank: ties go to the chunk retrieval ranked higher
 # A unit joins the answer if it scores at least this share of the best unit's score.
-KEEP_RATIO = 0.8
+KEEP_RATIO = 0.7
 # Code answers "how do I" questions well but is mostly examples; prose wins unless code is clearly better.
 CODE_PENALTY = 0.08
 CODE_CUES = frozenset(tokenize("example code snippet command run install configure write show usage syntax"))
