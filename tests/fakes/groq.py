@@ -99,6 +99,11 @@ class RecordedRequest:
         """The last user message of a chat request."""
         return last_user_message(self.body)
 
+    def source_location(self, n: int) -> str:
+        """The location attribute of the prompt's source n (what the bot lists it as)."""
+        match = re.search(rf'<source n="{n}"[^>]*location="([^"]*)"', self.prompt)
+        return html.unescape(match.group(1)) if match else ""
+
 
 def last_user_message(body: Any) -> str:
     messages = body.get("messages", []) if isinstance(body, dict) else []
