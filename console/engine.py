@@ -30,6 +30,7 @@ def rag_settings() -> RagSettings:
         fusion=settings.RAG_FUSION,
         hybrid_alpha=settings.RAG_HYBRID_ALPHA,
         history_turns=settings.RAG_HISTORY_TURNS,
+        abstain_threshold=settings.RAG_ABSTAIN_THRESHOLD,
         groq_api_key=settings.GROQ_API_KEY,
         groq_model=settings.GROQ_MODEL,
         groq_base_url=settings.GROQ_BASE_URL,

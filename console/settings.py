@@ -207,6 +207,8 @@ RAG_TOP_K = envint("RAG_TOP_K", "6")
 RAG_FUSION = os.getenv("RAG_FUSION", "convex")
 RAG_HYBRID_ALPHA = envfloat("RAG_HYBRID_ALPHA", "0.5")
 RAG_HISTORY_TURNS = envint("RAG_HISTORY_TURNS", "6")
+# Below this evidence score (0..1, ragcore.abstention) the answer is "Your documents don't cover this."
+RAG_ABSTAIN_THRESHOLD = envfloat("RAG_ABSTAIN_THRESHOLD", "0.5")
 GROQ_API_KEY = envsecret("GROQ_API_KEY")
 GROQ_MODEL = os.getenv("GROQ_MODEL", "llama-3.3-70b-versatile")
 GROQ_BASE_URL = os.getenv("GROQ_BASE_URL", "")
