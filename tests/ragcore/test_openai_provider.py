@@ -12,15 +12,12 @@ import pytest
 from ragcore.errors import GenerationError
 from ragcore.generation import OpenAIGenerator, build_messages, make_generator
 from ragcore.settings import RagSettings
-from ragcore.types import Chunk, DoneEvent, ErrorEvent, ScoredChunk, TokenEvent
+from ragcore.types import DoneEvent, ErrorEvent, TokenEvent
 from tests.fakes.groq import INVALID_KEY, FakeOpenAIServer
 from tests.support import DEPLOY, make_engine
+from tests.support import PROMPT_CHUNKS as CHUNKS
+from tests.support import PROMPT_REPLY as EXPECTED
 
-CHUNKS = [
-    ScoredChunk(Chunk("d1:0", "d1", 0, "Alpha is first. It has more.", "Alpha guide", "alpha.md", "§ Intro"), 0.9),
-    ScoredChunk(Chunk("d2:0", "d2", 0, "Beta is second! Really.", "Beta notes", "beta.pdf", "page 2"), 0.7),
-]
-EXPECTED = "According to the documents, Alpha is first [1]. Beta is second [2]."
 
 
 @pytest.fixture(scope="module")
