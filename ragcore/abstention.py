@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from ragcore.tokenize import tokenize
@@ -41,6 +41,15 @@ class Verdict:
     score: float = 0.0
     dense: float | None = None  # None when dense search was not used (bm25 mode)
     keyword: float = 0.0
+
+
+def assess(question: str, search_text: str, chunks: Sequence[ScoredChunk], *, best_dense: float | None,
+           frequencies: Callable[[Collection[str]], tuple[int, dict[str, int]]], threshold: float) -> Verdict:
+    """The verdict for a retrieval: `search_text` is what was searched (the question, or with its
+    conversation folded in), `frequencies` the BM25 index's document frequencies."""
+    n_chunks, document_frequency = frequencies(set(tokenize(search_text)))
+    keyword = keyword_evidence(search_text, chunks, n_chunks, document_frequency)
+    return decide(question, chunks, best_dense=best_dense, keyword=keyword, threshold=threshold)
 
 
 def question_is_searchable(question: str) -> bool:

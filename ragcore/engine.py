@@ -448,9 +448,8 @@ class Engine:
                 chosen.append(ScoredChunk(chunk, score))
                 if len(chosen) == top_k:
                     break
-        n_chunks, frequencies = self.bm25.document_frequencies(set(tokenize(text)))
-        keyword = abstention.keyword_evidence(text, chosen, n_chunks, frequencies)
-        verdict = abstention.decide(query, chosen, best_dense=best_dense, keyword=keyword,
+        verdict = abstention.assess(query, text, chosen, best_dense=best_dense,
+                                    frequencies=self.bm25.document_frequencies,
                                     threshold=self.settings.abstain_threshold)
         seconds = time.perf_counter() - started
         metrics.RETRIEVAL_SECONDS.labels(mode).observe(seconds)
