@@ -66,7 +66,9 @@ def keyword_evidence(question: str, chunks: Sequence[ScoredChunk], n_chunks: int
     present: set[str] = set()
     for scored in chunks[:KEYWORD_CHUNKS]:
         present.update(terms.intersection(tokenize(scored.chunk.index_text)))
-    weights = {t: _idf(n_chunks, document_frequency.get(t, 0)) for t in terms}
+    # A word no chunk holds counts as much as one that a single chunk holds: it is the strongest sign of a
+    # question the documents do not cover, but one typo or one product name must not outweigh the rest.
+    weights = {t: _idf(n_chunks, max(1, document_frequency.get(t, 0))) for t in terms}
     total = sum(weights.values())
     return sum(weights[t] for t in present) / total if total else 0.0
 

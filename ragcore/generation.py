@@ -249,9 +249,7 @@ class ChatGenerator:
 
     def sdk_client(self, http_client: Any, *, asynchronous: bool = False) -> Any:
         """A client of the SDK with everything passed explicitly."""
-        cls = self.sdk.AsyncGroq if asynchronous else self.sdk.Groq
-        return cls(api_key=self._api_key, base_url=self._base_url, timeout=self._timeout,
-                   max_retries=self._max_retries, http_client=http_client)
+        raise NotImplementedError
 
     def _limits(self) -> Any:
         return self.transport.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=MAX_KEEPALIVE)
@@ -420,6 +418,12 @@ class GroqGenerator(ChatGenerator):
     def _config(self, settings: RagSettings) -> tuple[str, str, str, float, int]:
         return (settings.groq_base_url or DEFAULT_BASE_URL, settings.groq_api_key, settings.groq_model,
                 settings.groq_timeout, settings.groq_max_retries)
+
+    def sdk_client(self, http_client: Any, *, asynchronous: bool = False) -> Any:
+        """A groq client; given its key and address, it reads neither GROQ_API_KEY nor GROQ_BASE_URL."""
+        cls = groq.AsyncGroq if asynchronous else groq.Groq
+        return cls(api_key=self._api_key, base_url=self._base_url, timeout=self._timeout,
+                   max_retries=self._max_retries, http_client=http_client)
 
 
 class OpenAIGenerator(ChatGenerator):
