@@ -28,6 +28,7 @@ class AnswerSnapshot:
     error_message: str = ""
     extractive: bool = False
     fallback_reason: str = ""  # why the answer is extractive although an LLM is configured
+    not_covered: bool = False  # the documents do not answer the question
     finished: bool = False
     updates: int = 0  # how many times `update` was called
 
@@ -67,6 +68,7 @@ async def follow(
         elif event.type == "done":
             snap.extractive = bool(data.get("extractive"))
             snap.fallback_reason = data.get("fallback_reason", "")
+            snap.not_covered = bool(data.get("not_covered"))
     snap.finished = True
     if interval != float("inf"):
         await sleep(max(0.0, interval - (clock() - last)))

@@ -191,6 +191,7 @@ def _translate(ex: _Exchange, event: Event) -> ChatEvent:
         "model": event.answer.model,
         "extractive": event.answer.extractive,
         "fallback_reason": event.answer.fallback_reason,
+        "not_covered": event.answer.not_covered,
     })
 
 
@@ -212,6 +213,7 @@ def _finish(ex: _Exchange, interrupted: str = "") -> None:
         message.prompt_tokens = result.usage.prompt_tokens
         message.completion_tokens = result.usage.completion_tokens
         message.error = result.fallback_reason
+        message.not_covered = result.not_covered
     else:
         message.text = "".join(ex.parts)
         message.error = interrupted or ex.error or "no_answer"
@@ -331,6 +333,7 @@ class StoredAnswer:
     user_key: str  # who asked
     provider: str
     error: str  # the fallback reason of an extractive answer, or why it did not finish
+    not_covered: bool = False
 
 
 def stored_answer(*, message_id: int, surface: str) -> StoredAnswer | None:
@@ -342,7 +345,7 @@ def stored_answer(*, message_id: int, surface: str) -> StoredAnswer | None:
     question = (message.conversation.messages.filter(role=Message.Role.USER, pk__lt=message.pk)
                 .order_by("-pk").values_list("text", flat=True).first())
     return StoredAnswer(message.pk, question or "", message.text, list(message.citations),
-                        message.conversation.user_key, message.provider, message.error)
+                        message.conversation.user_key, message.provider, message.error, message.not_covered)
 
 
 astored_answer = _db(stored_answer)

@@ -312,6 +312,7 @@ def _message_dict(message: Message, vote: int | None) -> dict[str, Any]:
         "error": "" if pending else message.error,
         "pending": pending,
         "extractive": message.provider == "extractive",
+        "not_covered": message.not_covered,
         "feedback": vote,
         "created_at": message.created_at.isoformat(),
     }

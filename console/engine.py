@@ -32,11 +32,18 @@ def rag_settings() -> RagSettings:
         fusion=settings.RAG_FUSION,
         hybrid_alpha=settings.RAG_HYBRID_ALPHA,
         history_turns=settings.RAG_HISTORY_TURNS,
+        abstain_threshold=settings.RAG_ABSTAIN_THRESHOLD,
         groq_api_key=settings.GROQ_API_KEY,
         groq_model=settings.GROQ_MODEL,
         groq_base_url=settings.GROQ_BASE_URL,
         groq_timeout=settings.GROQ_TIMEOUT,
         groq_max_retries=settings.GROQ_MAX_RETRIES,
+        llm_provider=settings.LLM_PROVIDER,
+        llm_base_url=settings.LLM_BASE_URL,
+        llm_api_key=settings.LLM_API_KEY,
+        llm_model=settings.LLM_MODEL,
+        llm_timeout=settings.LLM_TIMEOUT,
+        llm_max_retries=settings.LLM_MAX_RETRIES,
     )
 
 

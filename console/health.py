@@ -55,18 +55,22 @@ def _embedding_model(engine: Engine) -> object:
 
 
 def check_llm(engine: Engine, *, fresh: bool = False) -> Check:
-    """Groq reachable with our key and model ("ok"), or the extractive fallback; cached for a while."""
+    """The LLM (Groq or an OpenAI-compatible server) reachable with our key and model ("ok"), or the
+    extractive fallback, naming the provider; cached for a while."""
     with _llm_lock:
         cached = _llm_cache.get(engine)
     if cached and not fresh and time.monotonic() - cached[0] < LLM_CHECK_TTL_SECONDS:
         return cached[1]
     generator = engine.generator
     if generator is None:
-        check: Check = {"status": DEGRADED, "detail": "no GROQ_API_KEY: offline extractive answers", "ms": 0.0}
+        check: Check = {"status": DEGRADED, "detail": "no LLM configured (GROQ_API_KEY or LLM_PROVIDER): "
+                        "offline extractive answers", "ms": 0.0}
     else:
         check = _timed(generator.check)
         if check["status"] != "ok":
             check["status"] = DEGRADED
+    check["provider"] = engine.settings.provider
+    check["model"] = generator.model if generator is not None else ""
     with _llm_lock:
         _llm_cache[engine] = (time.monotonic(), check)
     return check

@@ -182,6 +182,8 @@ class Message(models.Model):
     completion_tokens = models.PositiveIntegerField(default=0)
     latency_ms = models.FloatField(null=True, blank=True)
     error = models.CharField(max_length=200, blank=True)
+    # The documents do not cover the question: Lorebot declined, or the model said so.
+    not_covered = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

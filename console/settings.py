@@ -217,11 +217,25 @@ RAG_TOP_K = envint("RAG_TOP_K", "6")
 RAG_FUSION = os.getenv("RAG_FUSION", "convex")
 RAG_HYBRID_ALPHA = envfloat("RAG_HYBRID_ALPHA", "0.5")
 RAG_HISTORY_TURNS = envint("RAG_HISTORY_TURNS", "6")
+# Below this evidence score (0..1, ragcore.abstention) the answer is "Your documents don't cover this."
+RAG_ABSTAIN_THRESHOLD = envfloat("RAG_ABSTAIN_THRESHOLD", "0.5")
 GROQ_API_KEY = envsecret("GROQ_API_KEY")
 GROQ_MODEL = os.getenv("GROQ_MODEL", "llama-3.3-70b-versatile")
 GROQ_BASE_URL = os.getenv("GROQ_BASE_URL", "")
 GROQ_TIMEOUT = envfloat("GROQ_TIMEOUT", "30")
 GROQ_MAX_RETRIES = envint("GROQ_MAX_RETRIES", "2")
+# Which model writes answers: empty picks Groq when GROQ_API_KEY is set, else the extractive answer;
+# "openai" is any OpenAI-compatible server (Ollama, vLLM, llama.cpp, LM Studio, OpenAI).
+LLM_PROVIDER = os.getenv("LLM_PROVIDER", "")
+if LLM_PROVIDER not in ("", "groq", "openai", "extractive"):
+    raise ImproperlyConfigured(f"LLM_PROVIDER must be groq, openai, extractive or empty, got {LLM_PROVIDER!r}")
+LLM_BASE_URL = os.getenv("LLM_BASE_URL", "")
+LLM_API_KEY = envsecret("LLM_API_KEY")
+LLM_MODEL = os.getenv("LLM_MODEL", "")
+if LLM_PROVIDER == "openai" and not LLM_MODEL:
+    raise ImproperlyConfigured("LLM_PROVIDER=openai needs LLM_MODEL, e.g. llama3.2 (Ollama) or gpt-4o-mini (OpenAI)")
+LLM_TIMEOUT = envfloat("LLM_TIMEOUT", "60")
+LLM_MAX_RETRIES = envint("LLM_MAX_RETRIES", "2")
 
 # -- the chat service ------------------------------------------------------------------
 CHAT_MAX_QUESTION_CHARS = envint("CHAT_MAX_QUESTION_CHARS", "4000")

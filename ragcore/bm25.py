@@ -576,6 +576,12 @@ class Bm25Index:
             for p, row in zip(parts.tolist(), candidates.tolist())
         ]
 
+    def document_frequencies(self, terms: Collection[str]) -> tuple[int, dict[str, int]]:
+        """(live chunks, how many of them hold each term): how distinctive a question's words are."""
+        self.reload_if_changed()
+        snap = self._snapshot
+        return snap.n, {term: snap.df.get(term, 0) for term in terms}
+
     def scores_for_tokens(self, tokens: list[str]) -> dict[str, float]:
         """The score of every live chunk for already tokenized query terms, zeros included."""
         self.reload_if_changed()

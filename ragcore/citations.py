@@ -1,4 +1,10 @@
-"""Inline citation markers ("[1]", "[1, 2]", "[1][3]"): reading them, dropping bad ones, resolving them."""
+"""Inline citation markers ("[1]", "[1, 2]", "[1][3]"): reading them, renumbering them, resolving them.
+
+The prompt numbers sources in retrieval order, but an answer may cite [3] first and never cite [1].
+Readers see citations numbered 1..n in the order they first appear in the answer, with no gaps, on
+every surface: `CitationFilter` rewrites the markers while the answer streams, so the surfaces only
+render what they receive, and `build_citations` lists exactly the sources that were cited.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +32,10 @@ def cited_numbers(text: str) -> list[int]:
 
 
 class CitationFilter:
-    """Passes streamed text through, dropping citations of sources that do not exist (outside 1..valid_count).
+    """Passes streamed text through with its citations renumbered 1..n in order of first appearance.
+
+    Citations of sources that do not exist (outside 1..valid_count) are dropped. `sources` lists the
+    prompt's source numbers in their new order: the source shown as [k] is prompt source sources[k - 1].
 
     A marker may arrive split across deltas ("[", "9", "9]"), so a "[" followed only by digits, commas
     and spaces is held back until it closes or stops looking like a marker. Trailing spaces are held too,
@@ -35,6 +44,7 @@ class CitationFilter:
 
     def __init__(self, valid_count: int) -> None:
         self.valid_count = valid_count
+        self.sources: list[int] = []
         self._pending = ""
 
     def feed(self, delta: str) -> str:
@@ -74,29 +84,40 @@ class CitationFilter:
     def _rewrite(self, marker: str) -> str:
         numbers = [int(n) for n in _NUMBER_RE.findall(marker)]
         valid = list(dict.fromkeys(n for n in numbers if 1 <= n <= self.valid_count))
-        if valid == numbers:
-            return marker
-        return f"[{', '.join(map(str, valid))}]" if valid else ""
+        shown = [self._shown_number(n) for n in valid]
+        if shown == numbers:
+            return marker  # keeps the marker's own spacing when nothing changes
+        return f"[{', '.join(map(str, shown))}]" if shown else ""
+
+    def _shown_number(self, source: int) -> int:
+        if source not in self.sources:
+            self.sources.append(source)
+        return self.sources.index(source) + 1
 
 
 def filter_citations(text: str, valid_count: int) -> str:
-    """A whole text with citations outside 1..valid_count removed."""
+    """A whole text with citations outside 1..valid_count removed and the rest renumbered."""
     citation_filter = CitationFilter(valid_count)
     return citation_filter.feed(text) + citation_filter.flush()
 
 
-def build_citations(text: str, chunks: Sequence[ScoredChunk]) -> tuple[Citation, ...]:
-    """One Citation per valid number cited in `text`, sorted by number; source n is chunks[n - 1]."""
+def build_citations(sources: Sequence[int], chunks: Sequence[ScoredChunk]) -> tuple[Citation, ...]:
+    """The cited sources as Citations numbered 1..n: `sources` is `CitationFilter.sources`, whose k-th
+    entry is the prompt number (chunks[number - 1]) of the source shown as [k]."""
     citations = []
-    for n in sorted(cited_numbers(text)):
-        if not 1 <= n <= len(chunks):
-            continue
-        chunk = chunks[n - 1].chunk
+    for n, source in enumerate(sources, start=1):
+        chunk = chunks[source - 1].chunk
         citations.append(Citation(
             n=n, document_id=chunk.document_id, title=chunk.title, source=chunk.source,
             location=chunk.location, snippet=make_snippet(chunk.text), chunk_id=chunk.chunk_id,
         ))
     return tuple(citations)
+
+
+def numbering_gaps(text: str) -> bool:
+    """Whether the citations of `text`, in order of first appearance, are anything but 1, 2, …, n."""
+    numbers = cited_numbers(text)
+    return numbers != list(range(1, len(numbers) + 1))
 
 
 def make_snippet(text: str, limit: int = SNIPPET_CHARS) -> str:

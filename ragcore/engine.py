@@ -16,14 +16,14 @@ from pathlib import Path
 import numpy as np
 import structlog
 
-from ragcore import extractive, loaders, metrics
+from ragcore import abstention, extractive, loaders, metrics
 from ragcore.bm25 import Bm25Index
 from ragcore.chunking import split_document
 from ragcore.citations import CitationFilter, build_citations
 from ragcore.embeddings import Embedder, QueryBatcher, embedder_for
 from ragcore.errors import EmptyFile, GenerationError, LoaderError, RagError, StoreUnavailable
 from ragcore.fusion import fuse_convex, fuse_rrf
-from ragcore.generation import GroqGenerator, build_messages
+from ragcore.generation import ChatGenerator, build_messages, make_generator
 from ragcore.settings import RagSettings
 from ragcore.tokenize import tokenize
 from ragcore.types import (
@@ -93,7 +93,8 @@ class Retrieval:
     chunks: tuple[ScoredChunk, ...]
     mode: str
     ms: float
-    relevant: bool
+    relevant: bool  # the documents cover the question (see ragcore.abstention)
+    verdict: abstention.Verdict | None = None
 
 
 @dataclass(frozen=True)
@@ -139,11 +140,12 @@ class Engine:
         settings: RagSettings,
         *,
         embedder: Embedder | None = None,
-        generator: GroqGenerator | None = None,
+        generator: ChatGenerator | None = None,
     ) -> None:
         self.settings = settings
         self.embedder: Embedder = embedder or embedder_for(settings)
         self.queries = QueryBatcher(self.embedder)  # concurrent questions share one model call
+        self.sentences = extractive.SentenceEncoder(self.queries)  # scores the extractive answer's sentences
         self._generator = generator
         self._store: VectorStore | None = None
         self._bm25: Bm25Index | None = None
@@ -172,11 +174,11 @@ class Engine:
         return self._bm25
 
     @property
-    def generator(self) -> GroqGenerator | None:
+    def generator(self) -> ChatGenerator | None:
         if self._generator is None and self.settings.llm_enabled:
             with self._lock:
                 if self._generator is None:
-                    self._generator = GroqGenerator(self.settings)
+                    self._generator = make_generator(self.settings)
         return self._generator
 
     # -- ingest ----------------------------------------------------------------------------
@@ -430,9 +432,8 @@ class Engine:
         except RagError:
             metrics.PIPELINE_ERRORS.labels("vector_store").inc()
             raise
-        relevant = bool(ranking) and (best_dense is None or best_dense >= self.settings.min_dense_score)
         chosen: list[ScoredChunk] = []
-        if relevant:
+        if ranking:
             head = ranking[: top_k * 3]
             found = self.store.get_chunks([cid for cid, _ in head])
             seen: list[set[str]] = []
@@ -447,9 +448,12 @@ class Engine:
                 chosen.append(ScoredChunk(chunk, score))
                 if len(chosen) == top_k:
                     break
+        verdict = abstention.assess(query, text, chosen, best_dense=best_dense,
+                                    frequencies=self.bm25.document_frequencies,
+                                    threshold=self.settings.abstain_threshold)
         seconds = time.perf_counter() - started
         metrics.RETRIEVAL_SECONDS.labels(mode).observe(seconds)
-        return Retrieval(tuple(chosen), mode, seconds * 1000, relevant and bool(chosen))
+        return Retrieval(tuple(chosen), mode, seconds * 1000, verdict.covered, verdict)
 
     def search_text(self, query: str, mode: str, history: Sequence[Turn] = ()) -> str:
         """What is searched for: in context mode the last questions are folded in, so that "and the
@@ -501,9 +505,12 @@ class Engine:
                         yield event
                 run.finish_llm(generator)
             except GenerationError as exc:
+                await asyncio.get_running_loop().run_in_executor(_searches(), search, run.extractive_text)
                 for event in run.fall_back(exc):
                     yield event
         else:
+            # Sentence scoring calls the model: in a worker thread, never on the event loop.
+            await asyncio.get_running_loop().run_in_executor(_searches(), search, run.extractive_text)
             for event in run.extractive():
                 yield event
         for event in run.finish():
@@ -543,7 +550,7 @@ class Engine:
         check("vector_store", lambda: {"chunks": self.store.count()})
         check("bm25_index", lambda: {"chunks": len(self.bm25)})
         if self.generator is None:
-            checks["llm"] = {"status": "degraded", "detail": "no GROQ_API_KEY: extractive answers", "ms": 0.0}
+            checks["llm"] = {"status": "degraded", "detail": "no LLM configured: extractive answers", "ms": 0.0}
         else:
             check("llm", self.generator.check)
             if checks["llm"]["status"] == "error":
@@ -569,6 +576,7 @@ class _AnswerRun:
     started: float = 0.0
     generation_started: float = 0.0
     _filter: CitationFilter | None = None
+    _extractive: str | None = None
 
     @property
     def search_mode(self) -> str:
@@ -599,7 +607,7 @@ class _AnswerRun:
             self.parts.append(text)
             yield TokenEvent(text)
 
-    def finish_llm(self, generator: GroqGenerator) -> None:
+    def finish_llm(self, generator: ChatGenerator) -> None:
         assert self._filter is not None
         tail = self._filter.flush()
         if tail:
@@ -610,6 +618,11 @@ class _AnswerRun:
         metrics.PIPELINE_ERRORS.labels("llm").inc()
         log.warning("answer.llm_failed", code=exc.code, error=str(exc), tokens_sent=len(self.parts))
         self.fallback_reason = exc.code
+        assert self._filter is not None
+        tail = self._filter.flush()  # what the model said before it stopped, a held-back "[" included
+        if tail:
+            self.parts.append(tail)
+            yield TokenEvent(tail)
         if self.parts:
             # The reader has seen part of an answer: say plainly that what follows replaces it.
             yield ErrorEvent(exc.code, "The language model stopped mid-answer; an extractive answer follows.", fatal=False)
@@ -618,20 +631,36 @@ class _AnswerRun:
             yield TokenEvent(separator)
         yield from self.extractive()
 
+    def extractive_text(self) -> str:
+        """The extractive answer, or the decline when the documents do not cover the question; once."""
+        if self._extractive is None:
+            chunks = self.retrieval.chunks
+            if self.retrieval.relevant:
+                self._extractive = extractive.compose(self.question, chunks, self.engine.sentences)
+            else:
+                verdict = self.retrieval.verdict or abstention.Verdict(False, "no_results")
+                closest = extractive.first_sentence(chunks[0].chunk.text) if chunks else ""
+                cited = extractive.where(chunks[0], 1) if chunks else ""
+                self._extractive = abstention.decline_text(verdict, closest, cited)
+        return self._extractive
+
     def extractive(self) -> Iterator[Event]:
         self.provider, self.model = "extractive", "extractive"
-        if self.retrieval.relevant:
-            text = extractive.compose(self.question, self.retrieval.chunks)
-        else:
+        if not self.retrieval.relevant:
             self.provider, self.model = "none", ""
-            text = extractive.NOTHING_FOUND
+        text = self.extractive_text()
         for word in _words(text):
-            self.parts.append(word)
-            yield TokenEvent(word)
+            yield from self.on_delta(word)  # numbered like an LLM's answer, by the same filter
+        assert self._filter is not None
+        tail = self._filter.flush()
+        if tail:
+            self.parts.append(tail)
+            yield TokenEvent(tail)
 
     def finish(self) -> Iterator[Event]:
         text = "".join(self.parts)
-        citations = build_citations(text, self.retrieval.chunks) if self.retrieval.relevant else ()
+        assert self._filter is not None
+        citations = build_citations(self._filter.sources, self.retrieval.chunks)
         generation_seconds = time.perf_counter() - self.generation_started
         metrics.GENERATION_SECONDS.labels(self.provider, self.model).observe(generation_seconds)
         metrics.GENERATION_TOKENS.labels(self.provider, self.model, "prompt").inc(self.usage.prompt_tokens)
@@ -649,5 +678,6 @@ class _AnswerRun:
                 usage=self.usage,
                 extractive=self.provider in ("extractive", "none"),
                 fallback_reason=self.fallback_reason,
+                not_covered=not self.retrieval.relevant or abstention.is_decline(text),
             )
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 MB = 1024 * 1024
+LLM_PROVIDERS = ("", "groq", "openai", "extractive")
 
 
 @dataclass(frozen=True)
@@ -29,13 +30,21 @@ class RagSettings:
     fusion: str = "convex"  # "convex" (normalized score combination) or "rrf"
     hybrid_alpha: float = 0.5  # weight of the dense scores in convex fusion
     rrf_k: int = 60
-    min_dense_score: float = 0.2  # below this and with no keyword hit, "the documents do not say"
+    abstain_threshold: float = 0.5  # evidence below this: "your documents don't cover this" (ragcore.abstention)
     history_turns: int = 6
     groq_api_key: str = ""
     groq_model: str = "llama-3.3-70b-versatile"
     groq_base_url: str = ""  # empty: the SDK's default, https://api.groq.com
     groq_timeout: float = 30.0
     groq_max_retries: int = 2
+    # "" picks Groq when groq_api_key is set, else extractive; "groq"; "openai" (any OpenAI-compatible
+    # server: Ollama, vLLM, llama.cpp, LM Studio, OpenAI); "extractive" never calls a model.
+    llm_provider: str = ""
+    llm_base_url: str = ""  # empty: https://api.openai.com/v1
+    llm_api_key: str = ""  # optional: local servers need none
+    llm_model: str = ""
+    llm_timeout: float = 60.0  # local models on a CPU take a while to start answering
+    llm_max_retries: int = 2
     max_answer_tokens: int = 1024
     temperature: float = 0.1
     index_refresh_seconds: float = 1.0
@@ -53,6 +62,11 @@ class RagSettings:
             raise ValueError(f"RagSettings.fusion must be 'convex' or 'rrf', got {self.fusion!r}")
         if not 0.0 <= self.hybrid_alpha <= 1.0:
             raise ValueError("RagSettings.hybrid_alpha must be between 0 and 1")
+        if self.llm_provider not in LLM_PROVIDERS:
+            raise ValueError(f"RagSettings.llm_provider must be one of {', '.join(map(repr, LLM_PROVIDERS))}, "
+                             f"got {self.llm_provider!r}")
+        if self.llm_provider == "openai" and not self.llm_model:
+            raise ValueError("LLM_PROVIDER=openai needs LLM_MODEL (e.g. llama3.2 for Ollama, gpt-4o-mini for OpenAI)")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
 
     @property
@@ -64,8 +78,15 @@ class RagSettings:
         return self.data_dir / "bm25_index"
 
     @property
+    def provider(self) -> str:
+        """The model that writes answers: "groq", "openai", or "extractive" (none)."""
+        if self.llm_provider:
+            return self.llm_provider
+        return "groq" if self.groq_api_key else "extractive"
+
+    @property
     def llm_enabled(self) -> bool:
-        return bool(self.groq_api_key)
+        return self.provider != "extractive"
 
     def with_changes(self, **changes: object) -> RagSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -84,6 +105,7 @@ class RagSettings:
             "groq_base_url": "GROQ_BASE_URL",
             "groq_timeout": "GROQ_TIMEOUT",
             "groq_max_retries": "GROQ_MAX_RETRIES",
+            **{f.name: f.name.upper() for f in fields(cls) if f.name.startswith("llm_")},
         }
         for f in fields(cls):
             names.setdefault(f.name, "RAG_" + f.name.upper())

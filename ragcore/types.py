@@ -103,6 +103,7 @@ class Answer:
     usage: Usage = field(default_factory=Usage)
     extractive: bool = False
     fallback_reason: str = ""
+    not_covered: bool = False  # the documents do not answer it: declined, or the model said so
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -113,6 +114,7 @@ class Answer:
             "mode": self.mode,
             "extractive": self.extractive,
             "fallback_reason": self.fallback_reason,
+            "not_covered": self.not_covered,
             "retrieval_ms": round(self.retrieval_ms, 1),
             "generation_ms": round(self.generation_ms, 1),
             "usage": self.usage.to_dict(),

@@ -53,7 +53,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 def no_vendor_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """No SDK may pick up a real key or URL from the developer's environment."""
     for name in list(os.environ):
-        if name.startswith(("GROQ_", "SLACK_", "DISCORD_")):
+        if name.startswith(("GROQ_", "SLACK_", "DISCORD_", "OPENAI_", "LLM_")):
             monkeypatch.delenv(name)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ragcore import Engine, RagSettings
+from ragcore.types import Chunk, ScoredChunk
 
 
 # A small document most engine-level tests index: two sections, each answering one question.
@@ -23,6 +24,14 @@ To roll back a release, run the rollback pipeline with the previous tag. It noti
 
 Releases go out every Tuesday after the change review. Hotfixes can go out any day.
 """
+
+
+# Two retrieved chunks for prompt and generator tests, and the fake LLM's default reply to them.
+PROMPT_CHUNKS = [
+    ScoredChunk(Chunk("d1:0", "d1", 0, "Alpha is first. It has more.", "Alpha guide", "alpha.md", "§ Intro"), 0.9),
+    ScoredChunk(Chunk("d2:0", "d2", 0, "Beta is second! Really.", "Beta notes", "beta.pdf", "page 2"), 0.7),
+]
+PROMPT_REPLY = "According to the documents, Alpha is first [1]. Beta is second [2]."
 
 
 class HashingEmbedder:
@@ -59,5 +68,8 @@ class HashingEmbedder:
 
 
 def make_engine(data_dir: Path, *, embedder: object | None = None, **changes: object) -> Engine:
+    # The abstention threshold is calibrated for MiniLM's similarities; the hashing embedder's run lower.
+    if embedder is None:
+        changes.setdefault("abstain_threshold", 0.25)
     settings = RagSettings(data_dir=data_dir, index_refresh_seconds=0.0, **changes)  # type: ignore[arg-type]
     return Engine(settings, embedder=embedder or HashingEmbedder())  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ APOLOGY = "⚠️ Sorry, something went wrong while answering. Please ask again.
 SHUTDOWN_APOLOGY = "⚠️ Sorry, Lorebot was restarted before this answer was finished. Please ask again."
 EMPTY_QUESTION = "I could not read a question there. Mention me with it, e.g. `@Lorebot how do I roll back a release?`"
 NOT_HERE = "Lorebot does not answer in this channel."
+NOT_COVERED_NOTE = "Not covered by your documents: an admin can add the document that answers it in the console."
 
 
 def progress(text: str) -> str:
@@ -32,6 +33,8 @@ def final_pieces(snap: AnswerSnapshot) -> list[str]:
         body = f"{snap.text.strip()}\n\n⚠️ {snap.error_message}" if snap.text.strip() else f"⚠️ {snap.error_message}"
     else:
         body = snap.text.strip() or APOLOGY
+        if snap.not_covered:
+            body += f"\n\n*{NOT_COVERED_NOTE}*"
     pieces = split_message(body, MESSAGE_LIMIT)
     sources = sources_block(snap.citations)
     if sources:

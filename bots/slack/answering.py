@@ -146,7 +146,7 @@ async def share(client: AsyncWebClient, respond: Respond, *, channel: str, user:
         return
     snap = AnswerSnapshot(message_id=stored.message_id, text=stored.text, citations=stored.citations,
                           extractive=stored.provider in ("extractive", "none"), fallback_reason=stored.error,
-                          finished=True)
+                          not_covered=stored.not_covered, finished=True)
     asked = blocks.context(f"{blocks.mention(user)} asked: {blocks.escape(stored.question)}")
     first, *more = blocks.answer_messages(snap)
     try:

@@ -18,6 +18,7 @@ SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
 FALLBACK_LIMIT = 3000  # the plain `text` Slack shows in notifications
 THINKING = "Looking that up…"
+NOT_COVERED_NOTE = "Not covered by your documents: an admin can add the document that answers it in the console."
 
 FEEDBACK_UP = "lorebot_feedback_up"
 FEEDBACK_DOWN = "lorebot_feedback_down"
@@ -147,6 +148,8 @@ def apology(snap: AnswerSnapshot) -> str:
 def _notes(snap: AnswerSnapshot) -> list[Block]:
     if snap.failed:
         return [context(f":warning: {apology(snap)}")]
+    if snap.not_covered:
+        return [context(f"_{NOT_COVERED_NOTE}_")]
     if snap.fallback_reason:
         return [context(f"_The language model was unavailable ({escape(snap.fallback_reason)}); this answer "
                         "is built from the documents' own sentences._")]

@@ -16,7 +16,7 @@ import console.engine
 from console import chat
 from console.engine import Warmup
 from ragcore import Engine
-from tests.fakes.groq import FakeGroqServer
+from tests.fakes.groq import FakeGroqServer, FakeOpenAIServer
 from tests.support import DEPLOY, make_engine
 
 pytestmark = pytest.mark.django_db
@@ -128,12 +128,39 @@ def test_a_reachable_llm_is_ok_and_an_unreachable_one_is_degraded_but_ready(
         assert warmup.done.wait(10)
         status, body = ready()
         assert status == 200 and body["checks"]["llm"]["status"] == "ok"
+        assert body["checks"]["llm"]["provider"] == "groq"
     down = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=f"http://127.0.0.1:{_free_port()}",
                        groq_max_retries=0, groq_timeout=2)
     monkeypatch.setattr(console.engine, "get_engine", lambda: down)
     status, body = ready()
     assert status == 200 and body["checks"]["llm"]["status"] == "degraded: extractive fallback"
     assert "Connection" in body["checks"]["llm"]["detail"] or "connect" in body["checks"]["llm"]["detail"].lower()
+
+
+def test_readiness_reports_an_openai_compatible_provider_and_its_model(
+        warmup: Warmup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with FakeOpenAIServer() as fake:
+        engine = make_engine(tmp_path / "data", llm_provider="openai", llm_base_url=fake.base_url,
+                             llm_model="llama-3.1-8b-instant")
+        monkeypatch.setattr(console.engine, "get_engine", lambda: engine)
+        warmup.start()
+        assert warmup.done.wait(10)
+        status, body = ready()
+        llm = body["checks"]["llm"]
+        assert fake.base_url in llm["detail"]
+    assert status == 200 and llm["status"] == "ok"
+    assert (llm["provider"], llm["model"]) == ("openai", "llama-3.1-8b-instant")
+
+
+def test_without_a_model_readiness_says_extractive(warmup: Warmup, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = make_engine(tmp_path / "data")
+    monkeypatch.setattr(console.engine, "get_engine", lambda: engine)
+    warmup.start()
+    assert warmup.done.wait(30)
+    _, body = ready()
+    assert body["checks"]["llm"]["provider"] == "extractive"
+    assert body["checks"]["llm"]["status"] == "degraded: extractive fallback"
 
 
 def test_an_unreachable_vector_store_makes_the_process_not_ready(

@@ -1,4 +1,9 @@
-"""A fake Groq API: a real HTTP server on 127.0.0.1 speaking the OpenAI-style chat endpoints.
+"""A fake Groq API, and a fake OpenAI-compatible server: a real HTTP server on 127.0.0.1 speaking the
+chat-completions wire format.
+
+Groq's paths are under /openai/v1 and stream usage in `x_groq.usage`; the OpenAI paths (/v1, used by
+`FakeOpenAIServer`, whose base URL ends in /v1 as Ollama's and vLLM's do) stream it the OpenAI way, in a
+last chunk with no choices, when the request asks with `stream_options.include_usage`.
 
 The request decides what goes wrong, as in bolt-python's fake Slack: put a magic word in the last user
 message and the fake answers with that fault. The default reply is built from the prompt's numbered
@@ -37,6 +42,8 @@ from typing import Any
 
 CHAT_PATH = "/openai/v1/chat/completions"
 MODELS_PATH = "/openai/v1/models"
+OPENAI_CHAT_PATH = "/v1/chat/completions"
+OPENAI_MODELS_PATH = "/v1/models"
 DEFAULT_MODEL = "llama-3.3-70b-versatile"
 INVALID_KEY = "gsk-invalid"
 
@@ -91,6 +98,11 @@ class RecordedRequest:
     def prompt(self) -> str:
         """The last user message of a chat request."""
         return last_user_message(self.body)
+
+    def source_location(self, n: int) -> str:
+        """The location attribute of the prompt's source n (what the bot lists it as)."""
+        match = re.search(rf'<source n="{n}"[^>]*location="([^"]*)"', self.prompt)
+        return html.unescape(match.group(1)) if match else ""
 
 
 def last_user_message(body: Any) -> str:
@@ -173,7 +185,7 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
         fake._record("GET", self.path, dict(self.headers.items()), None)
         if not self._authorized():
             return
-        if self.path.rstrip("/") == MODELS_PATH:
+        if self.path.rstrip("/") in (MODELS_PATH, OPENAI_MODELS_PATH):
             self._send_json(200, MODELS_RESPONSE)
         else:
             self._send_json(404, ERROR_404)
@@ -188,7 +200,7 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
         fake._record("POST", self.path, dict(self.headers.items()), body)
         if not self._authorized():
             return
-        if self.path != CHAT_PATH:
+        if self.path not in (CHAT_PATH, OPENAI_CHAT_PATH):
             self._send_json(404, ERROR_404)
             return
         if not isinstance(body, dict):
@@ -211,6 +223,8 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
 
     def _authorized(self) -> bool:
         scheme, _, key = self.headers.get("Authorization", "").partition(" ")
+        if not self.server.fake.require_key and not self.headers.get("Authorization"):
+            return True  # a local server (Ollama, llama.cpp) that takes no key
         if scheme != "Bearer" or not key.strip() or key.strip() == INVALID_KEY:
             self._send_json(401, ERROR_401)
             return False
@@ -247,7 +261,9 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
         completion_id = f"chatcmpl-{uuid.uuid4()}"
         model = str(body.get("model") or DEFAULT_MODEL)
         if streaming:
-            self._stream(completion_id, model, tokens, finish_reason, usage, broken=fault == "broken")
+            openai_usage = self.path == OPENAI_CHAT_PATH and bool((body.get("stream_options") or {}).get("include_usage"))
+            self._stream(completion_id, model, tokens, finish_reason, usage, broken=fault == "broken",
+                         openai_usage=openai_usage)
             return
         if fake._stopping.wait(fake.first_token_delay + fake.token_delay * len(tokens)):
             raise _DropConnection
@@ -259,19 +275,24 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
         })
 
     def _stream(self, completion_id: str, model: str, tokens: list[str], finish_reason: str | None,
-                usage: dict[str, Any], *, broken: bool) -> None:
+                usage: dict[str, Any], *, broken: bool, openai_usage: bool = False) -> None:
         fake = self.server.fake
         request_id = f"req_{uuid.uuid4().hex}"
         created = int(time.time())
 
-        def chunk(delta: dict[str, Any], finish: str | None = None, x_groq: dict[str, Any] | None = None) -> None:
+        groq = self.path == CHAT_PATH
+
+        def chunk(delta: dict[str, Any] | None, finish: str | None = None, x_groq: dict[str, Any] | None = None,
+                  usage_chunk: dict[str, Any] | None = None) -> None:
             obj: dict[str, Any] = {
                 "id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model,
                 "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                "choices": [] if delta is None else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
             }
-            if x_groq:
+            if x_groq and groq:
                 obj["x_groq"] = x_groq
+            if usage_chunk is not None:
+                obj["usage"] = usage_chunk
             self._write_chunk(f"data: {json.dumps(obj)}\n\n".encode())
 
         self.send_response(200)
@@ -290,6 +311,8 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
             delay = fake.token_delay
         if finish_reason:  # real Groq puts usage in x_groq on the last chunk, next to the finish_reason
             chunk({}, finish_reason, x_groq={"id": request_id, "usage": usage})
+        if openai_usage:  # OpenAI: a chunk of its own after the finish_reason, with no choices
+            chunk(None, usage_chunk={k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
         self._write_chunk(b"data: [DONE]\n\n")
         self._write_chunk(b"")
 
@@ -317,11 +340,12 @@ class FakeGroqServer:
         broken stream; the choice is seeded by `seed`.
     :param hang_seconds: how long a timeout fault hangs before dropping the connection.
     :param retry_after_ms: the retry delay the fake asks for on 429 and 500.
+    :param require_key: False accepts requests without an Authorization header, as local servers do.
     """
 
     def __init__(self, *, token_delay: float = 0.0, first_token_delay: float = 0.0, reply: Reply = None,
                  fail_rate: float = 0.0, seed: int = 0, hang_seconds: float = 30.0,
-                 retry_after_ms: int = 10) -> None:
+                 retry_after_ms: int = 10, require_key: bool = True) -> None:
         self._defaults: dict[str, Any] = {
             "token_delay": token_delay, "first_token_delay": first_token_delay, "reply": reply,
             "fail_rate": fail_rate, "hang_seconds": hang_seconds, "retry_after_ms": retry_after_ms,
@@ -332,6 +356,7 @@ class FakeGroqServer:
         self.fail_rate = fail_rate
         self.hang_seconds = hang_seconds
         self.retry_after_ms = retry_after_ms
+        self.require_key = require_key
         self._seed = seed
         self._random = random.Random(seed)
         self._lock = threading.Lock()
@@ -345,7 +370,7 @@ class FakeGroqServer:
     @property
     def base_url(self) -> str:
         if self._server is None:
-            raise RuntimeError("FakeGroqServer is not running; call start() first")
+            raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
         return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> str:
@@ -431,3 +456,21 @@ class FakeGroqServer:
         if "FAULT_CITE99" in prompt:
             return grounded_reply(prompt, extra_citation="[99]")
         return grounded_reply(prompt)
+
+
+class FakeOpenAIServer(FakeGroqServer):
+    """The same fake as an OpenAI-compatible server (Ollama, vLLM, llama.cpp): its base URL ends in /v1.
+
+    Keys are optional by default, as on a local server.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        options.setdefault("require_key", False)
+        super().__init__(**options)
+
+    @property
+    def base_url(self) -> str:
+        return super().base_url + "/v1"
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.path == OPENAI_CHAT_PATH]

@@ -75,8 +75,22 @@ def test_a_stream_broken_mid_answer_is_flagged_then_answered_extractively(engine
 def test_no_llm_call_is_made_when_nothing_relevant_is_found(engine: Engine, fake_groq: FakeGroqServer) -> None:
     before = len(fake_groq.chat_requests())
     answer = engine.answer("zebra quantum saxophone")
-    assert answer.citations == () and answer.provider == "none"
+    assert answer.not_covered and answer.provider == "none"
+    assert [c.n for c in answer.citations] == [1]  # the closest passage, named in the decline
     assert len(fake_groq.chat_requests()) == before
+
+
+def test_the_prompt_asks_the_model_to_say_when_the_sources_do_not_answer(engine: Engine,
+                                                                         fake_groq: FakeGroqServer) -> None:
+    fake_groq.reply = "Your documents don't cover this. They only describe rollbacks [2]."
+    try:
+        answer = engine.answer("How do I roll back a release to a Tuesday?")
+    finally:
+        fake_groq.reply = None
+    system = fake_groq.chat_requests()[-1].body["messages"][0]["content"]
+    assert "Your documents don't cover this." in system
+    assert answer.not_covered and answer.provider == "groq"
+    assert answer.text.endswith("rollbacks [1].")  # numbered from 1 like any answer
 
 
 async def test_the_async_stream_gives_the_same_answer(engine: Engine) -> None:

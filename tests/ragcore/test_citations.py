@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ragcore.citations import CitationFilter, build_citations, cited_numbers, filter_citations, make_snippet
+from ragcore.citations import (
+    CitationFilter,
+    build_citations,
+    cited_numbers,
+    filter_citations,
+    make_snippet,
+    numbering_gaps,
+)
 from ragcore.types import Chunk, ScoredChunk
 
 
@@ -40,9 +47,32 @@ def test_cited_numbers_are_distinct_and_in_order_of_first_appearance(text: str, 
 # -- CitationFilter ----------------------------------------------------------------------------
 
 
-def test_valid_citations_pass_through_unchanged() -> None:
+def test_citations_already_in_order_pass_through_unchanged() -> None:
     _, text = run_filter(["Alpha [1]. Beta [1, 2]. Gamma [2][1]."])
     assert text == "Alpha [1]. Beta [1, 2]. Gamma [2][1]."
+
+
+def test_citations_are_renumbered_in_order_of_first_appearance() -> None:
+    citation_filter = CitationFilter(5)
+    text = citation_filter.feed("Use the flag [3]. It is on by default [5, 3]. See also [1][5].") + citation_filter.flush()
+    assert text == "Use the flag [1]. It is on by default [2, 1]. See also [3][2]."
+    assert citation_filter.sources == [3, 5, 1]
+    assert not numbering_gaps(text)
+
+
+def test_a_marker_split_across_deltas_is_renumbered() -> None:
+    citation_filter = CitationFilter(4)
+    emitted = [citation_filter.feed(d) for d in ["Alpha [", "4", "]. Beta [", "2", "][4]."]]
+    assert "".join(emitted) + citation_filter.flush() == "Alpha [1]. Beta [2][1]."
+    assert citation_filter.sources == [4, 2]
+
+
+def test_numbering_gaps_are_detected() -> None:
+    assert numbering_gaps("A [2] B [3].")
+    assert numbering_gaps("A [1] B [4].")
+    assert numbering_gaps("A [2] B [1].")  # in order of first appearance, not merely present
+    assert not numbering_gaps("A [1] B [2][1]. C [3].")
+    assert not numbering_gaps("No markers.")
 
 
 def test_a_citation_of_a_missing_source_is_dropped_with_its_leading_space() -> None:
@@ -53,7 +83,7 @@ def test_a_citation_of_a_missing_source_is_dropped_with_its_leading_space() -> N
 def test_a_multi_number_marker_keeps_only_the_valid_numbers() -> None:
     assert filter_citations("Alpha [1, 99].", 2) == "Alpha [1]."
     assert filter_citations("Alpha [1][99].", 2) == "Alpha [1]."
-    assert filter_citations("Alpha [2, 2, 7, 1].", 2) == "Alpha [2, 1]."
+    assert filter_citations("Alpha [2, 2, 7, 1].", 2) == "Alpha [1, 2]."
 
 
 def test_a_marker_split_across_deltas_is_filtered() -> None:
@@ -100,21 +130,25 @@ def test_with_no_sources_every_citation_is_dropped() -> None:
 # -- build_citations ---------------------------------------------------------------------------
 
 
-def test_build_citations_resolves_each_valid_number_once_sorted_by_number() -> None:
+def test_build_citations_lists_only_the_cited_sources_numbered_as_shown() -> None:
     chunks = [chunk(1), chunk(2), chunk(3)]
-    citations = build_citations("B [2]. A [1, 2]. Missing [9].", chunks)
+    citation_filter = CitationFilter(len(chunks))
+    citation_filter.feed("B [3]. A [3, 2]. Missing [9].")
+    citation_filter.flush()
+    citations = build_citations(citation_filter.sources, chunks)
     assert [c.n for c in citations] == [1, 2]
     first = citations[0]
     assert (first.document_id, first.chunk_id, first.title, first.source, first.location) == (
-        "doc1", "doc1:0", "Title 1", "file1.md", "page 1")
+        "doc3", "doc3:0", "Title 3", "file3.md", "page 3")
+    assert citations[1].document_id == "doc2"  # source 1 was retrieved but never cited: not listed
 
 
 def test_build_citations_returns_nothing_without_markers() -> None:
-    assert build_citations("No markers.", [chunk(1)]) == ()
+    assert build_citations([], [chunk(1)]) == ()
 
 
 def test_the_snippet_collapses_whitespace_and_is_cut_at_a_word() -> None:
-    [citation] = build_citations("[1]", [chunk(1, "Line one\n\n   line   two. " + "word " * 100)])
+    [citation] = build_citations([1], [chunk(1, "Line one\n\n   line   two. " + "word " * 100)])
     assert citation.snippet.startswith("Line one line two. word")
     assert len(citation.snippet) <= 241
     assert citation.snippet.endswith("word…")

@@ -13,7 +13,8 @@ import pytest
 
 from ragcore import Engine
 from ragcore.errors import IndexMismatch
-from ragcore.extractive import NOTHING_FOUND, NOTICE
+from ragcore.abstention import NOT_COVERED
+from ragcore.extractive import NOTICE
 from ragcore.metrics import PIPELINE_ERRORS
 from ragcore.types import CitationsEvent, DoneEvent, ErrorEvent, TokenEvent, Turn
 from tests.support import HashingEmbedder, make_engine
@@ -160,11 +161,25 @@ def test_it_answers_extractively_without_an_llm_key(engine: Engine, docs: Path) 
     assert all(f"[{c.n}]" in answer.text for c in answer.citations)
 
 
-def test_it_says_so_when_the_documents_do_not_answer(engine: Engine, docs: Path) -> None:
+def test_it_says_so_when_the_documents_do_not_answer_and_names_the_closest_passage(engine: Engine, docs: Path) -> None:
     engine.ingest_files(sorted(docs.iterdir()))
     answer = engine.answer("zebra quantum saxophone")
-    assert answer.text == NOTHING_FOUND
-    assert answer.citations == ()
+    assert answer.not_covered and answer.provider == "none"
+    assert answer.text.startswith(NOT_COVERED + " The closest passage is in ")
+    assert answer.text.endswith("”") and "[1]" in answer.text
+    assert [c.n for c in answer.citations] == [1]
+
+
+def test_a_question_with_nothing_to_search_for_is_declined(engine: Engine, docs: Path) -> None:
+    engine.ingest_files(sorted(docs.iterdir()))
+    answer = engine.answer("q1")
+    assert answer.not_covered and answer.citations == ()
+    assert "nothing in it to search for" in answer.text
+
+
+def test_a_covered_question_is_not_marked(engine: Engine, docs: Path) -> None:
+    engine.ingest_files(sorted(docs.iterdir()))
+    assert not engine.answer("How do I roll back a release?").not_covered
 
 
 def test_another_process_sees_a_new_document_within_two_seconds(engine: Engine, docs: Path, tmp_path: Path) -> None:
@@ -229,12 +244,3 @@ def test_a_reindex_after_a_model_change_rebuilds_both_indexes(tmp_path: Path, do
     results = other.ingest_files(sorted(docs.iterdir()), force=True)
     assert all(r.status == "indexed" for r in results)
     assert other.store.count() == sum(r.chunks for r in results) == len(other.bm25)
-
-
-def test_extractive_sentences_are_whole_even_in_hard_wrapped_text() -> None:
-    from ragcore.extractive import select_sentences
-    from ragcore.types import Chunk, ScoredChunk
-
-    text = "The rollback pipeline takes the previous\ntag and redeploys it in about\nfive minutes.\n- a list item stays on its own line"
-    picked = select_sentences("rollback pipeline", [ScoredChunk(Chunk("d:0", "d", 0, text), 1.0)])
-    assert picked[0][0] == "The rollback pipeline takes the previous tag and redeploys it in about five minutes."

@@ -18,12 +18,9 @@ from ragcore.generation import SYSTEM_PROMPT, GroqGenerator, build_messages
 from ragcore.settings import RagSettings
 from ragcore.types import Chunk, ScoredChunk, Turn
 from tests.fakes.groq import CHAT_PATH, FakeGroqServer, grounded_reply
+from tests.support import PROMPT_CHUNKS as CHUNKS
+from tests.support import PROMPT_REPLY as EXPECTED
 
-CHUNKS = [
-    ScoredChunk(Chunk("d1:0", "d1", 0, "Alpha is first. It has more.", "Alpha guide", "alpha.md", "§ Intro"), 0.9),
-    ScoredChunk(Chunk("d2:0", "d2", 0, "Beta is second! Really.", "Beta notes", "beta.pdf", "page 2"), 0.7),
-]
-EXPECTED = "According to the documents, Alpha is first [1]. Beta is second [2]."
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +66,7 @@ def test_the_prompt_numbers_sources_in_retrieval_order() -> None:
 def test_the_system_prompt_asks_for_inline_citations_and_honesty() -> None:
     system = build_messages("q", CHUNKS)[0]
     assert system == {"role": "system", "content": SYSTEM_PROMPT}
-    assert "[1]" in SYSTEM_PROMPT and "documents do not say" in SYSTEM_PROMPT
+    assert "[1]" in SYSTEM_PROMPT and "start your reply with \"Your documents don't cover this.\"" in SYSTEM_PROMPT
 
 
 def test_a_document_cannot_close_its_source_element() -> None:

@@ -51,7 +51,8 @@ class Command(BaseCommand):
         if done is None:
             raise CommandError("no answer was produced")
         if options["json"]:
-            keys = ("provider", "model", "mode", "extractive", "fallback_reason", "retrieval_ms", "generation_ms", "usage")
+            keys = ("provider", "model", "mode", "extractive", "fallback_reason", "not_covered", "retrieval_ms",
+                    "generation_ms", "usage")
             self.stdout.write(json.dumps({"answer": "".join(parts), "citations": citations,
                                           **{k: done[k] for k in keys}, "conversation": key}, ensure_ascii=False))
             return
@@ -61,6 +62,8 @@ class Command(BaseCommand):
             for c in citations:
                 where = f", {c['location']}" if c["location"] else ""
                 self.stdout.write(f"  [{c['n']}] {c['title']}{where} ({c['source']})")
+        if done["not_covered"]:
+            self.stdout.write(self.style.WARNING("\nNot covered by your documents."))
         self.stdout.write(
             self.style.HTTP_INFO(
                 f"\n{done['provider']}/{done['model']} · retrieval {done['retrieval_ms']:.0f} ms · "

@@ -83,7 +83,7 @@
     done: function (f) {
       if (!answer) return;
       answer.messageId = f.message_id;
-      finishAnswer(answer, f.extractive);
+      finishAnswer(answer, f.extractive, false, f.not_covered);
     },
     cancelled: function () {
       if (answer) { answer.stopped = true; finishAnswer(answer, false); }
@@ -131,7 +131,7 @@
         }
         if (m.error && m.error !== "in_progress" && !m.text) a.notes.push(errorText(m.error));
         else if (m.error === "cancelled") a.stopped = true;
-        finishAnswer(a, m.extractive, true);
+        finishAnswer(a, m.extractive, true, m.not_covered);
       });
       highlightConversation();
       scrollDown(true);
@@ -218,8 +218,10 @@
     a.body.innerHTML = a.notes.map(function (n) { return '<p class="note">' + md.escapeHtml(n) + "</p>"; }).join("") + html;
   }
 
-  function finishAnswer(a, extractive, fromHistory) {
+  function finishAnswer(a, extractive, fromHistory, notCovered) {
     a.el.classList.remove("streaming");
+    // The documents do not answer it (Lorebot declined, or the model said so): marked, with a label.
+    if (notCovered) { a.el.classList.add("not-covered"); a.el.dataset.label = "Not covered by your documents"; }
     if (a.messageId) a.el.dataset.messageId = a.messageId;
     if (a.stopped) a.notes.push("Stopped.");
     renderAnswer(a);

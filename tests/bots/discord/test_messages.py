@@ -167,3 +167,35 @@ async def test_a_bare_mention_gets_a_hint(fake: FakeDiscord, docs: object, bot: 
     hint = await answer_to(fake, question)
     assert hint["content"] == render.EMPTY_QUESTION
     assert await sync_to_async(Conversation.objects.count)() == 0
+
+
+async def test_citations_are_numbered_from_one_in_the_order_the_answer_uses_them(
+    fake: FakeDiscord, groq: FakeGroqServer, bot: LorebotClient
+) -> None:
+    groq.reply = "Releases go out on Tuesdays [2]. Roll back with the pipeline [2][1]."
+    question = fake.send_message(mention("When do releases go out, and how do I roll one back?"))
+    answer = await answer_to(fake, question)
+    body, _, sources = answer["content"].partition("**Sources**")
+    assert "Tuesdays [1]. Roll back with the pipeline [1][2]." in body  # the model's [2] is shown as [1]
+    assert re.findall(r"\*\*\[(\d+)\]\*\*", sources) == ["1", "2"]
+    # [1] is the passage the answer cited first: the prompt's source 2
+    assert groq.chat_requests()[-1].source_location(2) in sources.split("\n")[1]
+
+
+async def test_a_source_the_answer_does_not_cite_is_not_listed(
+    fake: FakeDiscord, groq: FakeGroqServer, bot: LorebotClient
+) -> None:
+    groq.reply = "Releases go out on Tuesdays [2]."
+    question = fake.send_message(mention("When do releases go out?"))
+    answer = await answer_to(fake, question)
+    assert "Tuesdays [1]." in answer["content"] and "[2]" not in answer["content"]
+    assert re.findall(r"\*\*\[(\d+)\]\*\*", answer["content"]) == ["1"]
+
+
+async def test_a_question_the_documents_do_not_cover_is_marked(
+    fake: FakeDiscord, docs: object, bot: LorebotClient
+) -> None:
+    question = fake.send_message(mention("What is the price of an enterprise license?"))
+    answer = await answer_to(fake, question)
+    assert answer["content"].startswith("Your documents don't cover this.")
+    assert render.NOT_COVERED_NOTE in answer["content"]

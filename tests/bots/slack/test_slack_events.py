@@ -16,6 +16,7 @@ from bots.slack import answering, blocks
 from console.logging import configure_logging
 from console.models import Conversation, Feedback, Message
 from tests.bots.slack.conftest import WIKI_URL, Slack
+from tests.fakes.groq import FakeGroqServer
 from tests.fakes.slack import BOT_ID, TEAM_ID, FakeSlackServer, PostedMessage, event_body, mention, message, sign
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -316,3 +317,24 @@ async def test_every_log_event_of_an_answer_names_the_slack_event(slack: Slack) 
     answered = [e for e in lines if e["event"] in ("slack.answered", "chat.answered")]
     assert {e["event"] for e in answered} == {"slack.answered", "chat.answered"}
     assert all(e.get("event_id") == "Ev0LOGGED" for e in answered), answered
+
+
+async def test_citations_are_numbered_from_one_in_the_order_the_answer_uses_them(
+        slack: Slack, fake_groq: FakeGroqServer) -> None:
+    fake_groq.reply = "Releases go out on Tuesdays [2]. Roll back with the pipeline [2][1]."
+    event = mention("When do releases go out, and how do I roll one back?")
+    await slack.send_event(event)
+    reply = await answer_of(slack.fake, "C0GENERAL", event["ts"])
+    body, _, sources = reply.block_text.partition("*Sources*")
+    assert "Tuesdays [1]. Roll back with the pipeline [1][2]." in body  # the model's [2] is shown as [1]
+    lines = [line for line in sources.split("\n") if line.startswith("[")]
+    assert [line[:3] for line in lines] == ["[1]", "[2]"]
+    assert fake_groq.chat_requests()[-1].source_location(2) in lines[0]  # the prompt's source 2, cited first
+
+
+async def test_a_source_the_answer_does_not_cite_is_not_listed(slack: Slack, fake_groq: FakeGroqServer) -> None:
+    fake_groq.reply = "Releases go out on Tuesdays [2]."
+    event = mention("When do releases go out?")
+    await slack.send_event(event)
+    reply = await answer_of(slack.fake, "C0GENERAL", event["ts"])
+    assert "Tuesdays [1]." in reply.block_text and "[2]" not in reply.block_text

@@ -1,0 +1,105 @@
+"""Whether the documents cover a question: one calibrated decision from dense and keyword evidence.
+
+Two signals, both in 0..1:
+- dense: the best cosine similarity between the question and a chunk (all-MiniLM-L6-v2);
+- keyword: how much of the question's distinctive wording the top chunks contain, each term weighted by
+  its BM25 idf over the whole index, so that "httpx" (in every chunk) counts little and "price" or
+  "enterprise" (in none) count a lot when they are missing.
+
+The question is covered when `DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * keyword >= threshold`. The
+weight and the default threshold were fitted on the python and lorebot answer sets and checked on the
+held-out django set (`benchmarks/answer_quality.py --calibrate`); `RAG_ABSTAIN_THRESHOLD` moves the
+trade-off. A question with no searchable word at all ("q1", "??") is declined before any evidence.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from ragcore.tokenize import tokenize
+from ragcore.types import ScoredChunk
+
+DENSE_WEIGHT = 0.5
+KEYWORD_CHUNKS = 3  # the keyword evidence looks at this many of the top chunks
+_WORDS = re.compile(r"[^\W\d_]{2,}")  # two letters or more: "q1" and "42?" have none
+
+NOT_COVERED = "Your documents don't cover this."
+TOO_SHORT = "Please ask a whole question: there is nothing in it to search for."
+# How a model's own decline starts (the system prompt asks for NOT_COVERED word for word); apostrophes vary.
+_DECLINE = re.compile(r"^\W*your documents (?:don['’]t|do not) cover this", re.I)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The decision and the evidence it was made on."""
+
+    covered: bool
+    reason: str  # "covered", "too_short", "no_results" or "weak_evidence"
+    score: float = 0.0
+    dense: float | None = None  # None when dense search was not used (bm25 mode)
+    keyword: float = 0.0
+
+
+def assess(question: str, search_text: str, chunks: Sequence[ScoredChunk], *, best_dense: float | None,
+           frequencies: Callable[[Collection[str]], tuple[int, dict[str, int]]], threshold: float) -> Verdict:
+    """The verdict for a retrieval: `search_text` is what was searched (the question, or with its
+    conversation folded in), `frequencies` the BM25 index's document frequencies."""
+    n_chunks, document_frequency = frequencies(set(tokenize(search_text)))
+    keyword = keyword_evidence(search_text, chunks, n_chunks, document_frequency)
+    return decide(question, chunks, best_dense=best_dense, keyword=keyword, threshold=threshold)
+
+
+def question_is_searchable(question: str) -> bool:
+    """Whether the question has at least one word that could be searched for."""
+    return bool(_WORDS.search(question)) and bool(tokenize(question))
+
+
+def keyword_evidence(question: str, chunks: Sequence[ScoredChunk], n_chunks: int,
+                     document_frequency: Mapping[str, int]) -> float:
+    """Share of the question's terms, weighted by idf, that appear in the top chunks."""
+    terms = set(tokenize(question))
+    if not terms:
+        return 0.0
+    present: set[str] = set()
+    for scored in chunks[:KEYWORD_CHUNKS]:
+        present.update(terms.intersection(tokenize(scored.chunk.index_text)))
+    # A word no chunk holds counts as much as one that a single chunk holds: it is the strongest sign of a
+    # question the documents do not cover, but one typo or one product name must not outweigh the rest.
+    weights = {t: _idf(n_chunks, max(1, document_frequency.get(t, 0))) for t in terms}
+    total = sum(weights.values())
+    return sum(weights[t] for t in present) / total if total else 0.0
+
+
+def _idf(n: int, df: int) -> float:
+    """BM25's idf, kept positive: a term in most chunks still counts a little."""
+    return math.log(1 + (n - df + 0.5) / (df + 0.5))
+
+
+def decide(question: str, chunks: Sequence[ScoredChunk], *, best_dense: float | None, keyword: float,
+           threshold: float) -> Verdict:
+    """Covered or not, from the best dense similarity and the keyword evidence."""
+    if not question_is_searchable(question):
+        return Verdict(False, "too_short", dense=best_dense, keyword=keyword)
+    if not chunks:
+        return Verdict(False, "no_results", dense=best_dense, keyword=keyword)
+    # In bm25 mode there is no dense score: the keyword evidence stands alone.
+    score = keyword if best_dense is None else DENSE_WEIGHT * best_dense + (1 - DENSE_WEIGHT) * keyword
+    covered = score >= threshold
+    return Verdict(covered, "covered" if covered else "weak_evidence", score, best_dense, keyword)
+
+
+def is_decline(answer: str) -> bool:
+    """Whether a model's answer says the documents do not cover the question."""
+    return bool(_DECLINE.match(answer))
+
+
+def decline_text(verdict: Verdict, closest: str, citation: str) -> str:
+    """What the reader is told instead of an answer: that nothing covers it, and what came closest."""
+    if verdict.reason == "too_short":
+        return TOO_SHORT
+    if not closest:
+        return f"{NOT_COVERED} Nothing in them matches the question."
+    return f"{NOT_COVERED} The closest passage is {citation}: “{closest}”"

@@ -1,0 +1,112 @@
+"""The extractive answer: whole sentences and whole code blocks, chosen for the question, rendered cleanly."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ragcore.citations import filter_citations, numbering_gaps
+from ragcore.extractive import MAX_BULLETS, NOTICE, compose, select_evidence, split_units
+from ragcore.types import Chunk, ScoredChunk
+from tests.support import HashingEmbedder
+
+EMBEDDER = HashingEmbedder()
+
+TIMEOUTS = """## Timeouts
+
+HTTPX is careful to enforce timeouts everywhere by default. The default behavior is to raise a
+TimeoutException after 5 seconds of network inactivity.
+
+```pycon
+>>> httpx.get('https://github.com/', timeout=10.0)
+```
+
+You can disable timeouts completely with `timeout=None`.
+"""
+
+CLIENT = """## Clients
+
+A Client instance uses HTTP connection pooling. This can bring significant performance improvements.
+It also reuses the underlying TCP connection.
+
+To send a request with a client, use:
+
+```python
+with httpx.Client() as client:
+    r = client.get('https://example.com')
+```
+"""
+
+
+def encode(texts: Sequence[str]) -> np.ndarray:
+    return EMBEDDER.embed(texts)
+
+
+def chunk(text: str, n: int = 1, title: str = "HTTPX guide", location: str = "§ Timeouts") -> ScoredChunk:
+    return ScoredChunk(Chunk(f"d{n}:0", f"d{n}", 0, text, title, f"doc{n}.md", location), 1.0 / n)
+
+
+def test_a_fenced_code_block_is_one_unit_and_sentences_are_whole() -> None:
+    units = split_units(TIMEOUTS)
+    code = [u for u in units if u.code]
+    assert [u.text for u in code] == ["```pycon\n>>> httpx.get('https://github.com/', timeout=10.0)\n```"]
+    prose = [u.text for u in units if not u.code]
+    assert prose == [
+        "HTTPX is careful to enforce timeouts everywhere by default.",
+        "The default behavior is to raise a TimeoutException after 5 seconds of network inactivity.",
+        "You can disable timeouts completely with `timeout=None`.",
+    ]  # hard-wrapped lines joined, the heading dropped
+
+
+def test_an_unterminated_fence_runs_to_the_end_and_is_closed() -> None:
+    units = split_units("Run this:\n\n```sh\nmake run\nmake test")
+    assert units[-1].code and units[-1].text == "```sh\nmake run\nmake test\n```"
+
+
+def test_abbreviations_and_questions_do_not_make_sentences() -> None:
+    units = split_units("Q: Why is it slow?\nUse a cache, e.g. Redis for sessions. Then restart it.")
+    assert [u.text for u in units] == ["Use a cache, e.g. Redis for sessions.", "Then restart it."]
+
+
+def test_the_sentence_that_states_the_default_is_quoted_not_the_example_line() -> None:
+    evidence = select_evidence("What is the default timeout?", [chunk(TIMEOUTS)], encode)
+    assert any("after 5 seconds" in e.text for e in evidence)
+    assert not any("timeout=10.0" in e.text for e in evidence)
+
+
+def test_a_sentence_starting_with_it_keeps_the_one_before() -> None:
+    evidence = select_evidence("Does it reuse the TCP connection?", [chunk(CLIENT, location="§ Clients")], encode)
+    assert evidence[0].text == ("This can bring significant performance improvements. "
+                                "It also reuses the underlying TCP connection.")
+
+
+def test_a_code_block_introduced_by_a_sentence_is_included_whole() -> None:
+    answer = compose("How do I send a request with a client? Show an example", [chunk(CLIENT, location="§ Clients")],
+                     encode)
+    assert "- To send a request with a client, use [1]:\n\n```python\nwith httpx.Client() as client:\n" in answer
+    assert answer.count("```") % 2 == 0
+
+
+def test_the_answer_is_a_handful_of_bullets_by_relevance_citing_each_source() -> None:
+    chunks = [chunk(CLIENT, 1, location="§ Clients"), chunk(TIMEOUTS, 2)]
+    answer = compose("What is the default timeout of a client?", chunks, encode)
+    assert answer.startswith(NOTICE)
+    bullets = [line for line in answer.split("\n") if line.startswith("- ")]
+    assert 1 <= len(bullets) <= MAX_BULLETS
+    assert "5 seconds" in bullets[0] and bullets[0].endswith("[2]")  # the best first, whatever its rank
+    assert not numbering_gaps(filter_citations(answer, len(chunks)))  # renumbered as it streams: [2] shows as [1]
+
+
+def test_broken_markup_from_a_chunk_boundary_is_cleaned() -> None:
+    text = "The **default** pool size is 10 connections. The `limits` argument with a stray ` sets it."
+    answer = compose("What is the default pool size limit?", [chunk(text)], encode)
+    for line in answer.split("\n")[2:]:
+        assert line.count("`") % 2 == 0 and line.count("**") % 2 == 0
+    assert "The **default** pool size is 10 connections. [1]" in answer
+
+
+def test_the_same_sentence_in_two_overlapping_chunks_is_quoted_once() -> None:
+    shared = "The default behavior is to raise a TimeoutException after 5 seconds of network inactivity."
+    answer = compose("What is the default timeout?", [chunk(shared, 1), chunk("Intro text here. " + shared, 2)], encode)
+    assert answer.count("after 5 seconds") == 1
