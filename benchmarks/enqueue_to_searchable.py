@@ -54,7 +54,7 @@ def main() -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.core.management import call_command
 
-    from console import ingest
+    from console.ingest import uploads as ingest
     from console.engine import get_engine
     from ragcore import loaders
     from ragcore.chunking import split_document

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from console.chat import ChatEvent
+from console.chat.service import ChatEvent
 
 
 @dataclass

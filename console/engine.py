@@ -76,7 +76,7 @@ class Warmup:
         return True
 
     def _run(self) -> None:
-        from console.health import check_llm
+        from console.ops.health import check_llm
 
         log.info("warmup.started")
         try:

@@ -86,7 +86,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "console.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
+    "console.ops.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -159,7 +159,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# -- logging (structlog, configured once in console.logging) ---------------------------
+# -- logging (structlog, configured once in console.ops.logs) ---------------------------
 LOG_FORMAT = os.getenv("LOG_FORMAT", "console" if DEBUG else "json")
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")
 if LOG_FORMAT not in ("console", "json"):

@@ -4,7 +4,8 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
-from console import status, views
+from console.ingest import status
+from console.pages import views
 
 console_patterns = [
     path("", views.dashboard_view, name="dashboard"),
@@ -27,7 +28,7 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("status/<int:job_id>", status.job_status_view, name="job-status"),
     path("console/", include((console_patterns, "console"))),
-    path("chat/", include("console.chat_urls")),
+    path("chat/", include("console.chat.urls")),
     path("slack/", include("bots.slack.urls")),  # /slack/events: Slack's Events API, commands, buttons
     path(
         "accounts/login/",

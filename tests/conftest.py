@@ -86,7 +86,7 @@ def chat_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[obj
     """A small engine (hashing embedder) holding the DEPLOY document, answering for the chat service."""
     from django.core.cache import cache
 
-    from console import chat
+    from console.chat import service as chat
     from tests.support import DEPLOY, make_engine
 
     engine = make_engine(tmp_path / "data")

@@ -16,7 +16,7 @@ from bots.discord.conversations import remember
 from bots.discord.feedback import feedback_view
 from bots.discord.outlets import Outlet
 from bots.metrics import BOT_FIRST_REPLY_SECONDS, BOT_MESSAGE_EDITS
-from console import chat
+from console.chat import service as chat
 from ragcore.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="discord")

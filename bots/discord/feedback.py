@@ -9,7 +9,7 @@ import discord
 import structlog
 
 from bots.metrics import BOT_EVENTS
-from console import chat
+from console.chat import service as chat
 
 log = structlog.get_logger(__name__, component="discord")
 

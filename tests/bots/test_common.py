@@ -6,7 +6,7 @@ import pytest
 
 from bots.answer import follow
 from bots.text import citation_label, citation_link, split_message
-from console.chat import ChatEvent
+from console.chat.service import ChatEvent
 
 
 async def _events(*items: ChatEvent):

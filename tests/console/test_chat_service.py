@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.test import override_settings
 
-from console import chat
+from console.chat import service as chat
 from console.models import Conversation, Feedback, Message
 from ragcore import Engine
 

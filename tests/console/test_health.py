@@ -13,7 +13,7 @@ from django.core.cache import cache
 from django.test import Client, override_settings
 
 import console.engine
-from console import chat
+from console.chat import service as chat
 from console.engine import Warmup
 from ragcore import Engine
 from tests.fakes.groq import FakeGroqServer

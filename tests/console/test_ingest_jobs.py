@@ -14,7 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 from django_tasks_db.management.commands.db_worker import Worker
 
-from console import ingest, tasks
+from console.ingest import uploads as ingest
+from console.ingest import worker as tasks
 from console.engine import get_engine
 from console.models import Document, IngestJob, IngestJobFile
 from ragcore.errors import StoreUnavailable

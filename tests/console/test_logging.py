@@ -20,9 +20,11 @@ from django.test import AsyncClient, Client, override_settings
 from django.urls import include, path
 
 import console.engine
-from console import chat, ingest, tasks
+from console.chat import service as chat
+from console.ingest import uploads as ingest
+from console.ingest import worker as tasks
 from console.engine import Warmup, get_engine
-from console.logging import configure_logging
+from console.ops.logs import configure_logging
 from console.models import IngestJob
 from tests.support import DEPLOY
 

@@ -11,7 +11,7 @@ from django.test import Client, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from console import chat
+from console.chat import service as chat
 from console.models import IngestJob
 from ragcore import Engine
 from ragcore.metrics import PIPELINE_ERRORS

@@ -15,7 +15,8 @@ from django.test import Client, TestCase
 from django.urls import reverse
 from django.utils import timezone
 
-from console import dashboard, ingest
+from console.ingest import uploads as ingest
+from console.pages import stats as dashboard
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from ragcore.types import Chunk
 
@@ -78,7 +79,7 @@ class BaseTestCase(TestCase):
         Message.objects.create(conversation=cls.quiet, role="user", text="Hello?")
 
     def setUp(self) -> None:
-        self.enterContext(patch("console.views.get_engine", return_value=SimpleNamespace(store=FakeStore())))
+        self.enterContext(patch("console.pages.views.get_engine", return_value=SimpleNamespace(store=FakeStore())))
 
     def login_staff(self) -> None:
         self.client.force_login(self.staff)
@@ -242,7 +243,7 @@ class DocumentPagesTestCase(BaseTestCase):
     def test_the_detail_still_renders_when_the_index_is_unreachable(self) -> None:
         self.login_staff()
         broken = SimpleNamespace(store=SimpleNamespace(get_chunks=lambda ids: (_ for _ in ()).throw(OSError("store down"))))
-        with patch("console.views.get_engine", return_value=broken):
+        with patch("console.pages.views.get_engine", return_value=broken):
             response = self.client.get(reverse("console:document", args=[self.doc.pk]))
         self.assertContains(response, "The chunk preview is unavailable: store down")
 
@@ -250,14 +251,14 @@ class DocumentPagesTestCase(BaseTestCase):
         self.login_staff()
         url = reverse("console:document-delete", args=[self.doc.pk])
         self.assertContains(self.client.get(url), "Delete this document?")
-        with patch("console.views.ingest.delete_document", return_value=self.running) as delete:
+        with patch("console.pages.views.ingest.delete_document", return_value=self.running) as delete:
             response = self.client.post(url)
         delete.assert_called_once_with(self.doc, self.staff)
         self.assertRedirects(response, reverse("console:job", args=[self.running.pk]), fetch_redirect_response=False)
 
     def test_reingest_queues_a_job(self) -> None:
         self.login_staff()
-        with patch("console.views.ingest.reingest_document", return_value=self.running) as reingest:
+        with patch("console.pages.views.ingest.reingest_document", return_value=self.running) as reingest:
             response = self.client.post(reverse("console:document-reingest", args=[self.doc.pk]))
         reingest.assert_called_once_with(self.doc, self.staff)
         self.assertRedirects(response, reverse("console:job", args=[self.running.pk]), fetch_redirect_response=False)
@@ -292,17 +293,17 @@ class JobPagesTestCase(BaseTestCase):
 
     def test_retry_and_cancel_call_the_ingest_service(self) -> None:
         self.login_staff()
-        with patch("console.views.ingest.retry_job") as retry:
+        with patch("console.pages.views.ingest.retry_job") as retry:
             response = self.client.post(reverse("console:job-retry", args=[self.job.pk]))
         retry.assert_called_once_with(self.job)
         self.assertRedirects(response, reverse("console:job", args=[self.job.pk]), fetch_redirect_response=False)
-        with patch("console.views.ingest.cancel_job") as cancel:
+        with patch("console.pages.views.ingest.cancel_job") as cancel:
             self.client.post(reverse("console:job-cancel", args=[self.running.pk]))
         cancel.assert_called_once_with(self.running)
 
     def test_a_refused_retry_is_reported(self) -> None:
         self.login_staff()
-        with patch("console.views.ingest.retry_job", side_effect=ingest.IngestError("nothing to retry")):
+        with patch("console.pages.views.ingest.retry_job", side_effect=ingest.IngestError("nothing to retry")):
             response = self.client.post(reverse("console:job-retry", args=[self.job.pk]), follow=True)
         self.assertContains(response, "nothing to retry")
 

@@ -11,7 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from console import ingest
+from console.ingest import uploads as ingest
 from console.engine import get_engine
 from console.models import Document, IngestJob
 from tests.console.test_ingest_jobs import run_worker

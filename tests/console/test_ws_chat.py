@@ -15,7 +15,8 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
 from django.test import override_settings
 
-from console import chat, consumers
+from console.chat import consumer as consumers
+from console.chat import service as chat
 from console.asgi import application
 from console.models import Conversation, Feedback, Message
 from ragcore import Engine
@@ -432,7 +433,7 @@ async def test_connections_frames_and_errors_are_counted(engine: Engine, alice: 
 
 @override_settings(LOGIN_URL="/accounts/login/")
 def test_the_page_sends_strangers_to_the_login_page(client: Any) -> None:
-    from console import chat_urls
+    from console.chat import urls as chat_urls
 
     with override_settings(ROOT_URLCONF=_urlconf(chat_urls)):
         response = client.get("/chat/")
@@ -440,7 +441,7 @@ def test_the_page_sends_strangers_to_the_login_page(client: Any) -> None:
 
 
 def test_the_page_renders_for_a_logged_in_user(client: Any) -> None:
-    from console import chat_urls
+    from console.chat import urls as chat_urls
 
     user, _ = _session_cookie("bob", staff=True)
     client.force_login(user)

@@ -36,7 +36,7 @@ SUBMIT = (  # one process migrates and uploads through the console's upload path
     "from django.core.management import call_command\n"
     "call_command('migrate', '--noinput', verbosity=0)\n"
     "from django.core.files.uploadedfile import SimpleUploadedFile\n"
-    "from console import ingest\n"
+    "from console.ingest import uploads as ingest\n"
     "files = {files!r}\n"
     "print('JOB', ingest.submit_uploads([SimpleUploadedFile(n, d) for n, d in files.items()], None).job.pk)\n"
 )
@@ -52,7 +52,7 @@ def manage(site: Site, *args: str, ok: bool = True) -> subprocess.CompletedProce
 
 ASK = (  # every question through the chat service in one process: the model loads once
     "import json, uuid\n"
-    "from console import chat\n"
+    "from console.chat import service as chat\n"
     "answers = []\n"
     "for question in {questions!r}:\n"
     "    events = list(chat.reply(surface='cli', conversation_key=uuid.uuid4().hex, user_key='ops', text=question))\n"

@@ -21,7 +21,7 @@ import pytest
 from django.core.cache import cache
 from prometheus_client import REGISTRY
 
-from console import chat
+from console.chat import service as chat
 from console.models import Message
 from ragcore import Engine
 from tests.daphne_server import Daphne, free_port, make_site, start_daphne

@@ -13,7 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console import chat
+from console.chat import service as chat
 from console.engine import get_engine
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
-from console import tasks
+from console.ingest import worker as tasks
 from console.engine import get_engine
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from console import ingest
+from console.ingest import uploads as ingest
 from console.engine import get_engine
 from console.models import Document
 

@@ -6,7 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console import ingest, tasks
+from console.ingest import uploads as ingest
+from console.ingest import worker as tasks
 from console.engine import get_engine
 from console.models import Document, IngestJob, IngestJobFile
 

@@ -9,7 +9,7 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console.backup import BackupError, restore
+from console.ops.backup import BackupError, restore
 from console.engine import get_engine
 
 

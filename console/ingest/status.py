@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from console.ingest import job_status
+from console.ingest.uploads import job_status
 from console.models import IngestJob
 
 

@@ -20,7 +20,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, close_old_connections, transaction
 
 from console.engine import await_warmup, get_engine, wait_for_warmup
-from console.metrics import CHAT_ANSWER_SECONDS, CHAT_QUESTIONS, FEEDBACK
+from console.ops.metrics import CHAT_ANSWER_SECONDS, CHAT_QUESTIONS, FEEDBACK
 from console.models import Conversation, Feedback, Message
 from ragcore.metrics import PIPELINE_ERRORS
 from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
@@ -220,7 +220,7 @@ def _finish(ex: _Exchange, interrupted: str = "") -> None:
     outcome = "cancelled" if interrupted else "failed" if result is None else "extractive" if result.extractive else "answered"
     CHAT_QUESTIONS.labels(surface, outcome).inc()
     CHAT_ANSWER_SECONDS.labels(surface).observe(message.latency_ms / 1000)
-    # `question` is replaced by its length in the logs unless LOG_CONTENT is on (console.logging).
+    # `question` is replaced by its length in the logs unless LOG_CONTENT is on (console.ops.logs).
     log.info("chat.answered", conversation_id=ex.conversation.pk, message_id=message.pk,
              surface=surface, latency_ms=message.latency_ms, provider=message.provider,
              error=message.error, outcome=outcome, question=ex.question.text)

@@ -20,9 +20,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from console import chat
+from console.chat import service as chat
 from console.models import Conversation, Feedback, Message
-from console.wsmetrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES, WEBSOCKET_OPEN, count_error
+from console.chat.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES, WEBSOCKET_OPEN, count_error
 
 log = structlog.get_logger(__name__, component="websocket")
 

@@ -21,11 +21,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from console import dashboard, ingest
+from console.ingest import uploads as ingest
+from console.pages import stats as dashboard
 from console.engine import get_engine
-from console.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
-from console.health import readiness
-from console.metrics import exposition
+from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
+from console.ops.health import readiness
+from console.ops.metrics import exposition
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 
 log = structlog.get_logger(__name__)

@@ -1,6 +1,6 @@
 """Prometheus series of the Django side (HTTP, chat, feedback, ingest jobs) and the /metrics page.
 
-The engine's series are in ragcore.metrics, the WebSocket's in console.wsmetrics and the bots'
+The engine's series are in ragcore.metrics, the WebSocket's in console.chat.metrics and the bots'
 in bots.metrics. With PROMETHEUS_MULTIPROC_DIR set, every process writes its values to files
 in that folder and the page sums them (prometheus_client's MultiProcessCollector); otherwise
 it shows this process's own registry.
@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from console import wsmetrics  # noqa: F401  (its series are listed even before the first socket)
+from console.chat import metrics as wsmetrics  # noqa: F401  (its series are listed even before the first socket)
 from ragcore.metrics import LATENCY_BUCKETS
 
 log = structlog.get_logger(__name__, component="metrics")

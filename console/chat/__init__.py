@@ -1,0 +1,1 @@
+"""The chat service every surface calls, and the web chat: the /ws/chat/ consumer and the chat page."""

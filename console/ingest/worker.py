@@ -1,0 +1,421 @@
+"""The ingest job task run by `manage.py db_worker`, and the recovery of jobs whose worker died.
+
+Durability rests on three things: every file's outcome is committed as soon as it is known, a
+job's heartbeat says its worker is alive, and the engine's ingest is idempotent (chunk ids are
+stable and a document's chunks are replaced, never appended). A job whose heartbeat went stale
+is queued again and simply carries on with the files that have no outcome yet.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+import traceback as tb
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from collections.abc import Iterator
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+
+from console.ingest import uploads as ingest
+from console.engine import get_engine
+from console.ops.logs import bound_context
+from console.ops.metrics import INGEST_JOBS
+from console.models import Document, IngestJob, IngestJobFile
+from ragcore.engine import IngestRequest, IngestResult
+from ragcore.errors import RagError
+from ragcore.metrics import PIPELINE_ERRORS
+
+log = structlog.get_logger(__name__, component="ingest_job")
+
+# Progress and heartbeat go to the database at most this often, so a fast job is not all writes.
+PROGRESS_WRITE_SECONDS = 0.5
+# Set by `manage.py db_worker`: a thread there keeps the running job's heartbeat fresh even while
+# one long file is being parsed. In-process callers (tests, `reindex --now`) rely on progress writes.
+HEARTBEAT_THREAD = False
+# Test-only: seconds to sleep before each file, so a test can SIGKILL a worker mid-job
+# deterministically (tests/console/test_worker_crash.py). Never set it in production.
+TEST_DELAY_ENV = "LOREBOT_TEST_INGEST_DELAY"
+
+_Result = dict[str, Any]
+
+
+def process_job(job_id: int, *, task_id: str = "") -> _Result:
+    """Processes every file of the job that has no outcome yet; returns a small summary."""
+    # Bound to the context, so the engine's events during the job carry the job id too.
+    with bound_context(job_id=job_id, task_id=task_id):
+        try:
+            return _JobRun(job_id, task_id, log).run()
+        except Exception as exc:  # the job record, not the task queue, is where failures are reported
+            log.exception("job.crashed", error=str(exc))
+            PIPELINE_ERRORS.labels("ingest_job").inc()
+            INGEST_JOBS.labels("crashed").inc()
+            _finish_after_crash(job_id, exc)
+            return {"job_id": job_id, "state": IngestJob.State.FAILED, "error": f"{type(exc).__name__}: {exc}"}
+
+
+class _JobRun:
+    def __init__(self, job_id: int, task_id: str, bound: Any) -> None:
+        self.job_id = job_id
+        self.task_id = task_id
+        self.log = bound
+        self.last_write = 0.0
+        self.stage = ""
+
+    def run(self) -> _Result:
+        job = self._start()
+        if job is None:
+            return {"job_id": self.job_id, "state": "skipped"}
+        retry_in: float | None = None
+        with _heartbeat(self.job_id):
+            for f in self._pending_files():
+                if not self._still_ours():
+                    self.log.info("job.stopped", reason="cancelled or taken over")
+                    return {"job_id": self.job_id, "state": "stopped"}
+                delay = self._process(f)
+                if delay is not None:
+                    retry_in = delay if retry_in is None else min(retry_in, delay)
+        if retry_in is not None:
+            return self._schedule_retry(retry_in)
+        return self._finish()
+
+    # -- start and finish ----------------------------------------------------------------------
+
+    def _start(self) -> IngestJob | None:
+        with transaction.atomic():
+            job = IngestJob.objects.select_for_update().filter(pk=self.job_id).first()
+            if job is None or job.is_finished:
+                self.log.info("job.skipped", reason="missing" if job is None else job.state)
+                return None
+            if self.task_id and job.task_id and job.task_id != self.task_id:
+                # A stale task (its job was re-queued after a crash): the newer task owns the job.
+                self.log.info("job.skipped", reason="superseded task", owner=job.task_id)
+                return None
+            now = timezone.now()
+            job.attempts += 1
+            job.state, job.stage = IngestJob.State.RUNNING, "starting"
+            job.started_at = job.started_at or now
+            job.heartbeat_at = now
+            job.history = [*job.history, ingest._event("started", attempt=job.attempts)]
+            job.save(update_fields=["attempts", "state", "stage", "started_at", "heartbeat_at", "history"])
+        self.log.info("job.started", attempt=job.attempts, files=job.progress_total)
+        return job
+
+    def _pending_files(self) -> Iterator[IngestJobFile]:
+        # A RUNNING file is one whose worker died mid-way: it runs again (the engine is idempotent).
+        waiting = (IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING)
+        ids = list(IngestJobFile.objects.filter(job_id=self.job_id, state__in=waiting).order_by("pk").values_list("pk", flat=True))
+        for pk in ids:
+            f = IngestJobFile.objects.select_related("document").filter(pk=pk, state__in=waiting).first()
+            if f is not None:
+                yield f
+
+    def _still_ours(self) -> bool:
+        job = IngestJob.objects.filter(pk=self.job_id).values("state", "task_id").first()
+        if job is None or job["state"] != IngestJob.State.RUNNING:
+            return False
+        return not (self.task_id and job["task_id"] and job["task_id"] != self.task_id)
+
+    def _schedule_retry(self, delay: float) -> _Result:
+        with transaction.atomic():
+            job = IngestJob.objects.select_for_update().get(pk=self.job_id)
+            if job.state != IngestJob.State.RUNNING:
+                return {"job_id": self.job_id, "state": job.state}
+            job.state, job.stage = IngestJob.State.QUEUED, "waiting to retry"
+            job.history = [*job.history, ingest._event("transient error; retrying", attempt=job.attempts + 1, in_seconds=delay)]
+            job.save(update_fields=["state", "stage", "history"])
+            ingest.enqueue_job(self.job_id, delay_seconds=delay)
+        self.log.info("job.retry_scheduled", in_seconds=delay)
+        return {"job_id": self.job_id, "state": "retrying"}
+
+    def _finish(self) -> _Result:
+        files = IngestJobFile.objects.filter(job_id=self.job_id)
+        failed = files.filter(state=IngestJobFile.State.FAILED).count()
+        total = files.count()
+        if failed == 0:
+            state = IngestJob.State.SUCCEEDED
+        elif failed == total:
+            state = IngestJob.State.FAILED
+        else:
+            state = IngestJob.State.PARTIALLY_FAILED
+        with transaction.atomic():
+            job = IngestJob.objects.select_for_update().get(pk=self.job_id)
+            if job.state != IngestJob.State.RUNNING:  # cancelled while the last file ran
+                return {"job_id": self.job_id, "state": job.state}
+            job.state, job.stage, job.finished_at = state, "done", timezone.now()
+            job.progress_done = total
+            job.history = [*job.history, ingest._event("finished", state=state, failed=failed)]
+            job.save(update_fields=["state", "stage", "finished_at", "progress_done", "history"])
+        INGEST_JOBS.labels(state).inc()
+        self.log.info("job.finished", state=state, files=total, failed=failed)
+        return {"job_id": self.job_id, "state": state, "files": total, "failed": failed}
+
+    # -- one file ----------------------------------------------------------------------------------
+
+    def _process(self, f: IngestJobFile) -> float | None:
+        """Runs one file and commits its outcome; returns a backoff delay when it should be retried."""
+        doc = f.document
+        if doc is None:
+            self._record(f, IngestJobFile.State.CANCELLED, error=("DocumentGone", "the document was deleted before it was indexed", ""))
+            return None
+        if f.state == IngestJobFile.State.RUNNING and f.attempts >= settings.INGEST_MAX_ATTEMPTS:
+            # It was mid-way each time a worker died: stop feeding the poison pill to workers.
+            message = f"{f.filename}: the worker died while processing this file {f.attempts} times"
+            self._record(f, IngestJobFile.State.FAILED, error=("WorkerDied", message, ""))
+            self._set_doc(doc, Document.Status.FAILED, error=message)
+            return None
+        if f.action != IngestJobFile.Action.DELETE and doc.status == Document.Status.SUPERSEDED:
+            self._record(f, IngestJobFile.State.CANCELLED, error=("Superseded", f"{f.filename}: a newer version was indexed first", ""))
+            return None
+        f.state, f.attempts = IngestJobFile.State.RUNNING, f.attempts + 1
+        f.save(update_fields=["state", "attempts"])
+        _test_delay()
+        started = time.perf_counter()
+        if f.action == IngestJobFile.Action.DELETE:
+            self._delete(f, doc, started)
+            return None
+        self._set_doc(doc, Document.Status.INDEXING)
+        self._progress("parsing", force=True)
+        try:
+            result = self._ingest(f, doc)
+        except Exception as exc:  # the engine reports bad files as results; this is anything else
+            PIPELINE_ERRORS.labels("ingest_job").inc()
+            transient = not isinstance(exc, RagError) or exc.transient
+            return self._failed(f, doc, type(exc).__name__, f"{f.filename}: {exc}", tb.format_exc(), transient, started)
+        if result.status == "failed":
+            trace = f"{result.error_type}: {result.error}\n(reported by the engine, which caught the exception)"
+            return self._failed(f, doc, result.error_type, result.error, trace, result.transient, started)
+        self._indexed(f, doc, result, started)
+        return None
+
+    def _ingest(self, f: IngestJobFile, doc: Document) -> IngestResult:
+        engine = get_engine()
+        with _named_original(doc) as path:
+            request = IngestRequest(path, document_id=doc.engine_id, title=doc.title, source=doc.original_filename)
+            force = f.action == IngestJobFile.Action.REINDEX
+            return engine.ingest_files([request], force=force, on_progress=self._on_progress)[0]
+
+    def _on_progress(self, stage: str, done: int, total: int) -> None:
+        if stage == "embedding":
+            self._progress("embedding" if done < total else "writing")
+
+    def _indexed(self, f: IngestJobFile, doc: Document, result: IngestResult, started: float) -> None:
+        chunks = result.chunks
+        if result.status == "unchanged":  # both indexes already hold it (e.g. written just before a crash)
+            chunks = int(get_engine().document_status(doc.engine_id)["sparse_chunks"])  # type: ignore[call-overload]
+        state = IngestJobFile.State.INDEXED if result.status == "indexed" else IngestJobFile.State.UNCHANGED
+        self._supersede_older_versions(doc)
+        doc.status, doc.chunk_count, doc.error, doc.indexed_at = Document.Status.INDEXED, chunks, "", timezone.now()
+        doc.title = result.title or doc.title
+        doc.kind = result.kind or doc.kind
+        doc.save(update_fields=["status", "chunk_count", "error", "indexed_at", "title", "kind", "updated_at"])
+        self._record(f, state, chunks=chunks, seconds=time.perf_counter() - started)
+        self.log.info("file.indexed", filename=f.filename, document_id=doc.pk, chunks=chunks, status=result.status)
+
+    def _supersede_older_versions(self, doc: Document) -> None:
+        """The new version is searchable: the older ones stop being (their rows stay, as history)."""
+        older = (
+            Document.objects.filter(original_filename=doc.original_filename, pk__lt=doc.pk)
+            .exclude(status__in=(Document.Status.SUPERSEDED, Document.Status.DELETING))
+        )
+        for old in older:
+            get_engine().delete_document(old.engine_id)
+            old.status = Document.Status.SUPERSEDED
+            old.save(update_fields=["status", "updated_at"])
+            self.log.info("document.superseded", document_id=old.pk, by=doc.pk)
+
+    def _failed(self, f: IngestJobFile, doc: Document, error_type: str, message: str, trace: str,
+                transient: bool, started: float) -> float | None:
+        retry = transient and f.attempts < settings.INGEST_MAX_ATTEMPTS
+        state = IngestJobFile.State.QUEUED if retry else IngestJobFile.State.FAILED
+        self._record(f, state, error=(error_type, message, trace), seconds=time.perf_counter() - started)
+        self._set_doc(doc, Document.Status.QUEUED if retry else Document.Status.FAILED, error=message)
+        self.log.warning("file.failed", filename=f.filename, error_type=error_type, error=message,
+                         transient=transient, attempt=f.attempts, will_retry=retry)
+        if not retry:
+            return None
+        return settings.INGEST_RETRY_BACKOFF_SECONDS * 2 ** (f.attempts - 1)
+
+    def _delete(self, f: IngestJobFile, doc: Document, started: float) -> None:
+        self._progress("deleting", force=True)
+        removed = get_engine().delete_document(doc.engine_id)
+        checksums = {doc.checksum}
+        chain = [doc]
+        while chain[-1].previous_id:  # older versions go with it; their chunks were removed when superseded
+            older = Document.objects.filter(pk=chain[-1].previous_id).first()
+            if older is None or older.status != Document.Status.SUPERSEDED:
+                break
+            get_engine().delete_document(older.engine_id)
+            chain.append(older)
+            checksums.add(older.checksum)
+        f.document = None
+        self._record(f, IngestJobFile.State.DELETED, chunks=removed, seconds=time.perf_counter() - started)
+        with transaction.atomic():
+            Document.objects.filter(pk__in=[d.pk for d in chain]).delete()
+        for checksum in checksums:
+            if not Document.objects.filter(checksum=checksum).exists():
+                (ingest.raw_dir() / checksum).unlink(missing_ok=True)
+        self.log.info("document.deleted", filename=f.filename, chunks=removed, versions=len(chain))
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _record(self, f: IngestJobFile, state: str, *, chunks: int = 0, seconds: float = 0.0,
+                error: tuple[str, str, str] = ("", "", "")) -> None:
+        f.state, f.chunks, f.seconds = state, chunks, seconds
+        f.error_type, f.error_message, f.traceback = error
+        f.save(update_fields=["state", "chunks", "seconds", "error_type", "error_message", "traceback", "document"])
+        if state != IngestJobFile.State.QUEUED:
+            done = IngestJobFile.objects.filter(job_id=self.job_id).exclude(
+                state__in=(IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING)).count()
+            IngestJob.objects.filter(pk=self.job_id).update(progress_done=done, heartbeat_at=timezone.now())
+
+    def _set_doc(self, doc: Document, status: str, *, error: str = "") -> None:
+        doc.status, doc.error = status, error
+        doc.save(update_fields=["status", "error", "updated_at"])
+
+    def _progress(self, stage: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and stage == self.stage and now - self.last_write < PROGRESS_WRITE_SECONDS:
+            return
+        self.stage, self.last_write = stage, now
+        IngestJob.objects.filter(pk=self.job_id, state=IngestJob.State.RUNNING).update(stage=stage, heartbeat_at=timezone.now())
+
+
+def _finish_after_crash(job_id: int, exc: Exception) -> None:
+    try:
+        with transaction.atomic():
+            job = IngestJob.objects.select_for_update().filter(pk=job_id).first()
+            if job is None or job.is_finished:
+                return
+            job.state, job.stage, job.finished_at = IngestJob.State.FAILED, "failed", timezone.now()
+            job.history = [*job.history, ingest._event("crashed", error=f"{type(exc).__name__}: {exc}")]
+            job.save(update_fields=["state", "stage", "finished_at", "history"])
+            for f in job.files.filter(state__in=(IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING)):
+                f.state, f.error_type, f.error_message = IngestJobFile.State.FAILED, type(exc).__name__, f"{f.filename}: {exc}"
+                f.traceback = "".join(tb.format_exception(exc))
+                f.save(update_fields=["state", "error_type", "error_message", "traceback"])
+    except Exception:
+        log.exception("job.record_failed", job_id=job_id)
+
+
+@contextmanager
+def _named_original(doc: Document) -> Iterator[Path]:
+    """The original under its sanitized name (a link to data/raw/<checksum>), so the loader gets the
+    extension as a type hint and its messages name the file the user uploaded."""
+    folder = Path(settings.RAG_DATA_DIR) / "tmp"
+    folder.mkdir(parents=True, exist_ok=True)
+    with _tempdir(folder) as where:
+        link = where / ingest.sanitize_filename(doc.original_filename)
+        try:
+            os.symlink(doc.raw_path.resolve(), link)
+        except OSError:
+            yield doc.raw_path
+            return
+        yield link
+
+
+@contextmanager
+def _tempdir(parent: Path) -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(dir=parent, prefix="ingest-") as name:
+        yield Path(name)
+
+
+def _test_delay() -> None:
+    delay = float(os.environ.get(TEST_DELAY_ENV, "0") or 0)
+    if delay > 0:
+        time.sleep(delay)
+
+
+# -- heartbeat and crash recovery -----------------------------------------------------------
+
+
+@contextmanager
+def _heartbeat(job_id: int) -> Iterator[None]:
+    if not HEARTBEAT_THREAD:
+        yield
+        return
+    stop = threading.Event()
+    interval = heartbeat_seconds()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                IngestJob.objects.filter(pk=job_id, state=IngestJob.State.RUNNING).update(heartbeat_at=timezone.now())
+            except Exception:
+                log.warning("job.heartbeat_failed", job_id=job_id, exc_info=True)
+        connection.close()  # this thread's own connection
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def heartbeat_seconds() -> float:
+    """A few beats fit in one stale period, so one slow write never makes a live job look dead."""
+    return max(0.5, min(10.0, settings.INGEST_STALE_SECONDS / 4))
+
+
+def recovery_interval_seconds() -> float:
+    return max(1.0, min(30.0, settings.INGEST_STALE_SECONDS / 2))
+
+
+def recover_stale_jobs(*, stale_seconds: float | None = None) -> list[int]:
+    """Queues again every job whose worker stopped beating (SIGKILL, OOM, power loss); returns their ids."""
+    from django_tasks_db.models import DBTaskResult
+
+    stale = settings.INGEST_STALE_SECONDS if stale_seconds is None else stale_seconds
+    cutoff = timezone.now() - timedelta(seconds=stale)
+    running = IngestJob.objects.filter(state=IngestJob.State.RUNNING, heartbeat_at__lt=cutoff)
+    # Claimed by a worker that died before it could mark the job running.
+    claimed = list(
+        DBTaskResult.objects.filter(status="RUNNING", started_at__lt=cutoff).values_list("id", flat=True)
+    )
+    orphans = IngestJob.objects.filter(state=IngestJob.State.QUEUED, task_id__in=[str(i) for i in claimed])
+    recovered = []
+    for pk in {*running.values_list("pk", flat=True), *orphans.values_list("pk", flat=True)}:
+        if _requeue_dead(pk, cutoff):
+            recovered.append(pk)
+    return sorted(recovered)
+
+
+def _requeue_dead(job_id: int, cutoff: Any) -> bool:
+    from django_tasks_db.models import DBTaskResult
+
+    with transaction.atomic():
+        job = IngestJob.objects.select_for_update().get(pk=job_id)
+        if job.is_finished or (job.state == IngestJob.State.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff):
+            return False  # it finished or beat again while we looked
+        if job.task_id:
+            DBTaskResult.objects.filter(id=job.task_id, status="RUNNING").update(
+                status="FAILED", finished_at=timezone.now(),
+                exception_class_path="console.tasks.WorkerDied", traceback="worker died; the job was queued again",
+            )
+        job.state, job.stage = IngestJob.State.QUEUED, "queued after worker died"
+        job.history = [*job.history, ingest._event("worker died; retrying", attempt=job.attempts + 1)]
+        job.save(update_fields=["state", "stage", "history"])
+        ingest.enqueue_job(job_id)
+    log.warning("job.recovered", job_id=job_id, attempt=job.attempts + 1)
+    return True
+
+
+def recovery_loop(stop: threading.Event) -> None:
+    """Runs in the worker: recovers stale jobs every `recovery_interval_seconds()` until stopped."""
+    interval = recovery_interval_seconds()
+    while not stop.wait(interval):
+        try:
+            close_old_connections()
+            recover_stale_jobs()
+        except Exception:
+            log.warning("job.recovery_failed", exc_info=True)
+    connection.close()
