@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET
 
 from console import engine as process_engine
 from ragcore import Engine
@@ -94,3 +96,16 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         "warmup": {"state": warmup.state, "seconds": round(warmup.seconds, 2) if warmup.seconds is not None else None},
     }
     return status == "ready", body
+
+
+@require_GET
+def health(request: HttpRequest) -> JsonResponse:
+    """Liveness: answers at once and touches no dependency."""
+    return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def health_ready(request: HttpRequest) -> JsonResponse:
+    """Readiness: each dependency's status and latency; 503 until this process can answer questions."""
+    ready, body = readiness()
+    return JsonResponse(body, status=200 if ready else 503)

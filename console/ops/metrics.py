@@ -8,15 +8,23 @@ it shows this process's own registry.
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from django.conf import settings
+from django.db.models import Count, Min
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from console.chat import metrics as wsmetrics  # noqa: F401  (its series are listed even before the first socket)
+from console.models import IngestJob
 from ragcore.metrics import LATENCY_BUCKETS
 
 log = structlog.get_logger(__name__, component="metrics")
@@ -46,14 +54,6 @@ class IngestQueueCollector(Collector):
     """Queue depth and stuck jobs, read from the database at scrape time (so never stale)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from datetime import timedelta
-
-        from django.conf import settings
-        from django.db.models import Count, Min
-        from django.utils import timezone
-
-        from console.models import IngestJob
-
         try:
             depth = {str(IngestJob.State.QUEUED): 0, str(IngestJob.State.RUNNING): 0}
             waiting = IngestJob.objects.filter(state__in=list(depth)).values("state").order_by().annotate(n=Count("pk"))
@@ -96,3 +96,22 @@ def mark_process_dead() -> None:
     """At exit: this process's live gauges (open WebSockets) stop counting towards the sums."""
     if multiprocess_dir():
         multiprocess.mark_process_dead(os.getpid())
+
+
+def _may_read_metrics(request: HttpRequest) -> bool:
+    token = settings.METRICS_BEARER_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return True
+    # The address the request middleware resolved (behind TRUSTED_PROXIES: the real client, not nginx).
+    client_ip = getattr(request, "client_ip", request.META.get("REMOTE_ADDR", ""))
+    return client_ip in settings.METRICS_ALLOWED_IPS
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for the scraper only: an address in METRICS_ALLOWED_IPS or METRICS_BEARER_TOKEN."""
+    if not _may_read_metrics(request):
+        return HttpResponse("metrics are not served to this client\n", status=403, content_type="text/plain")
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -1,8 +1,7 @@
-"""The web pages: the home page, /health, /health/ready, /metrics, and the staff console under /console/."""
+"""The staff console under /console/ (dashboard, documents, jobs, conversations), and the home page."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from functools import wraps
@@ -14,19 +13,16 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
-from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from console.ingest import uploads as ingest
-from console.pages import stats as dashboard
 from console.engine import get_engine
+from console.ingest import uploads as ingest
+from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
-from console.ops.health import readiness
-from console.ops.metrics import exposition
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 
 log = structlog.get_logger(__name__)
@@ -67,54 +63,20 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "console/home.html")
 
 
-@require_GET
-def health(request: HttpRequest) -> JsonResponse:
-    """Liveness: answers at once and touches no dependency."""
-    return JsonResponse({"status": "ok"})
-
-
-@require_GET
-def health_ready(request: HttpRequest) -> JsonResponse:
-    """Readiness: each dependency's status and latency; 503 until this process can answer questions."""
-    ready, body = readiness()
-    return JsonResponse(body, status=200 if ready else 503)
-
-
-def _may_read_metrics(request: HttpRequest) -> bool:
-    token = settings.METRICS_BEARER_TOKEN
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-            return True
-    # The address the request middleware resolved (behind TRUSTED_PROXIES: the real client, not nginx).
-    client_ip = getattr(request, "client_ip", request.META.get("REMOTE_ADDR", ""))
-    return client_ip in settings.METRICS_ALLOWED_IPS
-
-
-@require_GET
-def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics, for the scraper only: an address in METRICS_ALLOWED_IPS or METRICS_BEARER_TOKEN."""
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    if not _may_read_metrics(request):
-        return HttpResponse("metrics are not served to this client\n", status=403, content_type="text/plain")
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
-
-
 # -- dashboard ----------------------------------------------------------------------------------
 
 
 @require_GET
 @staff_required
 def dashboard_view(request: HttpRequest) -> HttpResponse:
-    stats = dashboard.collect_stats()
+    figures = stats.collect_stats()
     return render(
         request,
         "console/dashboard.html",
         {
-            "stats": stats,
-            "questions_chart": dashboard.bar_chart(stats.questions_per_day),
-            "latency_chart": dashboard.line_chart(stats.latency_per_day),
+            "stats": figures,
+            "questions_chart": charts.bar_chart(figures.questions_per_day),
+            "latency_chart": charts.line_chart(figures.latency_per_day),
             "nav": "dashboard",
         },
     )
