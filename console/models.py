@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from console.ingest import storage
 
 
 class Document(models.Model):
@@ -19,6 +23,9 @@ class Document(models.Model):
         FAILED = "failed"
         DELETING = "deleting"  # its chunks are being removed by the worker
         SUPERSEDED = "superseded"  # an older version, its chunks replaced by a newer upload
+
+    # Documents that are "current": every status but an old version or one on its way out.
+    NOT_CURRENT = (Status.SUPERSEDED, Status.DELETING)
 
     checksum = models.CharField(max_length=64)
     title = models.CharField(max_length=300, blank=True)
@@ -58,7 +65,7 @@ class Document(models.Model):
 
     @property
     def raw_path(self) -> Path:
-        return Path(settings.RAG_DATA_DIR) / "raw" / self.checksum
+        return storage.original_path(self.checksum)
 
 
 class IngestJob(models.Model):
@@ -98,6 +105,10 @@ class IngestJob(models.Model):
     def is_finished(self) -> bool:
         return self.state in self.FINISHED
 
+    def add_event(self, event: str, **extra: Any) -> None:
+        """Appends one entry to the job's history (saved with the job's next save)."""
+        self.history = [*self.history, {"at": timezone.now().isoformat(), "event": event, **extra}]
+
 
 class IngestJobFile(models.Model):
     """One file of a job, with its own outcome and, when it failed, the whole error."""
@@ -115,6 +126,8 @@ class IngestJobFile(models.Model):
         INDEX = "index"  # index unless both indexes already hold this exact content
         REINDEX = "reindex"  # re-embed even when unchanged (re-ingest, reconcile, reindex)
         DELETE = "delete"  # remove the document's chunks, then its row
+
+    RETRYABLE = (State.FAILED, State.CANCELLED)
 
     job = models.ForeignKey(IngestJob, on_delete=models.CASCADE, related_name="files")
     document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="job_files")

@@ -1,12 +1,63 @@
-"""`GET /status/<job_id>`: an ingest job as JSON, for staff only."""
+"""An ingest job's status as plain data, and `GET /status/<job_id>`: that data as JSON, for staff only."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from console.ingest.uploads import job_status
-from console.models import IngestJob
+from console.models import IngestJob, IngestJobFile
+
+
+def job_status(job: IngestJob, *, include_traceback: bool = False) -> dict[str, Any]:
+    """The job as plain data for the JSON endpoint and the job page."""
+    files = list(job.files.all().order_by("pk"))
+    return {
+        "id": job.pk,
+        "state": job.state,
+        "stage": job.stage,
+        "progress": {"done": job.progress_done, "total": job.progress_total},
+        "eta_seconds": eta_seconds(job),
+        "attempts": job.attempts,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+        "heartbeat_at": _iso(job.heartbeat_at),
+        "history": job.history,
+        "files": [_file_status(f, include_traceback) for f in files],
+    }
+
+
+def _file_status(f: IngestJobFile, include_traceback: bool) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "filename": f.filename,
+        "document_id": f.document_id,
+        "action": f.action,
+        "state": f.state,
+        "chunks": f.chunks,
+        "attempts": f.attempts,
+        "seconds": round(f.seconds, 3),
+        "error_type": f.error_type,
+        "error_message": f.error_message,
+    }
+    if include_traceback:
+        row["traceback"] = f.traceback
+    return row
+
+
+def eta_seconds(job: IngestJob) -> float | None:
+    """Remaining seconds at the average pace of the files done so far; None until one is done."""
+    if job.state != IngestJob.State.RUNNING or not job.started_at or not job.progress_done:
+        return None
+    elapsed = (timezone.now() - job.started_at).total_seconds()
+    remaining = max(job.progress_total - job.progress_done, 0)
+    return round(elapsed / job.progress_done * remaining, 1)
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value else None
 
 
 @require_GET

@@ -1,34 +1,31 @@
-"""The ingest job task run by `manage.py db_worker`, and the recovery of jobs whose worker died.
+"""Runs one ingest job, file by file, for the task that `manage.py db_worker` picks up.
 
 Durability rests on three things: every file's outcome is committed as soon as it is known, a
 job's heartbeat says its worker is alive, and the engine's ingest is idempotent (chunk ids are
 stable and a document's chunks are replaced, never appended). A job whose heartbeat went stale
-is queued again and simply carries on with the files that have no outcome yet.
+is queued again (console.ingest.recovery) and simply carries on with the files that have no outcome yet.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 import traceback as tb
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
-from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import close_old_connections, connection, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from console.ingest import uploads as ingest
 from console.engine import get_engine
+from console.ingest import storage
+from console.models import Document, IngestJob, IngestJobFile
 from console.ops.logs import bound_context
 from console.ops.metrics import INGEST_JOBS
-from console.models import Document, IngestJob, IngestJobFile
 from ragcore.engine import IngestRequest, IngestResult
 from ragcore.errors import RagError
 from ragcore.metrics import PIPELINE_ERRORS
@@ -45,14 +42,17 @@ HEARTBEAT_THREAD = False
 TEST_DELAY_ENV = "LOREBOT_TEST_INGEST_DELAY"
 
 _Result = dict[str, Any]
+# Queues the job's task again after `delay_seconds` (console.tasks.enqueue_job); passed in by the task,
+# so the worker never imports the task that imports it.
+Requeue = Callable[..., str]
 
 
-def process_job(job_id: int, *, task_id: str = "") -> _Result:
+def process_job(job_id: int, *, requeue: Requeue, task_id: str = "") -> _Result:
     """Processes every file of the job that has no outcome yet; returns a small summary."""
     # Bound to the context, so the engine's events during the job carry the job id too.
     with bound_context(job_id=job_id, task_id=task_id):
         try:
-            return _JobRun(job_id, task_id, log).run()
+            return _JobRun(job_id, task_id, requeue, log).run()
         except Exception as exc:  # the job record, not the task queue, is where failures are reported
             log.exception("job.crashed", error=str(exc))
             PIPELINE_ERRORS.labels("ingest_job").inc()
@@ -62,9 +62,10 @@ def process_job(job_id: int, *, task_id: str = "") -> _Result:
 
 
 class _JobRun:
-    def __init__(self, job_id: int, task_id: str, bound: Any) -> None:
+    def __init__(self, job_id: int, task_id: str, requeue: Requeue, bound: Any) -> None:
         self.job_id = job_id
         self.task_id = task_id
+        self.requeue = requeue
         self.log = bound
         self.last_write = 0.0
         self.stage = ""
@@ -103,7 +104,7 @@ class _JobRun:
             job.state, job.stage = IngestJob.State.RUNNING, "starting"
             job.started_at = job.started_at or now
             job.heartbeat_at = now
-            job.history = [*job.history, ingest._event("started", attempt=job.attempts)]
+            job.add_event("started", attempt=job.attempts)
             job.save(update_fields=["attempts", "state", "stage", "started_at", "heartbeat_at", "history"])
         self.log.info("job.started", attempt=job.attempts, files=job.progress_total)
         return job
@@ -129,9 +130,9 @@ class _JobRun:
             if job.state != IngestJob.State.RUNNING:
                 return {"job_id": self.job_id, "state": job.state}
             job.state, job.stage = IngestJob.State.QUEUED, "waiting to retry"
-            job.history = [*job.history, ingest._event("transient error; retrying", attempt=job.attempts + 1, in_seconds=delay)]
+            job.add_event("transient error; retrying", attempt=job.attempts + 1, in_seconds=delay)
             job.save(update_fields=["state", "stage", "history"])
-            ingest.enqueue_job(self.job_id, delay_seconds=delay)
+            self.requeue(self.job_id, delay_seconds=delay)
         self.log.info("job.retry_scheduled", in_seconds=delay)
         return {"job_id": self.job_id, "state": "retrying"}
 
@@ -151,7 +152,7 @@ class _JobRun:
                 return {"job_id": self.job_id, "state": job.state}
             job.state, job.stage, job.finished_at = state, "done", timezone.now()
             job.progress_done = total
-            job.history = [*job.history, ingest._event("finished", state=state, failed=failed)]
+            job.add_event("finished", state=state, failed=failed)
             job.save(update_fields=["state", "stage", "finished_at", "progress_done", "history"])
         INGEST_JOBS.labels(state).inc()
         self.log.info("job.finished", state=state, files=total, failed=failed)
@@ -197,7 +198,7 @@ class _JobRun:
 
     def _ingest(self, f: IngestJobFile, doc: Document) -> IngestResult:
         engine = get_engine()
-        with _named_original(doc) as path:
+        with storage.named_original(doc.checksum, doc.original_filename) as path:
             request = IngestRequest(path, document_id=doc.engine_id, title=doc.title, source=doc.original_filename)
             force = f.action == IngestJobFile.Action.REINDEX
             return engine.ingest_files([request], force=force, on_progress=self._on_progress)[0]
@@ -261,7 +262,7 @@ class _JobRun:
             Document.objects.filter(pk__in=[d.pk for d in chain]).delete()
         for checksum in checksums:
             if not Document.objects.filter(checksum=checksum).exists():
-                (ingest.raw_dir() / checksum).unlink(missing_ok=True)
+                storage.remove_original(checksum)
         self.log.info("document.deleted", filename=f.filename, chunks=removed, versions=len(chain))
 
     # -- bookkeeping -----------------------------------------------------------------------------
@@ -295,7 +296,7 @@ def _finish_after_crash(job_id: int, exc: Exception) -> None:
             if job is None or job.is_finished:
                 return
             job.state, job.stage, job.finished_at = IngestJob.State.FAILED, "failed", timezone.now()
-            job.history = [*job.history, ingest._event("crashed", error=f"{type(exc).__name__}: {exc}")]
+            job.add_event("crashed", error=f"{type(exc).__name__}: {exc}")
             job.save(update_fields=["state", "stage", "finished_at", "history"])
             for f in job.files.filter(state__in=(IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING)):
                 f.state, f.error_type, f.error_message = IngestJobFile.State.FAILED, type(exc).__name__, f"{f.filename}: {exc}"
@@ -305,35 +306,13 @@ def _finish_after_crash(job_id: int, exc: Exception) -> None:
         log.exception("job.record_failed", job_id=job_id)
 
 
-@contextmanager
-def _named_original(doc: Document) -> Iterator[Path]:
-    """The original under its sanitized name (a link to data/raw/<checksum>), so the loader gets the
-    extension as a type hint and its messages name the file the user uploaded."""
-    folder = Path(settings.RAG_DATA_DIR) / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    with _tempdir(folder) as where:
-        link = where / ingest.sanitize_filename(doc.original_filename)
-        try:
-            os.symlink(doc.raw_path.resolve(), link)
-        except OSError:
-            yield doc.raw_path
-            return
-        yield link
-
-
-@contextmanager
-def _tempdir(parent: Path) -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(dir=parent, prefix="ingest-") as name:
-        yield Path(name)
-
-
 def _test_delay() -> None:
     delay = float(os.environ.get(TEST_DELAY_ENV, "0") or 0)
     if delay > 0:
         time.sleep(delay)
 
 
-# -- heartbeat and crash recovery -----------------------------------------------------------
+# -- heartbeat -------------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -364,58 +343,3 @@ def _heartbeat(job_id: int) -> Iterator[None]:
 def heartbeat_seconds() -> float:
     """A few beats fit in one stale period, so one slow write never makes a live job look dead."""
     return max(0.5, min(10.0, settings.INGEST_STALE_SECONDS / 4))
-
-
-def recovery_interval_seconds() -> float:
-    return max(1.0, min(30.0, settings.INGEST_STALE_SECONDS / 2))
-
-
-def recover_stale_jobs(*, stale_seconds: float | None = None) -> list[int]:
-    """Queues again every job whose worker stopped beating (SIGKILL, OOM, power loss); returns their ids."""
-    from django_tasks_db.models import DBTaskResult
-
-    stale = settings.INGEST_STALE_SECONDS if stale_seconds is None else stale_seconds
-    cutoff = timezone.now() - timedelta(seconds=stale)
-    running = IngestJob.objects.filter(state=IngestJob.State.RUNNING, heartbeat_at__lt=cutoff)
-    # Claimed by a worker that died before it could mark the job running.
-    claimed = list(
-        DBTaskResult.objects.filter(status="RUNNING", started_at__lt=cutoff).values_list("id", flat=True)
-    )
-    orphans = IngestJob.objects.filter(state=IngestJob.State.QUEUED, task_id__in=[str(i) for i in claimed])
-    recovered = []
-    for pk in {*running.values_list("pk", flat=True), *orphans.values_list("pk", flat=True)}:
-        if _requeue_dead(pk, cutoff):
-            recovered.append(pk)
-    return sorted(recovered)
-
-
-def _requeue_dead(job_id: int, cutoff: Any) -> bool:
-    from django_tasks_db.models import DBTaskResult
-
-    with transaction.atomic():
-        job = IngestJob.objects.select_for_update().get(pk=job_id)
-        if job.is_finished or (job.state == IngestJob.State.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff):
-            return False  # it finished or beat again while we looked
-        if job.task_id:
-            DBTaskResult.objects.filter(id=job.task_id, status="RUNNING").update(
-                status="FAILED", finished_at=timezone.now(),
-                exception_class_path="console.tasks.WorkerDied", traceback="worker died; the job was queued again",
-            )
-        job.state, job.stage = IngestJob.State.QUEUED, "queued after worker died"
-        job.history = [*job.history, ingest._event("worker died; retrying", attempt=job.attempts + 1)]
-        job.save(update_fields=["state", "stage", "history"])
-        ingest.enqueue_job(job_id)
-    log.warning("job.recovered", job_id=job_id, attempt=job.attempts + 1)
-    return True
-
-
-def recovery_loop(stop: threading.Event) -> None:
-    """Runs in the worker: recovers stale jobs every `recovery_interval_seconds()` until stopped."""
-    interval = recovery_interval_seconds()
-    while not stop.wait(interval):
-        try:
-            close_old_connections()
-            recover_stale_jobs()
-        except Exception:
-            log.warning("job.recovery_failed", exc_info=True)
-    connection.close()

@@ -20,7 +20,8 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from console.engine import get_engine
-from console.ingest import uploads as ingest
+from console.ingest import jobs, uploads
+from console.ingest.status import eta_seconds
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
@@ -90,7 +91,7 @@ def _document_kinds() -> list[str]:
     return [k for k in kinds if k]
 
 
-def _outcome_messages(request: HttpRequest, result: ingest.SubmitResult) -> None:
+def _outcome_messages(request: HttpRequest, result: uploads.SubmitResult) -> None:
     """One flash message per uploaded file: accepted, rejected with its reason, or already ingested."""
     for item in result.files:
         name = item.filename
@@ -110,7 +111,7 @@ def documents_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         upload = UploadForm(request.POST, request.FILES)
         if upload.is_valid():
-            result = ingest.submit_uploads(upload.cleaned_data["files"], request.user)
+            result = uploads.submit_uploads(upload.cleaned_data["files"], request.user)
             _outcome_messages(request, result)
             if result.job is not None:
                 return redirect("console:job", job_id=result.job.pk)
@@ -202,8 +203,8 @@ def document_delete_view(request: HttpRequest, doc_id: int) -> HttpResponse:
     if request.method == "GET":
         return render(request, "console/document_delete.html", {"doc": doc, "nav": "documents"})
     try:
-        job = ingest.delete_document(doc, request.user)
-    except ingest.IngestError as exc:
+        job = jobs.delete_document(doc, request.user)
+    except jobs.IngestError as exc:
         messages.error(request, f"Could not delete {doc}: {exc}")
         return redirect("console:document", doc_id=doc.pk)
     messages.success(request, f"Deleting {doc}: its chunks are being removed from both indexes.")
@@ -215,8 +216,8 @@ def document_delete_view(request: HttpRequest, doc_id: int) -> HttpResponse:
 def document_reingest_view(request: HttpRequest, doc_id: int) -> HttpResponse:
     doc = get_object_or_404(Document, pk=doc_id)
     try:
-        job = ingest.reingest_document(doc, request.user)
-    except ingest.IngestError as exc:
+        job = jobs.reingest_document(doc, request.user)
+    except jobs.IngestError as exc:
         messages.error(request, f"Could not re-ingest {doc}: {exc}")
         return redirect("console:document", doc_id=doc.pk)
     messages.success(request, f"Re-ingesting {doc}.")
@@ -258,7 +259,7 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
         "job": job,
         "files": job.files.order_by("pk"),
         "percent": int(100 * job.progress_done / job.progress_total) if job.progress_total else 0,
-        "eta_seconds": ingest.eta_seconds(job),
+        "eta_seconds": eta_seconds(job),
         "status_url": reverse("job-status", args=[job.pk]),
         "nav": "jobs",
     }
@@ -270,8 +271,8 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_retry_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(IngestJob, pk=job_id)
     try:
-        ingest.retry_job(job)
-    except ingest.IngestError as exc:
+        jobs.retry_job(job)
+    except jobs.IngestError as exc:
         messages.error(request, f"Could not retry job {job.pk}: {exc}")
     else:
         messages.success(request, f"Job {job.pk} queued again: its failed files will be retried.")
@@ -283,8 +284,8 @@ def job_retry_view(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(IngestJob, pk=job_id)
     try:
-        ingest.cancel_job(job)
-    except ingest.IngestError as exc:
+        jobs.cancel_job(job)
+    except jobs.IngestError as exc:
         messages.error(request, f"Could not cancel job {job.pk}: {exc}")
     else:
         messages.success(request, f"Job {job.pk} cancelled.")

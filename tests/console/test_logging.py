@@ -21,8 +21,9 @@ from django.urls import include, path
 
 import console.engine
 from console.chat import service as chat
-from console.ingest import uploads as ingest
-from console.ingest import worker as tasks
+from console.ingest import uploads
+from console.ingest import worker
+from console.tasks import enqueue_job
 from console.engine import Warmup, get_engine
 from console.ops.logs import configure_logging
 from console.models import IngestJob
@@ -142,9 +143,9 @@ def test_the_job_worker_binds_the_job_id_to_the_engines_events(
         logs: Lines, data_dir: Path, django_capture_on_commit_callbacks: Any) -> None:
     staff = User.objects.create_user("ada", password="pw", is_staff=True)
     with django_capture_on_commit_callbacks(execute=True):
-        result = ingest.submit_uploads([SimpleUploadedFile("deploy.md", DEPLOY.encode())], staff)
+        result = uploads.submit_uploads([SimpleUploadedFile("deploy.md", DEPLOY.encode())], staff)
     assert result.job is not None
-    tasks.process_job(result.job.pk)
+    worker.process_job(result.job.pk, requeue=enqueue_job)
     assert IngestJob.objects.get(pk=result.job.pk).state == IngestJob.State.SUCCEEDED
     indexed = [e for e in logs() if e["event"] == "ingest.indexed"]
     assert indexed and all(e["job_id"] == result.job.pk and e["component"] == "engine" for e in indexed)

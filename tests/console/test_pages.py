@@ -15,7 +15,7 @@ from django.test import Client, TestCase
 from django.urls import reverse
 from django.utils import timezone
 
-from console.ingest import uploads as ingest
+from console.ingest import jobs
 from console.pages import stats as dashboard
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from ragcore.types import Chunk
@@ -251,14 +251,14 @@ class DocumentPagesTestCase(BaseTestCase):
         self.login_staff()
         url = reverse("console:document-delete", args=[self.doc.pk])
         self.assertContains(self.client.get(url), "Delete this document?")
-        with patch("console.pages.views.ingest.delete_document", return_value=self.running) as delete:
+        with patch("console.pages.views.jobs.delete_document", return_value=self.running) as delete:
             response = self.client.post(url)
         delete.assert_called_once_with(self.doc, self.staff)
         self.assertRedirects(response, reverse("console:job", args=[self.running.pk]), fetch_redirect_response=False)
 
     def test_reingest_queues_a_job(self) -> None:
         self.login_staff()
-        with patch("console.pages.views.ingest.reingest_document", return_value=self.running) as reingest:
+        with patch("console.pages.views.jobs.reingest_document", return_value=self.running) as reingest:
             response = self.client.post(reverse("console:document-reingest", args=[self.doc.pk]))
         reingest.assert_called_once_with(self.doc, self.staff)
         self.assertRedirects(response, reverse("console:job", args=[self.running.pk]), fetch_redirect_response=False)
@@ -293,17 +293,17 @@ class JobPagesTestCase(BaseTestCase):
 
     def test_retry_and_cancel_call_the_ingest_service(self) -> None:
         self.login_staff()
-        with patch("console.pages.views.ingest.retry_job") as retry:
+        with patch("console.pages.views.jobs.retry_job") as retry:
             response = self.client.post(reverse("console:job-retry", args=[self.job.pk]))
         retry.assert_called_once_with(self.job)
         self.assertRedirects(response, reverse("console:job", args=[self.job.pk]), fetch_redirect_response=False)
-        with patch("console.pages.views.ingest.cancel_job") as cancel:
+        with patch("console.pages.views.jobs.cancel_job") as cancel:
             self.client.post(reverse("console:job-cancel", args=[self.running.pk]))
         cancel.assert_called_once_with(self.running)
 
     def test_a_refused_retry_is_reported(self) -> None:
         self.login_staff()
-        with patch("console.pages.views.ingest.retry_job", side_effect=ingest.IngestError("nothing to retry")):
+        with patch("console.pages.views.jobs.retry_job", side_effect=jobs.IngestError("nothing to retry")):
             response = self.client.post(reverse("console:job-retry", args=[self.job.pk]), follow=True)
         self.assertContains(response, "nothing to retry")
 

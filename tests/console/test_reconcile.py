@@ -11,7 +11,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from console.ingest import uploads as ingest
+from console.ingest import uploads
 from console.engine import get_engine
 from console.models import Document, IngestJob
 from tests.console.test_ingest_jobs import run_worker
@@ -35,7 +35,7 @@ def run(*args: str, capture: Any) -> tuple[str, str]:
 @pytest.fixture
 def indexed(data_dir: Path, django_capture_on_commit_callbacks: Any) -> dict[str, Document]:
     with django_capture_on_commit_callbacks(execute=True):
-        ingest.submit_uploads([SimpleUploadedFile(n, d) for n, d in FILES.items()], None)
+        uploads.submit_uploads([SimpleUploadedFile(n, d) for n, d in FILES.items()], None)
     run_worker()
     return {d.original_filename: d for d in Document.objects.all()}
 

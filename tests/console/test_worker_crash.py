@@ -123,9 +123,9 @@ def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
         "from django.core.management import call_command\n"
         "call_command('migrate', '--noinput', verbosity=0)\n"
         "from django.core.files.uploadedfile import SimpleUploadedFile\n"
-        "from console.ingest import uploads as ingest\n"
+        "from console.ingest import uploads\n"
         f"files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(Path({str(docs[0].parent)!r}).iterdir())]\n"
-        "print('JOB', ingest.submit_uploads(files, None).job.pk)\n"
+        "print('JOB', uploads.submit_uploads(files, None).job.pk)\n"
     )
     job_id = int(site.manage("shell", "-c", code).split("JOB", 1)[1].split()[0])
     log = tmp_path / "worker.log"

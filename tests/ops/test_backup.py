@@ -36,9 +36,9 @@ SUBMIT = (  # one process migrates and uploads through the console's upload path
     "from django.core.management import call_command\n"
     "call_command('migrate', '--noinput', verbosity=0)\n"
     "from django.core.files.uploadedfile import SimpleUploadedFile\n"
-    "from console.ingest import uploads as ingest\n"
+    "from console.ingest import uploads\n"
     "files = {files!r}\n"
-    "print('JOB', ingest.submit_uploads([SimpleUploadedFile(n, d) for n, d in files.items()], None).job.pk)\n"
+    "print('JOB', uploads.submit_uploads([SimpleUploadedFile(n, d) for n, d in files.items()], None).job.pk)\n"
 )
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
-from console.ingest import worker as tasks
+from console.ingest import recovery, worker
 from console.engine import get_engine
 
 
@@ -24,15 +24,15 @@ class Command(DbWorkerCommand):
         parser.set_defaults(interval=0.25)
 
     def handle(self, *args: Any, **options: Any) -> str:
-        tasks.HEARTBEAT_THREAD = True
-        recovered = tasks.recover_stale_jobs()
+        worker.HEARTBEAT_THREAD = True
+        recovered = recovery.recover_stale_jobs()
         if recovered:
             self.stdout.write(f"Re-queued {len(recovered)} job(s) whose worker died: {', '.join(map(str, recovered))}")
         stop = threading.Event()
         watcher = None
         if not options.get("batch"):
             # Jobs can also go stale while this worker runs (another worker killed), so keep looking.
-            watcher = threading.Thread(target=tasks.recovery_loop, args=(stop,), name="ingest-recovery", daemon=True)
+            watcher = threading.Thread(target=recovery.recovery_loop, args=(stop,), name="ingest-recovery", daemon=True)
             watcher.start()
         # Load the model before the first job, not during it: enqueue-to-searchable stays short.
         get_engine().warmup()

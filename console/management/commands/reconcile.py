@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from console.ingest import uploads as ingest
+from console.ingest import jobs
 from console.engine import get_engine
 from console.models import Document
 
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         if missing_raw:
             summary += f" ({len(missing_raw)} with a missing original)"
         if broken and not options["dry_run"]:
-            job = ingest.requeue_documents(broken, None, "reconcile found missing chunks")
+            job = jobs.requeue_documents(broken, None, "reconcile found missing chunks")
             summary += f"; job {job.pk} re-queues {len(broken)}"
         elif broken:
             summary += "; dry run, nothing queued"

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console.ingest import uploads as ingest
-from console.ingest import worker as tasks
+from console.ingest import jobs, worker
+from console.tasks import enqueue_job
 from console.engine import get_engine
 from console.models import Document, IngestJob, IngestJobFile
 
@@ -35,11 +35,11 @@ class Command(BaseCommand):
         get_engine().reset_indexes()
         if not present:
             return f"indexes dropped; nothing to re-index ({len(documents) - len(present)} originals missing)"
-        job = ingest.requeue_documents(present, None, "reindex", enqueue=not options["now"])
+        job = jobs.requeue_documents(present, None, "reindex", enqueue=not options["now"])
         missing = len(documents) - len(present)
         if not options["now"]:
             return f"indexes dropped; job {job.pk} re-queues {len(present)} documents ({missing} originals missing)"
-        tasks.process_job(job.pk)
+        worker.process_job(job.pk, requeue=enqueue_job)
         job.refresh_from_db()
         for f in job.files.all():
             line = f"{f.state:<10} {f.filename}: " + (f"{f.chunks} chunks" if not f.error_message else f.error_message)
