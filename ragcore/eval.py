@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragcore.engine import Engine, ParsedItem
+from ragcore.engine import Engine
+from ragcore.ingest import ParsedItem
 from ragcore.fusion import fuse_convex, fuse_rrf
 from ragcore.logsetup import quiet_cli_logging
 from ragcore.settings import RagSettings

@@ -26,7 +26,7 @@ from console.ingest import storage
 from console.models import Document, IngestJob, IngestJobFile
 from console.ops.logs import bound_context
 from console.ops.metrics import INGEST_JOBS
-from ragcore.engine import IngestRequest, IngestResult
+from ragcore.ingest import IngestRequest, IngestResult
 from ragcore.errors import RagError
 from ragcore.metrics import PIPELINE_ERRORS
 
@@ -210,7 +210,7 @@ class _JobRun:
     def _indexed(self, f: IngestJobFile, doc: Document, result: IngestResult, started: float) -> None:
         chunks = result.chunks
         if result.status == "unchanged":  # both indexes already hold it (e.g. written just before a crash)
-            chunks = int(get_engine().document_status(doc.engine_id)["sparse_chunks"])  # type: ignore[call-overload]
+            chunks = get_engine().document_status(doc.engine_id).sparse_chunks
         state = IngestJobFile.State.INDEXED if result.status == "indexed" else IngestJobFile.State.UNCHANGED
         self._supersede_older_versions(doc)
         doc.status, doc.chunk_count, doc.error, doc.indexed_at = Document.Status.INDEXED, chunks, "", timezone.now()

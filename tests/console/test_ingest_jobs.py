@@ -151,7 +151,7 @@ def test_a_new_version_supersedes_the_old_one_and_its_chunks_are_gone(submit: Ca
     assert (new.version, new.previous, new.status) == (2, old, Document.Status.INDEXED)
     assert old.status == Document.Status.SUPERSEDED
     status = get_engine().document_status(old.engine_id)
-    assert status["dense_chunks"] == 0 and status["sparse_chunks"] == 0
+    assert status.dense_chunks == 0 and status.sparse_chunks == 0
     sources = {hit.chunk.document_id for hit in get_engine().retrieve("zebra key rotated", mode="hybrid").chunks}
     assert sources == {new.engine_id}
 
@@ -246,7 +246,7 @@ def test_deleting_a_document_removes_its_chunks_in_the_worker(
     job.refresh_from_db()
     assert job.state == IngestJob.State.SUCCEEDED and job.files.get().state == IngestJobFile.State.DELETED
     assert not Document.objects.exists() and not doc.raw_path.exists()
-    assert get_engine().document_status(doc.engine_id)["sparse_chunks"] == 0
+    assert get_engine().document_status(doc.engine_id).sparse_chunks == 0
 
 
 def test_reingesting_a_document_re_embeds_it(

@@ -163,7 +163,7 @@ def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
     crashed = make_engine(site.data, embedder=real_embedder)
     for pk, name, _, _ in rows:
         status = crashed.document_status(f"doc-{pk}")
-        assert status["dense_chunks"] == status["sparse_chunks"] == expected[name], (name, status)
+        assert status.dense_chunks == status.sparse_chunks == expected[name], (name, status)
     assert set(crashed.bm25.documents()) == {f"doc-{pk}" for pk, *_ in rows}  # no orphans
     assert crashed.store.count() == len(crashed.bm25) == sum(expected.values())  # no duplicates
     files = site.query("SELECT state, attempts FROM console_ingestjobfile WHERE job_id = ?", job_id)

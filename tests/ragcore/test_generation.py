@@ -139,13 +139,6 @@ def test_it_sends_the_model_and_knobs_from_settings(fake: FakeGroqServer) -> Non
     assert request.headers["authorization"] == "Bearer gsk-test"
 
 
-def test_complete_returns_the_whole_answer_with_usage(fake: FakeGroqServer) -> None:
-    completion = make_generator(fake).complete(ask("q"))
-    assert completion.text == EXPECTED
-    assert completion.finish_reason == "stop"
-    assert completion.usage.completion_tokens > 5
-
-
 def test_it_warns_when_the_answer_hits_max_tokens(fake: FakeGroqServer) -> None:
     with capture_logs() as logs:
         stream = make_generator(fake, max_answer_tokens=3).stream(ask("q"))

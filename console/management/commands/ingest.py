@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from console.engine import get_engine
-from ragcore.engine import IngestResult
+from ragcore.ingest import IngestResult
 
 
 def expand(paths: list[str]) -> list[Path]:

@@ -9,21 +9,22 @@ from django.core.management.base import BaseCommand, CommandParser
 from console.ingest import jobs
 from console.engine import get_engine
 from console.models import Document
+from ragcore.indexes import IndexedDocument
 
 
-def find_broken(document: Document, status: dict[str, Any]) -> str:
+def find_broken(document: Document, status: IndexedDocument) -> str:
     """Why the indexes disagree with the row, or "" when both hold exactly this document."""
     problems = []
-    if status["dense_checksum"] != document.checksum:
-        problems.append("vector index: " + ("missing" if not status["dense_checksum"] else "another version"))
-    elif status["dense_chunks"] != status["dense_expected"]:
-        problems.append(f"vector index: {status['dense_chunks']} of {status['dense_expected']} chunks")
-    if status["sparse_checksum"] != document.checksum:
-        problems.append("BM25 index: " + ("missing" if not status["sparse_checksum"] else "another version"))
-    elif status["sparse_chunks"] != status["dense_expected"]:
-        problems.append(f"BM25 index: {status['sparse_chunks']} chunks, vector index expects {status['dense_expected']}")
-    if not problems and document.chunk_count and status["sparse_chunks"] != document.chunk_count:
-        problems.append(f"{status['sparse_chunks']} chunks indexed, the database says {document.chunk_count}")
+    if status.dense_checksum != document.checksum:
+        problems.append("vector index: " + ("missing" if not status.dense_checksum else "another version"))
+    elif status.dense_chunks != status.dense_expected:
+        problems.append(f"vector index: {status.dense_chunks} of {status.dense_expected} chunks")
+    if status.sparse_checksum != document.checksum:
+        problems.append("BM25 index: " + ("missing" if not status.sparse_checksum else "another version"))
+    elif status.sparse_chunks != status.dense_expected:
+        problems.append(f"BM25 index: {status.sparse_chunks} chunks, vector index expects {status.dense_expected}")
+    if not problems and document.chunk_count and status.sparse_chunks != document.chunk_count:
+        problems.append(f"{status.sparse_chunks} chunks indexed, the database says {document.chunk_count}")
     return "; ".join(problems)
 
 
