@@ -21,7 +21,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
-from console.engine import start_warmup  # noqa: E402
+from console.ops.warmup import start_warmup  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
 
 if settings.WARMUP_ON_START:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
@@ -11,6 +11,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from console.ingest import storage
+
+if TYPE_CHECKING:
+    from ragcore.types import Answer
 
 
 class Document(models.Model):
@@ -184,6 +187,8 @@ class Message(models.Model):
         USER = "user"
         ASSISTANT = "assistant"
 
+    IN_PROGRESS = "in_progress"  # the `error` of an answer still being written
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     text = models.TextField(blank=True)
@@ -207,6 +212,26 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
+
+    def store_answer(self, answer: Answer, *, latency_ms: float) -> None:
+        """The finished answer: its text, citations, provider and usage (`error`: the fallback reason, if any)."""
+        self.text = answer.text
+        self.citations = [c.to_dict() for c in answer.citations]
+        self.retrieval_mode = answer.mode
+        self.provider = answer.provider
+        self.model = answer.model
+        self.prompt_tokens = answer.usage.prompt_tokens
+        self.completion_tokens = answer.usage.completion_tokens
+        self.error = answer.fallback_reason
+        self.latency_ms = latency_ms
+        self.save()
+
+    def store_partial(self, text: str, *, error: str, latency_ms: float) -> None:
+        """What there was of an answer that did not finish (the client left, or it failed), and why."""
+        self.text = text
+        self.error = error
+        self.latency_ms = latency_ms
+        self.save()
 
 
 class Feedback(models.Model):

@@ -72,28 +72,29 @@ def data_dir(tmp_path: Path, real_embedder: object) -> Iterator[Path]:
     """A temporary data folder for the process-wide engine (real offline MiniLM)."""
     from django.test import override_settings
 
-    from console.engine import get_engine
+    from console.engine import set_engine
 
     data = tmp_path / "data"
     with override_settings(RAG_DATA_DIR=data):
-        get_engine.cache_clear()
+        set_engine(None)  # the next get_engine() builds one on this folder
         yield data
-    get_engine.cache_clear()
+    set_engine(None)
 
 
 @pytest.fixture
-def chat_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def chat_engine(tmp_path: Path) -> Iterator[object]:
     """A small engine (hashing embedder) holding the DEPLOY document, answering for the chat service."""
     from django.core.cache import cache
 
-    from console.chat import service as chat
+    from console.engine import set_engine
     from tests.support import DEPLOY, make_engine
 
     engine = make_engine(tmp_path / "data")
     doc = tmp_path / "deploy.md"
     doc.write_text(DEPLOY)
     engine.ingest_file(doc)
-    monkeypatch.setattr(chat, "get_engine", lambda: engine)
+    set_engine(engine)
     cache.clear()  # rate-limit counters of earlier tests
     yield engine
     cache.clear()
+    set_engine(None)

@@ -25,7 +25,7 @@ from bots.discord.feedback import FeedbackButton
 from bots.discord.outlets import NO_MENTIONS, InteractionOutlet, ReplyOutlet
 from bots.metrics import BOT_API_ERRORS, BOT_EVENTS
 from console.ops.logs import bind_context
-from ragcore.metrics import PIPELINE_ERRORS
+from console.ops.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="discord")
 

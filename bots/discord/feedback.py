@@ -9,7 +9,7 @@ import discord
 import structlog
 
 from bots.metrics import BOT_EVENTS
-from console.chat import service as chat
+from console import chat
 
 log = structlog.get_logger(__name__, component="discord")
 

@@ -22,9 +22,9 @@ from bots.answer import AnswerSnapshot, Update, follow
 from bots.metrics import BOT_API_ERRORS, BOT_EVENTS, BOT_FIRST_REPLY_SECONDS, BOT_MESSAGE_EDITS
 from bots.slack import blocks
 from bots.slack.blocks import SlackMessage
-from console.chat import service as chat
+from console import chat
 from console.ops.logs import bind_context
-from ragcore.metrics import PIPELINE_ERRORS
+from console.ops.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="slack")
 

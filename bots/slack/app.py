@@ -27,8 +27,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bots.metrics import BOT_EVENTS
 from bots.slack import answering, blocks
 from bots.slack.answering import PLATFORM, Question
-from console.chat import service as chat
-from ragcore.metrics import PIPELINE_ERRORS
+from console import chat
+from console.ops.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="slack")
 

@@ -1,10 +1,21 @@
-"""Prometheus series for the WebSocket chat: the HTTP middleware never sees these frames."""
+"""Prometheus series of the chat: questions and votes on every surface, and the WebSocket's frames (the HTTP middleware never sees them)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
-from ragcore.metrics import PIPELINE_ERRORS
+from ragcore.metrics import LATENCY_BUCKETS, PIPELINE_ERRORS
+
+# surface: web, slack, discord, cli. outcome: answered (by the LLM), extractive (no LLM, or its
+# fallback), failed (no answer: search down, ...), cancelled (the client left), refused (empty,
+# too long, rate limited, still warming up, ...).
+CHAT_QUESTIONS = Counter("rag_chat_questions", "Questions by surface and outcome.", ["surface", "outcome"])
+CHAT_ANSWER_SECONDS = Histogram(
+    "rag_chat_answer_duration_seconds", "From a question to its stored answer, by surface.", ["surface"],
+    buckets=LATENCY_BUCKETS,
+)
+# value: up, down.
+FEEDBACK = Counter("rag_feedback", "Votes on answers by value and surface.", ["value", "surface"])
 
 WEBSOCKET_CONNECTIONS = Counter(
     "rag_websocket_connections", "WebSocket connections by outcome (accepted, refused).", ["outcome"]

@@ -1,7 +1,7 @@
-"""Prometheus series of the Django side (HTTP, chat, feedback, ingest jobs) and the /metrics page.
+"""Prometheus series of the Django side (HTTP, ingest jobs) and the /metrics page.
 
-The engine's series are in ragcore.metrics, the WebSocket's in console.chat.metrics and the bots'
-in bots.metrics. With PROMETHEUS_MULTIPROC_DIR set, every process writes its values to files
+The engine's series are in ragcore.metrics, the chat's and the WebSocket's in console.chat.metrics
+and the bots' in bots.metrics. With PROMETHEUS_MULTIPROC_DIR set, every process writes its values to files
 in that folder and the page sums them (prometheus_client's MultiProcessCollector); otherwise
 it shows this process's own registry.
 """
@@ -23,9 +23,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from console.chat import metrics as wsmetrics  # noqa: F401  (its series are listed even before the first socket)
+from console.chat import metrics as chat_metrics  # noqa: F401  (its series are listed before the first question)
 from console.models import IngestJob
-from ragcore.metrics import LATENCY_BUCKETS
+from ragcore.metrics import LATENCY_BUCKETS, PIPELINE_ERRORS
+
+__all__ = ["HTTP_REQUESTS", "HTTP_SECONDS", "INGEST_JOBS", "LATENCY_BUCKETS", "PIPELINE_ERRORS", "exposition", "metrics"]
 
 log = structlog.get_logger(__name__, component="metrics")
 
@@ -36,16 +38,6 @@ HTTP_SECONDS = Histogram(
     "rag_http_request_duration_seconds", "HTTP request latency by method and route.", ["method", "path"],
     buckets=LATENCY_BUCKETS,
 )
-# surface: web, slack, discord, cli. outcome: answered (by the LLM), extractive (no LLM, or its
-# fallback), failed (no answer: search down, ...), cancelled (the client left), refused (empty,
-# too long, rate limited, still warming up, ...).
-CHAT_QUESTIONS = Counter("rag_chat_questions", "Questions by surface and outcome.", ["surface", "outcome"])
-CHAT_ANSWER_SECONDS = Histogram(
-    "rag_chat_answer_duration_seconds", "From a question to its stored answer, by surface.", ["surface"],
-    buckets=LATENCY_BUCKETS,
-)
-# value: up, down.
-FEEDBACK = Counter("rag_feedback", "Votes on answers by value and surface.", ["value", "surface"])
 # state: succeeded, failed, partially_failed, crashed.
 INGEST_JOBS = Counter("rag_ingest_jobs", "Ingest jobs finished, by final state.", ["state"])
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.test import override_settings
 
-from console.engine import get_engine
+from console.engine import set_engine
 
 CHROMIUM = Path(os.getenv("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
@@ -66,6 +66,6 @@ def data_dir(tmp_path: Path, real_embedder: object) -> Iterator[Path]:
     data = tmp_path / "data"
     immediate = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
     with override_settings(RAG_DATA_DIR=data, TASKS=immediate):
-        get_engine.cache_clear()
+        set_engine(None)
         yield data
-    get_engine.cache_clear()
+    set_engine(None)

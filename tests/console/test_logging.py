@@ -19,15 +19,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import include, path
 
-import console.engine
-from console.chat import service as chat
-from console.ingest import uploads
-from console.ingest import worker
-from console.tasks import enqueue_job
-from console.engine import Warmup, get_engine
-from console.ops.logs import configure_logging
+from console import chat
+from console.engine import get_engine, set_engine
+from console.ingest import uploads, worker
 from console.models import IngestJob
-from tests.support import DEPLOY
+from console.ops import warmup
+from console.ops.logs import configure_logging
+from console.tasks import enqueue_job
+from tests.support import DEPLOY, ask_chat
 
 pytestmark = pytest.mark.django_db
 
@@ -77,9 +76,9 @@ def logs() -> Iterator[Lines]:
 @pytest.fixture
 def warmup_running(monkeypatch: pytest.MonkeyPatch) -> None:
     """A warm-up that has started and not finished, as in the seconds after a server starts."""
-    running = Warmup()
+    running = warmup.Warmup()
     running.started_at = time.monotonic()
-    monkeypatch.setattr(console.engine, "warmup", running)
+    monkeypatch.setattr(warmup, "warmup", running)
 
 
 def access_events(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -127,12 +126,12 @@ def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(logs: Lines
 
 def test_the_engines_events_carry_the_request_id(logs: Lines, tmp_path: Path) -> None:
     with override_settings(RAG_DATA_DIR=tmp_path):
-        get_engine.cache_clear()
+        set_engine(None)
         try:
             sync = Client().get("/test/engine", headers={"X-Request-ID": "sync-1"})
             asynchronous = asyncio.run(AsyncClient().get("/test/async-engine", headers={"X-Request-ID": "async-1"}))
         finally:
-            get_engine.cache_clear()
+            set_engine(None)
     assert sync.json() == asynchronous.json() == {"status": "failed"}
     failed = [e for e in logs() if e["event"] == "ingest.failed"]
     assert [(e["request_id"], e["component"]) for e in failed] == [("sync-1", "engine"), ("async-1", "engine")]
@@ -191,9 +190,10 @@ def chatting(chat_engine: object) -> None:
     """The chat service answering from a small engine."""
 
 
+@pytest.mark.django_db(transaction=True)  # the chat service's ORM calls run on pool threads' connections
 def test_every_event_names_its_component_and_no_question_text_is_logged(logs: Lines, chatting: None) -> None:
-    events = list(chat.reply(surface="cli", conversation_key="k1", user_key="u1", text=QUESTION))
-    assert events[-1].type == "done"
+    events = ask_chat(surface="cli", conversation_key="k1", user_key="u1", text=QUESTION)
+    assert isinstance(events[-1], chat.AnswerDone)
     Client(raise_request_exception=False).get("/test/boom")
     Client().get("/health")
     lines = logs()
@@ -204,9 +204,10 @@ def test_every_event_names_its_component_and_no_question_text_is_logged(logs: Li
     assert answered["question"] == f"<{len(QUESTION)} characters; LOG_CONTENT=True to log them>"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_log_content_lets_the_question_through(logs: Lines, chatting: None) -> None:
     buffer = io.StringIO()
     configure_logging("json", "INFO", log_content=True, stream=buffer)
-    list(chat.reply(surface="cli", conversation_key="k2", user_key="u1", text=QUESTION))
+    ask_chat(surface="cli", conversation_key="k2", user_key="u1", text=QUESTION)
     answered = [json.loads(line) for line in buffer.getvalue().splitlines() if '"chat.answered"' in line]
     assert answered[0]["question"] == QUESTION

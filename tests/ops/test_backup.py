@@ -52,14 +52,15 @@ def manage(site: Site, *args: str, ok: bool = True) -> subprocess.CompletedProce
 
 ASK = (  # every question through the chat service in one process: the model loads once
     "import json, uuid\n"
-    "from console.chat import service as chat\n"
+    "from console import chat\n"
+    "from tests.support import answer_text, ask_chat\n"
     "answers = []\n"
     "for question in {questions!r}:\n"
-    "    events = list(chat.reply(surface='cli', conversation_key=uuid.uuid4().hex, user_key='ops', text=question))\n"
-    "    done = next(e.data for e in events if e.type == 'done')\n"
-    "    answers.append({{'answer': ''.join(e.data['text'] for e in events if e.type == 'token'),\n"
-    "                    'citations': next(e.data['items'] for e in events if e.type == 'citations'),\n"
-    "                    'extractive': done['extractive']}})\n"
+    "    events = ask_chat(surface='cli', conversation_key=uuid.uuid4().hex, user_key='ops', text=question)\n"
+    "    done = next(e for e in events if isinstance(e, chat.AnswerDone))\n"
+    "    citations = next(e.items for e in events if isinstance(e, chat.AnswerCitations))\n"
+    "    answers.append({{'answer': answer_text(events), 'citations': [c.to_dict() for c in citations],\n"
+    "                    'extractive': done.extractive}})\n"
     "print('ANSWERS', json.dumps(answers))\n"
 )
 
