@@ -9,7 +9,6 @@ from typing import Any
 
 import structlog
 from django.db import transaction
-from django.utils import timezone
 
 from console.models import Document, IngestJob, IngestJobFile
 from console.tasks import enqueue_job
@@ -53,18 +52,13 @@ def retry_job(job: IngestJob) -> IngestJob:
         if not files:
             raise IngestError(f"job {job.pk} has no failed or cancelled files to retry")
         for f in files:
-            f.state, f.attempts, f.error_type, f.error_message, f.traceback = IngestJobFile.State.QUEUED, 0, "", "", ""
-            f.save(update_fields=["state", "attempts", "error_type", "error_message", "traceback"])
+            f.requeue()
             doc = f.document
             if f.action == IngestJobFile.Action.DELETE:
-                doc.status = Document.Status.DELETING
+                doc.mark_deleting()
             elif doc.status != Document.Status.SUPERSEDED:
-                doc.status = Document.Status.QUEUED
-            doc.save(update_fields=["status", "updated_at"])
-        job.state, job.stage, job.finished_at = IngestJob.State.QUEUED, "queued", None
-        job.progress_done = job.files.exclude(state__in=(IngestJobFile.State.QUEUED,)).count()
-        job.add_event("retry requested", files=len(files))
-        job.save(update_fields=["state", "stage", "finished_at", "progress_done", "history"])
+                doc.mark_queued()
+        job.retry(files=len(files), done=job.files.exclude(state=IngestJobFile.State.QUEUED).count())
         transaction.on_commit(lambda: _enqueue_into(job))
     return job
 
@@ -76,26 +70,12 @@ def cancel_job(job: IngestJob) -> IngestJob:
         if job.is_finished:
             raise IngestError(f"job {job.pk} has already finished ({job.get_state_display()})")
         for f in job.files.select_related("document").filter(state=IngestJobFile.State.QUEUED):
-            f.state = IngestJobFile.State.CANCELLED
-            f.save(update_fields=["state"])
-            _restore_after_cancel(f)
-        job.state, job.stage, job.finished_at = IngestJob.State.CANCELLED, "cancelled", timezone.now()
-        job.add_event("cancelled")
-        job.save(update_fields=["state", "stage", "finished_at", "history"])
+            f.cancel()
+            if f.document is not None:
+                f.document.restore_after_cancel(was_deleting=f.action == IngestJobFile.Action.DELETE)
+        job.cancel()
     log.info("job.cancelled", job_id=job.pk)
     return job
-
-
-def _restore_after_cancel(f: IngestJobFile) -> None:
-    doc = f.document
-    if doc is None:
-        return
-    if f.action == IngestJobFile.Action.DELETE:
-        doc.status = Document.Status.INDEXED if doc.chunk_count else Document.Status.FAILED
-    elif doc.status in (Document.Status.QUEUED, Document.Status.INDEXING):
-        doc.status = Document.Status.INDEXED if doc.indexed_at else Document.Status.FAILED
-        doc.error = "" if doc.indexed_at else "ingest cancelled"
-    doc.save(update_fields=["status", "error", "updated_at"])
 
 
 def reingest_document(doc: Document, user: Any) -> IngestJob:
@@ -107,16 +87,14 @@ def reingest_document(doc: Document, user: Any) -> IngestJob:
         raise IngestError(f"{doc.original_filename} is already queued for indexing")
     if not doc.raw_path.exists():
         raise IngestError(f"the original of {doc.original_filename} is missing ({doc.raw_path})")
-    doc.status = Document.Status.QUEUED
-    doc.save(update_fields=["status", "updated_at"])
+    doc.mark_queued()
     return create_job([(doc, doc.original_filename, IngestJobFile.Action.REINDEX)], user, "re-ingest requested")
 
 
 def requeue_documents(docs: list[Document], user: Any, event: str, *, enqueue: bool = True) -> IngestJob:
     """One job that re-embeds these documents (reconcile and reindex use it)."""
     for doc in docs:
-        doc.status = Document.Status.QUEUED
-        doc.save(update_fields=["status", "updated_at"])
+        doc.mark_queued()
     items = [(doc, doc.original_filename, IngestJobFile.Action.REINDEX) for doc in docs]
     return create_job(items, user, event, enqueue=enqueue)
 
@@ -130,7 +108,6 @@ def delete_document(doc: Document, user: Any) -> IngestJob:
     doc.refresh_from_db()
     if doc.status == Document.Status.DELETING:
         raise IngestError(f"{doc.original_filename} is already being deleted")
-    doc.status = Document.Status.DELETING
-    doc.save(update_fields=["status", "updated_at"])
+    doc.mark_deleting()
     return create_job([(doc, doc.original_filename, IngestJobFile.Action.DELETE)], user, "delete requested")
 

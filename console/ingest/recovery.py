@@ -51,9 +51,7 @@ def _requeue_dead(job_id: int, cutoff: datetime) -> bool:
                 status="FAILED", finished_at=timezone.now(),
                 exception_class_path="console.tasks.WorkerDied", traceback="worker died; the job was queued again",
             )
-        job.state, job.stage = IngestJob.State.QUEUED, "queued after worker died"
-        job.add_event("worker died; retrying", attempt=job.attempts + 1)
-        job.save(update_fields=["state", "stage", "history"])
+        job.requeue_after_worker_died()
         enqueue_job(job_id)
     log.warning("job.recovered", job_id=job_id, attempt=job.attempts + 1)
     return True

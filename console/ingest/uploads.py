@@ -119,8 +119,7 @@ def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: 
     try:
         with transaction.atomic():
             document = Document.objects.create(
-                checksum=checksum, title="", original_filename=name, kind=kind, size=size,
-                status=Document.Status.QUEUED, uploaded_by=user_or_none(user),
+                checksum=checksum, title="", original_filename=name, kind=kind, size=size, uploaded_by=user_or_none(user),
                 version=previous.version + 1 if previous else 1, previous=previous,
             )
     except IntegrityError:  # the same content uploaded at the same moment by someone else
@@ -136,9 +135,7 @@ def _existing_content(name: str, existing: Document, temp: Path) -> tuple[FileOu
     if existing.status == Document.Status.FAILED:
         # The same bytes failed before; try them again instead of refusing them as a duplicate.
         storage.keep_original(temp, existing.checksum)
-        existing.status = Document.Status.QUEUED
-        existing.error = ""
-        existing.save(update_fields=["status", "error", "updated_at"])
+        existing.mark_queued()
         return FileOutcome(name, "accepted", document=existing), existing
     return FileOutcome(name, "duplicate", "already ingested", existing), None
 

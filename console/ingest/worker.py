@@ -8,7 +8,6 @@ is queued again (console.ingest.recovery) and simply carries on with the files t
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import traceback as tb
@@ -34,13 +33,6 @@ log = structlog.get_logger(__name__, component="ingest_job")
 
 # Progress and heartbeat go to the database at most this often, so a fast job is not all writes.
 PROGRESS_WRITE_SECONDS = 0.5
-# Set by `manage.py db_worker`: a thread there keeps the running job's heartbeat fresh even while
-# one long file is being parsed. In-process callers (tests, `reindex --now`) rely on progress writes.
-HEARTBEAT_THREAD = False
-# Test-only: seconds to sleep before each file, so a test can SIGKILL a worker mid-job
-# deterministically (tests/console/test_worker_crash.py). Never set it in production.
-TEST_DELAY_ENV = "LOREBOT_TEST_INGEST_DELAY"
-
 _Result = dict[str, Any]
 # Queues the job's task again after `delay_seconds` (console.tasks.enqueue_job); passed in by the task,
 # so the worker never imports the task that imports it.
@@ -99,13 +91,7 @@ class _JobRun:
                 # A stale task (its job was re-queued after a crash): the newer task owns the job.
                 self.log.info("job.skipped", reason="superseded task", owner=job.task_id)
                 return None
-            now = timezone.now()
-            job.attempts += 1
-            job.state, job.stage = IngestJob.State.RUNNING, "starting"
-            job.started_at = job.started_at or now
-            job.heartbeat_at = now
-            job.add_event("started", attempt=job.attempts)
-            job.save(update_fields=["attempts", "state", "stage", "started_at", "heartbeat_at", "history"])
+            job.start()
         self.log.info("job.started", attempt=job.attempts, files=job.progress_total)
         return job
 
@@ -129,9 +115,7 @@ class _JobRun:
             job = IngestJob.objects.select_for_update().get(pk=self.job_id)
             if job.state != IngestJob.State.RUNNING:
                 return {"job_id": self.job_id, "state": job.state}
-            job.state, job.stage = IngestJob.State.QUEUED, "waiting to retry"
-            job.add_event("transient error; retrying", attempt=job.attempts + 1, in_seconds=delay)
-            job.save(update_fields=["state", "stage", "history"])
+            job.wait_to_retry(delay)
             self.requeue(self.job_id, delay_seconds=delay)
         self.log.info("job.retry_scheduled", in_seconds=delay)
         return {"job_id": self.job_id, "state": "retrying"}
@@ -140,20 +124,11 @@ class _JobRun:
         files = IngestJobFile.objects.filter(job_id=self.job_id)
         failed = files.filter(state=IngestJobFile.State.FAILED).count()
         total = files.count()
-        if failed == 0:
-            state = IngestJob.State.SUCCEEDED
-        elif failed == total:
-            state = IngestJob.State.FAILED
-        else:
-            state = IngestJob.State.PARTIALLY_FAILED
         with transaction.atomic():
             job = IngestJob.objects.select_for_update().get(pk=self.job_id)
             if job.state != IngestJob.State.RUNNING:  # cancelled while the last file ran
                 return {"job_id": self.job_id, "state": job.state}
-            job.state, job.stage, job.finished_at = state, "done", timezone.now()
-            job.progress_done = total
-            job.add_event("finished", state=state, failed=failed)
-            job.save(update_fields=["state", "stage", "finished_at", "progress_done", "history"])
+            state = job.finish(files=total, failed=failed)
         INGEST_JOBS.labels(state).inc()
         self.log.info("job.finished", state=state, files=total, failed=failed)
         return {"job_id": self.job_id, "state": state, "files": total, "failed": failed}
@@ -170,19 +145,17 @@ class _JobRun:
             # It was mid-way each time a worker died: stop feeding the poison pill to workers.
             message = f"{f.filename}: the worker died while processing this file {f.attempts} times"
             self._record(f, IngestJobFile.State.FAILED, error=("WorkerDied", message, ""))
-            self._set_doc(doc, Document.Status.FAILED, error=message)
+            doc.mark_failed(message)
             return None
         if f.action != IngestJobFile.Action.DELETE and doc.status == Document.Status.SUPERSEDED:
             self._record(f, IngestJobFile.State.CANCELLED, error=("Superseded", f"{f.filename}: a newer version was indexed first", ""))
             return None
-        f.state, f.attempts = IngestJobFile.State.RUNNING, f.attempts + 1
-        f.save(update_fields=["state", "attempts"])
-        _test_delay()
+        f.start()
         started = time.perf_counter()
         if f.action == IngestJobFile.Action.DELETE:
             self._delete(f, doc, started)
             return None
-        self._set_doc(doc, Document.Status.INDEXING)
+        doc.mark_indexing()
         self._progress("parsing", force=True)
         try:
             result = self._ingest(f, doc)
@@ -213,10 +186,7 @@ class _JobRun:
             chunks = get_engine().document_status(doc.engine_id).sparse_chunks
         state = IngestJobFile.State.INDEXED if result.status == "indexed" else IngestJobFile.State.UNCHANGED
         self._supersede_older_versions(doc)
-        doc.status, doc.chunk_count, doc.error, doc.indexed_at = Document.Status.INDEXED, chunks, "", timezone.now()
-        doc.title = result.title or doc.title
-        doc.kind = result.kind or doc.kind
-        doc.save(update_fields=["status", "chunk_count", "error", "indexed_at", "title", "kind", "updated_at"])
+        doc.mark_indexed(chunks=chunks, title=result.title, kind=result.kind)
         self._record(f, state, chunks=chunks, seconds=time.perf_counter() - started)
         self.log.info("file.indexed", filename=f.filename, document_id=doc.pk, chunks=chunks, status=result.status)
 
@@ -228,8 +198,7 @@ class _JobRun:
         )
         for old in older:
             get_engine().delete_document(old.engine_id)
-            old.status = Document.Status.SUPERSEDED
-            old.save(update_fields=["status", "updated_at"])
+            old.mark_superseded()
             self.log.info("document.superseded", document_id=old.pk, by=doc.pk)
 
     def _failed(self, f: IngestJobFile, doc: Document, error_type: str, message: str, trace: str,
@@ -237,7 +206,10 @@ class _JobRun:
         retry = transient and f.attempts < settings.INGEST_MAX_ATTEMPTS
         state = IngestJobFile.State.QUEUED if retry else IngestJobFile.State.FAILED
         self._record(f, state, error=(error_type, message, trace), seconds=time.perf_counter() - started)
-        self._set_doc(doc, Document.Status.QUEUED if retry else Document.Status.FAILED, error=message)
+        if retry:
+            doc.mark_queued(error=message)
+        else:
+            doc.mark_failed(message)
         self.log.warning("file.failed", filename=f.filename, error_type=error_type, error=message,
                          transient=transient, attempt=f.attempts, will_retry=retry)
         if not retry:
@@ -269,17 +241,11 @@ class _JobRun:
 
     def _record(self, f: IngestJobFile, state: str, *, chunks: int = 0, seconds: float = 0.0,
                 error: tuple[str, str, str] = ("", "", "")) -> None:
-        f.state, f.chunks, f.seconds = state, chunks, seconds
-        f.error_type, f.error_message, f.traceback = error
-        f.save(update_fields=["state", "chunks", "seconds", "error_type", "error_message", "traceback", "document"])
+        f.finish(state, chunks=chunks, seconds=seconds, error=error)
         if state != IngestJobFile.State.QUEUED:
             done = IngestJobFile.objects.filter(job_id=self.job_id).exclude(
                 state__in=(IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING)).count()
             IngestJob.objects.filter(pk=self.job_id).update(progress_done=done, heartbeat_at=timezone.now())
-
-    def _set_doc(self, doc: Document, status: str, *, error: str = "") -> None:
-        doc.status, doc.error = status, error
-        doc.save(update_fields=["status", "error", "updated_at"])
 
     def _progress(self, stage: str, *, force: bool = False) -> None:
         now = time.monotonic()
@@ -295,21 +261,11 @@ def _finish_after_crash(job_id: int, exc: Exception) -> None:
             job = IngestJob.objects.select_for_update().filter(pk=job_id).first()
             if job is None or job.is_finished:
                 return
-            job.state, job.stage, job.finished_at = IngestJob.State.FAILED, "failed", timezone.now()
-            job.add_event("crashed", error=f"{type(exc).__name__}: {exc}")
-            job.save(update_fields=["state", "stage", "finished_at", "history"])
+            job.crash(exc)
             for f in job.files.filter(state__in=(IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING)):
-                f.state, f.error_type, f.error_message = IngestJobFile.State.FAILED, type(exc).__name__, f"{f.filename}: {exc}"
-                f.traceback = "".join(tb.format_exception(exc))
-                f.save(update_fields=["state", "error_type", "error_message", "traceback"])
+                f.crash(exc, "".join(tb.format_exception(exc)))
     except Exception:
         log.exception("job.record_failed", job_id=job_id)
-
-
-def _test_delay() -> None:
-    delay = float(os.environ.get(TEST_DELAY_ENV, "0") or 0)
-    if delay > 0:
-        time.sleep(delay)
 
 
 # -- heartbeat -------------------------------------------------------------------------------------
@@ -317,9 +273,7 @@ def _test_delay() -> None:
 
 @contextmanager
 def _heartbeat(job_id: int) -> Iterator[None]:
-    if not HEARTBEAT_THREAD:
-        yield
-        return
+    """Keeps the running job's heartbeat fresh from a thread of its own, even while one long file is parsed."""
     stop = threading.Event()
     interval = heartbeat_seconds()
 

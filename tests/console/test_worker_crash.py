@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.slow_ingest import slow_ingest_env
 from tests.support import make_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,9 +70,9 @@ class Site:
 def site(tmp_path: Path) -> Iterator[Site]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GROQ_", "SLACK_", "DISCORD_", "DJANGO_"))}
     data = tmp_path / "data"
-    env.update(RAG_DATA_DIR=str(data), DJANGO_SETTINGS_MODULE="console.settings", LOG_LEVEL="WARNING",
-               INGEST_STALE_SECONDS="3", LOREBOT_TEST_INGEST_DELAY="0.5", HF_HUB_OFFLINE="1",
+    env.update(RAG_DATA_DIR=str(data), LOG_LEVEL="WARNING", INGEST_STALE_SECONDS="3", HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(slow_ingest_env(0.5))  # each file takes half a second: time to kill a worker mid-job
     server = os.environ.get("DATABASE_URL", "")
     if server:  # CREATE/DROP DATABASE from the maintenance database, which always exists
         server = server.rsplit("/", 1)[0] + "/postgres"

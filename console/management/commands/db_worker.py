@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import CommandParser
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
-from console.ingest import recovery, worker
+from console.ingest import recovery
 from console.engine import get_engine
 
 
@@ -24,7 +24,6 @@ class Command(DbWorkerCommand):
         parser.set_defaults(interval=0.25)
 
     def handle(self, *args: Any, **options: Any) -> str:
-        worker.HEARTBEAT_THREAD = True
         recovered = recovery.recover_stale_jobs()
         if recovered:
             self.stdout.write(f"Re-queued {len(recovered)} job(s) whose worker died: {', '.join(map(str, recovered))}")

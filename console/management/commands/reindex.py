@@ -29,8 +29,7 @@ class Command(BaseCommand):
                     f"missing    {doc.original_filename} (#{doc.pk}): original {doc.raw_path} not found; left out"
                 ))
                 # Its chunks are about to be dropped: the row must not claim it is searchable.
-                doc.status, doc.error = Document.Status.FAILED, f"original missing: {doc.raw_path}"
-                doc.save(update_fields=["status", "error", "updated_at"])
+                doc.mark_failed(f"original missing: {doc.raw_path}")
         self.stderr.write("Dropping both indexes…")
         get_engine().reset_indexes()
         if not present:
