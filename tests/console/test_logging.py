@@ -51,8 +51,18 @@ async def _async_engine_work(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": result.status})
 
 
+_slow_view_entered = asyncio.Event()
+
+
+async def _slow(request: HttpRequest) -> JsonResponse:
+    _slow_view_entered.set()
+    await asyncio.Event().wait()  # never answers: the client hangs up first
+    return JsonResponse({})
+
+
 urlpatterns = [
     path("test/boom", _boom),
+    path("test/slow", _slow),
     path("test/engine", _engine_work),
     path("test/async-engine", _async_engine_work),
     path("", include("console.urls")),
@@ -174,6 +184,33 @@ def test_a_5xx_response_without_an_exception_is_logged_once(logs: Lines, warmup_
     assert Client().get("/health/ready").status_code == 503  # still warming
     [event] = logs()
     assert event["event"] == "http.request" and event["status"] == 503
+
+
+async def test_a_client_that_hangs_up_mid_request_is_logged_as_499_not_as_a_server_error(logs: Lines) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+
+    from console.ops.metrics import HTTP_REQUESTS
+
+    before = HTTP_REQUESTS.labels("GET", "/test/slow", "499")._value.get()
+    messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await messages.put({"type": "http.request", "body": b"", "more_body": False})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/test/slow", "raw_path": b"/test/slow", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+    _slow_view_entered.clear()
+    request = asyncio.create_task(ASGIHandler()(scope, messages.get, send))
+    await asyncio.wait_for(_slow_view_entered.wait(), 10)
+    await messages.put({"type": "http.disconnect"})  # the client hangs up while the view runs
+    await asyncio.wait_for(request, 10)
+    assert sent == []  # nobody to answer
+    [event] = access_events(logs())
+    assert (event["status"], event["level"], event["outcome"]) == (499, "info", "client disconnected")
+    assert HTTP_REQUESTS.labels("GET", "/test/slow", "499")._value.get() == before + 1
 
 
 def test_a_404_is_logged_once_by_the_access_log_only(logs: Lines) -> None:
