@@ -98,3 +98,13 @@ def chat_engine(tmp_path: Path) -> Iterator[object]:
     yield engine
     cache.clear()
     set_engine(None)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that loads the real embedding model (through `data_dir` or `real_embedder`) is slow, wherever it is.
+
+    `pytest -m "not slow"` is then the quick inner loop: the hashing embedder, in-process fakes, no subprocesses.
+    """
+    for item in items:
+        if {"data_dir", "real_embedder"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

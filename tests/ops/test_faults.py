@@ -57,6 +57,7 @@ def engine(tmp_path: Path, flaky_groq: FakeGroqServer) -> Iterator[Engine]:
     set_engine(None)
 
 
+@pytest.mark.slow  # twenty answers, some waiting out a hung LLM call
 @pytest.mark.django_db(transaction=True)  # the chat service's ORM calls run on pool threads' connections
 def test_every_question_is_answered_when_the_llm_fails_a_third_of_its_calls(
     engine: Engine, flaky_groq: FakeGroqServer, settings: object

@@ -167,6 +167,7 @@ def test_it_says_so_when_the_documents_do_not_answer(engine: Engine, docs: Path)
     assert answer.citations == ()
 
 
+@pytest.mark.slow  # a subprocess
 def test_another_process_sees_a_new_document_within_two_seconds(engine: Engine, docs: Path, tmp_path: Path) -> None:
     engine.ingest_file(docs / "handbook.md")
     assert not engine.retrieve("rollback pipeline", mode="bm25").chunks or \
@@ -186,6 +187,7 @@ def test_another_process_sees_a_new_document_within_two_seconds(engine: Engine, 
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # a subprocess
 def test_ragcore_never_imports_django() -> None:
     code = (
         "import sys, ragcore, ragcore.engine, ragcore.eval, ragcore.loaders, ragcore.generation;"
