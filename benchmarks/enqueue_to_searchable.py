@@ -54,8 +54,8 @@ def main() -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.core.management import call_command
 
-    from console.ingest import uploads
     from console.engine import get_engine
+    from console.ingest import uploads
     from ragcore import loaders
     from ragcore.chunking import split_document
     from ragcore.errors import StoreUnavailable

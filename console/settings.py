@@ -132,7 +132,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": RAG_DATA_DIR / "lorebot.sqlite3",
+            "NAME": str(RAG_DATA_DIR / "lorebot.sqlite3"),
             "OPTIONS": {
                 # Web, worker and many chats write at once: WAL lets readers run beside a
                 # writer, IMMEDIATE takes the write lock up front (no deadlocked upgrades),

@@ -5,6 +5,7 @@ The task's path, `console.tasks.run_ingest_job`, is stored with every queued tas
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
@@ -25,7 +26,7 @@ def enqueue_job(job_id: int, *, delay_seconds: float = 0.0) -> str:
     """Queues the job's task and records its id in the same transaction, so a worker never sees one without the other."""
     queued = run_ingest_job
     if delay_seconds > 0:
-        queued = queued.using(run_after=timezone.now() + timezone.timedelta(seconds=delay_seconds))
+        queued = queued.using(run_after=timezone.now() + timedelta(seconds=delay_seconds))
     with transaction.atomic():
         result = queued.enqueue(job_id)
         IngestJob.objects.filter(pk=job_id).update(task_id=str(result.id))

@@ -7,7 +7,7 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -47,7 +47,7 @@ class SentenceTransformerEmbedder:
         self._path = model or packaged_model_path()
         self._batch_size = batch_size
         self._device = device
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, imported on first use
         self._lock = threading.Lock()
 
     @property

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ragcore.answering import Answerer
 from ragcore.bm25 import Bm25Index
 from ragcore.embeddings import Embedder, QueryBatcher, shared_embedder
 from ragcore.errors import RagError
@@ -19,7 +20,6 @@ from ragcore.generation import GroqGenerator
 from ragcore.health import Check, LlmProbe, run_checks
 from ragcore.indexes import IndexedDocument, Indexes
 from ragcore.ingest import Ingestor, IngestRequest, IngestResult, ParsedItem, ProgressCallback, document_id_for
-from ragcore.answering import Answerer
 from ragcore.retrieval import MODES, Retrieval, Retriever
 from ragcore.settings import RagSettings
 from ragcore.types import Answer, DoneEvent, ErrorEvent, Event, Turn

@@ -95,9 +95,11 @@ class Retriever:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         k = candidates or self.settings.candidates
         sparse = self.bm25.search(query, k) if mode != "dense" else []
-        if mode != "bm25" and vector is None:
-            vector = self.queries.embed_query(query)
-        dense = self.store.query(vector, k) if mode != "bm25" else []
+        dense: list[tuple[str, float]] = []
+        if mode != "bm25":
+            if vector is None:
+                vector = self.queries.embed_query(query)
+            dense = self.store.query(vector, k)
         best_dense = dense[0][1] if dense else (None if mode == "bm25" else 0.0)
         if mode == "bm25":
             return list(sparse), best_dense

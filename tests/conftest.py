@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,12 +33,12 @@ def _check_loopback(address: object) -> None:
             raise ConnectionRefusedError(f"tests may not reach the network ({host}); use a fake server")
 
 
-def _guarded_connect(self: socket.socket, address: object) -> None:
+def _guarded_connect(self: socket.socket, address: Any) -> None:
     _check_loopback(address)
     return _real_connect(self, address)
 
 
-def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
     _check_loopback(address)
     return _real_connect_ex(self, address)
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ragcore import Engine, RagSettings
+from ragcore.embeddings import Embedder
 from ragcore.types import Citation
-
 
 # A small document most engine-level tests index: two sections, each answering one question.
 DEPLOY = """# Deployment
@@ -61,9 +61,9 @@ class HashingEmbedder:
         return self.embed([text])[0]
 
 
-def make_engine(data_dir: Path, *, embedder: object | None = None, **changes: object) -> Engine:
-    settings = RagSettings(data_dir=data_dir, index_refresh_seconds=0.0, **changes)  # type: ignore[arg-type]
-    return Engine(settings, embedder=embedder or HashingEmbedder())  # type: ignore[arg-type]
+def make_engine(data_dir: Path, *, embedder: Embedder | None = None, **changes: Any) -> Engine:
+    settings = RagSettings(data_dir=data_dir, index_refresh_seconds=0.0, **changes)
+    return Engine(settings, embedder=embedder or HashingEmbedder())
 
 
 def ask_chat(**kwargs: Any) -> list[Any]:

@@ -141,7 +141,7 @@ def _status_assignments(path: Path) -> list[str]:
             targets = [node.target]
         flat = [e for t in targets for e in (t.elts if isinstance(t, ast.Tuple) else [t])]
         if any(isinstance(e, ast.Attribute) and e.attr in ("status", "state") for e in flat):
-            found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            found.append(f"{path.relative_to(ROOT)}:{getattr(node, 'lineno', 0)}")
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in (
                 "update", "create", "bulk_create", "get_or_create", "update_or_create"):
             root = node.func.value

@@ -27,7 +27,7 @@ from console.chat.history import (
     astored_answer,
 )
 from console.chat.orm import in_thread_pool
-from console.chat.service import areply, arecord_feedback, record_feedback, warm_up
+from console.chat.service import arecord_feedback, areply, record_feedback, warm_up
 from ragcore.types import Citation, Usage
 
 __all__ = [

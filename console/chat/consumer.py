@@ -95,7 +95,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "feedback": self._feedback,
             "history": self._history,
             "conversations": self._conversations,
-        }.get(content.get("type"))  # type: ignore[arg-type]
+        }.get(str(content.get("type")))
         if handler is None:
             await self._error("unknown_type", f"Unknown type {str(content.get('type'))[:40]!r}.")
             return

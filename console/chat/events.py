@@ -9,7 +9,6 @@ these into JSON frames; the bots render them into their platform's messages.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 from ragcore.types import Citation, Usage
 
@@ -62,7 +61,7 @@ class AnswerError:
     fatal: bool = True
 
 
-ChatEvent = Union[AnswerStarted, AnswerToken, AnswerCitations, AnswerDone, AnswerError]
+ChatEvent = AnswerStarted | AnswerToken | AnswerCitations | AnswerDone | AnswerError
 
 
 class ChatError(Exception):

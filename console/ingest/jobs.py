@@ -5,6 +5,7 @@ A job is queued as the task console.tasks.run_ingest_job, which console.ingest.w
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import structlog
@@ -24,7 +25,7 @@ def user_or_none(user: Any) -> Any:
     return user if getattr(user, "is_authenticated", False) else None
 
 
-def create_job(items: list[tuple[Document, str, str]], user: Any, event: str, *, enqueue: bool = True) -> IngestJob:
+def create_job(items: Sequence[tuple[Document, str, str]], user: Any, event: str, *, enqueue: bool = True) -> IngestJob:
     with transaction.atomic():
         job = IngestJob(created_by=user_or_none(user), progress_total=len(items))
         job.add_event(event, files=len(items))
@@ -54,6 +55,7 @@ def retry_job(job: IngestJob) -> IngestJob:
         for f in files:
             f.requeue()
             doc = f.document
+            assert doc is not None  # files without one were left out above
             if f.action == IngestJobFile.Action.DELETE:
                 doc.mark_deleting()
             elif doc.status != Document.Status.SUPERSEDED:

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 
 from console.ingest import storage
-from console.ingest.storage import sanitize_filename
 from console.ingest.jobs import create_job, user_or_none
+from console.ingest.storage import sanitize_filename
 from console.models import Document, IngestJob, IngestJobFile
 from ragcore import loaders
 from ragcore.errors import LoaderError
@@ -28,8 +28,13 @@ log = structlog.get_logger(__name__, component="ingest_service")
 
 
 class UploadedFileLike(Protocol):
-    name: str
-    size: int | None
+    """What an upload offers: Django's UploadedFile, or a test's SimpleUploadedFile."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def size(self) -> int | None: ...
 
     def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]: ...
 

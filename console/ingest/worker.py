@@ -25,8 +25,8 @@ from console.ingest import storage
 from console.models import Document, IngestJob, IngestJobFile
 from console.ops.logs import bound_context
 from console.ops.metrics import INGEST_JOBS
-from ragcore.ingest import IngestRequest, IngestResult
 from ragcore.errors import RagError
+from ragcore.ingest import IngestRequest, IngestResult
 from ragcore.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="ingest_job")

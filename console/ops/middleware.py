@@ -110,11 +110,13 @@ class RequestContextMiddleware:
             self._end(request, response, started, tokens, disconnected=disconnected)
 
     def _begin(self, request: HttpRequest) -> tuple[float, Any]:
-        request.request_id = request_id_for(request)  # type: ignore[attr-defined]
-        request.client_ip = client_ip_for(request)  # type: ignore[attr-defined]
+        request_id, client_ip = request_id_for(request), client_ip_for(request)
+        # Read back by the /metrics check (client_ip) and by _end (request_id).
+        request.request_id = request_id  # type: ignore[attr-defined]
+        request.client_ip = client_ip  # type: ignore[attr-defined]
         tokens = structlog.contextvars.bind_contextvars(
-            request_id=request.request_id,  # type: ignore[attr-defined]
-            client_ip=request.client_ip,  # type: ignore[attr-defined]
+            request_id=request_id,
+            client_ip=client_ip,
             method=request.method,
             path=request.path,
         )

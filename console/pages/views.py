@@ -22,9 +22,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from console.engine import get_engine
 from console.ingest import jobs, uploads
 from console.ingest.status import eta_seconds
+from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
-from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 
 log = structlog.get_logger(__name__)
 
@@ -117,7 +117,7 @@ def documents_view(request: HttpRequest) -> HttpResponse:
                 return redirect("console:job", job_id=result.job.pk)
             return redirect("console:documents")
         for error in upload.errors.get("files", []):
-            messages.error(request, error)
+            messages.error(request, str(error))
         return redirect("console:documents")
 
     kinds = _document_kinds()
@@ -237,7 +237,7 @@ def jobs_view(request: HttpRequest) -> HttpResponse:
     page = _paginate(request, jobs)
     # Per-file counts for this page only: one grouped query instead of a join over every job.
     ids = [job.pk for job in page.object_list]
-    counts = {
+    counts: dict[int, Any] = {
         row["job"]: row
         for row in IngestJobFile.objects.filter(job__in=ids)
         .values("job")

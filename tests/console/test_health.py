@@ -7,7 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -74,10 +74,10 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def release(engine: Engine) -> None:
-    engine.embedder.release.set()  # type: ignore[attr-defined]
+    cast(HeldEmbedder, engine.embedder).release.set()
 
 
-def ready() -> tuple[int, dict]:  # type: ignore[type-arg]
+def ready() -> tuple[int, dict[str, Any]]:
     response = Client().get("/health/ready")
     return response.status_code, response.json()
 

@@ -76,7 +76,7 @@ def test_it_indexes_every_uploaded_file_and_reports_each_one(submit: Callable[..
 def test_one_corrupt_file_fails_alone_and_the_job_is_partially_failed(submit: Callable[..., uploads.SubmitResult]) -> None:
     result = submit(upload("handbook.md", HANDBOOK), upload("broken.pdf", b"%PDF-1.4 this is not really a pdf"))
     run_worker()
-    job = IngestJob.objects.get(pk=result.job.pk)  # type: ignore[union-attr]
+    job = IngestJob.objects.get(pk=result.job.pk)
     assert job.state == IngestJob.State.PARTIALLY_FAILED
     broken = job.files.get(filename="broken.pdf")
     assert broken.state == IngestJobFile.State.FAILED and broken.attempts == 1  # permanent: not retried
@@ -100,7 +100,7 @@ def test_bad_files_are_rejected_at_submit_with_a_reason_naming_them(
     (outcome,) = result.files
     assert outcome.outcome == "rejected" and name in outcome.reason and reason in outcome.reason
     assert not Document.objects.exists()
-    assert not [p for p in storage.raw_dir().iterdir()]  # no original and no temp file left behind
+    assert not list(storage.raw_dir().iterdir())  # no original and no temp file left behind
 
 
 def test_an_oversized_file_is_refused_by_its_size_before_it_is_read(submit: Callable[..., uploads.SubmitResult]) -> None:
@@ -172,7 +172,7 @@ def test_a_transient_error_is_retried_and_then_succeeds(
     monkeypatch.setattr(engine, "ingest_files", flaky)
     result = submit(upload("handbook.md", HANDBOOK))
     run_worker()
-    job = IngestJob.objects.get(pk=result.job.pk)  # type: ignore[union-attr]
+    job = IngestJob.objects.get(pk=result.job.pk)
     assert job.state == IngestJob.State.SUCCEEDED and job.attempts == 2
     f = job.files.get()
     assert (f.state, f.attempts, len(calls)) == (IngestJobFile.State.INDEXED, 2, 2)
@@ -188,7 +188,7 @@ def test_transient_errors_stop_after_the_last_attempt(
     monkeypatch.setattr(get_engine(), "ingest_files", down)
     result = submit(upload("handbook.md", HANDBOOK))
     run_worker()
-    job = IngestJob.objects.get(pk=result.job.pk)  # type: ignore[union-attr]
+    job = IngestJob.objects.get(pk=result.job.pk)
     f = job.files.get()
     assert job.state == IngestJob.State.FAILED and f.attempts == 3
     assert f.error_type == "StoreUnavailable" and "chroma is down" in f.error_message
@@ -198,7 +198,7 @@ def test_transient_errors_stop_after_the_last_attempt(
 def test_a_permanent_error_is_not_retried(submit: Callable[..., uploads.SubmitResult]) -> None:
     result = submit(upload("scan.pdf", b"%PDF-1.4\n%%EOF\n"))
     run_worker()
-    job = IngestJob.objects.get(pk=result.job.pk)  # type: ignore[union-attr]
+    job = IngestJob.objects.get(pk=result.job.pk)
     f = job.files.get()
     assert job.state == IngestJob.State.FAILED and f.attempts == 1 and job.attempts == 1
     assert f.state == IngestJobFile.State.FAILED and "scan.pdf" in f.error_message
@@ -280,7 +280,7 @@ def test_a_stale_running_job_is_queued_again_with_the_retry_in_its_history(
 def test_the_status_json_is_for_staff_only(submit: Callable[..., uploads.SubmitResult], staff: User) -> None:
     result = submit(upload("handbook.md", HANDBOOK), upload("broken.pdf", b"%PDF-1.4 junk"))
     run_worker()
-    url = f"/status/{result.job.pk}"  # type: ignore[union-attr]
+    url = f"/status/{result.job.pk}"
     client = Client()
     assert client.get(url).status_code == 401
     User.objects.create_user("bob", password="pw")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import io
+import ipaddress
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -196,8 +196,8 @@ async def test_a_client_that_hangs_up_mid_request_is_logged_as_499_not_as_a_serv
     await messages.put({"type": "http.request", "body": b"", "more_body": False})
     sent: list[dict[str, Any]] = []
 
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
+    async def send(message: Mapping[str, Any]) -> None:
+        sent.append(dict(message))
 
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": "/test/slow", "raw_path": b"/test/slow", "query_string": b"", "root_path": "",

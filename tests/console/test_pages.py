@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -16,8 +17,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from console.ingest import jobs
-from console.pages import stats as dashboard
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
+from console.pages import stats as dashboard
 from ragcore.types import Chunk
 
 XSS = "<script>alert('x')</script>"
@@ -35,6 +36,18 @@ class FakeStore:
 
 class BaseTestCase(TestCase):
     """A staff user, a non-staff user, documents, a half-failed job and a conversation with feedback."""
+
+    staff: Any
+    member: Any
+    v1: Document
+    doc: Document
+    evil: Document
+    pdf: Document
+    job: IngestJob
+    running: IngestJob
+    conversation: Conversation
+    answer: Message
+    quiet: Conversation
 
     @classmethod
     def setUpTestData(cls) -> None:
@@ -226,7 +239,7 @@ class DocumentPagesTestCase(BaseTestCase):
         first = self.client.get(reverse("console:documents"))
         self.assertEqual(len(first.context["page"].object_list), 50)
         self.assertContains(first, "Page 1 of 2")
-        second = self.client.get(reverse("console:documents"), {"page": 2, "kind": "text"})
+        second = self.client.get(reverse("console:documents"), {"page": "2", "kind": "text"})
         self.assertEqual(len(second.context["page"].object_list), 11)
         self.assertContains(second, "?page=1&amp;kind=text")
 
@@ -354,7 +367,7 @@ class ConversationPagesTestCase(BaseTestCase):
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_an_upload_reports_each_file(data_dir: Path, client: Client, django_user_model: type) -> None:
+def test_an_upload_reports_each_file(data_dir: Path, client: Client, django_user_model: Any) -> None:
     staff = django_user_model.objects.create_user("carol", password="pw", is_staff=True)
     client.force_login(staff)
     good = SimpleUploadedFile("notes.md", b"# Notes\n\nThe deploy key rotates every ninety days.\n")

@@ -11,8 +11,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from console.ingest import uploads
 from console.engine import get_engine
+from console.ingest import uploads
 from console.models import Document, IngestJob
 from tests.console.test_ingest_jobs import run_worker
 

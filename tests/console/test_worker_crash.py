@@ -53,11 +53,11 @@ class Site:
                 return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
         import sqlite3
 
-        conn = sqlite3.connect(self.data / "lorebot.sqlite3", timeout=20)
+        lite = sqlite3.connect(self.data / "lorebot.sqlite3", timeout=20)
         try:
-            return list(conn.execute(sql, params).fetchall())
+            return list(lite.execute(sql, params).fetchall())
         finally:
-            conn.close()
+            lite.close()
 
     def job(self, job_id: int) -> dict[str, Any]:
         state, done, attempts, history = self.query(
@@ -116,7 +116,7 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
-    site: Site, tmp_path: Path, real_embedder: object
+    site: Site, tmp_path: Path, real_embedder: Any
 ) -> None:
     docs = write_docs(tmp_path / "docs")
     code = (  # one process migrates and submits: Django starts once

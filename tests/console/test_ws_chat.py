@@ -35,7 +35,7 @@ def fake_groq() -> Iterator[FakeGroqServer]:
         yield fake
 
 
-def _engine(tmp_path: Path, **groq: object) -> Engine:
+def _engine(tmp_path: Path, **groq: Any) -> Engine:
     """The process's engine for the test: a small one holding the DEPLOY document."""
     engine = make_engine(tmp_path / "data", **groq)
     doc = tmp_path / "deploy.md"

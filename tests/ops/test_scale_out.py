@@ -25,11 +25,11 @@ import httpx
 import pytest
 
 from ragcore.bm25 import Bm25Index
-from tests.slow_ingest import slow_ingest_env
 from tests.console.test_worker_crash import TOPICS, wait_for
 from tests.daphne_server import ROOT, Daphne, Site, base_env, start_daphne
 from tests.ops.test_faults import ask_over
 from tests.ragcore.test_chroma_server import chroma_url  # noqa: F401  (a fixture: `chroma run` on a free port)
+from tests.slow_ingest import slow_ingest_env
 
 DATABASE_URL = os.getenv("DATABASE_URL", "")
 REDIS_URL = os.getenv("REDIS_URL", "")

@@ -68,7 +68,7 @@ def test_a_stream_broken_mid_answer_is_flagged_then_answered_extractively(engine
     events = list(engine.stream("How do I roll back a release? FAULT_BROKEN"))
     errors = [e for e in events if isinstance(e, ErrorEvent)]
     assert len(errors) == 1 and not errors[0].fatal and errors[0].code == "llm_interrupted"
-    answer = events[-1].answer  # type: ignore[union-attr]
+    answer = events[-1].answer
     assert NOTICE in answer.text and answer.fallback_reason == "llm_interrupted"
 
 

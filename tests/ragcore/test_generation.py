@@ -17,7 +17,7 @@ from ragcore.errors import GenerationError
 from ragcore.generation import SYSTEM_PROMPT, GroqGenerator, build_messages
 from ragcore.settings import RagSettings
 from ragcore.types import Chunk, ScoredChunk, Turn
-from tests.fakes.groq import CHAT_PATH, FakeGroqServer, grounded_reply
+from tests.fakes.groq import FakeGroqServer, grounded_reply
 
 CHUNKS = [
     ScoredChunk(Chunk("d1:0", "d1", 0, "Alpha is first. It has more.", "Alpha guide", "alpha.md", "§ Intro"), 0.9),

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from console.ingest import jobs
 from console.engine import get_engine
+from console.ingest import jobs
 from console.models import Document
 from ragcore.indexes import IndexedDocument
 

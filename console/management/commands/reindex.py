@@ -6,10 +6,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console.ingest import jobs, worker
-from console.tasks import enqueue_job
 from console.engine import get_engine
+from console.ingest import jobs, worker
 from console.models import Document, IngestJob, IngestJobFile
+from console.tasks import enqueue_job
 
 _CURRENT = (Document.Status.INDEXED, Document.Status.FAILED, Document.Status.QUEUED, Document.Status.INDEXING)
 
