@@ -13,22 +13,20 @@ from pathlib import Path
 import numpy as np
 
 from ragcore.answering import Answerer
-from ragcore.bm25 import Bm25Index
 from ragcore.embeddings import Embedder, QueryBatcher, shared_embedder
 from ragcore.errors import RagError
 from ragcore.generation import GroqGenerator
 from ragcore.health import Check, LlmProbe, run_checks
-from ragcore.indexes import IndexedDocument, Indexes
+from ragcore.indexes import IndexedDocument, Indexes, UsesIndexes
 from ragcore.ingest import Ingestor, IngestRequest, IngestResult, ParsedItem, ProgressCallback, document_id_for
 from ragcore.retrieval import MODES, Retrieval, Retriever
 from ragcore.settings import RagSettings
 from ragcore.types import Answer, DoneEvent, ErrorEvent, Event, Turn
-from ragcore.vectorstore import VectorStore
 
 __all__ = ["MODES", "Engine", "IngestRequest", "IngestResult", "ParsedItem", "Retrieval", "document_id_for"]
 
 
-class Engine:
+class Engine(UsesIndexes):
     """Ingest, retrieve and answer over one pair of indexes (Chroma + BM25).
 
     Usage example::
@@ -55,15 +53,7 @@ class Engine:
         self.answerer = Answerer(settings, self.retriever, generator)
         self._llm_probe = LlmProbe()
 
-    # -- components, opened on first use -------------------------------------------------
-
-    @property
-    def store(self) -> VectorStore:
-        return self.indexes.store
-
-    @property
-    def bm25(self) -> Bm25Index:
-        return self.indexes.bm25
+    # -- components, opened on first use (`store` and `bm25` too) -------------------------
 
     @property
     def generator(self) -> GroqGenerator | None:

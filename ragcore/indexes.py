@@ -75,3 +75,17 @@ class Indexes:
             VectorStore.drop(self.settings)
             self._store = None
         self.bm25.clear()
+
+
+class UsesIndexes:
+    """A part of the engine that reads or writes the shared pair, as `self.store` and `self.bm25`."""
+
+    indexes: Indexes
+
+    @property
+    def store(self) -> VectorStore:
+        return self.indexes.store
+
+    @property
+    def bm25(self) -> Bm25Index:
+        return self.indexes.bm25

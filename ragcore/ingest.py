@@ -12,14 +12,12 @@ import numpy as np
 import structlog
 
 from ragcore import loaders, metrics
-from ragcore.bm25 import Bm25Index
 from ragcore.chunking import split_document
 from ragcore.embeddings import Embedder
 from ragcore.errors import EmptyFile, LoaderError, RagError, StoreUnavailable
-from ragcore.indexes import Indexes
+from ragcore.indexes import Indexes, UsesIndexes
 from ragcore.settings import RagSettings
 from ragcore.types import Chunk, ParsedDocument
-from ragcore.vectorstore import VectorStore
 
 log = structlog.get_logger(__name__, component="engine")
 
@@ -76,21 +74,13 @@ def document_id_for(path: Path) -> str:
 
 
 
-class Ingestor:
+class Ingestor(UsesIndexes):
     """Indexes files into both indexes, embedding the chunks of several files per model call."""
 
     def __init__(self, settings: RagSettings, embedder: Embedder, indexes: Indexes) -> None:
         self.settings = settings
         self.embedder = embedder
         self.indexes = indexes
-
-    @property
-    def store(self) -> VectorStore:
-        return self.indexes.store
-
-    @property
-    def bm25(self) -> Bm25Index:
-        return self.indexes.bm25
 
     def ingest_file(self, path: str | Path, *, document_id: str = "", title: str = "", source: str = "", force: bool = False) -> IngestResult:
         """Indexes one file; returns its result (never raises for a bad file)."""

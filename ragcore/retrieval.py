@@ -17,15 +17,13 @@ from functools import partial
 import numpy as np
 
 from ragcore import metrics
-from ragcore.bm25 import Bm25Index
 from ragcore.embeddings import QueryBatcher
 from ragcore.errors import RagError
 from ragcore.fusion import fuse_convex, fuse_rrf
-from ragcore.indexes import Indexes
+from ragcore.indexes import Indexes, UsesIndexes
 from ragcore.settings import RagSettings
 from ragcore.tokenize import tokenize
 from ragcore.types import ScoredChunk, Turn
-from ragcore.vectorstore import VectorStore
 
 MODES = ("hybrid", "context", "bm25", "dense")
 
@@ -69,21 +67,13 @@ def search_text(query: str, mode: str, history: Sequence[Turn] = ()) -> str:
     return " ".join([*earlier, query])
 
 
-class Retriever:
+class Retriever(UsesIndexes):
     """Searches both indexes and fuses them; `aretrieve` is the path of answers, `retrieve` of sync callers."""
 
     def __init__(self, settings: RagSettings, indexes: Indexes, queries: QueryBatcher) -> None:
         self.settings = settings
         self.indexes = indexes
         self.queries = queries  # concurrent questions share one model call
-
-    @property
-    def store(self) -> VectorStore:
-        return self.indexes.store
-
-    @property
-    def bm25(self) -> Bm25Index:
-        return self.indexes.bm25
 
     def search(self, query: str, *, mode: str = "hybrid", candidates: int | None = None,
                vector: np.ndarray | None = None) -> tuple[list[tuple[str, float]], float | None]:
