@@ -93,15 +93,17 @@ class Answerer:
 # A thread of its own runs the loop, so `stream` also works where the calling thread already runs one.
 
 _loop: asyncio.AbstractEventLoop | None = None
+_loop_thread: threading.Thread | None = None
 _loop_lock = threading.Lock()
 
 
 def _private_loop() -> asyncio.AbstractEventLoop:
-    global _loop
+    global _loop, _loop_thread
     with _loop_lock:
-        if _loop is None or _loop.is_closed():
+        if _loop is None or _loop_thread is None or not _loop_thread.is_alive():  # not alive: a forked child
             _loop = asyncio.new_event_loop()
-            threading.Thread(target=_loop.run_forever, name="answers", daemon=True).start()
+            _loop_thread = threading.Thread(target=_loop.run_forever, name="answers", daemon=True)
+            _loop_thread.start()
         return _loop
 
 
