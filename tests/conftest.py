@@ -18,6 +18,18 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # the process-wide engine behind the data_dir fixture's back; real daphne subprocesses still warm up.
 os.environ["WARMUP_ON_START"] = "False"
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Connections close after each request or pool-thread call, as CONN_MAX_AGE=0 says.
+
+    The chat service runs its ORM calls on pool threads (console.chat.orm); with DATABASE_URL's
+    CONN_MAX_AGE=60 those threads would keep their connections to the end, and the test database
+    on the server could not be dropped.
+    """
+    from django.conf import settings
+
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
 
