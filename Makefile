@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run worker test install migrate samples bench eval clean
+.PHONY: run worker check test install migrate samples bench eval clean
 
 $(PY):
 	@echo "==> creating the virtual environment in $(VENV)"
@@ -65,9 +65,15 @@ run: migrate samples
 worker: migrate
 	$(PY) manage.py db_worker
 
+# ruff (lint, import order, the house's `from __future__ import annotations`) and mypy with
+# django-stubs; the configuration of both is in pyproject.toml. `make test` runs it first, so CI does.
+check: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
 # Everything on SQLite first; then, when DATABASE_URL is set (CI sets it), the
 # database-backed tests again on that server, so both databases are always covered.
-test: install
+test: check
 	env -u DATABASE_URL $(PY) -m pytest
 	@if [ -n "$$DATABASE_URL" ]; then \
 		echo "==> the console tests, backup/restore and the scale-out test, on the DATABASE_URL server"; \

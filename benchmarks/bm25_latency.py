@@ -15,7 +15,6 @@ import multiprocessing
 import resource
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from common import load_queries, make_chunks, peak_rss_mb, percentile  # noqa: E
 
 from ragcore.bm25 import Bm25Index  # noqa: E402
 from ragcore.tokenize import tokenize  # noqa: E402
+
 
 def rss_mb() -> float:
     """The resident set size of this process now."""

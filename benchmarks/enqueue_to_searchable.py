@@ -4,7 +4,7 @@
 
 Starts a real `manage.py db_worker` (default poll interval, as users run it) on a throwaway
 SQLite database and data folder, waits until it has loaded the model, then for each run submits
-a fresh one-page Markdown document through `console.ingest.submit_uploads` (what the upload page
+a fresh one-page Markdown document through `console.ingest.uploads.submit_uploads` (what the upload page
 calls) and polls `get_engine().retrieve()` in this process until the document is among the hits.
 For an honest comparison it also times embedding that same document's chunks alone with the same
 model. Target: latency ≤ 3 s + embedding time.
@@ -54,8 +54,8 @@ def main() -> None:
     from django.core.files.uploadedfile import SimpleUploadedFile
     from django.core.management import call_command
 
-    from console import ingest
     from console.engine import get_engine
+    from console.ingest import uploads
     from ragcore import loaders
     from ragcore.chunking import split_document
     from ragcore.errors import StoreUnavailable
@@ -79,7 +79,7 @@ def main() -> None:
             data_bytes = one_page(n)
             name = f"runbook-{n}.md"
             t0 = time.perf_counter()
-            result = ingest.submit_uploads([SimpleUploadedFile(name, data_bytes)], None)
+            result = uploads.submit_uploads([SimpleUploadedFile(name, data_bytes)], None)
             doc = result.files[0].document
             assert doc is not None and result.job is not None, result
             while True:

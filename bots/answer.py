@@ -2,18 +2,18 @@
 
 Slack and Discord show a streamed answer by editing one message, and both limit how often
 a message may be edited; `follow` turns the token stream into at most one update per
-interval, then one final update.
+interval, then one final update. It also owns closing the stream, for every surface.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
 
-from console.chat import ChatEvent
+from console import chat
 
 
 @dataclass
@@ -23,7 +23,7 @@ class AnswerSnapshot:
     message_id: int | None = None  # the stored assistant message, for feedback buttons
     conversation_id: int | None = None
     text: str = ""
-    citations: list[dict[str, Any]] = field(default_factory=list)
+    citations: tuple[chat.Citation, ...] = ()
     error_code: str = ""  # a fatal error: the question was refused or could not be answered
     error_message: str = ""
     extractive: bool = False
@@ -41,34 +41,37 @@ Update = Callable[[AnswerSnapshot], Awaitable[None]]
 
 
 async def follow(
-    events: AsyncIterator[ChatEvent], update: Update, *, interval: float,
+    events: AsyncGenerator[chat.ChatEvent, None], update: Update, *, interval: float,
     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AnswerSnapshot:
     """Consumes an answer's events, calling `update` with the text so far as soon as the first
     words arrive, then at most once per `interval` seconds, and once more at the end with
     `finished` set (also after a fatal error, whose code and message the snapshot then carries).
     The final update keeps the interval too, so a message is never edited faster than that.
+
+    The stream is closed on the way out, however that happens (an update that raises, a cancelled
+    answer), so the chat service stores what was said at once rather than whenever it is collected.
     """
     snap = AnswerSnapshot()
     last = float("-inf")  # the first words are shown at once: the time to the first answer text matters most
     shown = ""
-    async for event in events:
-        data = event.data
-        if event.type == "start":
-            snap.message_id, snap.conversation_id = data["message_id"], data["conversation_id"]
-        elif event.type == "token":
-            snap.text += data["text"]
-            if clock() - last >= interval and snap.text.strip() and snap.text != shown:
-                await _call(update, snap)
-                shown, last = snap.text, clock()
-        elif event.type == "citations":
-            snap.citations = list(data["items"])
-        elif event.type == "error" and data.get("fatal", True):
-            snap.error_code, snap.error_message = data["code"], data["message"]
-        elif event.type == "done":
-            snap.extractive = bool(data.get("extractive"))
-            snap.fallback_reason = data.get("fallback_reason", "")
-            snap.not_covered = bool(data.get("not_covered"))
+    async with aclosing(events):
+        async for event in events:
+            if isinstance(event, chat.AnswerStarted):
+                snap.message_id, snap.conversation_id = event.message_id, event.conversation_id
+            elif isinstance(event, chat.AnswerToken):
+                snap.text += event.text
+                if clock() - last >= interval and snap.text.strip() and snap.text != shown:
+                    await _call(update, snap)
+                    shown, last = snap.text, clock()
+            elif isinstance(event, chat.AnswerCitations):
+                snap.citations = event.items
+            elif isinstance(event, chat.AnswerError) and event.fatal:
+                snap.error_code, snap.error_message = event.code, event.message
+            elif isinstance(event, chat.AnswerDone):
+                snap.extractive = event.extractive
+                snap.fallback_reason = event.fallback_reason
+                snap.not_covered = event.not_covered
     snap.finished = True
     if interval != float("inf"):
         await sleep(max(0.0, interval - (clock() - last)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Histogram
 
-from ragcore.metrics import LATENCY_BUCKETS
+from console.ops.metrics import LATENCY_BUCKETS
 
 # outcome: answered, failed, ignored, duplicate, rate_limited, refused, forged, ...
 BOT_EVENTS = Counter("rag_bot_events", "Bot events by platform and outcome.", ["platform", "outcome"])

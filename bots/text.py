@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from django.conf import settings
+
+from console.chat import Citation
 
 _FENCE = re.compile(r"^\s*```")
 
@@ -72,16 +73,16 @@ def _inside_marker(text: str, at: int) -> bool:
     return end >= at and text[start + 1 : end].isdigit()
 
 
-def citation_link(citation: dict[str, Any]) -> str:
+def citation_link(citation: Citation) -> str:
     """An http(s) address for a citation, or "" when it has none.
 
     A web source's own address, else the console's page for an uploaded document when
     LOREBOT_PUBLIC_URL says where the console lives (the page needs a staff login).
     """
-    source = str(citation.get("source") or "")
+    source = citation.source
     if re.match(r"^https?://", source, re.IGNORECASE):
         return source
-    document_id = str(citation.get("document_id") or "")
+    document_id = citation.document_id
     public_url = settings.LOREBOT_PUBLIC_URL
     match = re.fullmatch(r"doc-(\d+)", document_id)
     if match and public_url:
@@ -89,8 +90,7 @@ def citation_link(citation: dict[str, Any]) -> str:
     return ""
 
 
-def citation_label(citation: dict[str, Any]) -> str:
+def citation_label(citation: Citation) -> str:
     """"title, location" for a numbered source line."""
-    name = str(citation.get("title") or citation.get("source") or citation.get("document_id") or "source")
-    location = str(citation.get("location") or "")
-    return f"{name}, {location}" if location else name
+    name = citation.title or citation.source or citation.document_id or "source"
+    return f"{name}, {citation.location}" if citation.location else name

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
+
+from console.ingest import storage
+
+if TYPE_CHECKING:
+    from ragcore.types import Answer
 
 
 class Document(models.Model):
@@ -19,6 +26,9 @@ class Document(models.Model):
         FAILED = "failed"
         DELETING = "deleting"  # its chunks are being removed by the worker
         SUPERSEDED = "superseded"  # an older version, its chunks replaced by a newer upload
+
+    # Documents that are "current": every status but an old version or one on its way out.
+    NOT_CURRENT = (Status.SUPERSEDED, Status.DELETING)
 
     checksum = models.CharField(max_length=64)
     title = models.CharField(max_length=300, blank=True)
@@ -58,7 +68,49 @@ class Document(models.Model):
 
     @property
     def raw_path(self) -> Path:
-        return Path(settings.RAG_DATA_DIR) / "raw" / self.checksum
+        return storage.original_path(self.checksum)
+
+    # -- transitions: the only code that assigns a document's status ---------------------------
+
+    def _set_status(self, status: str, *fields: str) -> None:
+        self.status = status
+        self.save(update_fields=["status", *fields, "updated_at"])
+
+    def mark_queued(self, *, error: str = "") -> None:
+        """Waiting for the worker (uploaded, re-ingested, retried); `error`: why the last try failed, if it is a retry."""
+        self.error = error
+        self._set_status(self.Status.QUEUED, "error")
+
+    def mark_indexing(self) -> None:
+        self.error = ""
+        self._set_status(self.Status.INDEXING, "error")
+
+    def mark_indexed(self, *, chunks: int, title: str, kind: str) -> None:
+        """Searchable: both indexes hold its `chunks`; the loader's title and kind, where it found them."""
+        self.chunk_count, self.error, self.indexed_at = chunks, "", timezone.now()
+        self.title = title or self.title
+        self.kind = kind or self.kind
+        self._set_status(self.Status.INDEXED, "chunk_count", "error", "indexed_at", "title", "kind")
+
+    def mark_failed(self, error: str) -> None:
+        self.error = error
+        self._set_status(self.Status.FAILED, "error")
+
+    def mark_deleting(self) -> None:
+        """On its way out: the worker removes its chunks, then its row."""
+        self._set_status(self.Status.DELETING)
+
+    def mark_superseded(self) -> None:
+        """An older version: a newer upload of the same file replaced its chunks."""
+        self._set_status(self.Status.SUPERSEDED)
+
+    def restore_after_cancel(self, *, was_deleting: bool) -> None:
+        """Back to what it was before a cancelled job touched it: indexed if it ever was, else failed."""
+        if was_deleting:
+            self._set_status(self.Status.INDEXED if self.chunk_count else self.Status.FAILED)
+        elif self.status in (self.Status.QUEUED, self.Status.INDEXING):
+            self.error = "" if self.indexed_at else "ingest cancelled"
+            self._set_status(self.Status.INDEXED if self.indexed_at else self.Status.FAILED, "error")
 
 
 class IngestJob(models.Model):
@@ -98,6 +150,59 @@ class IngestJob(models.Model):
     def is_finished(self) -> bool:
         return self.state in self.FINISHED
 
+    def add_event(self, event: str, **extra: Any) -> None:
+        """Appends one entry to the job's history (saved with the job's next save)."""
+        self.history = [*self.history, {"at": timezone.now().isoformat(), "event": event, **extra}]
+
+    # -- transitions: the only code that assigns a job's state ---------------------------------
+
+    def _set_state(self, state: str, stage: str, event: str, /, *fields: str, **extra: Any) -> None:
+        self.state, self.stage = state, stage
+        self.add_event(event, **extra)
+        self.save(update_fields=["state", "stage", "history", *fields])
+
+    def start(self) -> None:
+        """A worker took it: one more attempt, and a fresh heartbeat."""
+        now = timezone.now()
+        self.attempts += 1
+        self.started_at = self.started_at or now
+        self.heartbeat_at = now
+        self._set_state(self.State.RUNNING, "starting", "started", "attempts", "started_at", "heartbeat_at",
+                        attempt=self.attempts)
+
+    def wait_to_retry(self, delay_seconds: float) -> None:
+        """A file failed for a reason that may pass: queued again, to run after `delay_seconds`."""
+        self._set_state(self.State.QUEUED, "waiting to retry", "transient error; retrying",
+                        attempt=self.attempts + 1, in_seconds=delay_seconds)
+
+    def finish(self, *, files: int, failed: int) -> str:
+        """Every file has an outcome; the job's final state follows from how many failed, and is returned."""
+        state = self.State.SUCCEEDED if not failed else self.State.FAILED if failed == files else self.State.PARTIALLY_FAILED
+        self.finished_at = timezone.now()
+        self.progress_done = files
+        self._set_state(state, "done", "finished", "finished_at", "progress_done", state=state, failed=failed)
+        return state
+
+    def retry(self, *, files: int, done: int) -> None:
+        """A finished job queued again for its `files` failed or cancelled files (`done` others keep their outcome)."""
+        self.finished_at = None
+        self.progress_done = done
+        self._set_state(self.State.QUEUED, "queued", "retry requested", "finished_at", "progress_done", files=files)
+
+    def cancel(self) -> None:
+        self.finished_at = timezone.now()
+        self._set_state(self.State.CANCELLED, "cancelled", "cancelled", "finished_at")
+
+    def crash(self, exc: BaseException) -> None:
+        """Something outside any one file broke the run."""
+        self.finished_at = timezone.now()
+        self._set_state(self.State.FAILED, "failed", "crashed", "finished_at", error=f"{type(exc).__name__}: {exc}")
+
+    def requeue_after_worker_died(self) -> None:
+        """Its worker stopped beating (SIGKILL, OOM, power loss): queued for another worker."""
+        self._set_state(self.State.QUEUED, "queued after worker died", "worker died; retrying",
+                        attempt=self.attempts + 1)
+
 
 class IngestJobFile(models.Model):
     """One file of a job, with its own outcome and, when it failed, the whole error."""
@@ -116,6 +221,8 @@ class IngestJobFile(models.Model):
         REINDEX = "reindex"  # re-embed even when unchanged (re-ingest, reconcile, reindex)
         DELETE = "delete"  # remove the document's chunks, then its row
 
+    RETRYABLE = (State.FAILED, State.CANCELLED)
+
     job = models.ForeignKey(IngestJob, on_delete=models.CASCADE, related_name="files")
     document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="job_files")
     filename = models.CharField(max_length=255)
@@ -133,6 +240,34 @@ class IngestJobFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.state})"
+
+    # -- transitions: the only code that assigns a file's state --------------------------------
+
+    def start(self) -> None:
+        self.state, self.attempts = self.State.RUNNING, self.attempts + 1
+        self.save(update_fields=["state", "attempts"])
+
+    def finish(self, state: str, *, chunks: int = 0, seconds: float = 0.0,
+               error: tuple[str, str, str] = ("", "", "")) -> None:
+        """Its outcome: indexed, unchanged, deleted, failed or cancelled (queued: to be tried again);
+        `error` is (type, message, traceback)."""
+        self.state, self.chunks, self.seconds = state, chunks, seconds
+        self.error_type, self.error_message, self.traceback = error
+        self.save(update_fields=["state", "chunks", "seconds", "error_type", "error_message", "traceback", "document"])
+
+    def requeue(self) -> None:
+        """To be tried again by a retried job, with fresh attempts."""
+        self.state, self.attempts, self.error_type, self.error_message, self.traceback = self.State.QUEUED, 0, "", "", ""
+        self.save(update_fields=["state", "attempts", "error_type", "error_message", "traceback"])
+
+    def cancel(self) -> None:
+        self.state = self.State.CANCELLED
+        self.save(update_fields=["state"])
+
+    def crash(self, exc: BaseException, trace: str) -> None:
+        self.state, self.error_type, self.error_message = self.State.FAILED, type(exc).__name__, f"{self.filename}: {exc}"
+        self.traceback = trace
+        self.save(update_fields=["state", "error_type", "error_message", "traceback"])
 
 
 class Conversation(models.Model):
@@ -171,6 +306,8 @@ class Message(models.Model):
         USER = "user"
         ASSISTANT = "assistant"
 
+    IN_PROGRESS = "in_progress"  # the `error` of an answer still being written
+
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
     text = models.TextField(blank=True)
@@ -196,6 +333,27 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
+
+    def store_answer(self, answer: Answer, *, latency_ms: float) -> None:
+        """The finished answer: its text, citations, provider and usage (`error`: the fallback reason, if any)."""
+        self.text = answer.text
+        self.citations = [c.to_dict() for c in answer.citations]
+        self.retrieval_mode = answer.mode
+        self.provider = answer.provider
+        self.model = answer.model
+        self.prompt_tokens = answer.usage.prompt_tokens
+        self.completion_tokens = answer.usage.completion_tokens
+        self.error = answer.fallback_reason
+        self.not_covered = answer.not_covered
+        self.latency_ms = latency_ms
+        self.save()
+
+    def store_partial(self, text: str, *, error: str, latency_ms: float) -> None:
+        """What there was of an answer that did not finish (the client left, or it failed), and why."""
+        self.text = text
+        self.error = error
+        self.latency_ms = latency_ms
+        self.save()
 
 
 class Feedback(models.Model):

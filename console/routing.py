@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from console.consumers import ChatConsumer
+from console.chat.consumer import ChatConsumer
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),

@@ -91,7 +91,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Before anything reads request.is_secure(): X-Forwarded-Proto counts only from TRUSTED_PROXIES.
     "console.ops.security.ForwardedProtoMiddleware",
-    "console.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
+    "console.ops.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -138,7 +138,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": RAG_DATA_DIR / "lorebot.sqlite3",
+            "NAME": str(RAG_DATA_DIR / "lorebot.sqlite3"),
             "OPTIONS": {
                 # Web, worker and many chats write at once: WAL lets readers run beside a
                 # writer, IMMEDIATE takes the write lock up front (no deadlocked upgrades),
@@ -165,7 +165,7 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# -- logging (structlog, configured once in console.logging) ---------------------------
+# -- logging (structlog, configured once in console.ops.logs) ---------------------------
 LOG_FORMAT = os.getenv("LOG_FORMAT", "console" if DEBUG else "json")
 LOG_LEVEL = os.getenv("LOG_LEVEL", "INFO")
 if LOG_FORMAT not in ("console", "json"):
@@ -176,7 +176,7 @@ LOGGING_CONFIG = None  # console.apps configures logging once, for every entry p
 # /metrics answers only these client addresses (the Prometheus scraper's).
 METRICS_ALLOWED_IPS = [ip.strip() for ip in os.getenv("METRICS_ALLOWED_IPS", "127.0.0.1,::1").split(",") if ip.strip()]
 
-# -- operations: metrics, logs, health (console/metrics.py, middleware.py, logging.py, health.py) --
+# -- operations: metrics, logs, health (console/ops: metrics.py, middleware.py, logs.py, health.py) --
 # A scraper sending `Authorization: Bearer <token>` may read /metrics from any address.
 METRICS_BEARER_TOKEN = envsecret("METRICS_BEARER_TOKEN")
 # Read by prometheus_client itself when it is imported: every process (daphne workers, the job
@@ -242,7 +242,7 @@ CHAT_MAX_QUESTION_CHARS = envint("CHAT_MAX_QUESTION_CHARS", "4000")
 CHAT_RATE_LIMIT_USER = envrate("CHAT_RATE_LIMIT_USER", "20/60")  # questions / seconds; 0 turns it off
 CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 
-# -- web chat over Channels (console/consumers.py; appended by the web-chat change) ----
+# -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")

@@ -1,3 +1,5 @@
+"""The site's URLs: each room mounts its own (ops at the root, the console, the chat, Slack)."""
+
 from __future__ import annotations
 
 from django.contrib import admin
@@ -6,35 +8,20 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from console import status, views
+from console.ingest import status
 from console.ops.login_throttle import AdminLoginForm, ThrottledLoginView
+from console.pages import views as pages
 
 admin.site.login_form = AdminLoginForm  # throttled like the console's login, and says so
 
-console_patterns = [
-    path("", views.dashboard_view, name="dashboard"),
-    path("documents/", views.documents_view, name="documents"),
-    path("documents/<int:doc_id>/", views.document_view, name="document"),
-    path("documents/<int:doc_id>/delete", views.document_delete_view, name="document-delete"),
-    path("documents/<int:doc_id>/reingest", views.document_reingest_view, name="document-reingest"),
-    path("jobs/", views.jobs_view, name="jobs"),
-    path("jobs/<int:job_id>/", views.job_view, name="job"),
-    path("jobs/<int:job_id>/retry", views.job_retry_view, name="job-retry"),
-    path("jobs/<int:job_id>/cancel", views.job_cancel_view, name="job-cancel"),
-    path("conversations/", views.conversations_view, name="conversations"),
-    path("conversations/<int:conversation_id>/", views.conversation_view, name="conversation"),
-]
-
 urlpatterns = [
-    path("", views.home, name="home"),
-    path("health", views.health, name="health"),
+    path("", pages.home, name="home"),
     # Browsers ask every site for /favicon.ico (the admin's pages too): one icon instead of a 404 each time.
     path("favicon.ico", RedirectView.as_view(url=static("console/favicon.svg"), permanent=True)),
-    path("health/ready", views.health_ready, name="health-ready"),
-    path("metrics", views.metrics, name="metrics"),
+    path("", include("console.ops.urls")),  # /health, /health/ready, /metrics
     path("status/<int:job_id>", status.job_status_view, name="job-status"),
-    path("console/", include((console_patterns, "console"))),
-    path("chat/", include("console.chat_urls")),
+    path("console/", include("console.pages.urls")),
+    path("chat/", include("console.chat.urls")),
     path("slack/", include("bots.slack.urls")),  # /slack/events: Slack's Events API, commands, buttons
     path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

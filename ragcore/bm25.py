@@ -548,11 +548,6 @@ class Bm25Index:
 
     # --- reading ---------------------------------------------------------------------------------------
 
-    @property
-    def version(self) -> int:
-        """The manifest version this instance currently serves."""
-        return self._snapshot.version
-
     def __len__(self) -> int:
         self.reload_if_changed()
         return self._snapshot.n

@@ -10,7 +10,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import structlog
@@ -61,7 +61,7 @@ class SentenceTransformerEmbedder:
         self._path = model or packaged_model_path()
         self._batch_size = batch_size
         self._device = device
-        self._model = None
+        self._model: Any = None  # a SentenceTransformer, imported on first use
         self._lock = threading.Lock()
 
     @property

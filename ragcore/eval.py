@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ragcore.engine import Engine, ParsedItem
+from ragcore.engine import Engine
 from ragcore.fusion import fuse_convex, fuse_rrf
+from ragcore.ingest import ParsedItem
 from ragcore.logsetup import quiet_cli_logging
 from ragcore.settings import RagSettings
 from ragcore.types import ParsedDocument, Section
@@ -114,7 +115,7 @@ def index_corpus(engine: Engine, beir: BeirSet, *, progress: bool = True) -> Non
 def evaluate(engine: Engine, beir: BeirSet, *, limit: int | None = None, sweep: bool = False, candidates: int = 300) -> dict[str, dict[str, float]]:
     """Metrics per configuration; bm25 and dense rankings are computed once per query."""
     settings = engine.settings
-    configs: dict[str, object] = {"bm25": None, "dense": None, "hybrid": None}
+    configs: dict[str, tuple[str, float] | None] = {"bm25": None, "dense": None, "hybrid": None}
     if sweep:
         for alpha in (0.3, 0.4, 0.5, 0.6, 0.7):
             configs[f"convex a={alpha}"] = ("convex", alpha)
@@ -132,7 +133,7 @@ def evaluate(engine: Engine, beir: BeirSet, *, limit: int | None = None, sweep: 
             elif name == "dense":
                 ranking = dense
             else:
-                fusion, alpha = config if config else (settings.fusion, settings.hybrid_alpha)  # type: ignore[misc]
+                fusion, alpha = config if config else (settings.fusion, settings.hybrid_alpha)
                 if fusion == "rrf":
                     ranking = fuse_rrf([sparse, dense], k=settings.rrf_k, weights=[1 - alpha, alpha])
                 else:

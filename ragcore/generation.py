@@ -19,7 +19,6 @@ import json
 import re
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import groq
@@ -111,15 +110,6 @@ def _neutralize(text: str) -> str:
 
 def _attr(value: str) -> str:
     return html.escape(" ".join(value.split()), quote=True)
-
-
-@dataclass(frozen=True)
-class Completion:
-    """A whole (non-streamed) completion."""
-
-    text: str
-    usage: Usage
-    finish_reason: str
 
 
 class _StreamFailed(Exception):
@@ -276,23 +266,6 @@ class ChatGenerator:
             self,
             lambda: self._async_client().chat.completions.with_streaming_response.create(**self._request(messages, True)),
         )
-
-    def complete(self, messages: list[dict[str, str]]) -> Completion:
-        """The whole answer in one response, for callers that cannot use a stream."""
-        try:
-            response = self._client.chat.completions.create(**self._request(messages, False))
-        except (self.error, self.transport.HTTPError) as exc:
-            raise self._translate(exc, started=False) from exc
-        choice = response.choices[0]
-        usage = response.usage
-        completion = Completion(
-            text=choice.message.content or "",
-            usage=Usage(usage.prompt_tokens, usage.completion_tokens) if usage else Usage(),
-            finish_reason=choice.finish_reason or "",
-        )
-        _last_usage.set(completion.usage)
-        self._check_finish(completion.finish_reason)
-        return completion
 
     def check(self) -> str:
         """Health probe: reach the server with this key and find our model; raises GenerationError if not."""

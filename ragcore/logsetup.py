@@ -1,6 +1,6 @@
 """Logging for ragcore's own command-line tools (eval, benchmarks): warnings only, to stderr.
 
-Servers configure structlog themselves (console/logging.py); a CLI must keep stdout for
+Servers configure structlog themselves (console/ops/logs.py); a CLI must keep stdout for
 its results, and structlog's unconfigured default prints every event there.
 """
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 
 @dataclass(frozen=True)
@@ -149,4 +148,4 @@ class ErrorEvent:
     type: str = "error"
 
 
-Event = Union[TokenEvent, CitationsEvent, DoneEvent, ErrorEvent]
+Event = TokenEvent | CitationsEvent | DoneEvent | ErrorEvent

@@ -35,7 +35,7 @@ def _client(settings: RagSettings):  # type: ignore[no-untyped-def]
     return chromadb.PersistentClient(path=str(settings.chroma_path), settings=chroma_settings)
 
 
-def _chunk_from(chunk_id: str, text: str, meta: dict) -> Chunk:  # type: ignore[type-arg]
+def _chunk_from(chunk_id: str, text: str, meta: dict) -> Chunk:
     return Chunk(
         chunk_id=chunk_id,
         document_id=str(meta.get("document_id", "")),

@@ -7,6 +7,7 @@ import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,18 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # Importing console.asgi (the WebSocket tests do) must not start a background warm-up that builds
 # the process-wide engine behind the data_dir fixture's back; real daphne subprocesses still warm up.
 os.environ["WARMUP_ON_START"] = "False"
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Connections close after each request or pool-thread call, as CONN_MAX_AGE=0 says.
+
+    The chat service runs its ORM calls on pool threads (console.chat.orm); with DATABASE_URL's
+    CONN_MAX_AGE=60 those threads would keep their connections to the end, and the test database
+    on the server could not be dropped.
+    """
+    from django.conf import settings
+
+    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -32,12 +45,12 @@ def _check_loopback(address: object) -> None:
             raise ConnectionRefusedError(f"tests may not reach the network ({host}); use a fake server")
 
 
-def _guarded_connect(self: socket.socket, address: object) -> None:
+def _guarded_connect(self: socket.socket, address: Any) -> None:
     _check_loopback(address)
     return _real_connect(self, address)
 
 
-def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
     _check_loopback(address)
     return _real_connect_ex(self, address)
 
@@ -72,31 +85,32 @@ def data_dir(tmp_path: Path, real_embedder: object) -> Iterator[Path]:
     """A temporary data folder for the process-wide engine (real offline MiniLM)."""
     from django.test import override_settings
 
-    from console.engine import get_engine
+    from console.engine import set_engine
 
     data = tmp_path / "data"
     with override_settings(RAG_DATA_DIR=data):
-        get_engine.cache_clear()
+        set_engine(None)  # the next get_engine() builds one on this folder
         yield data
-    get_engine.cache_clear()
+    set_engine(None)
 
 
 @pytest.fixture
-def chat_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
+def chat_engine(tmp_path: Path) -> Iterator[object]:
     """A small engine (hashing embedder) holding the DEPLOY document, answering for the chat service."""
     from django.core.cache import cache
 
-    from console import chat
+    from console.engine import set_engine
     from tests.support import DEPLOY, make_engine
 
     engine = make_engine(tmp_path / "data")
     doc = tmp_path / "deploy.md"
     doc.write_text(DEPLOY)
     engine.ingest_file(doc)
-    monkeypatch.setattr(chat, "get_engine", lambda: engine)
+    set_engine(engine)
     cache.clear()  # rate-limit counters of earlier tests
     yield engine
     cache.clear()
+    set_engine(None)
 
 
 @pytest.fixture(scope="session")
@@ -107,3 +121,13 @@ def torch_embedder() -> Iterator[object]:
     embedder = shared_torch_embedder()
     embedder.embed_query("load")
     yield embedder
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that loads the real embedding model (through `data_dir` or `real_embedder`) is slow, wherever it is.
+
+    `pytest -m "not slow"` is then the quick inner loop: the hashing embedder, in-process fakes, no subprocesses.
+    """
+    for item in items:
+        if {"data_dir", "real_embedder", "torch_embedder"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

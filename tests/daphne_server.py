@@ -156,7 +156,9 @@ def start_daphne(site: Site, *, name: str = "daphne", port: int = 0, timeout: fl
         if process.poll() is not None:
             raise RuntimeError(f"daphne exited with {process.returncode}:\n{log.read_text()[-3000:]}")
         try:
-            with urllib.request.urlopen(f"{server.http_url}/health", timeout=1) as response:
+            # A probe that reached the server waits for its answer, however busy the machine: one that
+            # gave up would leave a request the server still counts (and tests count exactly).
+            with urllib.request.urlopen(f"{server.http_url}/health", timeout=max(deadline - time.monotonic(), 1)) as response:
                 if response.status == 200:
                     return server
         except OSError:

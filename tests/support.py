@@ -1,17 +1,19 @@
-"""Helpers shared by the tests: a fast deterministic embedder and engine builders."""
+"""Helpers shared by the tests: a fast deterministic embedder, engine builders, the chat service from sync code."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ragcore import Engine, RagSettings
-from ragcore.types import Chunk, ScoredChunk
-
+from ragcore.embeddings import Embedder
+from ragcore.types import Chunk, Citation, ScoredChunk
 
 # A small document most engine-level tests index: two sections, each answering one question.
 DEPLOY = """# Deployment
@@ -67,9 +69,35 @@ class HashingEmbedder:
         return self.embed([text])[0]
 
 
-def make_engine(data_dir: Path, *, embedder: object | None = None, **changes: object) -> Engine:
+def make_engine(data_dir: Path, *, embedder: Embedder | None = None, **changes: Any) -> Engine:
     # The abstention threshold is calibrated for MiniLM's similarities; the hashing embedder's run lower.
     if embedder is None:
         changes.setdefault("abstain_threshold", 0.25)
-    settings = RagSettings(data_dir=data_dir, index_refresh_seconds=0.0, **changes)  # type: ignore[arg-type]
-    return Engine(settings, embedder=embedder or HashingEmbedder())  # type: ignore[arg-type]
+    settings = RagSettings(data_dir=data_dir, index_refresh_seconds=0.0, **changes)
+    return Engine(settings, embedder=embedder or HashingEmbedder())
+
+
+def ask_chat(**kwargs: Any) -> list[Any]:
+    """Every event of one answer from the chat service's one async path (`areply`), for synchronous tests.
+
+    Its ORM calls run in the thread pool, on their own connections: such tests need
+    `django_db(transaction=True)`, so those connections see what the test wrote.
+    """
+    from console.chat import areply
+
+    async def collect() -> list[Any]:
+        return [event async for event in areply(**kwargs)]
+
+    return asyncio.run(collect())
+
+
+def answer_text(events: Sequence[Any]) -> str:
+    """The text of an answer's token events."""
+    from console.chat import AnswerToken
+
+    return "".join(e.text for e in events if isinstance(e, AnswerToken))
+
+
+def citation(n: int, title: str = "", *, source: str = "", location: str = "", document_id: str = "") -> Citation:
+    """A numbered source as the chat service hands it to a surface."""
+    return Citation(n=n, document_id=document_id, title=title, source=source, location=location, snippet="")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 
 import discord
@@ -17,7 +16,7 @@ from bots.discord.feedback import feedback_view
 from bots.discord.outlets import Outlet
 from bots.metrics import BOT_FIRST_REPLY_SECONDS, BOT_MESSAGE_EDITS
 from console import chat
-from ragcore.metrics import PIPELINE_ERRORS
+from console.ops.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="discord")
 
@@ -45,8 +44,7 @@ async def deliver(outlet: Outlet, *, question: str, conversation_key: str, user_
             else:
                 await _show_progress(outlet, snap)
 
-        async with contextlib.aclosing(events):
-            snap = await follow(events, update, interval=settings.DISCORD_EDIT_INTERVAL)
+        snap = await follow(events, update, interval=settings.DISCORD_EDIT_INTERVAL)
     except asyncio.CancelledError:
         bound.warning("discord.answer_cancelled")
         await _apologize(outlet, render.SHUTDOWN_APOLOGY)

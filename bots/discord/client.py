@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import re
 import signal
 import time
@@ -24,8 +25,8 @@ from bots.discord.conversations import channel_key, conversation_of, dm_key, key
 from bots.discord.feedback import FeedbackButton
 from bots.discord.outlets import NO_MENTIONS, InteractionOutlet, ReplyOutlet
 from bots.metrics import BOT_API_ERRORS, BOT_EVENTS
-from console.logging import bind_context
-from ragcore.metrics import PIPELINE_ERRORS
+from console.ops.logs import bind_context
+from console.ops.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="discord")
 
@@ -190,7 +191,7 @@ class LorebotClient(discord.Client):
 
     # -- /ask ----------------------------------------------------------------------------
     async def answer_interaction(
-        self, interaction: discord.Interaction, question: str, private: bool  # type: ignore[type-arg]
+        self, interaction: discord.Interaction, question: str, private: bool
     ) -> None:
         received = time.monotonic()
         bind_context(event_id=f"discord-interaction-{interaction.id}")
@@ -240,7 +241,7 @@ class LorebotClient(discord.Client):
 
 @app_commands.command(name="ask", description="Ask Lorebot a question about your team's documents.")
 @app_commands.describe(question="What you want to know", private="Only you see the answer (default: everyone here)")
-async def ask(interaction: discord.Interaction, question: str, private: bool = False) -> None:  # type: ignore[type-arg]
+async def ask(interaction: discord.Interaction, question: str, private: bool = False) -> None:
     client = interaction.client
     assert isinstance(client, LorebotClient)
     await client.answer_interaction(interaction, question, private)
@@ -251,7 +252,7 @@ async def run_bot(token: str) -> None:
     client = LorebotClient()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda sig=sig: _stop(client, sig))
+        loop.add_signal_handler(sig, functools.partial(_stop, client, sig))
     async with client:
         await client.start(token)
     log.info("discord.stopped")

@@ -9,9 +9,9 @@ A reply to one of the bot's answer messages continues that answer's conversation
 from __future__ import annotations
 
 import discord
-from channels.db import database_sync_to_async
 
 from bots.discord.models import AnswerMessage
+from console.chat import in_thread_pool
 
 
 def dm_key(channel_id: int) -> str:
@@ -36,15 +36,17 @@ def key_for(channel: discord.abc.Messageable, root: int | str) -> str:
     return channel_key(guild.id, channel.id, root)  # type: ignore[attr-defined]
 
 
-@database_sync_to_async
-def remember(message_ids: list[int], conversation_key: str) -> None:
+def _remember(message_ids: list[int], conversation_key: str) -> None:
     """Records that these bot messages belong to the conversation `conversation_key`."""
     AnswerMessage.objects.bulk_create(
         [AnswerMessage(message_id=m, conversation_key=conversation_key) for m in message_ids], ignore_conflicts=True,
     )
 
 
-@database_sync_to_async
-def conversation_of(message_id: int) -> str | None:
+def _conversation_of(message_id: int) -> str | None:
     """The conversation of a bot answer message, or None when it is not one."""
     return AnswerMessage.objects.filter(pk=message_id).values_list("conversation_key", flat=True).first()
+
+
+remember = in_thread_pool(_remember)
+conversation_of = in_thread_pool(_conversation_of)

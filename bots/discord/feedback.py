@@ -17,7 +17,7 @@ VOTES = {"up": (1, "👍"), "down": (-1, "👎")}
 
 
 class FeedbackButton(
-    discord.ui.DynamicItem[discord.ui.Button],  # type: ignore[type-arg]
+    discord.ui.DynamicItem[discord.ui.Button],
     template=r"lorebot:feedback:(?P<message_id>\d+):(?P<vote>up|down)",
 ):
     """A vote on one stored answer; the answer's id lives in the button's custom_id.
@@ -36,11 +36,11 @@ class FeedbackButton(
         self.value = value
 
     @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button,  # type: ignore[type-arg]
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Item[Any],
                              match: re.Match[str], /) -> FeedbackButton:
         return cls(int(match["message_id"]), match["vote"])
 
-    async def callback(self, interaction: discord.Interaction) -> Any:  # type: ignore[type-arg]
+    async def callback(self, interaction: discord.Interaction) -> Any:
         try:
             _, created = await chat.arecord_feedback(
                 message_id=self.message_id, value=self.value, surface="discord", user_key=str(interaction.user.id),

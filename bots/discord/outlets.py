@@ -6,7 +6,7 @@ pieces after it. Every call passes `allowed_mentions` none, so no answer can pin
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 import discord
 
@@ -56,7 +56,7 @@ class ReplyOutlet:
 
     async def add(self, content: str, view: discord.ui.View | None = None) -> int | None:
         assert self.last is not None
-        kwargs = {"view": view} if view is not None else {}
+        kwargs: dict[str, Any] = {"view": view} if view is not None else {}
         self.last = await self.last.reply(content, allowed_mentions=NO_MENTIONS, mention_author=False,
                                           suppress_embeds=True, **kwargs)
         return self.last.id
@@ -65,7 +65,7 @@ class ReplyOutlet:
 class InteractionOutlet:
     """An /ask answer: a deferred ("thinking…") response, edited as it streams, then followups."""
 
-    def __init__(self, interaction: discord.Interaction, *, private: bool) -> None:  # type: ignore[type-arg]
+    def __init__(self, interaction: discord.Interaction, *, private: bool) -> None:
         self.interaction = interaction
         self.private = private
         self.remembered = not private  # nobody can reply to an ephemeral message
@@ -76,13 +76,13 @@ class InteractionOutlet:
         return None
 
     async def edit(self, content: str, view: discord.ui.View | None = None) -> int | None:
-        kwargs = {"view": view} if view is not None else {}
+        kwargs: dict[str, Any] = {"view": view} if view is not None else {}
         message = await self.interaction.edit_original_response(content=content, allowed_mentions=NO_MENTIONS,
                                                                 **kwargs)
         return message.id
 
     async def add(self, content: str, view: discord.ui.View | None = None) -> int | None:
-        kwargs = {"view": view} if view is not None else {}
+        kwargs: dict[str, Any] = {"view": view} if view is not None else {}
         message = await self.interaction.followup.send(content, ephemeral=self.private, allowed_mentions=NO_MENTIONS,
                                                        suppress_embeds=True, wait=True, **kwargs)
         return message.id

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 import discord
 
 from bots.answer import AnswerSnapshot
 from bots.text import citation_label, citation_link, split_message
+from console.chat import Citation
 
 MESSAGE_LIMIT = 2000  # characters of content per Discord message
 PLACEHOLDER = "🔎 Looking through the documents…"
@@ -45,12 +46,12 @@ def final_pieces(snap: AnswerSnapshot) -> list[str]:
     return pieces
 
 
-def sources_block(citations: list[dict[str, Any]]) -> str:
+def sources_block(citations: Sequence[Citation]) -> str:
     """Numbered sources in Discord markdown; links in <> so Discord shows no preview for them."""
     lines = []
     for citation in citations:
         label = discord.utils.escape_markdown(citation_label(citation)).replace("[", "(").replace("]", ")")
         link = citation_link(citation)
         shown = f"[{label}](<{link}>)" if link else label
-        lines.append(f"**[{citation.get('n')}]** {shown}")
+        lines.append(f"**[{citation.n}]** {shown}")
     return "**Sources**\n" + "\n".join(lines) if lines else ""

@@ -23,8 +23,8 @@ from bots.metrics import BOT_API_ERRORS, BOT_EVENTS, BOT_FIRST_REPLY_SECONDS, BO
 from bots.slack import blocks
 from bots.slack.blocks import SlackMessage
 from console import chat
-from console.logging import bind_context
-from ragcore.metrics import PIPELINE_ERRORS
+from console.ops.logs import bind_context
+from console.ops.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="slack")
 

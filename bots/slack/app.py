@@ -28,7 +28,7 @@ from bots.metrics import BOT_EVENTS
 from bots.slack import answering, blocks
 from bots.slack.answering import PLATFORM, Question
 from console import chat
-from ragcore.metrics import PIPELINE_ERRORS
+from console.ops.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="slack")
 

@@ -8,11 +8,13 @@ Every piece of document or model text is escaped, so none of it can mention or p
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bots.answer import AnswerSnapshot
 from bots.text import citation_label, citation_link, split_message
+from console.chat import Citation
 
 SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
@@ -106,7 +108,7 @@ def answer_messages(snap: AnswerSnapshot, *, shareable: bool = False) -> list[Sl
     return [SlackMessage(fallback, blocks) for blocks in messages]
 
 
-def sources_blocks(citations: list[dict[str, Any]]) -> list[Block]:
+def sources_blocks(citations: Sequence[Citation]) -> list[Block]:
     """"Sources" with one numbered line per citation, linked where the document has an address."""
     if not citations:
         return []
@@ -115,7 +117,7 @@ def sources_blocks(citations: list[dict[str, Any]]) -> list[Block]:
         label = escape(citation_label(citation))
         link = citation_link(citation)
         name = f"<{escape(link)}|{label.replace('|', '/')}>" if link else label
-        lines.append(f"[{escape(str(citation.get('n', '?')))}] {name}")
+        lines.append(f"[{citation.n}] {name}")
     pieces = split_message("*Sources*\n" + "\n".join(lines), SECTION_LIMIT)
     return [context(p) for p in pieces[:3]]  # hundreds of sources would say nothing more
 

@@ -1,0 +1,1 @@
+"""Operations: health, metrics, logs, the request middleware and backups."""

@@ -31,8 +31,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 
-from console.metrics import LOGIN_ATTEMPTS
-from console.middleware import client_ip_for
+from console.ops.metrics import LOGIN_ATTEMPTS
+from console.ops.middleware import client_ip_for
 from ragcore.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="auth")

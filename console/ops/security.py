@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest
 from django.utils.deprecation import MiddlewareMixin
 
-from console.middleware import _trusted as is_trusted_proxy
+from console.ops.middleware import _trusted as is_trusted_proxy
 
 __all__ = ["ForwardedProtoMiddleware", "is_trusted_proxy"]
 

@@ -14,9 +14,9 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from console.chat.metrics import WEBSOCKET_CONNECTIONS
 from console.ops.origins import normalized_origin
 from console.ops.security import is_trusted_proxy
-from console.wsmetrics import WEBSOCKET_CONNECTIONS
 
 log = structlog.get_logger(__name__, component="websocket")
 

@@ -301,10 +301,10 @@ def _register() -> None:
         roles.register_local_role(role, _code_role)  # type: ignore[arg-type]
     for role in _TEXT_ROLES:
         roles.register_local_role(role, _text_role)  # type: ignore[arg-type]
-    table: dict[str, type[Directive]] = {name: _Ignored for name in _IGNORED}
-    table |= {name: _Container for name in _CONTAINERS}
-    table |= {name: _VersionNote for name in _VERSION_NOTES}
-    table |= {name: _Object for name in _OBJECTS}
+    table: dict[str, type[Directive]] = dict.fromkeys(_IGNORED, _Ignored)
+    table |= dict.fromkeys(_CONTAINERS, _Container)
+    table |= dict.fromkeys(_VERSION_NOTES, _VersionNote)
+    table |= dict.fromkeys(_OBJECTS, _Object)
     table |= {"seealso": _SeeAlso, "testcode": _TestCode, "doctest": _TestCode}
     for name, directive in table.items():
         directives.register_directive(name, directive)

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
+
 import pytest
 
 from bots.answer import follow
 from bots.text import citation_label, citation_link, split_message
-from console.chat import ChatEvent
+from console.chat import AnswerCitations, AnswerDone, AnswerError, AnswerStarted, AnswerToken, ChatEvent, Usage
+from tests.support import citation
 
 
-async def _events(*items: ChatEvent):
+async def _events(*items: ChatEvent) -> AsyncGenerator[ChatEvent, None]:
     for item in items:
         yield item
+
+
+def _done(*, extractive: bool = False, fallback_reason: str = "") -> AnswerDone:
+    return AnswerDone(message_id=7, usage=Usage(), latency_ms=1.0, retrieval_ms=1.0, generation_ms=1.0, mode="hybrid",
+                      provider="extractive", model="extractive", extractive=extractive, fallback_reason=fallback_reason)
 
 
 class FakeClock:
@@ -29,13 +37,13 @@ async def test_follow_throttles_updates_to_the_interval_and_ends_with_the_whole_
     async def update(snap):
         seen.append((snap.text, snap.finished))
 
-    async def stream():
-        yield ChatEvent("start", {"message_id": 7, "conversation_id": 3})
+    async def stream() -> AsyncGenerator[ChatEvent, None]:
+        yield AnswerStarted(conversation_id=3, message_id=7, question_id=6)
         for i in range(10):
             clock.now += 0.3  # a token every 0.3 s, so an update every fourth token at 1 s
-            yield ChatEvent("token", {"text": f"w{i} "})
-        yield ChatEvent("citations", {"items": [{"n": 1, "title": "Deploy guide"}]})
-        yield ChatEvent("done", {"extractive": True, "fallback_reason": "timeout"})
+            yield AnswerToken(f"w{i} ")
+        yield AnswerCitations((citation(1, "Deploy guide"),))
+        yield _done(extractive=True, fallback_reason="timeout")
 
     slept: list[float] = []
 
@@ -50,7 +58,7 @@ async def test_follow_throttles_updates_to_the_interval_and_ends_with_the_whole_
     assert [text.split()[-1] for text, _ in seen] == ["w0", "w4", "w8", "w9"]
     assert seen[-1][0] == "".join(f"w{i} " for i in range(10))
     assert (snap.message_id, snap.conversation_id, snap.updates) == (7, 3, 4)
-    assert snap.citations == [{"n": 1, "title": "Deploy guide"}]
+    assert snap.citations == (citation(1, "Deploy guide"),)
     assert snap.extractive and snap.fallback_reason == "timeout" and not snap.failed
 
 
@@ -59,16 +67,15 @@ async def test_follow_reports_a_fatal_error_but_not_a_recovered_one():
         pass
 
     snap = await follow(_events(
-        ChatEvent("start", {"message_id": 1, "conversation_id": 1}),
-        ChatEvent("token", {"text": "part"}),
-        ChatEvent("error", {"code": "timeout", "message": "stopped mid-answer", "fatal": False}),
-        ChatEvent("token", {"text": " then the extract"}),
-        ChatEvent("done", {"extractive": True, "fallback_reason": "timeout"}),
+        AnswerStarted(conversation_id=1, message_id=1, question_id=0),
+        AnswerToken("part"),
+        AnswerError("llm_timeout", "stopped mid-answer", fatal=False),
+        AnswerToken(" then the extract"),
+        _done(extractive=True, fallback_reason="llm_timeout"),
     ), update, interval=1.0)
     assert not snap.failed and snap.text == "part then the extract"
 
-    refused = await follow(_events(ChatEvent("error", {"code": "rate_limited", "message": "Slow down", "fatal": True})),
-                           update, interval=1.0)
+    refused = await follow(_events(AnswerError("rate_limited", "Slow down")), update, interval=1.0)
     assert refused.failed and refused.error_code == "rate_limited" and refused.finished
     assert refused.message_id is None
 
@@ -107,17 +114,17 @@ def test_split_message_never_cuts_inside_a_citation_marker():
     assert split_message(text, 1997) == ["a" * 1995, "[12] tail"]
 
 
-@pytest.mark.parametrize(("citation", "public_url", "expected"), [
-    ({"source": "https://wiki.example.com/deploy", "document_id": "doc-4"}, "", "https://wiki.example.com/deploy"),
-    ({"source": "deploy.md", "document_id": "doc-4"}, "https://lorebot.example.com/", "https://lorebot.example.com/console/documents/4/"),
-    ({"source": "deploy.md", "document_id": "doc-4"}, "", ""),
-    ({"source": "javascript:alert(1)", "document_id": "file-x"}, "https://lorebot.example.com", ""),
+@pytest.mark.parametrize(("source", "document_id", "public_url", "expected"), [
+    ("https://wiki.example.com/deploy", "doc-4", "", "https://wiki.example.com/deploy"),
+    ("deploy.md", "doc-4", "https://lorebot.example.com/", "https://lorebot.example.com/console/documents/4/"),
+    ("deploy.md", "doc-4", "", ""),
+    ("javascript:alert(1)", "file-x", "https://lorebot.example.com", ""),
 ])
-def test_citation_link_is_http_only(settings, citation, public_url, expected):
+def test_citation_link_is_http_only(settings, source, document_id, public_url, expected):
     settings.LOREBOT_PUBLIC_URL = public_url
-    assert citation_link(citation) == expected
+    assert citation_link(citation(1, source=source, document_id=document_id)) == expected
 
 
 def test_citation_label_names_title_and_location():
-    assert citation_label({"title": "Deploy guide", "location": "p. 3"}) == "Deploy guide, p. 3"
-    assert citation_label({"source": "notes.txt"}) == "notes.txt"
+    assert citation_label(citation(1, "Deploy guide", location="p. 3")) == "Deploy guide, p. 3"
+    assert citation_label(citation(1, source="notes.txt")) == "notes.txt"

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 from django.test import override_settings
+from playwright.sync_api import sync_playwright
 
-from console.engine import get_engine
+from console.engine import set_engine
 from tests.daphne_server import Daphne, Site, start_daphne
 
 CHROMIUM = Path(os.getenv("CHROMIUM_PATH", "/usr/bin/chromium"))
@@ -27,7 +28,6 @@ CHROMIUM_ARGS = [
 @pytest.fixture(scope="module")
 def console_browser() -> Iterator[Any]:
     """One Chromium per test module: two live sync Playwright instances cannot share a thread."""
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium, or set CHROMIUM_PATH)")
     # Playwright's sync API keeps an event loop running in this thread, which makes Django refuse
@@ -36,7 +36,7 @@ def console_browser() -> Iterator[Any]:
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     try:
-        with sync_api.sync_playwright() as playwright:
+        with sync_playwright() as playwright:
             chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             yield chromium
             chromium.close()
@@ -67,9 +67,9 @@ def data_dir(tmp_path: Path, real_embedder: object) -> Iterator[Path]:
     data = tmp_path / "data"
     immediate = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
     with override_settings(RAG_DATA_DIR=data, TASKS=immediate):
-        get_engine.cache_clear()
+        set_engine(None)
         yield data
-    get_engine.cache_clear()
+    set_engine(None)
 
 
 @pytest.fixture(scope="module")

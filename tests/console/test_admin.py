@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.contrib.auth import get_user_model
+from django.db.models import Model
 from django.test import TestCase
 from django.urls import reverse
 
@@ -22,6 +25,10 @@ READ_ONLY = (Conversation, Message, Feedback, IngestJob, IngestJobFile)
 
 
 class AdminTestCase(TestCase):
+    root: Any
+    doc: Document
+    job: IngestJob
+
     @classmethod
     def setUpTestData(cls) -> None:
         cls.root = get_user_model().objects.create_superuser("root", "root@example.com", "pw")
@@ -37,7 +44,7 @@ class AdminTestCase(TestCase):
     def setUp(self) -> None:
         self.client.force_login(self.root)
 
-    def changelist(self, model: type) -> str:
+    def changelist(self, model: type[Model]) -> str:
         return reverse(f"admin:console_{model._meta.model_name}_changelist")
 
     def test_every_model_is_registered(self) -> None:

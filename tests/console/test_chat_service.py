@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from contextlib import aclosing
+
 import pytest
+from asgiref.sync import sync_to_async
 from django.test import override_settings
 
 from console import chat
 from console.models import Conversation, Feedback, Message
 from ragcore import Engine
+from tests.support import answer_text, ask_chat
 
-pytestmark = pytest.mark.django_db
+# The service's ORM calls run in the thread pool, on connections of their own.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -18,19 +23,19 @@ def engine(chat_engine: Engine) -> Engine:
 
 
 def ask(text: str, key: str = "C1:T1", user_key: str = "U1", **kwargs: object) -> list[chat.ChatEvent]:
-    return list(chat.reply(surface="slack", conversation_key=key, user_key=user_key, text=text, **kwargs))  # type: ignore[arg-type]
+    return ask_chat(surface="slack", conversation_key=key, user_key=user_key, text=text, **kwargs)
 
 
 def test_it_streams_then_stores_the_question_and_the_answer(engine: Engine) -> None:
     events = ask("How do I roll back a release?")
-    assert [e.type for e in events][0] == "start"
-    assert [e.type for e in events][-2:] == ["citations", "done"]
-    assert sum(e.type == "token" for e in events) > 3
+    assert isinstance(events[0], chat.AnswerStarted)
+    assert [type(e) for e in events][-2:] == [chat.AnswerCitations, chat.AnswerDone]
+    assert sum(isinstance(e, chat.AnswerToken) for e in events) > 3
     conversation = Conversation.objects.get(surface="slack", external_key="C1:T1")
     question, answer = conversation.messages.all()
     assert question.role == "user" and question.text == "How do I roll back a release?"
-    assert answer.pk == events[0].data["message_id"] == events[-1].data["message_id"]
-    assert answer.text == "".join(e.data["text"] for e in events if e.type == "token")
+    assert answer.pk == events[0].message_id == events[-1].message_id
+    assert answer.text == answer_text(events)
     assert answer.citations and answer.citations[0]["title"] == "Deployment"
     assert answer.provider == "extractive" and answer.retrieval_mode == "hybrid"
     assert answer.latency_ms and answer.latency_ms > 0 and answer.error == ""
@@ -53,49 +58,51 @@ def test_conversations_are_kept_apart_by_their_key(engine: Engine) -> None:
     assert all(c.messages.count() == 2 for c in Conversation.objects.all())
 
 
-def test_a_client_that_goes_away_mid_answer_still_leaves_the_exchange_stored(engine: Engine) -> None:
-    stream = chat.reply(surface="web", conversation_key="w1", user_key="U1", text="How do I roll back a release?")
-    start = next(stream)
-    next(stream)  # the first token
-    stream.close()
-    answer = Message.objects.get(pk=start.data["message_id"])
-    assert answer.error == "client_disconnected"
-    assert answer.text  # what the user had seen
-    assert Message.objects.filter(role="user", conversation=answer.conversation).count() == 1
+async def test_a_client_that_goes_away_mid_answer_still_leaves_the_exchange_stored(engine: Engine) -> None:
+    stream = chat.areply(surface="web", conversation_key="w1", user_key="U1", text="How do I roll back a release?")
+    async with aclosing(stream):
+        start = await anext(stream)
+        first = await anext(stream)
+    assert isinstance(start, chat.AnswerStarted) and isinstance(first, chat.AnswerToken)
+    answer = await sync_to_async(Message.objects.get)(pk=start.message_id)
+    assert answer.error == "cancelled"
+    assert answer.text == first.text  # what the user had seen
+    questions = sync_to_async(Message.objects.filter(role="user", conversation_id=answer.conversation_id).count)
+    assert await questions() == 1
 
 
 @override_settings(CHAT_RATE_LIMIT_USER="2/60")
 def test_a_user_over_the_rate_limit_is_told_to_slow_down(engine: Engine) -> None:
     ask("one?", key="a")
     ask("two?", key="b")
-    events = ask("three?", key="c")
-    assert [e.type for e in events] == ["error"]
-    assert events[0].data["code"] == "rate_limited" and "Slow down" in events[0].data["message"]
+    [refused] = ask("three?", key="c")
+    assert isinstance(refused, chat.AnswerError) and refused.fatal
+    assert refused.code == "rate_limited" and "Slow down" in refused.message
     assert not Conversation.objects.filter(external_key="c").exists()
-    assert ask("four?", key="d", user_key="U2")[0].type == "start", "other users are not affected"
+    assert isinstance(ask("four?", key="d", user_key="U2")[0], chat.AnswerStarted), "other users are not affected"
 
 
 @override_settings(CHAT_RATE_LIMIT_USER="0", CHAT_RATE_LIMIT_CONVERSATION="1/60")
 def test_a_conversation_over_its_rate_limit_is_told_to_slow_down(engine: Engine) -> None:
     ask("one?")
-    assert ask("two?")[0].data["code"] == "rate_limited"
+    assert [e.code for e in ask("two?") if isinstance(e, chat.AnswerError)] == ["rate_limited"]
 
 
 @pytest.mark.parametrize(("text", "code"), [("   ", "empty_question"), ("x" * 4001, "too_long")])
 def test_bad_questions_are_refused_with_a_reason(engine: Engine, text: str, code: str) -> None:
-    events = ask(text)
-    assert [e.type for e in events] == ["error"] and events[0].data["code"] == code
+    [refused] = ask(text)
+    assert isinstance(refused, chat.AnswerError) and refused.code == code
     assert Message.objects.count() == 0
 
 
 def test_a_conversation_of_another_user_is_refused(engine: Engine) -> None:
     first = ask("How do I roll back a release?", key="web:1", user_key="alice")
-    events = ask("mine now?", key="ignored", user_key="mallory", conversation_id=first[0].data["conversation_id"])
-    assert [e.type for e in events] == ["error"] and events[0].data["code"] == "forbidden"
+    [refused] = ask("mine now?", key="ignored", user_key="mallory", conversation_id=first[0].conversation_id)
+    assert isinstance(refused, chat.AnswerError) and refused.code == "forbidden"
 
 
 def test_feedback_is_recorded_once_per_user_and_can_be_changed(engine: Engine) -> None:
-    message_id = ask("How do I roll back a release?")[0].data["message_id"]
+    message_id = ask("How do I roll back a release?")[0].message_id
     _, created = chat.record_feedback(message_id=message_id, value=1, surface="slack", user_key="U1")
     assert created
     _, created = chat.record_feedback(message_id=message_id, value=-1, surface="slack", user_key="U1")
@@ -106,14 +113,11 @@ def test_feedback_is_recorded_once_per_user_and_can_be_changed(engine: Engine) -
         chat.record_feedback(message_id=message_id, value=5, surface="slack", user_key="U1")
 
 
-@pytest.mark.django_db(transaction=True)
-async def test_the_async_service_answers_and_stores_the_same_way(engine: Engine) -> None:
+async def test_an_answer_from_an_event_loop_is_stored_the_same_way(engine: Engine) -> None:
     events = [e async for e in chat.areply(surface="discord", conversation_key="G1:C1", user_key="U9",
                                            text="When do releases go out?")]
-    assert events[0].type == "start" and events[-1].type == "done"
-    from asgiref.sync import sync_to_async
-
-    answer = await sync_to_async(Message.objects.get)(pk=events[-1].data["message_id"])
+    assert isinstance(events[0], chat.AnswerStarted) and isinstance(events[-1], chat.AnswerDone)
+    answer = await sync_to_async(Message.objects.get)(pk=events[-1].message_id)
     assert "Tuesday" in answer.text
 
 
@@ -126,5 +130,5 @@ def test_a_shared_cache_that_is_down_does_not_stop_answers(engine: Engine) -> No
     before = PIPELINE_ERRORS.labels("cache")._value.get()
     with override_settings(CACHES=dead):  # Django drops its cache connections when CACHES changes
         events = ask("How do I roll back a release?")
-    assert events[-1].type == "done"
+    assert isinstance(events[-1], chat.AnswerDone)
     assert PIPELINE_ERRORS.labels("cache")._value.get() > before

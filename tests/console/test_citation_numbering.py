@@ -16,12 +16,12 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 
-from console import chat
+from console.engine import set_engine
 from console.models import Message
 from ragcore import Engine
 from tests.console.test_ws_chat import _session_cookie, ask, open_socket
 from tests.fakes.groq import FakeGroqServer
-from tests.support import DEPLOY, make_engine
+from tests.support import DEPLOY, ask_chat, make_engine
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -38,24 +38,17 @@ def fake_groq() -> Iterator[FakeGroqServer]:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_groq: FakeGroqServer) -> Iterator[Engine]:
-    from console.management.commands import ask as ask_command
-
+def engine(tmp_path: Path, fake_groq: FakeGroqServer) -> Iterator[Engine]:
     engine = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=fake_groq.base_url,
                          groq_max_retries=0)
     doc = tmp_path / "deploy.md"
     doc.write_text(DEPLOY)
     engine.ingest_file(doc)
-    monkeypatch.setattr(chat, "get_engine", lambda: engine)
-    monkeypatch.setattr(ask_command, "get_engine", lambda: engine)
-    # Importing console.asgi may have started the process warm-up (the settings are read before the root
-    # conftest can turn it off); questions wait for it, so wait here, outside the answers' timeouts.
-    from console.engine import warmup
-
-    assert warmup.wait(120)
+    set_engine(engine)
     cache.clear()
     yield engine
     cache.clear()
+    set_engine(None)
 
 
 def _second_source(fake: FakeGroqServer) -> str:
@@ -95,8 +88,8 @@ def test_manage_py_ask_prints_gap_free_numbers(engine: Engine, fake_groq: FakeGr
 
 
 def test_the_console_shows_the_stored_numbers_and_the_not_covered_mark(engine: Engine, fake_groq: FakeGroqServer) -> None:
-    list(chat.reply(surface="web", conversation_key="k1", user_key="ann", text=QUESTION))
-    list(chat.reply(surface="web", conversation_key="k2", user_key="ann", text="What is the price of an enterprise license?"))
+    ask_chat(surface="web", conversation_key="k1", user_key="ann", text=QUESTION)
+    ask_chat(surface="web", conversation_key="k2", user_key="ann", text="What is the price of an enterprise license?")
     answered, declined = Message.objects.filter(role="assistant").order_by("pk")
     assert answered.text == SHOWN and not answered.not_covered
     assert declined.not_covered and declined.text.startswith("Your documents don't cover this.")

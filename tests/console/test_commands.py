@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 
 SAMPLES = Path(__file__).resolve().parents[2] / "data" / "docs"
 
-pytestmark = [pytest.mark.slow, pytest.mark.django_db]
+# `ask` runs the chat service, whose ORM calls use pool threads' own connections.
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def lines_starting(text: str, word: str) -> int:

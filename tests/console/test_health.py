@@ -7,17 +7,20 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
+import numpy as np
 import pytest
 from django.core.cache import cache
 from django.test import Client, override_settings
 
-import console.engine
 from console import chat
-from console.engine import Warmup
+from console.engine import set_engine
+from console.ops import warmup as warmups
+from console.ops.warmup import Warmup
 from ragcore import Engine
 from tests.fakes.groq import FakeGroqServer, FakeOpenAIServer
-from tests.support import DEPLOY, make_engine
+from tests.support import DEPLOY, HashingEmbedder, ask_chat, make_engine
 
 pytestmark = pytest.mark.django_db
 
@@ -28,48 +31,59 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class HeldEngine:
-    """The process engine, handed to the warm-up only when the test lets go (a slow model load)."""
+class HeldEmbedder(HashingEmbedder):
+    """A model whose load (the warm-up's first embedding) waits until the test lets go: a slow start."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self) -> None:
+        super().__init__()
         self.release = threading.Event()
 
-    def __call__(self) -> Engine:
+    def embed_query(self, text: str) -> np.ndarray:
         if threading.current_thread().name == "lorebot-warmup":
             assert self.release.wait(30), "the test never released the warm-up"
-        return self.engine
+        return super().embed_query(text)
+
+
+@pytest.fixture(autouse=True)
+def no_engine_left() -> Iterator[None]:
+    yield
+    set_engine(None)
 
 
 @pytest.fixture
 def warmup(monkeypatch: pytest.MonkeyPatch) -> Warmup:
     """A fresh, not yet started warm-up for this process."""
     fresh = Warmup()
-    monkeypatch.setattr(console.engine, "warmup", fresh)
+    monkeypatch.setattr(warmups, "warmup", fresh)
     return fresh
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldEngine]:
-    engine = make_engine(tmp_path / "data")
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    """The process's engine, with a model that loads only when the test says so (`release`)."""
+    embedder = HeldEmbedder()
+    engine = make_engine(tmp_path / "data", embedder=embedder)
     doc = tmp_path / "deploy.md"
     doc.write_text(DEPLOY)
     engine.ingest_file(doc)
-    held = HeldEngine(engine)
-    monkeypatch.setattr(console.engine, "get_engine", held)
-    monkeypatch.setattr(chat, "get_engine", held)
+    set_engine(engine)
     cache.clear()
-    yield held
-    held.release.set()
+    yield engine
+    embedder.release.set()
     cache.clear()
 
 
-def ready() -> tuple[int, dict]:  # type: ignore[type-arg]
+def release(engine: Engine) -> None:
+    cast(HeldEmbedder, engine.embedder).release.set()
+
+
+def ready() -> tuple[int, dict[str, Any]]:
     response = Client().get("/health/ready")
     return response.status_code, response.json()
 
 
-def test_liveness_touches_no_dependency(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_liveness_touches_no_dependency(django_assert_num_queries: Any) -> None:
+    Client().get("/health")  # the first request of a process loads every URL module; that is not the probe's cost
     with django_assert_num_queries(0):
         started = time.perf_counter()
         response = Client().get("/health")
@@ -77,11 +91,11 @@ def test_liveness_touches_no_dependency(django_assert_num_queries) -> None:  # t
 
 
 def test_readiness_says_warming_until_the_warm_up_is_done_then_lists_every_check(
-        warmup: Warmup, engine: HeldEngine) -> None:
+        warmup: Warmup, engine: Engine) -> None:
     status, body = ready()  # the first probe starts the warm-up of a process whose server did not
     assert status == 503 and body["status"] == "warming"
     assert body["checks"]["database"]["status"] == "ok" and body["checks"]["vector_store"]["status"] == "warming"
-    engine.release.set()
+    release(engine)
     assert warmup.done.wait(10)
     status, body = ready()
     assert status == 200 and body["status"] == "ready", body
@@ -90,40 +104,41 @@ def test_readiness_says_warming_until_the_warm_up_is_done_then_lists_every_check
         "database": "ok", "vector_store": "ok", "bm25_index": "ok", "embedding_model": "ok",
         "llm": "degraded: extractive fallback",
     }
-    assert checks["vector_store"]["detail"] == {"chunks": engine.engine.store.count()} and checks["bm25_index"]["detail"]["chunks"] > 0
+    assert checks["vector_store"]["detail"] == {"chunks": engine.store.count()} and checks["bm25_index"]["detail"]["chunks"] > 0
     assert all(isinstance(c["ms"], float) for c in checks.values())
     assert body["warmup"]["state"] == "done" and body["warmup"]["seconds"] >= 0
 
 
 @pytest.mark.django_db(transaction=True)  # the question is asked from another thread, on its own connection
-def test_a_question_asked_while_warming_waits_and_is_answered(warmup: Warmup, engine: HeldEngine) -> None:
+def test_a_question_asked_while_warming_waits_and_is_answered(warmup: Warmup, engine: Engine) -> None:
     warmup.start()
     events: list[chat.ChatEvent] = []
     asking = threading.Thread(target=lambda: events.extend(
-        chat.reply(surface="cli", conversation_key="w1", user_key="u1", text="How do I roll back a release?")))
+        ask_chat(surface="cli", conversation_key="w1", user_key="u1", text="How do I roll back a release?")))
     asking.start()
-    time.sleep(0.5)
+    asking.join(0.5)
     assert events == [] and asking.is_alive()  # waiting for the warm-up, not failing
-    engine.release.set()
+    release(engine)
     asking.join(10)
-    assert [e.type for e in events][0] == "start" and events[-1].type == "done"
+    assert isinstance(events[0], chat.AnswerStarted) and isinstance(events[-1], chat.AnswerDone)
 
 
-async def test_an_async_question_waits_too_but_not_forever(warmup: Warmup, engine: HeldEngine) -> None:
+async def test_an_async_question_waits_too_but_not_forever(warmup: Warmup, engine: Engine) -> None:
     warmup.start()
     with override_settings(WARMUP_WAIT_SECONDS=0.3):
         started = time.perf_counter()
         events = [e async for e in chat.areply(surface="web", conversation_key="w2", user_key="u1", text="Rollback?")]
-    assert [e.to_dict()["code"] for e in events] == ["warming_up"]
-    assert "starting up" in events[0].data["message"] and events[0].data["fatal"] is True
+    [refused] = events
+    assert isinstance(refused, chat.AnswerError) and refused.code == "warming_up" and refused.fatal
+    assert "starting up" in refused.message
     assert 0.3 <= time.perf_counter() - started < 2
 
 
 def test_a_reachable_llm_is_ok_and_an_unreachable_one_is_degraded_but_ready(
-        warmup: Warmup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        warmup: Warmup, tmp_path: Path) -> None:
     with FakeGroqServer() as fake:
         engine = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=fake.base_url)
-        monkeypatch.setattr(console.engine, "get_engine", lambda: engine)
+        set_engine(engine)
         warmup.start()
         assert warmup.done.wait(10)
         status, body = ready()
@@ -131,7 +146,7 @@ def test_a_reachable_llm_is_ok_and_an_unreachable_one_is_degraded_but_ready(
         assert body["checks"]["llm"]["provider"] == "groq"
     down = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=f"http://127.0.0.1:{_free_port()}",
                        groq_max_retries=0, groq_timeout=2)
-    monkeypatch.setattr(console.engine, "get_engine", lambda: down)
+    set_engine(down)
     status, body = ready()
     assert status == 200 and body["checks"]["llm"]["status"] == "degraded: extractive fallback"
     assert "Connection" in body["checks"]["llm"]["detail"] or "connect" in body["checks"]["llm"]["detail"].lower()
@@ -142,7 +157,7 @@ def test_readiness_reports_an_openai_compatible_provider_and_its_model(
     with FakeOpenAIServer() as fake:
         engine = make_engine(tmp_path / "data", llm_provider="openai", llm_base_url=fake.base_url,
                              llm_model="llama-3.1-8b-instant")
-        monkeypatch.setattr(console.engine, "get_engine", lambda: engine)
+        set_engine(engine)
         warmup.start()
         assert warmup.done.wait(10)
         status, body = ready()
@@ -155,7 +170,7 @@ def test_readiness_reports_an_openai_compatible_provider_and_its_model(
 def test_without_a_model_readiness_says_extractive(warmup: Warmup, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     engine = make_engine(tmp_path / "data")
-    monkeypatch.setattr(console.engine, "get_engine", lambda: engine)
+    set_engine(engine)
     warmup.start()
     assert warmup.done.wait(30)
     _, body = ready()
@@ -164,9 +179,9 @@ def test_without_a_model_readiness_says_extractive(warmup: Warmup, tmp_path: Pat
 
 
 def test_an_unreachable_vector_store_makes_the_process_not_ready(
-        warmup: Warmup, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        warmup: Warmup, tmp_path: Path) -> None:
     engine = make_engine(tmp_path / "data", chroma_url=f"http://127.0.0.1:{_free_port()}")
-    monkeypatch.setattr(console.engine, "get_engine", lambda: engine)
+    set_engine(engine)
     warmup.start()
     assert warmup.done.wait(30)
     assert "vector_store" in warmup.errors

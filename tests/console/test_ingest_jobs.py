@@ -14,8 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 from django_tasks_db.management.commands.db_worker import Worker
 
-from console import ingest, tasks
 from console.engine import get_engine
+from console.ingest import jobs, recovery, storage, uploads, worker
 from console.models import Document, IngestJob, IngestJobFile
 from ragcore.errors import StoreUnavailable
 
@@ -44,10 +44,10 @@ def staff() -> User:
 
 
 @pytest.fixture
-def submit(data_dir: Path, staff: User, django_capture_on_commit_callbacks: Any) -> Callable[..., ingest.SubmitResult]:
-    def submit(*files: SimpleUploadedFile) -> ingest.SubmitResult:
+def submit(data_dir: Path, staff: User, django_capture_on_commit_callbacks: Any) -> Callable[..., uploads.SubmitResult]:
+    def submit(*files: SimpleUploadedFile) -> uploads.SubmitResult:
         with django_capture_on_commit_callbacks(execute=True):
-            return ingest.submit_uploads(files, staff)
+            return uploads.submit_uploads(files, staff)
     return submit
 
 
@@ -57,7 +57,7 @@ def quick_retries() -> Iterator[None]:
         yield
 
 
-def test_it_indexes_every_uploaded_file_and_reports_each_one(submit: Callable[..., ingest.SubmitResult]) -> None:
+def test_it_indexes_every_uploaded_file_and_reports_each_one(submit: Callable[..., uploads.SubmitResult]) -> None:
     result = submit(upload("handbook.md", HANDBOOK), upload("deploy.md", DEPLOY))
     assert [f.outcome for f in result.files] == ["accepted", "accepted"]
     assert result.job is not None and result.job.task_id
@@ -73,10 +73,10 @@ def test_it_indexes_every_uploaded_file_and_reports_each_one(submit: Callable[..
     assert hits[0].chunk.source == "handbook.md"
 
 
-def test_one_corrupt_file_fails_alone_and_the_job_is_partially_failed(submit: Callable[..., ingest.SubmitResult]) -> None:
+def test_one_corrupt_file_fails_alone_and_the_job_is_partially_failed(submit: Callable[..., uploads.SubmitResult]) -> None:
     result = submit(upload("handbook.md", HANDBOOK), upload("broken.pdf", b"%PDF-1.4 this is not really a pdf"))
     run_worker()
-    job = IngestJob.objects.get(pk=result.job.pk)  # type: ignore[union-attr]
+    job = IngestJob.objects.get(pk=result.job.pk)
     assert job.state == IngestJob.State.PARTIALLY_FAILED
     broken = job.files.get(filename="broken.pdf")
     assert broken.state == IngestJobFile.State.FAILED and broken.attempts == 1  # permanent: not retried
@@ -93,17 +93,17 @@ def test_one_corrupt_file_fails_alone_and_the_job_is_partially_failed(submit: Ca
     ],
 )
 def test_bad_files_are_rejected_at_submit_with_a_reason_naming_them(
-    submit: Callable[..., ingest.SubmitResult], name: str, data: bytes, reason: str
+    submit: Callable[..., uploads.SubmitResult], name: str, data: bytes, reason: str
 ) -> None:
     result = submit(upload(name, data))
     assert result.job is None
     (outcome,) = result.files
     assert outcome.outcome == "rejected" and name in outcome.reason and reason in outcome.reason
     assert not Document.objects.exists()
-    assert not [p for p in ingest.raw_dir().iterdir()]  # no original and no temp file left behind
+    assert not list(storage.raw_dir().iterdir())  # no original and no temp file left behind
 
 
-def test_an_oversized_file_is_refused_by_its_size_before_it_is_read(submit: Callable[..., ingest.SubmitResult]) -> None:
+def test_an_oversized_file_is_refused_by_its_size_before_it_is_read(submit: Callable[..., uploads.SubmitResult]) -> None:
     class Huge(SimpleUploadedFile):
         def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
             raise AssertionError("read although its size is over the limit")
@@ -119,17 +119,17 @@ def test_an_oversized_file_is_refused_by_its_size_before_it_is_read(submit: Call
     assert "liar.txt" in result.files[1].reason and "limit" in result.files[1].reason
 
 
-def test_file_names_are_sanitized_and_originals_are_stored_by_checksum(submit: Callable[..., ingest.SubmitResult]) -> None:
+def test_file_names_are_sanitized_and_originals_are_stored_by_checksum(submit: Callable[..., uploads.SubmitResult]) -> None:
     result = submit(upload("../../etc/evil\x00\x1b.md", HANDBOOK))
     doc = result.files[0].document
     assert doc is not None and doc.original_filename == "evil.md"
-    assert doc.raw_path.parent == ingest.raw_dir() and doc.raw_path.name == doc.checksum
-    assert ingest.sanitize_filename("C:\\Users\\me\\" + "a" * 300 + ".pdf").endswith(".pdf")
-    assert len(ingest.sanitize_filename("a" * 300 + ".pdf")) <= ingest.MAX_NAME_CHARS
-    assert ingest.sanitize_filename("..") == "upload"
+    assert doc.raw_path.parent == storage.raw_dir() and doc.raw_path.name == doc.checksum
+    assert storage.sanitize_filename("C:\\Users\\me\\" + "a" * 300 + ".pdf").endswith(".pdf")
+    assert len(storage.sanitize_filename("a" * 300 + ".pdf")) <= storage.MAX_NAME_CHARS
+    assert storage.sanitize_filename("..") == "upload"
 
 
-def test_the_same_content_again_is_already_ingested_with_no_second_copy(submit: Callable[..., ingest.SubmitResult]) -> None:
+def test_the_same_content_again_is_already_ingested_with_no_second_copy(submit: Callable[..., uploads.SubmitResult]) -> None:
     first = submit(upload("handbook.md", HANDBOOK))
     run_worker()
     again = submit(upload("copy-of-handbook.md", HANDBOOK))
@@ -137,10 +137,10 @@ def test_the_same_content_again_is_already_ingested_with_no_second_copy(submit: 
     (outcome,) = again.files
     assert outcome.outcome == "duplicate" and outcome.reason == "already ingested"
     assert outcome.document == first.files[0].document
-    assert Document.objects.count() == 1 and len(list(ingest.raw_dir().iterdir())) == 1
+    assert Document.objects.count() == 1 and len(list(storage.raw_dir().iterdir())) == 1
 
 
-def test_a_new_version_supersedes_the_old_one_and_its_chunks_are_gone(submit: Callable[..., ingest.SubmitResult]) -> None:
+def test_a_new_version_supersedes_the_old_one_and_its_chunks_are_gone(submit: Callable[..., uploads.SubmitResult]) -> None:
     submit(upload("handbook.md", HANDBOOK))
     run_worker()
     old = Document.objects.get()
@@ -151,13 +151,13 @@ def test_a_new_version_supersedes_the_old_one_and_its_chunks_are_gone(submit: Ca
     assert (new.version, new.previous, new.status) == (2, old, Document.Status.INDEXED)
     assert old.status == Document.Status.SUPERSEDED
     status = get_engine().document_status(old.engine_id)
-    assert status["dense_chunks"] == 0 and status["sparse_chunks"] == 0
+    assert status.dense_chunks == 0 and status.sparse_chunks == 0
     sources = {hit.chunk.document_id for hit in get_engine().retrieve("zebra key rotated", mode="hybrid").chunks}
     assert sources == {new.engine_id}
 
 
 def test_a_transient_error_is_retried_and_then_succeeds(
-    submit: Callable[..., ingest.SubmitResult], monkeypatch: pytest.MonkeyPatch
+    submit: Callable[..., uploads.SubmitResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = get_engine()
     real = engine.ingest_files
@@ -172,7 +172,7 @@ def test_a_transient_error_is_retried_and_then_succeeds(
     monkeypatch.setattr(engine, "ingest_files", flaky)
     result = submit(upload("handbook.md", HANDBOOK))
     run_worker()
-    job = IngestJob.objects.get(pk=result.job.pk)  # type: ignore[union-attr]
+    job = IngestJob.objects.get(pk=result.job.pk)
     assert job.state == IngestJob.State.SUCCEEDED and job.attempts == 2
     f = job.files.get()
     assert (f.state, f.attempts, len(calls)) == (IngestJobFile.State.INDEXED, 2, 2)
@@ -180,7 +180,7 @@ def test_a_transient_error_is_retried_and_then_succeeds(
 
 
 def test_transient_errors_stop_after_the_last_attempt(
-    submit: Callable[..., ingest.SubmitResult], monkeypatch: pytest.MonkeyPatch
+    submit: Callable[..., uploads.SubmitResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def down(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("chroma is down")
@@ -188,45 +188,45 @@ def test_transient_errors_stop_after_the_last_attempt(
     monkeypatch.setattr(get_engine(), "ingest_files", down)
     result = submit(upload("handbook.md", HANDBOOK))
     run_worker()
-    job = IngestJob.objects.get(pk=result.job.pk)  # type: ignore[union-attr]
+    job = IngestJob.objects.get(pk=result.job.pk)
     f = job.files.get()
     assert job.state == IngestJob.State.FAILED and f.attempts == 3
     assert f.error_type == "StoreUnavailable" and "chroma is down" in f.error_message
     assert "Traceback" in f.traceback
 
 
-def test_a_permanent_error_is_not_retried(submit: Callable[..., ingest.SubmitResult]) -> None:
+def test_a_permanent_error_is_not_retried(submit: Callable[..., uploads.SubmitResult]) -> None:
     result = submit(upload("scan.pdf", b"%PDF-1.4\n%%EOF\n"))
     run_worker()
-    job = IngestJob.objects.get(pk=result.job.pk)  # type: ignore[union-attr]
+    job = IngestJob.objects.get(pk=result.job.pk)
     f = job.files.get()
     assert job.state == IngestJob.State.FAILED and f.attempts == 1 and job.attempts == 1
     assert f.state == IngestJobFile.State.FAILED and "scan.pdf" in f.error_message
 
 
 def test_a_cancelled_job_stops_between_files_and_can_be_retried(
-    submit: Callable[..., ingest.SubmitResult], monkeypatch: pytest.MonkeyPatch,
+    submit: Callable[..., uploads.SubmitResult], monkeypatch: pytest.MonkeyPatch,
     django_capture_on_commit_callbacks: Any,
 ) -> None:
     result = submit(upload("handbook.md", HANDBOOK), upload("deploy.md", DEPLOY), upload("notes.txt", NOTES))
     job = result.job
     assert job is not None
-    real = tasks._JobRun._indexed
+    real = worker._JobRun._indexed
 
     def cancel_after_first(self: Any, *args: Any, **kwargs: Any) -> None:
         real(self, *args, **kwargs)
         if not IngestJob.objects.get(pk=job.pk).is_finished:
-            ingest.cancel_job(job)
+            jobs.cancel_job(job)
 
-    monkeypatch.setattr(tasks._JobRun, "_indexed", cancel_after_first)
+    monkeypatch.setattr(worker._JobRun, "_indexed", cancel_after_first)
     run_worker()
     job.refresh_from_db()
     assert job.state == IngestJob.State.CANCELLED
     states = list(job.files.values_list("state", flat=True))
     assert states == ["indexed", "cancelled", "cancelled"]
-    monkeypatch.setattr(tasks._JobRun, "_indexed", real)
+    monkeypatch.setattr(worker._JobRun, "_indexed", real)
     with django_capture_on_commit_callbacks(execute=True):
-        ingest.retry_job(job)
+        jobs.retry_job(job)
     run_worker()
     job.refresh_from_db()
     assert job.state == IngestJob.State.SUCCEEDED
@@ -234,53 +234,53 @@ def test_a_cancelled_job_stops_between_files_and_can_be_retried(
 
 
 def test_deleting_a_document_removes_its_chunks_in_the_worker(
-    submit: Callable[..., ingest.SubmitResult], staff: User, django_capture_on_commit_callbacks: Any
+    submit: Callable[..., uploads.SubmitResult], staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     submit(upload("handbook.md", HANDBOOK))
     run_worker()
     doc = Document.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
-        job = ingest.delete_document(doc, staff)
+        job = jobs.delete_document(doc, staff)
     assert Document.objects.get().status == Document.Status.DELETING
     run_worker()
     job.refresh_from_db()
     assert job.state == IngestJob.State.SUCCEEDED and job.files.get().state == IngestJobFile.State.DELETED
     assert not Document.objects.exists() and not doc.raw_path.exists()
-    assert get_engine().document_status(doc.engine_id)["sparse_chunks"] == 0
+    assert get_engine().document_status(doc.engine_id).sparse_chunks == 0
 
 
 def test_reingesting_a_document_re_embeds_it(
-    submit: Callable[..., ingest.SubmitResult], staff: User, django_capture_on_commit_callbacks: Any
+    submit: Callable[..., uploads.SubmitResult], staff: User, django_capture_on_commit_callbacks: Any
 ) -> None:
     submit(upload("handbook.md", HANDBOOK))
     run_worker()
     doc = Document.objects.get()
     with django_capture_on_commit_callbacks(execute=True):
-        job = ingest.reingest_document(doc, staff)
+        job = jobs.reingest_document(doc, staff)
     run_worker()
     f = job.files.get()
     assert (f.state, f.chunks) == (IngestJobFile.State.INDEXED, doc.chunk_count)
 
 
 def test_a_stale_running_job_is_queued_again_with_the_retry_in_its_history(
-    submit: Callable[..., ingest.SubmitResult],
+    submit: Callable[..., uploads.SubmitResult],
 ) -> None:
     result = submit(upload("handbook.md", HANDBOOK))
     job = result.job
     assert job is not None
     IngestJob.objects.filter(pk=job.pk).update(state=IngestJob.State.RUNNING, attempts=1,
                                                heartbeat_at="2000-01-01T00:00:00Z")
-    assert tasks.recover_stale_jobs() == [job.pk]
+    assert recovery.recover_stale_jobs() == [job.pk]
     run_worker()
     job.refresh_from_db()
     assert job.state == IngestJob.State.SUCCEEDED and job.attempts == 2
     assert {"event": "worker died; retrying", "attempt": 2}.items() <= job.history[-3].items()
 
 
-def test_the_status_json_is_for_staff_only(submit: Callable[..., ingest.SubmitResult], staff: User) -> None:
+def test_the_status_json_is_for_staff_only(submit: Callable[..., uploads.SubmitResult], staff: User) -> None:
     result = submit(upload("handbook.md", HANDBOOK), upload("broken.pdf", b"%PDF-1.4 junk"))
     run_worker()
-    url = f"/status/{result.job.pk}"  # type: ignore[union-attr]
+    url = f"/status/{result.job.pk}"
     client = Client()
     assert client.get(url).status_code == 401
     User.objects.create_user("bob", password="pw")

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import io
+import ipaddress
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +19,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient, Client, override_settings
 from django.urls import include, path
 
-import console.engine
-from console import chat, ingest, tasks
-from console.engine import Warmup, get_engine
-from console.logging import configure_logging
+from console import chat
+from console.engine import get_engine, set_engine
+from console.ingest import uploads, worker
 from console.models import IngestJob
-from tests.support import DEPLOY
+from console.ops import warmup
+from console.ops.logs import configure_logging
+from console.tasks import enqueue_job
+from tests.support import DEPLOY, ask_chat
 
 pytestmark = pytest.mark.django_db
 
@@ -49,8 +51,18 @@ async def _async_engine_work(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": result.status})
 
 
+_slow_view_entered = asyncio.Event()
+
+
+async def _slow(request: HttpRequest) -> JsonResponse:
+    _slow_view_entered.set()
+    await asyncio.Event().wait()  # never answers: the client hangs up first
+    return JsonResponse({})
+
+
 urlpatterns = [
     path("test/boom", _boom),
+    path("test/slow", _slow),
     path("test/engine", _engine_work),
     path("test/async-engine", _async_engine_work),
     path("", include("console.urls")),
@@ -74,9 +86,9 @@ def logs() -> Iterator[Lines]:
 @pytest.fixture
 def warmup_running(monkeypatch: pytest.MonkeyPatch) -> None:
     """A warm-up that has started and not finished, as in the seconds after a server starts."""
-    running = Warmup()
+    running = warmup.Warmup()
     running.started_at = time.monotonic()
-    monkeypatch.setattr(console.engine, "warmup", running)
+    monkeypatch.setattr(warmup, "warmup", running)
 
 
 def access_events(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -124,12 +136,12 @@ def test_forwarded_for_is_ignored_unless_the_peer_is_a_trusted_proxy(logs: Lines
 
 def test_the_engines_events_carry_the_request_id(logs: Lines, tmp_path: Path) -> None:
     with override_settings(RAG_DATA_DIR=tmp_path):
-        get_engine.cache_clear()
+        set_engine(None)
         try:
             sync = Client().get("/test/engine", headers={"X-Request-ID": "sync-1"})
             asynchronous = asyncio.run(AsyncClient().get("/test/async-engine", headers={"X-Request-ID": "async-1"}))
         finally:
-            get_engine.cache_clear()
+            set_engine(None)
     assert sync.json() == asynchronous.json() == {"status": "failed"}
     failed = [e for e in logs() if e["event"] == "ingest.failed"]
     assert [(e["request_id"], e["component"]) for e in failed] == [("sync-1", "engine"), ("async-1", "engine")]
@@ -140,9 +152,9 @@ def test_the_job_worker_binds_the_job_id_to_the_engines_events(
         logs: Lines, data_dir: Path, django_capture_on_commit_callbacks: Any) -> None:
     staff = User.objects.create_user("ada", password="pw", is_staff=True)
     with django_capture_on_commit_callbacks(execute=True):
-        result = ingest.submit_uploads([SimpleUploadedFile("deploy.md", DEPLOY.encode())], staff)
+        result = uploads.submit_uploads([SimpleUploadedFile("deploy.md", DEPLOY.encode())], staff)
     assert result.job is not None
-    tasks.process_job(result.job.pk)
+    worker.process_job(result.job.pk, requeue=enqueue_job)
     assert IngestJob.objects.get(pk=result.job.pk).state == IngestJob.State.SUCCEEDED
     indexed = [e for e in logs() if e["event"] == "ingest.indexed"]
     assert indexed and all(e["job_id"] == result.job.pk and e["component"] == "engine" for e in indexed)
@@ -174,6 +186,33 @@ def test_a_5xx_response_without_an_exception_is_logged_once(logs: Lines, warmup_
     assert event["event"] == "http.request" and event["status"] == 503
 
 
+async def test_a_client_that_hangs_up_mid_request_is_logged_as_499_not_as_a_server_error(logs: Lines) -> None:
+    from django.core.handlers.asgi import ASGIHandler
+
+    from console.ops.metrics import HTTP_REQUESTS
+
+    before = HTTP_REQUESTS.labels("GET", "/test/slow", "499")._value.get()
+    messages: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    await messages.put({"type": "http.request", "body": b"", "more_body": False})
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Mapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": "/test/slow", "raw_path": b"/test/slow", "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80)}
+    _slow_view_entered.clear()
+    request = asyncio.create_task(ASGIHandler()(scope, messages.get, send))
+    await asyncio.wait_for(_slow_view_entered.wait(), 10)
+    await messages.put({"type": "http.disconnect"})  # the client hangs up while the view runs
+    await asyncio.wait_for(request, 10)
+    assert sent == []  # nobody to answer
+    [event] = access_events(logs())
+    assert (event["status"], event["level"], event["outcome"]) == (499, "info", "client disconnected")
+    assert HTTP_REQUESTS.labels("GET", "/test/slow", "499")._value.get() == before + 1
+
+
 def test_a_404_is_logged_once_by_the_access_log_only(logs: Lines) -> None:
     Client().get("/no/such/page")
     lines = logs()
@@ -188,9 +227,10 @@ def chatting(chat_engine: object) -> None:
     """The chat service answering from a small engine."""
 
 
+@pytest.mark.django_db(transaction=True)  # the chat service's ORM calls run on pool threads' connections
 def test_every_event_names_its_component_and_no_question_text_is_logged(logs: Lines, chatting: None) -> None:
-    events = list(chat.reply(surface="cli", conversation_key="k1", user_key="u1", text=QUESTION))
-    assert events[-1].type == "done"
+    events = ask_chat(surface="cli", conversation_key="k1", user_key="u1", text=QUESTION)
+    assert isinstance(events[-1], chat.AnswerDone)
     Client(raise_request_exception=False).get("/test/boom")
     Client().get("/health")
     lines = logs()
@@ -201,9 +241,10 @@ def test_every_event_names_its_component_and_no_question_text_is_logged(logs: Li
     assert answered["question"] == f"<{len(QUESTION)} characters; LOG_CONTENT=True to log them>"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_log_content_lets_the_question_through(logs: Lines, chatting: None) -> None:
     buffer = io.StringIO()
     configure_logging("json", "INFO", log_content=True, stream=buffer)
-    list(chat.reply(surface="cli", conversation_key="k2", user_key="u1", text=QUESTION))
+    ask_chat(surface="cli", conversation_key="k2", user_key="u1", text=QUESTION)
     answered = [json.loads(line) for line in buffer.getvalue().splitlines() if '"chat.answered"' in line]
     assert answered[0]["question"] == QUESTION

@@ -12,11 +12,12 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from console import chat
+from console.engine import set_engine
 from console.models import IngestJob
 from ragcore import Engine
 from ragcore.metrics import PIPELINE_ERRORS
 from tests.fakes.groq import DEFAULT_MODEL, FakeGroqServer
-from tests.support import DEPLOY, make_engine
+from tests.support import DEPLOY, ask_chat, make_engine
 
 pytestmark = pytest.mark.django_db
 
@@ -117,23 +118,27 @@ def test_retrieval_is_timed_for_every_mode(engine: Engine, mode: str) -> None:
     assert value(scrape(), "rag_retrieval_duration_seconds_count", mode=mode) == before + 1
 
 
-def test_an_answer_counts_its_question_latency_and_tokens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.django_db(transaction=True)  # the chat service's ORM calls run on pool threads' connections
+def test_an_answer_counts_its_question_latency_and_tokens(tmp_path: Path) -> None:
     with FakeGroqServer() as fake:
         engine = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=fake.base_url)
         doc = tmp_path / "deploy.md"
         doc.write_text(DEPLOY)
         engine.ingest_file(doc)
-        monkeypatch.setattr(chat, "get_engine", lambda: engine)
+        set_engine(engine)
         cache.clear()
-        before = scrape()
-        events = list(chat.reply(surface="cli", conversation_key="m1", user_key="u1", text="How do I roll back a release?"))
-        after = scrape()
-    done = events[-1].data
-    assert events[-1].type == "done" and done["provider"] == "groq"
+        try:
+            before = scrape()
+            events = ask_chat(surface="cli", conversation_key="m1", user_key="u1", text="How do I roll back a release?")
+            after = scrape()
+        finally:
+            set_engine(None)
+    done = events[-1]
+    assert isinstance(done, chat.AnswerDone) and done.provider == "groq"
     groq = {"provider": "groq", "model": DEFAULT_MODEL}
     for kind in ("prompt", "completion"):
         assert value(after, "rag_generation_tokens_total", kind=kind, **groq) == \
-            value(before, "rag_generation_tokens_total", kind=kind, **groq) + done["usage"][f"{kind}_tokens"] > 0
+            value(before, "rag_generation_tokens_total", kind=kind, **groq) + getattr(done.usage, f"{kind}_tokens") > 0
     assert value(after, "rag_generation_duration_seconds_count", **groq) == \
         value(before, "rag_generation_duration_seconds_count", **groq) + 1
     assert value(after, "rag_chat_questions_total", surface="cli", outcome="answered") == \
@@ -142,12 +147,14 @@ def test_an_answer_counts_its_question_latency_and_tokens(tmp_path: Path, monkey
         value(before, "rag_chat_answer_duration_seconds_count", surface="cli") + 1
 
 
+@pytest.mark.django_db(transaction=True)
 def test_refused_questions_and_feedback_are_counted_by_surface(engine: Engine) -> None:
     before = scrape()
-    assert list(chat.reply(surface="web", conversation_key="f1", user_key="u1", text="   "))[0].data["code"] == "empty_question"
-    events = list(chat.reply(surface="web", conversation_key="f1", user_key="u1", text="How do I roll back?"))
-    chat.record_feedback(message_id=events[-1].data["message_id"], value=1, surface="web", user_key="u1")
-    chat.record_feedback(message_id=events[-1].data["message_id"], value=-1, surface="web", user_key="u2")
+    [refused] = ask_chat(surface="web", conversation_key="f1", user_key="u1", text="   ")
+    assert isinstance(refused, chat.AnswerError) and refused.code == "empty_question"
+    done = ask_chat(surface="web", conversation_key="f1", user_key="u1", text="How do I roll back?")[-1]
+    chat.record_feedback(message_id=done.message_id, value=1, surface="web", user_key="u1")
+    chat.record_feedback(message_id=done.message_id, value=-1, surface="web", user_key="u2")
     after = scrape()
     for name, labels in [
         ("rag_chat_questions_total", {"surface": "web", "outcome": "refused"}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 from unittest.mock import patch
 
 import pytest
@@ -16,8 +17,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
 
-from console import dashboard, ingest
+from console.ingest import jobs
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
+from console.pages import stats as dashboard
 from ragcore.types import Chunk
 
 XSS = "<script>alert('x')</script>"
@@ -35,6 +37,18 @@ class FakeStore:
 
 class BaseTestCase(TestCase):
     """A staff user, a non-staff user, documents, a half-failed job and a conversation with feedback."""
+
+    staff: Any
+    member: Any
+    v1: Document
+    doc: Document
+    evil: Document
+    pdf: Document
+    job: IngestJob
+    running: IngestJob
+    conversation: Conversation
+    answer: Message
+    quiet: Conversation
 
     @classmethod
     def setUpTestData(cls) -> None:
@@ -79,7 +93,7 @@ class BaseTestCase(TestCase):
         Message.objects.create(conversation=cls.quiet, role="user", text="Hello?")
 
     def setUp(self) -> None:
-        self.enterContext(patch("console.views.get_engine", return_value=SimpleNamespace(store=FakeStore())))
+        self.enterContext(patch("console.pages.views.get_engine", return_value=SimpleNamespace(store=FakeStore())))
 
     def login_staff(self) -> None:
         self.client.force_login(self.staff)
@@ -226,7 +240,7 @@ class DocumentPagesTestCase(BaseTestCase):
         first = self.client.get(reverse("console:documents"))
         self.assertEqual(len(first.context["page"].object_list), 50)
         self.assertContains(first, "Page 1 of 2")
-        second = self.client.get(reverse("console:documents"), {"page": 2, "kind": "text"})
+        second = self.client.get(reverse("console:documents"), {"page": "2", "kind": "text"})
         self.assertEqual(len(second.context["page"].object_list), 11)
         self.assertContains(second, "?page=1&amp;kind=text")
 
@@ -243,7 +257,7 @@ class DocumentPagesTestCase(BaseTestCase):
     def test_the_detail_still_renders_when_the_index_is_unreachable(self) -> None:
         self.login_staff()
         broken = SimpleNamespace(store=SimpleNamespace(get_chunks=lambda ids: (_ for _ in ()).throw(OSError("store down"))))
-        with patch("console.views.get_engine", return_value=broken):
+        with patch("console.pages.views.get_engine", return_value=broken):
             response = self.client.get(reverse("console:document", args=[self.doc.pk]))
         self.assertContains(response, "The chunk preview is unavailable: store down")
 
@@ -252,7 +266,7 @@ class DocumentPagesTestCase(BaseTestCase):
         text = "Call it like this:\n\n```python\ndef f():\n    return   1\n```\n\n" + "More words. " * 80
         chunk = Chunk(chunk_id=f"doc-{self.doc.pk}:0", document_id="d", position=0, text=text)
         store = SimpleNamespace(store=SimpleNamespace(get_chunks=lambda ids: {chunk.chunk_id: chunk}))
-        with patch("console.views.get_engine", return_value=store):
+        with patch("console.pages.views.get_engine", return_value=store):
             response = self.client.get(reverse("console:document", args=[self.doc.pk]))
         # every character, line break and space of the chunk, escaped; and CSS that keeps them visible
         self.assertContains(response, f"<p>{escape(text)}</p>", html=False)
@@ -263,14 +277,14 @@ class DocumentPagesTestCase(BaseTestCase):
         self.login_staff()
         url = reverse("console:document-delete", args=[self.doc.pk])
         self.assertContains(self.client.get(url), "Delete this document?")
-        with patch("console.views.ingest.delete_document", return_value=self.running) as delete:
+        with patch("console.pages.views.jobs.delete_document", return_value=self.running) as delete:
             response = self.client.post(url)
         delete.assert_called_once_with(self.doc, self.staff)
         self.assertRedirects(response, reverse("console:job", args=[self.running.pk]), fetch_redirect_response=False)
 
     def test_reingest_queues_a_job(self) -> None:
         self.login_staff()
-        with patch("console.views.ingest.reingest_document", return_value=self.running) as reingest:
+        with patch("console.pages.views.jobs.reingest_document", return_value=self.running) as reingest:
             response = self.client.post(reverse("console:document-reingest", args=[self.doc.pk]))
         reingest.assert_called_once_with(self.doc, self.staff)
         self.assertRedirects(response, reverse("console:job", args=[self.running.pk]), fetch_redirect_response=False)
@@ -305,17 +319,17 @@ class JobPagesTestCase(BaseTestCase):
 
     def test_retry_and_cancel_call_the_ingest_service(self) -> None:
         self.login_staff()
-        with patch("console.views.ingest.retry_job") as retry:
+        with patch("console.pages.views.jobs.retry_job") as retry:
             response = self.client.post(reverse("console:job-retry", args=[self.job.pk]))
         retry.assert_called_once_with(self.job)
         self.assertRedirects(response, reverse("console:job", args=[self.job.pk]), fetch_redirect_response=False)
-        with patch("console.views.ingest.cancel_job") as cancel:
+        with patch("console.pages.views.jobs.cancel_job") as cancel:
             self.client.post(reverse("console:job-cancel", args=[self.running.pk]))
         cancel.assert_called_once_with(self.running)
 
     def test_a_refused_retry_is_reported(self) -> None:
         self.login_staff()
-        with patch("console.views.ingest.retry_job", side_effect=ingest.IngestError("nothing to retry")):
+        with patch("console.pages.views.jobs.retry_job", side_effect=jobs.IngestError("nothing to retry")):
             response = self.client.post(reverse("console:job-retry", args=[self.job.pk]), follow=True)
         self.assertContains(response, "nothing to retry")
 
@@ -366,7 +380,7 @@ class ConversationPagesTestCase(BaseTestCase):
 
 @pytest.mark.slow
 @pytest.mark.django_db
-def test_an_upload_reports_each_file(data_dir: Path, client: Client, django_user_model: type) -> None:
+def test_an_upload_reports_each_file(data_dir: Path, client: Client, django_user_model: Any) -> None:
     staff = django_user_model.objects.create_user("carol", password="pw", is_staff=True)
     client.force_login(staff)
     good = SimpleUploadedFile("notes.md", b"# Notes\n\nThe deploy key rotates every ninety days.\n")

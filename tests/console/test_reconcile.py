@@ -11,8 +11,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from console import ingest
 from console.engine import get_engine
+from console.ingest import uploads
 from console.models import Document, IngestJob
 from tests.console.test_ingest_jobs import run_worker
 
@@ -35,7 +35,7 @@ def run(*args: str, capture: Any) -> tuple[str, str]:
 @pytest.fixture
 def indexed(data_dir: Path, django_capture_on_commit_callbacks: Any) -> dict[str, Document]:
     with django_capture_on_commit_callbacks(execute=True):
-        ingest.submit_uploads([SimpleUploadedFile(n, d) for n, d in FILES.items()], None)
+        uploads.submit_uploads([SimpleUploadedFile(n, d) for n, d in FILES.items()], None)
     run_worker()
     return {d.original_filename: d for d in Document.objects.all()}
 
@@ -66,7 +66,7 @@ def test_reconcile_requeues_documents_missing_from_either_index(
     assert job.state == IngestJob.State.SUCCEEDED
     for doc in indexed.values():
         status = engine.document_status(doc.engine_id)
-        assert status["dense_chunks"] == status["sparse_chunks"] == doc.chunk_count > 0
+        assert status.dense_chunks == status.sparse_chunks == doc.chunk_count > 0
     _, summary = run("reconcile", capture=django_capture_on_commit_callbacks)
     assert summary.endswith(", 0 broken")
 
@@ -89,11 +89,11 @@ def test_reindex_drops_both_indexes_and_queues_every_document(
     before = {name: doc.chunk_count for name, doc in indexed.items()}
     _, summary = run("reindex", capture=django_capture_on_commit_callbacks)
     assert "re-queues 3 documents" in summary
-    assert engine.document_status(indexed["deploy.md"].engine_id)["sparse_chunks"] == 0
+    assert engine.document_status(indexed["deploy.md"].engine_id).sparse_chunks == 0
     run_worker()
     assert IngestJob.objects.order_by("-pk")[0].state == IngestJob.State.SUCCEEDED
     for name, doc in indexed.items():
-        assert engine.document_status(doc.engine_id)["dense_chunks"] == before[name]
+        assert engine.document_status(doc.engine_id).dense_chunks == before[name]
 
 
 def test_reindex_now_rebuilds_in_process_and_names_a_missing_original(
@@ -104,4 +104,4 @@ def test_reindex_now_rebuilds_in_process_and_names_a_missing_original(
     assert "missing    notes.txt" in out
     assert "2 re-indexed, 0 failed, 1 originals missing" in summary
     assert Document.objects.get(original_filename="notes.txt").status == Document.Status.FAILED
-    assert get_engine().document_status(indexed["handbook.md"].engine_id)["sparse_chunks"] > 0
+    assert get_engine().document_status(indexed["handbook.md"].engine_id).sparse_chunks > 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.slow_ingest import slow_ingest_env
 from tests.support import make_engine
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,11 +53,11 @@ class Site:
                 return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
         import sqlite3
 
-        conn = sqlite3.connect(self.data / "lorebot.sqlite3", timeout=20)
+        lite = sqlite3.connect(self.data / "lorebot.sqlite3", timeout=20)
         try:
-            return list(conn.execute(sql, params).fetchall())
+            return list(lite.execute(sql, params).fetchall())
         finally:
-            conn.close()
+            lite.close()
 
     def job(self, job_id: int) -> dict[str, Any]:
         state, done, attempts, history = self.query(
@@ -69,9 +70,9 @@ class Site:
 def site(tmp_path: Path) -> Iterator[Site]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GROQ_", "SLACK_", "DISCORD_", "DJANGO_"))}
     data = tmp_path / "data"
-    env.update(RAG_DATA_DIR=str(data), DJANGO_SETTINGS_MODULE="console.settings", LOG_LEVEL="WARNING",
-               INGEST_STALE_SECONDS="3", LOREBOT_TEST_INGEST_DELAY="0.5", HF_HUB_OFFLINE="1",
+    env.update(RAG_DATA_DIR=str(data), LOG_LEVEL="WARNING", INGEST_STALE_SECONDS="3", HF_HUB_OFFLINE="1",
                TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.update(slow_ingest_env(0.5))  # each file takes half a second: time to kill a worker mid-job
     server = os.environ.get("DATABASE_URL", "")
     if server:  # CREATE/DROP DATABASE from the maintenance database, which always exists
         server = server.rsplit("/", 1)[0] + "/postgres"
@@ -115,7 +116,7 @@ def wait_for(predicate: Any, timeout: float, what: str) -> None:
 
 
 def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
-    site: Site, tmp_path: Path, real_embedder: object
+    site: Site, tmp_path: Path, real_embedder: Any
 ) -> None:
     docs = write_docs(tmp_path / "docs")
     code = (  # one process migrates and submits: Django starts once
@@ -123,9 +124,9 @@ def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
         "from django.core.management import call_command\n"
         "call_command('migrate', '--noinput', verbosity=0)\n"
         "from django.core.files.uploadedfile import SimpleUploadedFile\n"
-        "from console import ingest\n"
+        "from console.ingest import uploads\n"
         f"files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(Path({str(docs[0].parent)!r}).iterdir())]\n"
-        "print('JOB', ingest.submit_uploads(files, None).job.pk)\n"
+        "print('JOB', uploads.submit_uploads(files, None).job.pk)\n"
     )
     job_id = int(site.manage("shell", "-c", code).split("JOB", 1)[1].split()[0])
     log = tmp_path / "worker.log"
@@ -163,7 +164,7 @@ def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
     crashed = make_engine(site.data, embedder=real_embedder)
     for pk, name, _, _ in rows:
         status = crashed.document_status(f"doc-{pk}")
-        assert status["dense_chunks"] == status["sparse_chunks"] == expected[name], (name, status)
+        assert status.dense_chunks == status.sparse_chunks == expected[name], (name, status)
     assert set(crashed.bm25.documents()) == {f"doc-{pk}" for pk, *_ in rows}  # no orphans
     assert crashed.store.count() == len(crashed.bm25) == sum(expected.values())  # no duplicates
     files = site.query("SELECT state, attempts FROM console_ingestjobfile WHERE job_id = ?", job_id)

@@ -15,8 +15,10 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.core.cache import cache
 from django.test import override_settings
 
-from console import chat, consumers
+from console import chat
 from console.asgi import application
+from console.chat import consumer
+from console.engine import set_engine
 from console.models import Conversation, Feedback, Message
 from ragcore import Engine
 from tests.fakes.groq import FakeGroqServer, split_tokens
@@ -34,34 +36,36 @@ def fake_groq() -> Iterator[FakeGroqServer]:
         yield fake
 
 
-def _engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **groq: object) -> Engine:
+def _engine(tmp_path: Path, **groq: Any) -> Engine:
+    """The process's engine for the test: a small one holding the DEPLOY document."""
     engine = make_engine(tmp_path / "data", **groq)
     doc = tmp_path / "deploy.md"
     doc.write_text(DEPLOY)
     engine.ingest_file(doc)
-    monkeypatch.setattr(chat, "get_engine", lambda: engine)
+    set_engine(engine)
     return engine
 
 
 @pytest.fixture(autouse=True)
-def clean_cache() -> Iterator[None]:
+def clean_up() -> Iterator[None]:
     cache.clear()
     yield
     cache.clear()
+    set_engine(None)
 
 
 @pytest.fixture
-def engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Engine:
+def engine(tmp_path: Path) -> Engine:
     """The offline (extractive) engine: instant answers."""
-    return _engine(tmp_path, monkeypatch)
+    return _engine(tmp_path)
 
 
 @pytest.fixture
-def groq_engine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_groq: FakeGroqServer) -> Iterator[Engine]:
+def groq_engine(tmp_path: Path, fake_groq: FakeGroqServer) -> Iterator[Engine]:
     """An engine answering through the real groq SDK and the fake Groq, 20 ms per token."""
     fake_groq.reset()
     fake_groq.token_delay = 0.02
-    yield _engine(tmp_path, monkeypatch, groq_api_key="gsk-test", groq_base_url=fake_groq.base_url,
+    yield _engine(tmp_path, groq_api_key="gsk-test", groq_base_url=fake_groq.base_url,
                   groq_timeout=2.0, groq_max_retries=0)
     fake_groq.reset()
 
@@ -140,7 +144,7 @@ async def test_it_streams_an_answer_and_stores_the_exchange(engine: Engine, alic
 async def test_tokens_share_frames_but_the_first_goes_at_once(
     groq_engine: Engine, alice: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumers, "TOKEN_FRAME_SECONDS", 0.1)  # about 5 of the fake's 20 ms tokens
+    monkeypatch.setattr(consumer, "TOKEN_FRAME_SECONDS", 0.1)  # about 5 of the fake's 20 ms tokens
     comm = await open_socket(alice)
     frames = await answer(comm, "How do I roll back a release?")
     texts = [f["text"] for f in frames if f["type"] == "token"]
@@ -205,7 +209,7 @@ async def test_an_answer_whose_socket_dropped_is_finished_and_shown_on_reconnect
     await comm.send_json_to({"type": "ask", "text": "How do I roll back a release?"})
     start, first_token = await frames_until(comm, "token")
     await comm.disconnect()
-    await consumers.wait_for_detached_answers()
+    await consumer.wait_for_detached_answers()
 
     again = await open_socket(alice)
     await again.send_json_to({"type": "history", "conversation_id": start["conversation_id"]})
@@ -366,10 +370,10 @@ async def test_a_binary_frame_gets_an_error_frame(engine: Engine, alice: bytes) 
 async def test_an_unexpected_failure_is_reported_without_a_traceback(
     engine: Engine, alice: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def broken(*args: object, **kwargs: object) -> list[dict[str, Any]]:
+    async def broken(*args: object, **kwargs: object) -> list[Any]:
         raise RuntimeError("database on fire")
 
-    monkeypatch.setattr(consumers, "_list_conversations", broken)
+    monkeypatch.setattr(chat, "arecent_conversations", broken)
     comm = await open_socket(alice)
     await comm.send_json_to({"type": "conversations"})
     reply = await comm.receive_json_from(timeout=5)
@@ -431,33 +435,15 @@ async def test_connections_frames_and_errors_are_counted(engine: Engine, alice: 
 # -- the page ----------------------------------------------------------------------------------
 
 
-@override_settings(LOGIN_URL="/accounts/login/")
 def test_the_page_sends_strangers_to_the_login_page(client: Any) -> None:
-    from console import chat_urls
-
-    with override_settings(ROOT_URLCONF=_urlconf(chat_urls)):
-        response = client.get("/chat/")
+    response = client.get("/chat/")
     assert response.status_code == 302 and response["Location"] == "/accounts/login/?next=/chat/"
 
 
 def test_the_page_renders_for_a_logged_in_user(client: Any) -> None:
-    from console import chat_urls
-
     user, _ = _session_cookie("bob", staff=True)
     client.force_login(user)
-    with override_settings(ROOT_URLCONF=_urlconf(chat_urls)):
-        response = client.get("/chat/")
+    response = client.get("/chat/")
     body = response.content.decode()
     assert response.status_code == 200
     assert 'id="question"' in body and "chat/chat.js" in body and '"document_url_prefix": "/console/documents/"' in body
-
-
-def _urlconf(chat_urls: Any) -> Any:
-    """console.urls may not mount the chat yet; a tiny urlconf that does."""
-    import types
-
-    from django.urls import include, path
-
-    module = types.ModuleType("chat_test_urls")
-    module.urlpatterns = [path("chat/", include(chat_urls))]  # type: ignore[attr-defined]
-    return module

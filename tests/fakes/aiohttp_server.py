@@ -78,7 +78,7 @@ class ThreadedAiohttpServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._port = site._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:
         await self.close_connections()

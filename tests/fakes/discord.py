@@ -278,7 +278,7 @@ class FakeDiscord(ThreadedAiohttpServer):
         return payload
 
     def _guild(self) -> dict[str, Any]:
-        channels = [{"id": str(cid), "type": 0, "name": f"channel-{i}", "position": i, "guild_id": str(GUILD_ID),
+        channels: list[dict[str, Any]] = [{"id": str(cid), "type": 0, "name": f"channel-{i}", "position": i, "guild_id": str(GUILD_ID),
                      "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
                      "rate_limit_per_user": 0, "last_message_id": None, "flags": 0}
                     for i, cid in enumerate(self.channel_ids)]
@@ -356,7 +356,7 @@ class FakeDiscord(ThreadedAiohttpServer):
         session = self._session
         if session is not None and session.ws is not None:
             ws, session.ws = session.ws, None
-            transport = ws._req.transport if ws._req is not None else None  # type: ignore[attr-defined]
+            transport = ws._req.transport if ws._req is not None else None
             if transport is not None:
                 transport.abort()
 

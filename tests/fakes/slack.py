@@ -71,7 +71,7 @@ def sign(body: str, *, secret: str = SIGNING_SECRET, timestamp: int | None = Non
     """The headers Slack sends, the signature computed by slack_sdk's SignatureVerifier."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     return {"X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body)}
+            "X-Slack-Signature": SignatureVerifier(secret).generate_signature(timestamp=ts, body=body) or ""}
 
 
 def event_body(event: dict[str, Any], *, event_id: str | None = None) -> dict[str, Any]:

@@ -36,9 +36,9 @@ SUBMIT = (  # one process migrates and uploads through the console's upload path
     "from django.core.management import call_command\n"
     "call_command('migrate', '--noinput', verbosity=0)\n"
     "from django.core.files.uploadedfile import SimpleUploadedFile\n"
-    "from console import ingest\n"
+    "from console.ingest import uploads\n"
     "files = {files!r}\n"
-    "print('JOB', ingest.submit_uploads([SimpleUploadedFile(n, d) for n, d in files.items()], None).job.pk)\n"
+    "print('JOB', uploads.submit_uploads([SimpleUploadedFile(n, d) for n, d in files.items()], None).job.pk)\n"
 )
 
 
@@ -53,13 +53,14 @@ def manage(site: Site, *args: str, ok: bool = True) -> subprocess.CompletedProce
 ASK = (  # every question through the chat service in one process: the model loads once
     "import json, uuid\n"
     "from console import chat\n"
+    "from tests.support import answer_text, ask_chat\n"
     "answers = []\n"
     "for question in {questions!r}:\n"
-    "    events = list(chat.reply(surface='cli', conversation_key=uuid.uuid4().hex, user_key='ops', text=question))\n"
-    "    done = next(e.data for e in events if e.type == 'done')\n"
-    "    answers.append({{'answer': ''.join(e.data['text'] for e in events if e.type == 'token'),\n"
-    "                    'citations': next(e.data['items'] for e in events if e.type == 'citations'),\n"
-    "                    'extractive': done['extractive']}})\n"
+    "    events = ask_chat(surface='cli', conversation_key=uuid.uuid4().hex, user_key='ops', text=question)\n"
+    "    done = next(e for e in events if isinstance(e, chat.AnswerDone))\n"
+    "    citations = next(e.items for e in events if isinstance(e, chat.AnswerCitations))\n"
+    "    answers.append({{'answer': answer_text(events), 'citations': [c.to_dict() for c in citations],\n"
+    "                    'extractive': done.extractive}})\n"
     "print('ANSWERS', json.dumps(answers))\n"
 )
 
@@ -81,7 +82,7 @@ def recreate_database(site: Site) -> None:
 
 @pytest.mark.slow
 def test_a_restored_backup_answers_the_same_and_reconcile_heals_a_lost_index(site: Site, tmp_path: Path) -> None:
-    site.env.pop("LOREBOT_TEST_INGEST_DELAY")
+    site.env.update(DJANGO_SETTINGS_MODULE="console.settings")  # no slow files: nothing is killed here
     manage(site, "shell", "-c", SUBMIT.format(files=FILES))
     manage(site, "db_worker", "--batch", "--no-startup-delay")
     before = ask_all(site)

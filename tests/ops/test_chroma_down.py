@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 from tests.daphne_server import Daphne, Site, free_port, make_site, start_daphne
 
@@ -82,7 +83,7 @@ def wait_ready(server: Daphne, timeout: float = 120) -> dict[str, Any]:
 
 
 async def ask(server: Daphne, site: Site, text: str) -> list[dict[str, Any]]:
-    async with connect(server.ws_url, origin=server.http_url, additional_headers={"Cookie": site.cookie("ann")},
+    async with connect(server.ws_url, origin=Origin(server.http_url), additional_headers={"Cookie": site.cookie("ann")},
                        open_timeout=10) as ws:
         await ws.send(json.dumps({"type": "ask", "text": text}))
         frames: list[dict[str, Any]] = []
@@ -95,8 +96,7 @@ async def ask(server: Daphne, site: Site, text: str) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def chroma(tmp_path: Path) -> Iterator[ChromaServer]:
-    if not CHROMA.exists() and not shutil.which("chroma"):
-        pytest.skip("the chroma command is not installed")
+    assert CHROMA.exists() or shutil.which("chroma"), "the chroma command (chromadb's) is missing; run make install"
     server = ChromaServer(tmp_path / "chroma-server")
     server.start()
     yield server

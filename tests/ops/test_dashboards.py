@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,7 @@ def alert_expressions() -> list[str]:
 
 
 @pytest.mark.parametrize("source", [dashboard_expressions, alert_expressions], ids=["grafana", "alerts"])
-def test_every_series_referenced_is_served(source) -> None:  # type: ignore[no-untyped-def]
+def test_every_series_referenced_is_served(source: Callable[[], list[str]]) -> None:
     expressions = source()
     assert expressions
     served = served_names()

@@ -22,11 +22,12 @@ from django.core.cache import cache
 from prometheus_client import REGISTRY
 
 from console import chat
+from console.engine import set_engine
 from console.models import Message
 from ragcore import Engine
 from tests.daphne_server import Daphne, free_port, make_site, start_daphne
 from tests.fakes.groq import FakeGroqServer
-from tests.support import DEPLOY, make_engine
+from tests.support import DEPLOY, answer_text, ask_chat, make_engine
 
 QUESTIONS = 20
 
@@ -43,19 +44,21 @@ def flaky_groq() -> Iterator[FakeGroqServer]:
 
 
 @pytest.fixture
-def engine(tmp_path: Path, flaky_groq: FakeGroqServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
+def engine(tmp_path: Path, flaky_groq: FakeGroqServer) -> Iterator[Engine]:
     engine = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=flaky_groq.base_url,
                          groq_timeout=0.5, groq_max_retries=1)
     doc = tmp_path / "deploy.md"
     doc.write_text(DEPLOY)
     engine.ingest_file(doc)
-    monkeypatch.setattr(chat, "get_engine", lambda: engine)
+    set_engine(engine)
     cache.clear()
     yield engine
     cache.clear()
+    set_engine(None)
 
 
-@pytest.mark.django_db
+@pytest.mark.slow  # twenty answers, some waiting out a hung LLM call
+@pytest.mark.django_db(transaction=True)  # the chat service's ORM calls run on pool threads' connections
 def test_every_question_is_answered_when_the_llm_fails_a_third_of_its_calls(
     engine: Engine, flaky_groq: FakeGroqServer, settings: object
 ) -> None:
@@ -63,31 +66,31 @@ def test_every_question_is_answered_when_the_llm_fails_a_third_of_its_calls(
     errors_before = llm_errors()
     answers = []
     for i in range(QUESTIONS):
-        events = list(chat.reply(surface="web", conversation_key=f"fault-{i}", user_key="ops",
-                                 text=f"How do I roll back a release? ({i})"))
-        assert events[-1].type == "done", [e.type for e in events]
-        assert not any(e.type == "error" and e.data["fatal"] for e in events)
-        text = "".join(e.data["text"] for e in events if e.type == "token")
-        citations = next(e.data["items"] for e in events if e.type == "citations")
-        assert text.strip() and citations and citations[0]["title"] == "Deployment"
+        events = ask_chat(surface="web", conversation_key=f"fault-{i}", user_key="ops",
+                          text=f"How do I roll back a release? ({i})")
+        assert isinstance(events[-1], chat.AnswerDone), events
+        assert not any(isinstance(e, chat.AnswerError) and e.fatal for e in events)
+        text = answer_text(events)
+        citations = next(e.items for e in events if isinstance(e, chat.AnswerCitations))
+        assert text.strip() and citations and citations[0].title == "Deployment"
         answers.append((events, text))
 
-    fallbacks = [(events, text) for events, text in answers if events[-1].data["extractive"]]
-    from_groq = [(events, text) for events, text in answers if not events[-1].data["extractive"]]
+    fallbacks = [(events, text) for events, text in answers if events[-1].extractive]
+    from_groq = [(events, text) for events, text in answers if not events[-1].extractive]
     calls = flaky_groq.chat_requests()
     # The fake drew its faults: some answers survived a fault by retrying, some fell back, most are Groq's.
     assert len(calls) > QUESTIONS, "no call was retried"
     assert fallbacks and len(from_groq) > QUESTIONS // 2
     for events, text in fallbacks:
-        done = events[-1].data
-        assert done["provider"] == "extractive" and done["fallback_reason"]
-        stored = Message.objects.get(pk=done["message_id"])
-        assert stored.error == done["fallback_reason"] and stored.text == text  # marked in the database too
-        interrupted = [e for e in events if e.type == "error"]
+        done = events[-1]
+        assert done.provider == "extractive" and done.fallback_reason
+        stored = Message.objects.get(pk=done.message_id)
+        assert stored.error == done.fallback_reason and stored.text == text  # marked in the database too
+        interrupted = [e for e in events if isinstance(e, chat.AnswerError)]
         if interrupted:  # a stream broken mid-answer says so before the extractive answer follows
-            assert interrupted[0].data["code"].startswith("llm_") and not interrupted[0].data["fatal"]
+            assert interrupted[0].code.startswith("llm_") and not interrupted[0].fatal
     for events, text in from_groq:
-        assert events[-1].data["provider"] == "groq" and text.startswith("According to the documents")
+        assert events[-1].provider == "groq" and text.startswith("According to the documents")
     # Each answer that fell back counted one LLM error, whatever the fault was.
     assert llm_errors() - errors_before == len(fallbacks)
 

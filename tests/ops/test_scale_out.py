@@ -29,6 +29,7 @@ from tests.console.test_worker_crash import TOPICS, wait_for
 from tests.daphne_server import ROOT, Daphne, Site, base_env, start_daphne
 from tests.ops.test_faults import ask_over
 from tests.ragcore.test_chroma_server import chroma_url  # noqa: F401  (a fixture: `chroma run` on a free port)
+from tests.slow_ingest import slow_ingest_env
 
 DATABASE_URL = os.getenv("DATABASE_URL", "")
 REDIS_URL = os.getenv("REDIS_URL", "")
@@ -116,7 +117,7 @@ def cluster(tmp_path: Path, chroma_url: str) -> Iterator[Cluster]:  # noqa: F811
     data.mkdir()
     env = base_env(data, DATABASE_URL=db_url, REDIS_URL=REDIS_URL, CHROMA_URL=chroma_url,
                    CHROMA_COLLECTION=f"scale-{uuid.uuid4().hex[:8]}", INGEST_STALE_SECONDS="3",
-                   INGEST_RETRY_BACKOFF_SECONDS="0.2", LOREBOT_TEST_INGEST_DELAY="1.0")
+                   INGEST_RETRY_BACKOFF_SECONDS="0.2", **slow_ingest_env(1.0))
     cluster = Cluster(Site(data, env), db_url)
     try:
         yield cluster

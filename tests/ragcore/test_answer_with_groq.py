@@ -68,7 +68,7 @@ def test_a_stream_broken_mid_answer_is_flagged_then_answered_extractively(engine
     events = list(engine.stream("How do I roll back a release? FAULT_BROKEN"))
     errors = [e for e in events if isinstance(e, ErrorEvent)]
     assert len(errors) == 1 and not errors[0].fatal and errors[0].code == "llm_interrupted"
-    answer = events[-1].answer  # type: ignore[union-attr]
+    answer = events[-1].answer
     assert NOTICE in answer.text and answer.fallback_reason == "llm_interrupted"
 
 
@@ -100,8 +100,8 @@ async def test_the_async_stream_gives_the_same_answer(engine: Engine) -> None:
     assert events[-1].answer.citations
 
 
-def test_engine_health_reports_the_llm(engine: Engine) -> None:
-    health = engine.health()
-    assert health["llm"]["status"] == "ok"
-    assert health["vector_store"]["status"] == "ok"
-    assert health["bm25_index"]["detail"] == {"chunks": len(engine.bm25)}
+def test_the_engine_checks_report_every_dependency_and_the_llm(engine: Engine) -> None:
+    checks = engine.check_health()
+    assert list(checks) == ["vector_store", "bm25_index", "embedding_model", "llm"]
+    assert all(c.status == "ok" for c in checks.values()), checks
+    assert checks["bm25_index"].detail == {"chunks": len(engine.bm25)}

@@ -154,7 +154,7 @@ def test_a_heading_only_file_is_indexed_by_its_headings(name: str, source: str, 
 def test_no_bad_file_stops_an_ingest_and_each_failure_names_its_file(tmp_path: Path) -> None:
     folder = tmp_path / "docs"
     folder.mkdir()
-    files = {
+    files: dict[str, str | bytes] = {
         "mostly-html.md": MOSTLY_HTML,
         "notebook.md": notebook_markdown(30),
         "generated.md": "```\n" + "\n".join(f"line {n}" for n in range(2000)) + "\n```\n",

@@ -277,6 +277,7 @@ def test_a_second_instance_sees_an_add_and_a_delete_within_two_seconds(tmp_path:
     assert reader.search("glacier", top_k=3) == []
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_second_process_adding_concurrently_loses_no_updates(tmp_path: Path) -> None:
     path = tmp_path / "bm25"
     script = (

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ragcore import Engine
-from ragcore.errors import IndexMismatch
 from ragcore.abstention import NOT_COVERED
+from ragcore.errors import IndexMismatch
 from ragcore.extractive import NOTICE
 from ragcore.metrics import PIPELINE_ERRORS
 from ragcore.types import CitationsEvent, DoneEvent, ErrorEvent, TokenEvent, Turn
@@ -182,6 +182,7 @@ def test_a_covered_question_is_not_marked(engine: Engine, docs: Path) -> None:
     assert not engine.answer("How do I roll back a release?").not_covered
 
 
+@pytest.mark.slow  # a subprocess
 def test_another_process_sees_a_new_document_within_two_seconds(engine: Engine, docs: Path, tmp_path: Path) -> None:
     engine.ingest_file(docs / "handbook.md")
     assert not engine.retrieve("rollback pipeline", mode="bm25").chunks or \
@@ -201,6 +202,7 @@ def test_another_process_sees_a_new_document_within_two_seconds(engine: Engine, 
         time.sleep(0.1)
 
 
+@pytest.mark.slow  # a subprocess
 def test_ragcore_never_imports_django() -> None:
     code = (
         "import sys, ragcore, ragcore.engine, ragcore.eval, ragcore.loaders, ragcore.generation;"

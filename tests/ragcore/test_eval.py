@@ -44,7 +44,7 @@ def test_the_metrics_follow_their_definitions() -> None:
     assert documents_of([("d1:0", 3.0), ("d1:1", 2.0), ("d2:0", 1.0)]) == ["d1", "d2"]
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a subprocess and the real model
 def test_it_reports_ndcg_and_recall_for_each_mode_as_json(beir: Path, tmp_path: Path) -> None:
     run = subprocess.run(
         [sys.executable, "-m", "ragcore.eval", str(beir), "--split", "test", "--json", "--data-dir", str(tmp_path / "cache")],
@@ -60,6 +60,7 @@ def test_it_reports_ndcg_and_recall_for_each_mode_as_json(beir: Path, tmp_path: 
     assert report["results"]["hybrid"]["queries"] == 3
 
 
+@pytest.mark.slow  # a subprocess
 def test_a_folder_that_is_not_beir_is_a_clear_error(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "ragcore.eval", str(tmp_path), "--split", "train"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120)

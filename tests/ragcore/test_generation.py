@@ -17,10 +17,9 @@ from ragcore.errors import GenerationError
 from ragcore.generation import SYSTEM_PROMPT, GroqGenerator, build_messages
 from ragcore.settings import RagSettings
 from ragcore.types import Chunk, ScoredChunk, Turn
-from tests.fakes.groq import CHAT_PATH, FakeGroqServer, grounded_reply
+from tests.fakes.groq import FakeGroqServer, grounded_reply
 from tests.support import PROMPT_CHUNKS as CHUNKS
 from tests.support import PROMPT_REPLY as EXPECTED
-
 
 
 @pytest.fixture(scope="module")
@@ -134,13 +133,6 @@ def test_it_sends_the_model_and_knobs_from_settings(fake: FakeGroqServer) -> Non
     assert request.body["max_completion_tokens"] == 77
     assert request.body["stream"] is True
     assert request.headers["authorization"] == "Bearer gsk-test"
-
-
-def test_complete_returns_the_whole_answer_with_usage(fake: FakeGroqServer) -> None:
-    completion = make_generator(fake).complete(ask("q"))
-    assert completion.text == EXPECTED
-    assert completion.finish_reason == "stop"
-    assert completion.usage.completion_tokens > 5
 
 
 def test_it_warns_when_the_answer_hits_max_tokens(fake: FakeGroqServer) -> None:

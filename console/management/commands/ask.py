@@ -1,11 +1,12 @@
 """`manage.py ask "question"`: a streamed answer with numbered citations, or --json.
 
-The command is the CLI surface of the chat service, so each exchange is stored as a
-conversation (surface "cli") like any other; --conversation continues one.
+The command is the CLI surface of the chat service and runs its one async path, so each
+exchange is stored as a conversation (surface "cli") like any other; --conversation continues one.
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import json
 import uuid
@@ -14,7 +15,6 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from console import chat
-from console.engine import get_engine
 
 
 class Command(BaseCommand):
@@ -28,45 +28,54 @@ class Command(BaseCommand):
                             help="force a retrieval mode (default: hybrid, or context for a follow-up)")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        get_engine().warmup()  # load the model first, so retrieval_ms measures retrieval alone
+        chat.warm_up()  # load the model first, so retrieval_ms measures retrieval alone
         key = options["conversation"] or uuid.uuid4().hex
-        parts: list[str] = []
-        citations: list[dict[str, Any]] = []
-        done: dict[str, Any] | None = None
-        for event in chat.reply(surface="cli", conversation_key=key, user_key=getpass.getuser(),
-                                text=options["question"], mode=options["mode"]):
-            if event.type == "token":
-                parts.append(event.data["text"])
-                if not options["json"]:
-                    self.stdout.write(event.data["text"], ending="")
-                    self.stdout.flush()
-            elif event.type == "citations":
-                citations = event.data["items"]
-            elif event.type == "error":
-                if event.data["fatal"]:
-                    raise CommandError(event.data["message"])
-                self.stderr.write(f"\n[{event.data['code']}] {event.data['message']}")
-            elif event.type == "done":
-                done = event.data
-        if done is None:
-            raise CommandError("no answer was produced")
+        text, citations, done = asyncio.run(self._ask(key, options["question"], options["mode"], stream=not options["json"]))
         if options["json"]:
-            keys = ("provider", "model", "mode", "extractive", "fallback_reason", "not_covered", "retrieval_ms",
-                    "generation_ms", "usage")
-            self.stdout.write(json.dumps({"answer": "".join(parts), "citations": citations,
-                                          **{k: done[k] for k in keys}, "conversation": key}, ensure_ascii=False))
+            self.stdout.write(json.dumps({
+                "answer": text, "citations": [c.to_dict() for c in citations], "provider": done.provider,
+                "model": done.model, "mode": done.mode, "extractive": done.extractive,
+                "fallback_reason": done.fallback_reason, "not_covered": done.not_covered,
+                "retrieval_ms": done.retrieval_ms,
+                "generation_ms": done.generation_ms, "usage": done.usage.to_dict(), "conversation": key,
+            }, ensure_ascii=False))
             return
         self.stdout.write("")
         if citations:
             self.stdout.write("\nSources:")
             for c in citations:
-                where = f", {c['location']}" if c["location"] else ""
-                self.stdout.write(f"  [{c['n']}] {c['title']}{where} ({c['source']})")
-        if done["not_covered"]:
+                where = f", {c.location}" if c.location else ""
+                self.stdout.write(f"  [{c.n}] {c.title}{where} ({c.source})")
+        if done.not_covered:
             self.stdout.write(self.style.WARNING("\nNot covered by your documents."))
         self.stdout.write(
             self.style.HTTP_INFO(
-                f"\n{done['provider']}/{done['model']} · retrieval {done['retrieval_ms']:.0f} ms · "
-                f"generation {done['generation_ms']:.0f} ms · continue with --conversation {key}"
+                f"\n{done.provider}/{done.model} · retrieval {done.retrieval_ms:.0f} ms · "
+                f"generation {done.generation_ms:.0f} ms · continue with --conversation {key}"
             )
         )
+
+    async def _ask(self, key: str, question: str, mode: str | None, *,
+                   stream: bool) -> tuple[str, tuple[chat.Citation, ...], chat.AnswerDone]:
+        """The answer's text, citations and done event, printing the tokens as they come when `stream`."""
+        parts: list[str] = []
+        citations: tuple[chat.Citation, ...] = ()
+        done: chat.AnswerDone | None = None
+        async for event in chat.areply(surface="cli", conversation_key=key, user_key=getpass.getuser(),
+                                       text=question, mode=mode):
+            if isinstance(event, chat.AnswerToken):
+                parts.append(event.text)
+                if stream:
+                    self.stdout.write(event.text, ending="")
+                    self.stdout.flush()
+            elif isinstance(event, chat.AnswerCitations):
+                citations = event.items
+            elif isinstance(event, chat.AnswerError):
+                if event.fatal:
+                    raise CommandError(event.message)
+                self.stderr.write(f"\n[{event.code}] {event.message}")
+            elif isinstance(event, chat.AnswerDone):
+                done = event
+        if done is None:
+            raise CommandError("no answer was produced")
+        return "".join(parts), citations, done

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console.backup import BackupError, backup
+from console.ops.backup import BackupError, backup
 
 
 class Command(BaseCommand):

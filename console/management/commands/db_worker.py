@@ -6,33 +6,32 @@ console is listed before django_tasks_db in INSTALLED_APPS, so this command is t
 from __future__ import annotations
 
 import threading
+from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import CommandParser
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
-from console import tasks
 from console.engine import get_engine
+from console.ingest import recovery
 
 
 class Command(DbWorkerCommand):
     help = "Run the ingest worker; re-queues jobs left running by a dead worker, at start and periodically."
 
-    def add_arguments(self, parser: CommandParser) -> None:
+    def add_arguments(self, parser: ArgumentParser) -> None:
         super().add_arguments(parser)
         # Polling an indexed table 4x a second is cheap, and it is most of enqueue-to-searchable latency.
         parser.set_defaults(interval=0.25)
 
-    def handle(self, *args: Any, **options: Any) -> str:
-        tasks.HEARTBEAT_THREAD = True
-        recovered = tasks.recover_stale_jobs()
+    def handle(self, *args: Any, **options: Any) -> str:  # type: ignore[override]  # a summary line, as Django allows
+        recovered = recovery.recover_stale_jobs()
         if recovered:
             self.stdout.write(f"Re-queued {len(recovered)} job(s) whose worker died: {', '.join(map(str, recovered))}")
         stop = threading.Event()
         watcher = None
         if not options.get("batch"):
             # Jobs can also go stale while this worker runs (another worker killed), so keep looking.
-            watcher = threading.Thread(target=tasks.recovery_loop, args=(stop,), name="ingest-recovery", daemon=True)
+            watcher = threading.Thread(target=recovery.recovery_loop, args=(stop,), name="ingest-recovery", daemon=True)
             watcher.start()
         # Load the model before the first job, not during it: enqueue-to-searchable stays short.
         get_engine().warmup()

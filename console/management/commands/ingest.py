@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from console.engine import get_engine
-from ragcore.engine import IngestResult
+from ragcore.ingest import IngestResult
 
 
 def expand(paths: list[str]) -> list[Path]:
@@ -62,7 +62,7 @@ class Command(BaseCommand):
                 line = f"unchanged  {result.source}: skipped, already indexed"
             else:
                 line = self.style.ERROR(f"failed     {result.error}")
-            tqdm.write(line, file=self.stdout._out)  # type: ignore[attr-defined]
+            tqdm.write(line, file=self.stdout._out)  # type: ignore[arg-type]  # the stream OutputWrapper wraps
 
         engine.ingest_files(files, force=options["force"] or options["reindex"], on_result=on_result)
         bar.close()

@@ -6,24 +6,25 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from console import ingest
 from console.engine import get_engine
+from console.ingest import jobs
 from console.models import Document
+from ragcore.indexes import IndexedDocument
 
 
-def find_broken(document: Document, status: dict[str, Any]) -> str:
+def find_broken(document: Document, status: IndexedDocument) -> str:
     """Why the indexes disagree with the row, or "" when both hold exactly this document."""
     problems = []
-    if status["dense_checksum"] != document.checksum:
-        problems.append("vector index: " + ("missing" if not status["dense_checksum"] else "another version"))
-    elif status["dense_chunks"] != status["dense_expected"]:
-        problems.append(f"vector index: {status['dense_chunks']} of {status['dense_expected']} chunks")
-    if status["sparse_checksum"] != document.checksum:
-        problems.append("BM25 index: " + ("missing" if not status["sparse_checksum"] else "another version"))
-    elif status["sparse_chunks"] != status["dense_expected"]:
-        problems.append(f"BM25 index: {status['sparse_chunks']} chunks, vector index expects {status['dense_expected']}")
-    if not problems and document.chunk_count and status["sparse_chunks"] != document.chunk_count:
-        problems.append(f"{status['sparse_chunks']} chunks indexed, the database says {document.chunk_count}")
+    if status.dense_checksum != document.checksum:
+        problems.append("vector index: " + ("missing" if not status.dense_checksum else "another version"))
+    elif status.dense_chunks != status.dense_expected:
+        problems.append(f"vector index: {status.dense_chunks} of {status.dense_expected} chunks")
+    if status.sparse_checksum != document.checksum:
+        problems.append("BM25 index: " + ("missing" if not status.sparse_checksum else "another version"))
+    elif status.sparse_chunks != status.dense_expected:
+        problems.append(f"BM25 index: {status.sparse_chunks} chunks, vector index expects {status.dense_expected}")
+    if not problems and document.chunk_count and status.sparse_chunks != document.chunk_count:
+        problems.append(f"{status.sparse_chunks} chunks indexed, the database says {document.chunk_count}")
     return "; ".join(problems)
 
 
@@ -54,7 +55,7 @@ class Command(BaseCommand):
         if missing_raw:
             summary += f" ({len(missing_raw)} with a missing original)"
         if broken and not options["dry_run"]:
-            job = ingest.requeue_documents(broken, None, "reconcile found missing chunks")
+            job = jobs.requeue_documents(broken, None, "reconcile found missing chunks")
             summary += f"; job {job.pk} re-queues {len(broken)}"
         elif broken:
             summary += "; dry run, nothing queued"

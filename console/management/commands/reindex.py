@@ -6,9 +6,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console import ingest, tasks
 from console.engine import get_engine
+from console.ingest import jobs, worker
 from console.models import Document, IngestJob, IngestJobFile
+from console.tasks import enqueue_job
 
 _CURRENT = (Document.Status.INDEXED, Document.Status.FAILED, Document.Status.QUEUED, Document.Status.INDEXING)
 
@@ -28,17 +29,16 @@ class Command(BaseCommand):
                     f"missing    {doc.original_filename} (#{doc.pk}): original {doc.raw_path} not found; left out"
                 ))
                 # Its chunks are about to be dropped: the row must not claim it is searchable.
-                doc.status, doc.error = Document.Status.FAILED, f"original missing: {doc.raw_path}"
-                doc.save(update_fields=["status", "error", "updated_at"])
+                doc.mark_failed(f"original missing: {doc.raw_path}")
         self.stderr.write("Dropping both indexes…")
         get_engine().reset_indexes()
         if not present:
             return f"indexes dropped; nothing to re-index ({len(documents) - len(present)} originals missing)"
-        job = ingest.requeue_documents(present, None, "reindex", enqueue=not options["now"])
+        job = jobs.requeue_documents(present, None, "reindex", enqueue=not options["now"])
         missing = len(documents) - len(present)
         if not options["now"]:
             return f"indexes dropped; job {job.pk} re-queues {len(present)} documents ({missing} originals missing)"
-        tasks.process_job(job.pk)
+        worker.process_job(job.pk, requeue=enqueue_job)
         job.refresh_from_db()
         for f in job.files.all():
             line = f"{f.state:<10} {f.filename}: " + (f"{f.chunks} chunks" if not f.error_message else f.error_message)

@@ -9,8 +9,8 @@ from typing import Any
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from console.backup import BackupError, restore
-from console.engine import get_engine
+from console.engine import set_engine
+from console.ops.backup import BackupError, restore
 
 
 class Command(BaseCommand):
@@ -30,7 +30,7 @@ class Command(BaseCommand):
                           f"{manifest['vectors']['count']} vectors, {manifest['bm25']['documents']} BM25 documents, "
                           f"{manifest['raw']['files']} originals")
         # A document written half-way while the backup ran shows up here; `reconcile` re-queues it.
-        get_engine.cache_clear()
+        set_engine(None)  # the next engine opens the restored indexes
         report = io.StringIO()
         call_command("reconcile", "--dry-run", stdout=report)
         self.stdout.write(report.getvalue().rstrip())

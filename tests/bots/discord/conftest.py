@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from bots.discord import render
 from bots.discord.client import LorebotClient
-from console.engine import get_engine
+from console.engine import get_engine, set_engine
 from tests.fakes.discord import BOT_ID, BOT_TOKEN, FakeDiscord
 from tests.fakes.groq import FakeGroqServer
 from tests.support import DEPLOY
@@ -49,9 +49,9 @@ def groq(fake_groq: FakeGroqServer, docs: Path) -> Iterator[FakeGroqServer]:
     fake_groq.token_delay = 0.01
     with override_settings(GROQ_API_KEY="gsk-test", GROQ_BASE_URL=fake_groq.base_url, GROQ_MAX_RETRIES=0,
                            GROQ_TIMEOUT=5):
-        get_engine.cache_clear()
+        set_engine(None)
         yield fake_groq
-    get_engine.cache_clear()
+    set_engine(None)
     fake_groq.reset()
 
 

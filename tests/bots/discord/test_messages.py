@@ -55,7 +55,8 @@ async def test_a_mention_gets_a_reply_that_streams_by_edits_and_ends_with_source
     key = f"{GUILD_ID}:{question['channel_id']}:{question['id']}"
     conversation = await sync_to_async(_conversation)(key)
     assert conversation.user_key == str(USER_ID)
-    assert events("answered") == answered + 1
+    # Counted once the bot's handler returns, which may be just after the fake saw the last edit.
+    assert await fake.until(lambda: events("answered") == answered + 1)
 
 
 async def test_a_reply_to_the_answer_continues_the_conversation_without_a_mention(
@@ -159,7 +160,7 @@ async def test_a_user_over_the_rate_limit_is_told_to_slow_down(
     refused = await answer_to(fake, fake.send_message(mention("When do releases go out?")))
     assert refused["content"].startswith("⚠️ Slow down: at most 1 questions per 60 s")
     assert not refused["components"]
-    assert events("rate_limited") == limited + 1
+    assert await fake.until(lambda: events("rate_limited") == limited + 1)
 
 
 async def test_a_bare_mention_gets_a_hint(fake: FakeDiscord, docs: object, bot: LorebotClient) -> None:

@@ -9,12 +9,13 @@ from django.test import override_settings
 from bots.answer import AnswerSnapshot
 from bots.discord import render
 from bots.discord.client import bot_intents, point_at
+from tests.support import citation
 
 
 def test_sources_are_numbered_with_links_in_angle_brackets_so_discord_shows_no_preview() -> None:
     citations = [
-        {"n": 1, "title": "Deploy *guide*", "location": "§ Rollback", "source": "https://wiki.example.com/deploy"},
-        {"n": 2, "title": "Notes [old]", "source": "notes.md", "document_id": "doc-9"},
+        citation(1, "Deploy *guide*", location="§ Rollback", source="https://wiki.example.com/deploy"),
+        citation(2, "Notes [old]", source="notes.md", document_id="doc-9"),
     ]
     with override_settings(LOREBOT_PUBLIC_URL="https://lorebot.example.com"):
         block = render.sources_block(citations)
@@ -32,7 +33,7 @@ def test_a_streaming_answer_is_marked_unfinished_and_kept_to_one_message() -> No
 
 
 def test_sources_that_do_not_fit_beside_the_last_piece_get_their_own_message() -> None:
-    snap = AnswerSnapshot(text="x" * 1990, citations=[{"n": 1, "title": "Deployment"}], finished=True)
+    snap = AnswerSnapshot(text="x" * 1990, citations=(citation(1, "Deployment"),), finished=True)
     assert render.final_pieces(snap) == ["x" * 1990, "**Sources**\n**[1]** Deployment"]
 
 

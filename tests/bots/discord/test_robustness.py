@@ -64,7 +64,7 @@ async def test_a_dropped_gateway_is_resumed_and_the_answer_in_flight_still_finis
     assert "Tuesday" in (await answer_to(fake, second))["content"]  # replayed on RESUME
 
     resume, = fake.resumes
-    assert resume["token"] == BOT_TOKEN and resume["session_id"] == fake._session.id  # type: ignore[union-attr]
+    assert resume["token"] == BOT_TOKEN and resume["session_id"] == fake._session.id
     assert resume["seq"] >= 3  # READY, GUILD_CREATE, the first question
     assert fake.identifies == 1  # resumed, not a new session
 
@@ -134,7 +134,7 @@ def test_the_command_connects_and_stops_cleanly_on_sigterm(tmp_path: Path) -> No
         try:
             deadline = time.monotonic() + 120
             while not fake.calls_to("PUT", r"/applications/\d+/commands") or not fake.identifies:
-                assert bot.poll() is None, bot.stdout.read()  # type: ignore[union-attr]
+                assert bot.poll() is None, bot.stdout.read()
                 assert time.monotonic() < deadline, "the bot did not connect"
                 time.sleep(0.1)
             bot.send_signal(signal.SIGTERM)

@@ -17,7 +17,7 @@ from django.test import AsyncClient, override_settings
 
 from bots.slack import answering
 from bots.slack.app import get_app
-from console.engine import get_engine
+from console.engine import get_engine, set_engine
 from tests.fakes.groq import FakeGroqServer
 from tests.fakes.slack import APP_ID, SIGNING_SECRET, TEAM_ID, FakeSlackServer, event_body, sign
 from tests.support import DEPLOY
@@ -97,12 +97,12 @@ async def slack(data_dir: Path, fake_slack: FakeSlackServer, fake_groq: FakeGroq
                            SLACK_API_URL=fake_slack.api_url, SLACK_UPDATE_INTERVAL=0.1,
                            GROQ_API_KEY="gsk-test", GROQ_BASE_URL=fake_groq.base_url, GROQ_MAX_RETRIES=0,
                            GROQ_TIMEOUT=5.0):
-        get_engine.cache_clear()
+        set_engine(None)
         get_app.cache_clear()
         cache.clear()
         _ingest(data_dir)
         yield Slack(AsyncClient(), fake_slack)
         assert await answering.drain(30) == 0, "an answer was still running at the end of the test"
     get_app.cache_clear()
-    get_engine.cache_clear()
+    set_engine(None)
     cache.clear()

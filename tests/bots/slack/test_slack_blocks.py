@@ -8,6 +8,7 @@ from django.test import override_settings
 
 from bots.answer import AnswerSnapshot
 from bots.slack import blocks
+from tests.support import citation
 
 
 def _snap(text: str, **kwargs: object) -> AnswerSnapshot:
@@ -20,7 +21,7 @@ def _section_texts(messages: list[blocks.SlackMessage]) -> list[str]:
 
 def test_a_long_answer_is_split_into_sections_and_messages_within_slacks_limits():
     paragraphs = [f"Paragraph {i}: " + "word " * 120 for i in range(400)]  # ~250,000 characters
-    messages = blocks.answer_messages(_snap("\n\n".join(paragraphs), citations=[{"n": 1, "title": "Guide"}]))
+    messages = blocks.answer_messages(_snap("\n\n".join(paragraphs), citations=(citation(1, "Guide"),)))
     assert len(messages) > 1
     assert all(len(m.blocks) < blocks.MAX_BLOCKS for m in messages), "one block stays free for the thanks"
     sections = _section_texts(messages)
@@ -33,8 +34,8 @@ def test_a_long_answer_is_split_into_sections_and_messages_within_slacks_limits(
 
 def test_document_and_model_text_cannot_ping_or_inject_links():
     evil = "Hi <!channel> and <!here|here> and <@U123> <https://evil.example|click> @channel @here @everyone & co"
-    messages = blocks.answer_messages(_snap(evil, citations=[
-        {"n": 1, "title": "<!channel> notes", "source": "https://wiki.example.com/a?x=1&y=2"}]))
+    messages = blocks.answer_messages(_snap(evil, citations=(
+        citation(1, "<!channel> notes", source="https://wiki.example.com/a?x=1&y=2"),)))
     raw = json.dumps([m.blocks for m in messages], ensure_ascii=False) + messages[0].text
     assert "<!" not in raw and "<@" not in raw and "<https://evil" not in raw
     for word in ("@channel", "@here", "@everyone"):
@@ -52,8 +53,8 @@ def test_markdown_becomes_mrkdwn():
 @override_settings(LOREBOT_PUBLIC_URL="https://lorebot.example.com")
 def test_sources_are_numbered_with_location_and_link_where_there_is_one():
     sources = blocks.sources_blocks([
-        {"n": 1, "title": "Deployment", "location": "Rollback", "source": "deploy.md", "document_id": "doc-4"},
-        {"n": 2, "title": "Notes", "source": "notes.txt", "document_id": "cli-notes"},
+        citation(1, "Deployment", location="Rollback", source="deploy.md", document_id="doc-4"),
+        citation(2, "Notes", source="notes.txt", document_id="cli-notes"),
     ])
     text = sources[0]["elements"][0]["text"]
     assert text == ("*Sources*\n[1] <https://lorebot.example.com/console/documents/4/|Deployment, Rollback>\n"

@@ -13,8 +13,8 @@ from django.test import override_settings
 from prometheus_client import REGISTRY
 
 from bots.slack import answering, blocks
-from console.logging import configure_logging
 from console.models import Conversation, Feedback, Message
+from console.ops.logs import configure_logging
 from tests.bots.slack.conftest import WIKI_URL, Slack
 from tests.fakes.groq import FakeGroqServer
 from tests.fakes.slack import BOT_ID, TEAM_ID, FakeSlackServer, PostedMessage, event_body, mention, message, sign

@@ -18,7 +18,14 @@ import pytest
 
 from tests.daphne_server import PYTHON, ROOT, Site, make_site, start_daphne
 from tests.fakes.slack import (
-    APP_ID, SIGNING_SECRET, TEAM_ID, FakeSlackServer, PostedMessage, event_body, mention, sign,
+    APP_ID,
+    SIGNING_SECRET,
+    TEAM_ID,
+    FakeSlackServer,
+    PostedMessage,
+    event_body,
+    mention,
+    sign,
 )
 
 pytestmark = pytest.mark.slow
@@ -115,7 +122,7 @@ async def test_socket_mode_answers_reconnects_after_a_drop_and_stops_cleanly(
 
 
 async def test_daphne_acknowledges_at_once_and_answers_in_the_background(site: Site, fake: FakeSlackServer) -> None:
-    server = start_daphne(site, name="slack-daphne", **_slack_env(fake))
+    server = start_daphne(Site(site.data_dir, {**site.env, **_slack_env(fake)}, site.sessions), name="slack-daphne")
     try:
         async with httpx.AsyncClient(base_url=server.http_url) as http:
             event = mention("When do releases go out?")

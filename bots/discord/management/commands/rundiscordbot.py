@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from bots.discord.client import run_bot
-from console.engine import get_engine
+from console import chat
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
             raise CommandError("DISCORD_BOT_TOKEN is not set (the bot token from the Discord developer portal; "
                                "see the README's Discord section)")
         self.stdout.write("loading the engine…")
-        get_engine().warmup()  # the embedding model loads now, not on the first question
+        chat.warm_up()  # the embedding model loads now, not on the first question
         self.stdout.write(f"connecting to {settings.DISCORD_GATEWAY_URL}")
         try:
             asyncio.run(run_bot(token))

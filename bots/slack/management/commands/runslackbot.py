@@ -10,7 +10,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from bots.slack.socket_mode import serve
-from console.engine import get_engine
+from console import chat
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
         if options["ping_interval"] <= 0:
             raise CommandError("--ping-interval must be more than 0 seconds.")
         self.stdout.write("Loading the engine…")
-        get_engine().warmup()  # the first question should not wait for the model
+        chat.warm_up()  # the first question should not wait for the model
         asyncio.run(self._run(options["ping_interval"]))
         return "Slack bot stopped."
 

@@ -93,7 +93,7 @@ def configure_logging(fmt: str, level: str, *, log_content: bool = False, stream
     """One handler on the root logger, for structlog and stdlib (Django, libraries) alike."""
     global _log_content
     _log_content = log_content
-    shared = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -1,8 +1,7 @@
-"""The web pages: the home page, /health, /health/ready, /metrics, and the staff console under /console/."""
+"""The staff console under /console/ (dashboard, documents, jobs, conversations), and the home page."""
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from functools import wraps
@@ -14,19 +13,18 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet
-from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from console import dashboard, ingest
 from console.engine import get_engine
-from console.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
-from console.health import readiness
-from console.metrics import exposition
+from console.ingest import jobs, uploads
+from console.ingest.status import eta_seconds
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
+from console.pages import charts, stats
+from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
 
 log = structlog.get_logger(__name__)
 
@@ -66,54 +64,20 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "console/home.html")
 
 
-@require_GET
-def health(request: HttpRequest) -> JsonResponse:
-    """Liveness: answers at once and touches no dependency."""
-    return JsonResponse({"status": "ok"})
-
-
-@require_GET
-def health_ready(request: HttpRequest) -> JsonResponse:
-    """Readiness: each dependency's status and latency; 503 until this process can answer questions."""
-    ready, body = readiness()
-    return JsonResponse(body, status=200 if ready else 503)
-
-
-def _may_read_metrics(request: HttpRequest) -> bool:
-    token = settings.METRICS_BEARER_TOKEN
-    if token:
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
-            return True
-    # The address the request middleware resolved (behind TRUSTED_PROXIES: the real client, not nginx).
-    client_ip = getattr(request, "client_ip", request.META.get("REMOTE_ADDR", ""))
-    return client_ip in settings.METRICS_ALLOWED_IPS
-
-
-@require_GET
-def metrics(request: HttpRequest) -> HttpResponse:
-    """Prometheus metrics, for the scraper only: an address in METRICS_ALLOWED_IPS or METRICS_BEARER_TOKEN."""
-    from prometheus_client import CONTENT_TYPE_LATEST
-
-    if not _may_read_metrics(request):
-        return HttpResponse("metrics are not served to this client\n", status=403, content_type="text/plain")
-    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)
-
-
 # -- dashboard ----------------------------------------------------------------------------------
 
 
 @require_GET
 @staff_required
 def dashboard_view(request: HttpRequest) -> HttpResponse:
-    stats = dashboard.collect_stats()
+    figures = stats.collect_stats()
     return render(
         request,
         "console/dashboard.html",
         {
-            "stats": stats,
-            "questions_chart": dashboard.bar_chart(stats.questions_per_day),
-            "latency_chart": dashboard.line_chart(stats.latency_per_day),
+            "stats": figures,
+            "questions_chart": charts.bar_chart(figures.questions_per_day),
+            "latency_chart": charts.line_chart(figures.latency_per_day),
             "nav": "dashboard",
         },
     )
@@ -127,7 +91,7 @@ def _document_kinds() -> list[str]:
     return [k for k in kinds if k]
 
 
-def _outcome_messages(request: HttpRequest, result: ingest.SubmitResult) -> None:
+def _outcome_messages(request: HttpRequest, result: uploads.SubmitResult) -> None:
     """One flash message per uploaded file: accepted, rejected with its reason, or already ingested."""
     for item in result.files:
         name = item.filename
@@ -147,13 +111,13 @@ def documents_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         upload = UploadForm(request.POST, request.FILES)
         if upload.is_valid():
-            result = ingest.submit_uploads(upload.cleaned_data["files"], request.user)
+            result = uploads.submit_uploads(upload.cleaned_data["files"], request.user)
             _outcome_messages(request, result)
             if result.job is not None:
                 return redirect("console:job", job_id=result.job.pk)
             return redirect("console:documents")
         for error in upload.errors.get("files", []):
-            messages.error(request, error)
+            messages.error(request, str(error))
         return redirect("console:documents")
 
     kinds = _document_kinds()
@@ -239,8 +203,8 @@ def document_delete_view(request: HttpRequest, doc_id: int) -> HttpResponse:
     if request.method == "GET":
         return render(request, "console/document_delete.html", {"doc": doc, "nav": "documents"})
     try:
-        job = ingest.delete_document(doc, request.user)
-    except ingest.IngestError as exc:
+        job = jobs.delete_document(doc, request.user)
+    except jobs.IngestError as exc:
         messages.error(request, f"Could not delete {doc}: {exc}")
         return redirect("console:document", doc_id=doc.pk)
     messages.success(request, f"Deleting {doc}: its chunks are being removed from both indexes.")
@@ -252,8 +216,8 @@ def document_delete_view(request: HttpRequest, doc_id: int) -> HttpResponse:
 def document_reingest_view(request: HttpRequest, doc_id: int) -> HttpResponse:
     doc = get_object_or_404(Document, pk=doc_id)
     try:
-        job = ingest.reingest_document(doc, request.user)
-    except ingest.IngestError as exc:
+        job = jobs.reingest_document(doc, request.user)
+    except jobs.IngestError as exc:
         messages.error(request, f"Could not re-ingest {doc}: {exc}")
         return redirect("console:document", doc_id=doc.pk)
     messages.success(request, f"Re-ingesting {doc}.")
@@ -273,7 +237,7 @@ def jobs_view(request: HttpRequest) -> HttpResponse:
     page = _paginate(request, jobs)
     # Per-file counts for this page only: one grouped query instead of a join over every job.
     ids = [job.pk for job in page.object_list]
-    counts = {
+    counts: dict[int, Any] = {
         row["job"]: row
         for row in IngestJobFile.objects.filter(job__in=ids)
         .values("job")
@@ -295,7 +259,7 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
         "job": job,
         "files": job.files.order_by("pk"),
         "percent": int(100 * job.progress_done / job.progress_total) if job.progress_total else 0,
-        "eta_seconds": ingest.eta_seconds(job),
+        "eta_seconds": eta_seconds(job),
         "status_url": reverse("job-status", args=[job.pk]),
         "nav": "jobs",
     }
@@ -307,8 +271,8 @@ def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_retry_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(IngestJob, pk=job_id)
     try:
-        ingest.retry_job(job)
-    except ingest.IngestError as exc:
+        jobs.retry_job(job)
+    except jobs.IngestError as exc:
         messages.error(request, f"Could not retry job {job.pk}: {exc}")
     else:
         messages.success(request, f"Job {job.pk} queued again: its failed files will be retried.")
@@ -320,8 +284,8 @@ def job_retry_view(request: HttpRequest, job_id: int) -> HttpResponse:
 def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(IngestJob, pk=job_id)
     try:
-        ingest.cancel_job(job)
-    except ingest.IngestError as exc:
+        jobs.cancel_job(job)
+    except jobs.IngestError as exc:
         messages.error(request, f"Could not cancel job {job.pk}: {exc}")
     else:
         messages.success(request, f"Job {job.pk} cancelled.")

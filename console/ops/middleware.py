@@ -9,6 +9,7 @@ and latency, and counts the request under its URL pattern.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import time
@@ -21,7 +22,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from console.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from console.ops.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 log = structlog.get_logger(__name__, component="http")
 
@@ -30,6 +31,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED = "<unmatched>"
+# nginx's code for a request whose client closed the connection before the response: not a server error.
+CLIENT_DISCONNECTED = 499
 
 
 def request_id_for(request: HttpRequest) -> str:
@@ -95,26 +98,34 @@ class RequestContextMiddleware:
     async def _acall(self, request: HttpRequest) -> HttpResponse:
         started, tokens = self._begin(request)
         response = None
+        disconnected = False
         try:
             response = await self.get_response(request)
             return response
+        except asyncio.CancelledError:
+            # Django's ASGI handler cancels the view when the client hangs up (http.disconnect).
+            disconnected = True
+            raise
         finally:
-            self._end(request, response, started, tokens)
+            self._end(request, response, started, tokens, disconnected=disconnected)
 
     def _begin(self, request: HttpRequest) -> tuple[float, Any]:
-        request.request_id = request_id_for(request)  # type: ignore[attr-defined]
-        request.client_ip = client_ip_for(request)  # type: ignore[attr-defined]
+        request_id, client_ip = request_id_for(request), client_ip_for(request)
+        # Read back by the /metrics check (client_ip) and by _end (request_id).
+        request.request_id = request_id  # type: ignore[attr-defined]
+        request.client_ip = client_ip  # type: ignore[attr-defined]
         tokens = structlog.contextvars.bind_contextvars(
-            request_id=request.request_id,  # type: ignore[attr-defined]
-            client_ip=request.client_ip,  # type: ignore[attr-defined]
+            request_id=request_id,
+            client_ip=client_ip,
             method=request.method,
             path=request.path,
         )
         return time.perf_counter(), tokens
 
-    def _end(self, request: HttpRequest, response: HttpResponse | None, started: float, tokens: Any) -> None:
+    def _end(self, request: HttpRequest, response: HttpResponse | None, started: float, tokens: Any, *,
+             disconnected: bool = False) -> None:
         seconds = time.perf_counter() - started
-        status = response.status_code if response is not None else 500
+        status = CLIENT_DISCONNECTED if disconnected else response.status_code if response is not None else 500
         method = request.method if request.method in _METHODS else "other"
         route = route_of(request)
         HTTP_REQUESTS.labels(method, route, str(status)).inc()
@@ -122,6 +133,7 @@ class RequestContextMiddleware:
         if response is not None:
             response[REQUEST_ID_HEADER] = request.request_id  # type: ignore[attr-defined]
         # A warning, not an error: an unhandled exception has its own error event, with the traceback.
-        level = log.warning if status >= 500 else log.info
-        level("http.request", status=status, route=route, latency_ms=round(seconds * 1000, 1))
+        level = log.warning if 500 <= status < 600 else log.info
+        extra = {"outcome": "client disconnected"} if disconnected else {}
+        level("http.request", status=status, route=route, latency_ms=round(seconds * 1000, 1), **extra)
         structlog.contextvars.reset_contextvars(**tokens)

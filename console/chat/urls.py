@@ -1,10 +1,10 @@
-"""Mounted by console.urls as `path("chat/", include("console.chat_urls"))`."""
+"""Mounted by console.urls as `path("chat/", include("console.chat.urls"))`."""
 
 from __future__ import annotations
 
 from django.urls import path
 
-from console import chat_views
+from console.chat import views as chat_views
 
 app_name = "chat"
 

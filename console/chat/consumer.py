@@ -1,5 +1,6 @@
 """`/ws/chat/`: the web chat's socket. It speaks the JSON protocol in the README ("Web chat: the /ws/chat/ WebSocket protocol") and
-delegates every question to the chat service (console.chat); it holds no retrieval logic.
+delegates every question to the chat service (console.chat); it holds no retrieval logic, and it is the one
+place where the chat's typed events become JSON frames.
 
 Each answer runs as its own asyncio task, so `receive_json` stays free for `cancel` and `feedback`
 while tokens stream. Conversation state lives in the database only, so any daphne process can serve
@@ -16,13 +17,11 @@ from contextlib import aclosing
 from typing import Any
 
 import structlog
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from console import chat
-from console.models import Conversation, Feedback, Message
-from console.wsmetrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES, WEBSOCKET_OPEN, count_error
+from console.chat.metrics import WEBSOCKET_CONNECTIONS, WEBSOCKET_FRAMES, WEBSOCKET_OPEN, count_error
 
 log = structlog.get_logger(__name__, component="websocket")
 
@@ -96,7 +95,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "feedback": self._feedback,
             "history": self._history,
             "conversations": self._conversations,
-        }.get(content.get("type"))  # type: ignore[arg-type]
+        }.get(str(content.get("type")))
         if handler is None:
             await self._error("unknown_type", f"Unknown type {str(content.get('type'))[:40]!r}.")
             return
@@ -134,15 +133,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             # aclosing: the service's own `finally` (which stores the answer) runs now, not at GC time.
             async with aclosing(stream):
                 async for event in stream:
-                    if event.type == "token":
-                        await tokens.add(event.data["text"])
+                    if isinstance(event, chat.AnswerToken):
+                        await tokens.add(event.text)
                         continue
                     await tokens.flush()  # every token before whatever comes next
-                    if event.type == "start":
-                        self.answering_message_id = event.data["message_id"]
-                    elif event.type == "error":
-                        count_error(event.data.get("code", "error"))
-                    await self.send_json(event.to_dict())
+                    if isinstance(event, chat.AnswerStarted):
+                        self.answering_message_id = event.message_id
+                    elif isinstance(event, chat.AnswerError):
+                        count_error(event.code)
+                    await self.send_json(frame(event))
         except asyncio.CancelledError:
             await tokens.flush()  # the reader sees every token the stored partial answer holds
             await self.send_json({"type": "cancelled", "message_id": self.answering_message_id})
@@ -167,7 +166,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         value = _field(content, "value", int)
         if value not in (1, -1):
             raise _BadRequest("value must be 1 (👍) or -1 (👎).")
-        if not await _owns_message(message_id, self.user_key):
+        if not await chat.aowns_answer(message_id=message_id, surface=SURFACE, user_key=self.user_key):
             await self._error("forbidden", "That answer is not in one of your conversations.")
             return
         try:
@@ -179,14 +178,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def _history(self, content: dict[str, Any]) -> None:
         conversation_id = _field(content, "conversation_id", int)
-        found = await _load_history(conversation_id, self.user_key)
-        if isinstance(found, str):
-            await self._error(found, "That conversation is not yours." if found == "forbidden" else "No such conversation.")
+        try:
+            found = await chat.aconversation_history(conversation_id=conversation_id, surface=SURFACE,
+                                                     user_key=self.user_key)
+        except chat.ChatError as exc:
+            await self._error(exc.code, exc.message)
             return
-        await self.send_json(found)
+        await self.send_json({"type": "history", "conversation_id": found.id, "title": found.title,
+                              "messages": [_message_frame(m) for m in found.messages]})
 
     async def _conversations(self, content: dict[str, Any]) -> None:
-        await self.send_json({"type": "conversations", "items": await _list_conversations(self.user_key)})
+        found = await chat.arecent_conversations(surface=SURFACE, user_key=self.user_key, limit=SIDEBAR_LIMIT)
+        items = [{"id": c.id, "title": c.title, "updated_at": c.updated_at.isoformat()} for c in found]
+        await self.send_json({"type": "conversations", "items": items})
 
     async def _error(self, code: str, message: str) -> None:
         count_error(code)
@@ -275,53 +279,37 @@ def _user(scope: dict[str, Any]) -> Any:
     return user if user is not None and user.is_authenticated else None
 
 
-@database_sync_to_async
-def _owns_message(message_id: int, user_key: str) -> bool:
-    return Message.objects.filter(
-        pk=message_id, conversation__surface=SURFACE, conversation__user_key=user_key
-    ).exists()
+def frame(event: chat.ChatEvent) -> dict[str, Any]:
+    """The JSON frame of one chat event (token frames are gathered by _TokenFrames)."""
+    if isinstance(event, chat.AnswerStarted):
+        return {"type": "start", "conversation_id": event.conversation_id, "message_id": event.message_id,
+                "question_id": event.question_id}
+    if isinstance(event, chat.AnswerToken):
+        return {"type": "token", "text": event.text}
+    if isinstance(event, chat.AnswerCitations):
+        return {"type": "citations", "items": [c.to_dict() for c in event.items]}
+    if isinstance(event, chat.AnswerDone):
+        return {"type": "done", "message_id": event.message_id, "usage": event.usage.to_dict(),
+                "latency_ms": event.latency_ms, "retrieval_ms": event.retrieval_ms,
+                "generation_ms": event.generation_ms, "mode": event.mode, "provider": event.provider,
+                "model": event.model, "extractive": event.extractive, "fallback_reason": event.fallback_reason,
+                "not_covered": event.not_covered}
+    return {"type": "error", "code": event.code, "message": event.message, "fatal": event.fatal}
 
 
-@database_sync_to_async
-def _load_history(conversation_id: int, user_key: str) -> dict[str, Any] | str:
-    """The conversation as the page shows it, or an error code: "not_found" or "forbidden"."""
-    conversation = Conversation.objects.filter(pk=conversation_id, surface=SURFACE).first()
-    if conversation is None:
-        return "not_found"
-    if conversation.user_key != user_key:
-        return "forbidden"
-    messages = list(conversation.messages.all())
-    votes = dict(
-        Feedback.objects.filter(message__conversation=conversation, user_key=user_key).values_list("message_id", "value")
-    )
+def _message_frame(message: chat.StoredMessage) -> dict[str, Any]:
     return {
-        "type": "history",
-        "conversation_id": conversation.pk,
-        "title": conversation.title,
-        "messages": [_message_dict(m, votes.get(m.pk)) for m in messages],
-    }
-
-
-def _message_dict(message: Message, vote: int | None) -> dict[str, Any]:
-    pending = message.error == "in_progress"
-    return {
-        "id": message.pk,
+        "id": message.id,
         "role": message.role,
         "text": message.text,
-        "citations": message.citations or [],
-        "error": "" if pending else message.error,
-        "pending": pending,
-        "extractive": message.provider == "extractive",
+        "citations": [c.to_dict() for c in message.citations],
+        "error": message.error,
+        "pending": message.pending,
+        "extractive": message.extractive,
         "not_covered": message.not_covered,
-        "feedback": vote,
+        "feedback": message.feedback,
         "created_at": message.created_at.isoformat(),
     }
-
-
-@database_sync_to_async
-def _list_conversations(user_key: str) -> list[dict[str, Any]]:
-    rows = Conversation.objects.filter(surface=SURFACE, user_key=user_key).order_by("-updated_at")[:SIDEBAR_LIMIT]
-    return [{"id": c.pk, "title": c.title or "Untitled", "updated_at": c.updated_at.isoformat()} for c in rows]
 
 
 async def wait_for_detached_answers(timeout: float = 30.0) -> None:

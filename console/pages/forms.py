@@ -32,7 +32,8 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(label="Files", error_messages={"required": "Choose at least one file to upload."})
+    # A field named like Form.files (the request's uploads): Django's form metaclass moves it to base_fields.
+    files = MultipleFileField(label="Files", error_messages={"required": "Choose at least one file to upload."})  # type: ignore[assignment]
 
 
 def _choices(empty: str, choices: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -46,7 +47,9 @@ class DocumentFilterForm(forms.Form):
 
     def __init__(self, *args: Any, kinds: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["kind"].choices = [("", "Any type"), *((k, k) for k in kinds)]
+        kind = self.fields["kind"]
+        assert isinstance(kind, forms.ChoiceField)
+        kind.choices = [("", "Any type"), *((k, k) for k in kinds)]
 
 
 class JobFilterForm(forms.Form):

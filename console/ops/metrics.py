@@ -1,23 +1,33 @@
-"""Prometheus series of the Django side (HTTP, chat, feedback, ingest jobs) and the /metrics page.
+"""Prometheus series of the Django side (HTTP, ingest jobs) and the /metrics page.
 
-The engine's series are in ragcore.metrics, the WebSocket's in console.wsmetrics and the bots'
-in bots.metrics. With PROMETHEUS_MULTIPROC_DIR set, every process writes its values to files
+The engine's series are in ragcore.metrics, the chat's and the WebSocket's in console.chat.metrics
+and the bots' in bots.metrics. With PROMETHEUS_MULTIPROC_DIR set, every process writes its values to files
 in that folder and the page sums them (prometheus_client's MultiProcessCollector); otherwise
 it shows this process's own registry.
 """
 
 from __future__ import annotations
 
+import hmac
 import os
 from collections.abc import Iterator
+from datetime import timedelta
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from django.conf import settings
+from django.db.models import Count, Min
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-from console import wsmetrics  # noqa: F401  (its series are listed even before the first socket)
-from ragcore.metrics import LATENCY_BUCKETS
+from console.chat import metrics as chat_metrics  # noqa: F401  (its series are listed before the first question)
+from console.models import IngestJob
+from ragcore.metrics import LATENCY_BUCKETS, PIPELINE_ERRORS
+
+__all__ = ["HTTP_REQUESTS", "HTTP_SECONDS", "INGEST_JOBS", "LATENCY_BUCKETS", "PIPELINE_ERRORS", "exposition", "metrics"]
 
 log = structlog.get_logger(__name__, component="metrics")
 
@@ -28,16 +38,6 @@ HTTP_SECONDS = Histogram(
     "rag_http_request_duration_seconds", "HTTP request latency by method and route.", ["method", "path"],
     buckets=LATENCY_BUCKETS,
 )
-# surface: web, slack, discord, cli. outcome: answered (by the LLM), extractive (no LLM, or its
-# fallback), failed (no answer: search down, ...), cancelled (the client left), refused (empty,
-# too long, rate limited, still warming up, ...).
-CHAT_QUESTIONS = Counter("rag_chat_questions", "Questions by surface and outcome.", ["surface", "outcome"])
-CHAT_ANSWER_SECONDS = Histogram(
-    "rag_chat_answer_duration_seconds", "From a question to its stored answer, by surface.", ["surface"],
-    buckets=LATENCY_BUCKETS,
-)
-# value: up, down.
-FEEDBACK = Counter("rag_feedback", "Votes on answers by value and surface.", ["value", "surface"])
 # state: succeeded, failed, partially_failed, crashed.
 INGEST_JOBS = Counter("rag_ingest_jobs", "Ingest jobs finished, by final state.", ["state"])
 # outcome: succeeded, failed (a wrong user name or password), throttled (refused unchecked: too many failures).
@@ -48,14 +48,6 @@ class IngestQueueCollector(Collector):
     """Queue depth and stuck jobs, read from the database at scrape time (so never stale)."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from datetime import timedelta
-
-        from django.conf import settings
-        from django.db.models import Count, Min
-        from django.utils import timezone
-
-        from console.models import IngestJob
-
         try:
             depth = {str(IngestJob.State.QUEUED): 0, str(IngestJob.State.RUNNING): 0}
             waiting = IngestJob.objects.filter(state__in=list(depth)).values("state").order_by().annotate(n=Count("pk"))
@@ -98,3 +90,22 @@ def mark_process_dead() -> None:
     """At exit: this process's live gauges (open WebSockets) stop counting towards the sums."""
     if multiprocess_dir():
         multiprocess.mark_process_dead(os.getpid())
+
+
+def _may_read_metrics(request: HttpRequest) -> bool:
+    token = settings.METRICS_BEARER_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+            return True
+    # The address the request middleware resolved (behind TRUSTED_PROXIES: the real client, not nginx).
+    client_ip = getattr(request, "client_ip", request.META.get("REMOTE_ADDR", ""))
+    return client_ip in settings.METRICS_ALLOWED_IPS
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics, for the scraper only: an address in METRICS_ALLOWED_IPS or METRICS_BEARER_TOKEN."""
+    if not _may_read_metrics(request):
+        return HttpResponse("metrics are not served to this client\n", status=403, content_type="text/plain")
+    return HttpResponse(exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import structlog
@@ -79,7 +79,7 @@ class Summary:
 
 
 def _database() -> dict[str, Any]:
-    return settings.DATABASES["default"]
+    return cast(dict[str, Any], settings.DATABASES["default"])
 
 
 def _vendor(db: dict[str, Any]) -> str:

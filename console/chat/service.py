@@ -1,0 +1,212 @@
+"""The chat service: the one entry point every surface (web, Slack, Discord, CLI) calls.
+
+Given a surface, a conversation key, a user and a question, it loads the conversation's
+recent history, asks the engine, yields typed events (console.chat.events) as they come and
+stores the exchange: the question at once, the answer when it is done, or what there was of
+it when the client went away. There is one path, async; `manage.py ask` runs it too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from console.chat.events import (
+    AnswerCitations,
+    AnswerDone,
+    AnswerError,
+    AnswerStarted,
+    AnswerToken,
+    ChatError,
+    ChatEvent,
+)
+from console.chat.history import recent_turns
+from console.chat.metrics import CHAT_ANSWER_SECONDS, CHAT_QUESTIONS, FEEDBACK
+from console.chat.orm import in_thread_pool
+from console.chat.ratelimit import check_rate
+from console.engine import get_engine
+from console.models import Conversation, Feedback, Message
+from console.ops.warmup import await_warmup
+from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
+
+log = structlog.get_logger(__name__, component="chat")
+
+
+@dataclass
+class _Exchange:
+    """What one question has produced so far, so it can be stored whatever happens."""
+
+    conversation: Conversation
+    question: Message
+    answer: Message
+    history: list[Turn]
+    started: float
+    parts: list[str] = field(default_factory=list)
+    result: Answer | None = None
+    error: str = ""
+
+
+def _validate(text: str) -> str:
+    text = (text or "").strip()
+    if not text:
+        raise ChatError("empty_question", "The question is empty.")
+    limit = settings.CHAT_MAX_QUESTION_CHARS
+    if len(text) > limit:
+        raise ChatError("too_long", f"The question is {len(text)} characters; the limit is {limit}.")
+    return text
+
+
+def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None,
+           rate_limit: str | None, history_turns: int) -> _Exchange:
+    """Validates, rate-limits, finds the conversation and stores the question."""
+    text = _validate(text)
+    check_rate("user", f"{surface}:{user_key}", rate_limit or settings.CHAT_RATE_LIMIT_USER)
+    with transaction.atomic():
+        if conversation_id is not None:
+            conversation = Conversation.objects.select_for_update().get(pk=conversation_id, surface=surface)
+            if conversation.user_key != user_key:
+                raise ChatError("forbidden", "That conversation belongs to someone else.")
+        else:
+            conversation, _ = Conversation.objects.get_or_create(
+                surface=surface, external_key=conversation_key,
+                defaults={"user_key": user_key, "user": user if getattr(user, "pk", None) else None, "title": text[:200]},
+            )
+        check_rate("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_CONVERSATION)
+        history = recent_turns(conversation, history_turns)
+        question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
+        answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, error=Message.IN_PROGRESS)
+        conversation.save(update_fields=["updated_at"])
+    return _Exchange(conversation, question, answer, history, time.perf_counter())
+
+
+def _open(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None,
+          rate_limit: str | None, history_turns: int) -> _Exchange | AnswerError:
+    """`_begin`, or the fatal error event that refuses the question."""
+    try:
+        return _begin(surface, conversation_key, user_key, text, user, conversation_id, rate_limit, history_turns)
+    except ChatError as exc:
+        CHAT_QUESTIONS.labels(surface, "refused").inc()
+        return AnswerError(exc.code, exc.message)
+    except Conversation.DoesNotExist:
+        CHAT_QUESTIONS.labels(surface, "refused").inc()
+        return AnswerError("not_found", "No such conversation.")
+
+
+def _still_warming(surface: str) -> AnswerError:
+    """The server started moments ago and its model is not loaded after WARMUP_WAIT_SECONDS."""
+    CHAT_QUESTIONS.labels(surface, "refused").inc()
+    return AnswerError("warming_up", "Lorebot is still starting up (loading its model and indexes); ask again in a minute.")
+
+
+def _translate(ex: _Exchange, event: Event) -> ChatEvent:
+    if isinstance(event, TokenEvent):
+        ex.parts.append(event.text)
+        return AnswerToken(event.text)
+    if isinstance(event, CitationsEvent):
+        return AnswerCitations(event.citations)
+    if isinstance(event, ErrorEvent):
+        if event.fatal:
+            ex.error = event.code
+        return AnswerError(event.code, event.message, event.fatal)
+    assert isinstance(event, DoneEvent)
+    answer = ex.result = event.answer
+    return AnswerDone(
+        message_id=ex.answer.pk, usage=answer.usage, latency_ms=round((time.perf_counter() - ex.started) * 1000, 1),
+        retrieval_ms=round(answer.retrieval_ms, 1), generation_ms=round(answer.generation_ms, 1), mode=answer.mode,
+        provider=answer.provider, model=answer.model, extractive=answer.extractive,
+        fallback_reason=answer.fallback_reason, not_covered=answer.not_covered,
+    )
+
+
+def _ends_answer(event: ChatEvent) -> bool:
+    return isinstance(event, AnswerDone) or (isinstance(event, AnswerError) and event.fatal)
+
+
+def _finish(ex: _Exchange, interrupted: str = "") -> None:
+    """Stores the answer: the finished one, or the part the user saw before leaving."""
+    message = ex.answer
+    latency_ms = round((time.perf_counter() - ex.started) * 1000, 1)
+    result = ex.result
+    if result is not None:
+        message.store_answer(result, latency_ms=latency_ms)
+    else:
+        message.store_partial("".join(ex.parts), error=interrupted or ex.error or "no_answer", latency_ms=latency_ms)
+    surface = ex.conversation.surface
+    outcome = "cancelled" if interrupted else "failed" if result is None else "extractive" if result.extractive else "answered"
+    CHAT_QUESTIONS.labels(surface, outcome).inc()
+    CHAT_ANSWER_SECONDS.labels(surface).observe(latency_ms / 1000)
+    # `question` is replaced by its length in the logs unless LOG_CONTENT is on (console.ops.logs).
+    log.info("chat.answered", conversation_id=ex.conversation.pk, message_id=message.pk,
+             surface=surface, latency_ms=latency_ms, provider=message.provider,
+             error=message.error, outcome=outcome, question=ex.question.text)
+
+
+async def areply(
+    *, surface: str, conversation_key: str, user_key: str, text: str, user: Any = None,
+    conversation_id: int | None = None, mode: str | None = None, rate_limit: str | None = None,
+) -> AsyncGenerator[ChatEvent, None]:
+    """Answers one question, yielding AnswerStarted, AnswerTokens, AnswerCitations, AnswerDone (or AnswerError).
+
+    `mode` forces a retrieval mode (the engine picks one otherwise). `rate_limit` ("N/seconds")
+    replaces CHAT_RATE_LIMIT_USER for surfaces that have their own (the bots). Close the stream
+    (`aclosing`) when stopping early: what the user saw is stored then, not whenever it is collected.
+    """
+    if not await await_warmup(settings.WARMUP_WAIT_SECONDS):
+        yield _still_warming(surface)
+        return
+    engine = get_engine()
+    ex = await in_thread_pool(_open)(surface, conversation_key, user_key, text, user, conversation_id, rate_limit,
+                                     engine.settings.history_turns)
+    if isinstance(ex, AnswerError):
+        yield ex
+        return
+    stored = False
+    try:
+        yield AnswerStarted(ex.conversation.pk, ex.answer.pk, ex.question.pk)
+        async for event in engine.astream(ex.question.text, history=ex.history, mode=mode):
+            chat_event = _translate(ex, event)
+            if _ends_answer(chat_event):
+                await in_thread_pool(_finish)(ex)  # stored before the client hears "done": it may act on it at once
+                stored = True
+            yield chat_event
+    finally:
+        if not stored:
+            await in_thread_pool(_finish)(ex, "cancelled")
+
+
+def record_feedback(*, message_id: int, value: int, surface: str, user_key: str, comment: str = "") -> tuple[Feedback, bool]:
+    """Stores 👍/👎 on an assistant message; a user's second vote replaces the first.
+
+    Returns the feedback and whether it was new.
+    """
+    if value not in (1, -1):
+        raise ChatError("bad_value", "Feedback must be 1 (👍) or -1 (👎).")
+    try:
+        message = Message.objects.select_related("conversation").get(pk=message_id, role=Message.Role.ASSISTANT)
+    except Message.DoesNotExist:
+        raise ChatError("not_found", "No such answer.") from None
+    try:
+        with transaction.atomic():
+            feedback, created = Feedback.objects.update_or_create(
+                message=message, user_key=user_key,
+                defaults={"value": value, "surface": surface, "comment": comment},
+            )
+    except IntegrityError:  # two clicks racing: the other one won, keep it
+        feedback, created = Feedback.objects.get(message=message, user_key=user_key), False
+    FEEDBACK.labels("up" if value == 1 else "down", surface).inc()
+    log.info("chat.feedback", message_id=message.pk, value=value, surface=surface, new=created)
+    return feedback, created
+
+
+arecord_feedback = in_thread_pool(record_feedback)
+
+
+def warm_up() -> None:
+    """Loads the model and opens the indexes before the first question (the bots and the CLI call it at start)."""
+    get_engine().warmup()

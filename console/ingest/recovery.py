@@ -1,0 +1,69 @@
+"""Recovery of jobs whose worker died (SIGKILL, OOM, power loss): their heartbeat goes stale, and they are queued again.
+
+The worker that picks such a job up carries on with the files that have no outcome yet.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timedelta
+
+import structlog
+from django.conf import settings
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
+from django_tasks_db.models import DBTaskResult
+
+from console.models import IngestJob
+from console.tasks import enqueue_job
+
+log = structlog.get_logger(__name__, component="ingest_job")
+
+
+def recovery_interval_seconds() -> float:
+    return max(1.0, min(30.0, settings.INGEST_STALE_SECONDS / 2))
+
+
+def recover_stale_jobs(*, stale_seconds: float | None = None) -> list[int]:
+    """Queues again every job whose worker stopped beating (SIGKILL, OOM, power loss); returns their ids."""
+    stale = settings.INGEST_STALE_SECONDS if stale_seconds is None else stale_seconds
+    cutoff = timezone.now() - timedelta(seconds=stale)
+    running = IngestJob.objects.filter(state=IngestJob.State.RUNNING, heartbeat_at__lt=cutoff)
+    # Claimed by a worker that died before it could mark the job running.
+    claimed = list(
+        DBTaskResult.objects.filter(status="RUNNING", started_at__lt=cutoff).values_list("id", flat=True)
+    )
+    orphans = IngestJob.objects.filter(state=IngestJob.State.QUEUED, task_id__in=[str(i) for i in claimed])
+    recovered = []
+    for pk in {*running.values_list("pk", flat=True), *orphans.values_list("pk", flat=True)}:
+        if _requeue_dead(pk, cutoff):
+            recovered.append(pk)
+    return sorted(recovered)
+
+
+def _requeue_dead(job_id: int, cutoff: datetime) -> bool:
+    with transaction.atomic():
+        job = IngestJob.objects.select_for_update().get(pk=job_id)
+        if job.is_finished or (job.state == IngestJob.State.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff):
+            return False  # it finished or beat again while we looked
+        if job.task_id:
+            DBTaskResult.objects.filter(id=job.task_id, status="RUNNING").update(
+                status="FAILED", finished_at=timezone.now(),
+                exception_class_path="console.tasks.WorkerDied", traceback="worker died; the job was queued again",
+            )
+        job.requeue_after_worker_died()
+        enqueue_job(job_id)
+    log.warning("job.recovered", job_id=job_id, attempt=job.attempts + 1)
+    return True
+
+
+def recovery_loop(stop: threading.Event) -> None:
+    """Runs in the worker: recovers stale jobs every `recovery_interval_seconds()` until stopped."""
+    interval = recovery_interval_seconds()
+    while not stop.wait(interval):
+        try:
+            close_old_connections()
+            recover_stale_jobs()
+        except Exception:
+            log.warning("job.recovery_failed", exc_info=True)
+    connection.close()

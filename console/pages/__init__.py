@@ -1,0 +1,1 @@
+"""The staff console: its pages, forms and the dashboard's figures."""

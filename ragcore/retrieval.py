@@ -1,0 +1,158 @@
+"""Retrieval: what is searched for, in which mode, fused how, de-duplicated, and whether it is relevant.
+
+Each of these decisions is made here, once, for every caller (the answer driver, eval, notebooks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
+
+import numpy as np
+
+from ragcore import abstention, metrics
+from ragcore.embeddings import QueryBatcher
+from ragcore.errors import RagError
+from ragcore.fusion import fuse_convex, fuse_rrf
+from ragcore.indexes import Indexes, UsesIndexes
+from ragcore.settings import RagSettings
+from ragcore.tokenize import tokenize
+from ragcore.types import ScoredChunk, Turn
+
+T = TypeVar("T")
+
+MODES = ("hybrid", "context", "bm25", "dense")
+
+# Threads for the searches of async answers, one pool per process. Not the event loop's default
+# pool: on a small machine that has 6 threads, and every chat's database writes queue there too; a
+# search (~2 ms) must not wait behind them.
+_SEARCH_THREADS = 4
+_search_pool: ThreadPoolExecutor | None = None
+_search_pool_lock = threading.Lock()
+
+
+def _searches() -> ThreadPoolExecutor:
+    global _search_pool
+    with _search_pool_lock:
+        if _search_pool is None:
+            _search_pool = ThreadPoolExecutor(_SEARCH_THREADS, thread_name_prefix="search")
+        return _search_pool
+
+
+async def in_search_thread(fn: Callable[[], T]) -> T:
+    """Runs `fn` in the search threads (it calls the model or the indexes); as asyncio.to_thread does, the
+    log context follows."""
+    return await asyncio.get_running_loop().run_in_executor(_searches(), contextvars.copy_context().run, fn)
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """The chunks found for one question, best first, and whether they are relevant enough to answer from."""
+
+    chunks: tuple[ScoredChunk, ...]
+    mode: str
+    ms: float
+    relevant: bool  # the documents cover the question (see ragcore.abstention)
+    verdict: abstention.Verdict | None = None
+
+
+def choose_mode(mode: str | None, history: Sequence[Turn]) -> str:
+    """The mode asked for, else "context" for a follow-up (there is history) and "hybrid" for a first question."""
+    return mode or ("context" if history else "hybrid")
+
+
+def search_text(query: str, mode: str, history: Sequence[Turn] = ()) -> str:
+    """What is searched for: in context mode the last questions are folded in, so that "and the
+    second one?" finds its topic."""
+    if mode != "context":
+        return query
+    earlier = [t.text for t in history if t.role == "user"][-2:]
+    return " ".join([*earlier, query])
+
+
+class Retriever(UsesIndexes):
+    """Searches both indexes and fuses them; `aretrieve` is the path of answers, `retrieve` of sync callers."""
+
+    def __init__(self, settings: RagSettings, indexes: Indexes, queries: QueryBatcher) -> None:
+        self.settings = settings
+        self.indexes = indexes
+        self.queries = queries  # concurrent questions share one model call
+
+    def search(self, query: str, *, mode: str = "hybrid", candidates: int | None = None,
+               vector: np.ndarray | None = None) -> tuple[list[tuple[str, float]], float | None]:
+        """Fused (chunk_id, score) ranking, and the best dense similarity (None in bm25 mode).
+
+        `vector` is the query's embedding when the caller already has it (see `aretrieve`).
+        """
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
+        k = candidates or self.settings.candidates
+        sparse = self.bm25.search(query, k) if mode != "dense" else []
+        dense: list[tuple[str, float]] = []
+        if mode != "bm25":
+            if vector is None:
+                vector = self.queries.embed_query(query)
+            dense = self.store.query(vector, k)
+        best_dense = dense[0][1] if dense else (None if mode == "bm25" else 0.0)
+        if mode == "bm25":
+            return list(sparse), best_dense
+        if mode == "dense":
+            return list(dense), best_dense
+        alpha = self.settings.hybrid_alpha
+        if self.settings.fusion == "rrf":
+            return fuse_rrf([sparse, dense], k=self.settings.rrf_k, weights=[1 - alpha, alpha]), best_dense
+        return fuse_convex([sparse, dense], [1 - alpha, alpha]), best_dense
+
+    def retrieve(self, query: str, *, mode: str = "hybrid", top_k: int | None = None, history: Sequence[Turn] = (),
+                 vector: np.ndarray | None = None) -> Retrieval:
+        """The top chunks for a query, near-duplicates removed, with a relevance verdict.
+
+        `vector`: the embedding of `search_text(query, mode, history)`, if the caller has it.
+        """
+        return self._retrieve(query, search_text(query, mode, history), mode=mode, top_k=top_k, vector=vector)
+
+    async def aretrieve(self, query: str, *, mode: str, history: Sequence[Turn] = ()) -> Retrieval:
+        """`retrieve` for the event loop: the embedding is awaited in the batcher, the search runs in a thread."""
+        text = search_text(query, mode, history)
+        # The embedding is awaited here rather than in the worker thread, so a burst of questions
+        # waits in the batcher (one model call for all) without holding the loop's few threads.
+        vector = await self.queries.aembed_query(text) if mode != "bm25" else None
+        return await in_search_thread(partial(self._retrieve, query, text, mode=mode, vector=vector))
+
+    def _retrieve(self, query: str, text: str, *, mode: str, top_k: int | None = None, vector: np.ndarray | None = None) -> Retrieval:
+        started = time.perf_counter()
+        top_k = top_k or self.settings.top_k
+        try:
+            ranking, best_dense = self.search(text, mode=mode, vector=vector)
+        except RagError:
+            metrics.PIPELINE_ERRORS.labels("vector_store").inc()
+            raise
+        chosen: list[ScoredChunk] = []
+        if ranking:
+            head = ranking[: top_k * 3]
+            found = self.store.get_chunks([cid for cid, _ in head])
+            seen: list[set[str]] = []
+            for cid, score in head:
+                chunk = found.get(cid)
+                if chunk is None:
+                    continue  # deleted between the ranking and the fetch
+                words = set(tokenize(chunk.text))
+                if any(len(words ^ other) <= 0.1 * max(len(words), len(other), 1) for other in seen):
+                    continue  # a near-copy of a better chunk (same text in two documents)
+                seen.append(words)
+                chosen.append(ScoredChunk(chunk, score))
+                if len(chosen) == top_k:
+                    break
+        verdict = abstention.assess(query, text, chosen, best_dense=best_dense,
+                                    frequencies=self.bm25.document_frequencies,
+                                    threshold=self.settings.abstain_threshold)
+        seconds = time.perf_counter() - started
+        metrics.RETRIEVAL_SECONDS.labels(mode).observe(seconds)
+        return Retrieval(tuple(chosen), mode, seconds * 1000, verdict.covered, verdict)
