@@ -19,7 +19,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import numpy as np
@@ -197,16 +197,22 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
     scored_units.sort(key=lambda s: s[0], reverse=True)
     best = scored_units[0][0]
     chosen: list[Evidence] = []
-    used: set[tuple[int, int]] = set()
+    used: dict[tuple[int, int], int] = {}  # (source, unit) -> the bullet that quotes it
     for score, n, i, unit in scored_units:
         if len(chosen) == limit or (chosen and score < KEEP_RATIO * best):
             break
         if (n, i) in used:
             continue
         text, parts = _with_neighbours(by_chunk[n - 1], i)
-        if any((n, j) in used for j in parts):
-            continue  # already quoted as another unit's neighbour
-        used.update((n, j) for j in parts)
+        quoted = [used[(n, j)] for j in parts if (n, j) in used]
+        if quoted:
+            # Its neighbour is already a bullet ("It …" after the sentence it leans on): the bullet goes on with it.
+            bullet = chosen[quoted[0]]
+            if not unit.code and not bullet.code:
+                chosen[quoted[0]] = replace(bullet, text=f"{bullet.text} {unit.text}")
+                used[(n, i)] = quoted[0]
+            continue
+        used.update({(n, j): len(chosen) for j in parts})
         chunk = chunks[n - 1].chunk
         where = " › ".join(p for p in (chunk.title, chunk.location) if p)
         chosen.append(Evidence(text, n, score, code=unit.code, where=where))

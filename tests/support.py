@@ -5,11 +5,15 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, MutableMapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import structlog
+from structlog.testing import capture_logs
 
 from ragcore import Engine, RagSettings
 from ragcore.embeddings import Embedder
@@ -101,3 +105,26 @@ def answer_text(events: Sequence[Any]) -> str:
 def citation(n: int, title: str = "", *, source: str = "", location: str = "", document_id: str = "") -> Citation:
     """A numbered source as the chat service hands it to a surface."""
     return Citation(n=n, document_id=document_id, title=title, source=source, location=location, snippet="")
+
+
+@contextmanager
+def captured_logs() -> Iterator[list[MutableMapping[str, Any]]]:
+    """structlog's `capture_logs` for Lorebot's own module loggers, even those already used.
+
+    The app configures structlog with `cache_logger_on_first_use`, so a module logger that logged
+    before (an earlier test) keeps its own processors and `capture_logs` alone would miss it: each
+    module's `log` is swapped for a fresh one for the duration.
+    """
+    swapped = []
+    for name, module in list(sys.modules.items()):
+        proxy = getattr(module, "log", None) if name.split(".")[0] in ("ragcore", "console", "bots") else None
+        if isinstance(proxy, structlog._config.BoundLoggerLazyProxy):
+            fresh = structlog.get_logger(*proxy._logger_factory_args, **(proxy._initial_values or {}))
+            swapped.append((module, proxy))
+            module.log = fresh  # type: ignore[attr-defined]
+    try:
+        with capture_logs() as logs:
+            yield logs
+    finally:
+        for module, proxy in swapped:
+            module.log = proxy  # type: ignore[attr-defined]

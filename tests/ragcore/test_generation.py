@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from structlog.testing import capture_logs
 
 from ragcore.citations import CitationFilter
 from ragcore.errors import GenerationError
@@ -20,6 +19,7 @@ from ragcore.types import Chunk, ScoredChunk, Turn
 from tests.fakes.groq import FakeGroqServer, grounded_reply
 from tests.support import PROMPT_CHUNKS as CHUNKS
 from tests.support import PROMPT_REPLY as EXPECTED
+from tests.support import captured_logs
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,7 @@ def test_it_sends_the_model_and_knobs_from_settings(fake: FakeGroqServer) -> Non
 
 
 def test_it_warns_when_the_answer_hits_max_tokens(fake: FakeGroqServer) -> None:
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         stream = make_generator(fake, max_answer_tokens=3).stream(ask("q"))
         assert "".join(stream) == "According to the"
     assert stream.finish_reason == "length"

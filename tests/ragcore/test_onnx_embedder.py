@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from structlog.testing import capture_logs
 
 from ragcore import Engine, RagSettings
 from ragcore.embeddings import ConfiguredEmbedder, backend_name, shared_embedder
 from ragcore.errors import IndexMismatch
 from ragcore.metrics import PIPELINE_ERRORS
+from tests.support import captured_logs
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def test_each_backend_has_its_own_name_and_torch_keeps_the_old_one(real_embedder
 
 def test_a_new_embedder_finds_the_export_again_without_exporting(real_embedder: ConfiguredEmbedder) -> None:
     fresh = ConfiguredEmbedder(backend="onnx-int8")  # as another process, or another data folder's engine
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         fresh.embed_query("load")
     assert fresh.impl.onnx_file == real_embedder.impl.onnx_file  # type: ignore[attr-defined]
     assert [e["event"] for e in logs] == ["embedder.loaded"]
@@ -95,7 +95,7 @@ def test_a_failed_export_falls_back_to_torch_and_says_so_once(tmp_path: Path, to
     blocker.write_text("a file where the cache folder should be")
     before = PIPELINE_ERRORS.labels("embedder")._value.get()
     embedder = ConfiguredEmbedder(backend="onnx-int8", cache_dir=blocker / "onnx")
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         vectors = embedder.embed(SENTENCES[:2])
         embedder.embed_query("again")
         assert embedder.name == "all-MiniLM-L6-v2"
@@ -134,7 +134,7 @@ def test_the_index_records_the_backend_and_a_switch_asks_for_a_reindex(
 @pytest.mark.timeout(900)
 def test_a_missing_export_is_made_on_first_use_with_a_progress_message(tmp_path: Path) -> None:
     embedder = ConfiguredEmbedder(backend="onnx-int8", cache_dir=tmp_path / "onnx")
-    with capture_logs() as logs:
+    with captured_logs() as logs:
         vector = embedder.embed_query("How do I roll back a release?")
     assert embedder.backend == "onnx-int8", embedder.fallback_reason
     assert [e["event"] for e in logs if e["log_level"] == "warning"] == ["embedder.onnx_export_started"]
