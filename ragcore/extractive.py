@@ -75,6 +75,7 @@ _ANAPHORA = re.compile(
 _SIGNATURE = re.compile(r"^(?:(?:class|exception|async|await|classmethod|staticmethod|method|function|property|"
                         r"attribute|data|decorator|coroutine|abstractmethod)\s+)*[A-Za-z_][\w.]*(?:\(.*\))?"
                         r"(?:\s*(?:->|→)\s*\S.*)?$")
+_TERM_PREFIX = re.compile(r"^`[^`]+`: ")
 MAX_TERM_CHARS = 160
 MAX_LIST_ITEMS = 8  # a sentence that introduces a list ("… in this order:") brings at most this many items
 _WORD = re.compile(r"\w+")
@@ -214,9 +215,9 @@ def _clean(text: str) -> str:
     return text
 
 
-def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode,
-                    limit: int = MAX_BULLETS) -> list[Evidence]:
-    """The units that answer `question` best, most relevant first, at most `limit` of them."""
+def _shortlist(question: str, chunks: Sequence[ScoredChunk]) -> tuple[list[list[Unit]], list[tuple[int, int, Unit]], list[float]]:
+    """The units of every chunk, and the likeliest of them (source number, index in its chunk, unit) with their
+    keyword scores: only these go to the model."""
     candidates: list[tuple[int, int, Unit]] = []  # (source number, index in its chunk, unit)
     by_chunk: list[list[Unit]] = []
     seen: set[str] = set()
@@ -224,20 +225,38 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
         units = split_units(scored.chunk.text)
         by_chunk.append(units)
         for i, unit in enumerate(units):
-            key = " ".join(tokenize(unit.text)) or unit.text
+            key = " ".join(tokenize(_TERM_PREFIX.sub("", unit.text))) or unit.text
             if key in seen:
-                continue  # the same sentence in the overlap of two chunks
+                continue  # the same sentence in the overlap of two chunks (with or without its term)
             seen.add(key)
             candidates.append((n, i, unit))
     if not candidates:
-        return []
+        return by_chunk, [], []
     headings = [_heading_terms(chunks[n - 1].chunk.location) for n, _, _ in candidates]
     keyword = _keyword_scores(question, [u for _, _, u in candidates], headings)
-    # Only the likeliest units go to the model; the order keeps retrieval's ranking among equals.
+    # The order keeps retrieval's ranking among equals.
     shortlist = sorted(range(len(candidates)), key=lambda j: keyword[j] - RANK_DECAY * candidates[j][0],
                        reverse=True)[:MAX_EMBEDDED]
-    candidates = [candidates[j] for j in shortlist]
-    keyword = [keyword[j] for j in shortlist]
+    return by_chunk, [candidates[j] for j in shortlist], [keyword[j] for j in shortlist]
+
+
+def best_sentence_similarity(question: str, chunks: Sequence[ScoredChunk], encode: Encode) -> float:
+    """The highest cosine similarity between the question and a sentence of the chunks (of the shortlist that
+    `select_evidence` scores, so the vectors are the ones it uses): evidence for ragcore.abstention."""
+    _, candidates, _ = _shortlist(question, chunks)
+    prose = [u.text for _, _, u in candidates if not u.code]
+    if not prose:
+        return 0.0
+    vectors = encode([question, *prose])
+    return float((vectors[1:] @ vectors[0]).max())
+
+
+def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode,
+                    limit: int = MAX_BULLETS) -> list[Evidence]:
+    """The units that answer `question` best, most relevant first, at most `limit` of them."""
+    by_chunk, candidates, keyword = _shortlist(question, chunks)
+    if not candidates:
+        return []
     vectors = encode([question] + [u.text for _, _, u in candidates])
     dense = vectors[1:] @ vectors[0]
     wants_code = bool(CODE_CUES.intersection(tokenize(question)))
