@@ -240,17 +240,6 @@ def _shortlist(question: str, chunks: Sequence[ScoredChunk]) -> tuple[list[list[
     return by_chunk, [candidates[j] for j in shortlist], [keyword[j] for j in shortlist]
 
 
-def best_sentence_similarity(question: str, chunks: Sequence[ScoredChunk], encode: Encode) -> float:
-    """The highest cosine similarity between the question and a sentence of the chunks (of the shortlist that
-    `select_evidence` scores, so the vectors are the ones it uses): evidence for ragcore.abstention."""
-    _, candidates, _ = _shortlist(question, chunks)
-    prose = [u.text for _, _, u in candidates if not u.code]
-    if not prose:
-        return 0.0
-    vectors = encode([question, *prose])
-    return float((vectors[1:] @ vectors[0]).max())
-
-
 def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode,
                     limit: int = MAX_BULLETS) -> list[Evidence]:
     """The units that answer `question` best, most relevant first, at most `limit` of them."""
