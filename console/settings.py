@@ -92,6 +92,8 @@ MIDDLEWARE = [
     # Before anything reads request.is_secure(): X-Forwarded-Proto counts only from TRUSTED_PROXIES.
     "console.ops.security.ForwardedProtoMiddleware",
     "console.ops.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
+    # Before any handler reads input: a body that is not UTF-8, or NUL in a field, is answered 400.
+    "console.ops.request_input.RequestInputMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
