@@ -246,6 +246,8 @@ CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 
 # -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
+# Frames one chat socket may send (COUNT/SECONDS, 0: no limit); past it they are dropped unread.
+CHAT_FRAME_RATE = envrate("CHAT_FRAME_RATE", "30/10")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
 # Rate limits and the Slack bot's event de-duplication live in the cache: per process by default;
