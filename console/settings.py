@@ -92,6 +92,8 @@ MIDDLEWARE = [
     # Before anything reads request.is_secure(): X-Forwarded-Proto counts only from TRUSTED_PROXIES.
     "console.ops.security.ForwardedProtoMiddleware",
     "console.ops.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
+    # Before any handler reads input: a body that is not UTF-8, or NUL in a field, is answered 400.
+    "console.ops.request_input.RequestInputMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -244,6 +246,8 @@ CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 
 # -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
+# Frames one chat socket may send (COUNT/SECONDS, 0: no limit); past it they are dropped unread.
+CHAT_FRAME_RATE = envrate("CHAT_FRAME_RATE", "30/10")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
 # Rate limits and the Slack bot's event de-duplication live in the cache: per process by default;
