@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from console.accounts.landing import home_url
 from console.engine import get_engine
 from console.ingest import jobs, uploads
 from console.ingest.status import eta_seconds
@@ -59,8 +60,9 @@ def _paginate(request: HttpRequest, queryset: QuerySet[Any], per_page: int = PER
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated and request.user.is_staff:
-        return redirect("console:dashboard")
+    """Logged-in users go straight to where they work (console or chat); visitors see what Lorebot is."""
+    if request.user.is_authenticated:
+        return redirect(home_url(request.user))
     return render(request, "console/home.html")
 
 
