@@ -23,6 +23,7 @@ urlpatterns = [
     path("status/<int:job_id>", status.job_status_view, name="job-status"),
     path("console/", include("console.pages.urls")),
     path("chat/", include("console.chat.urls")),
+    path("sources/", include("console.sources.urls")),  # the source viewer every citation links to
     path("slack/", include("bots.slack.urls")),  # /slack/events: Slack's Events API, commands, buttons
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
