@@ -24,6 +24,7 @@ from console.chat.history import citations_of
 from console.engine import get_engine
 from console.ingest import jobs, uploads
 from console.ingest.status import eta_seconds
+from console.markdown import render_answer
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
@@ -359,6 +360,8 @@ def conversation_view(request: HttpRequest, conversation_id: int) -> HttpRespons
     for message in page.object_list:
         # Every citation opens the source viewer, which says so when its document was deleted since.
         message.citation_rows = [{**c.to_dict(), "url": source_url(c)} for c in citations_of(message)]
+        if message.role == Message.Role.ASSISTANT:
+            message.html = render_answer(message.text, f"cite-{message.pk}-")
     totals = conversation.messages.aggregate(
         n=Count("id"),
         up=Count("feedback", filter=Q(feedback__value=1)),

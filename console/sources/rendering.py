@@ -1,21 +1,18 @@
 """A parsed document as safe HTML, block by block, with the blocks of the cited passage marked.
 
 The loaders turn every format into the same chunk text format (paragraphs, fenced code, lists,
-tables as `cell | cell`), which is Markdown; markdown-it-py renders it with raw HTML off, so
-nothing a document contains can become markup on the page, and links are limited to
-markdown-it's safe schemes (no `javascript:`).
+tables as `cell | cell`), which is Markdown; console.markdown renders it with raw HTML off, so
+nothing a document contains can become markup on the page.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from markdown_it import MarkdownIt
-
+from console.markdown import render_markdown
 from ragcore.chunking import split_blocks
 from ragcore.types import ParsedDocument
 
-_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 # A chunk that starts or ends inside a long paragraph (cut at a sentence) is found by this many
 # characters of its first or last words.
 _EDGE_CHARS = 60
@@ -32,11 +29,6 @@ class Block:
 class RenderedSection:
     location: str
     blocks: tuple[Block, ...]
-
-
-def render_markdown(text: str) -> str:
-    """Safe HTML for text in the chunk format (raw HTML is shown as text)."""
-    return _MARKDOWN.render(text)
 
 
 def _flat(text: str) -> str:
