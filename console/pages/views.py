@@ -96,18 +96,15 @@ def _document_kinds() -> list[str]:
     return [k for k in kinds if k]
 
 
-def _outcome_messages(request: HttpRequest, result: uploads.SubmitResult) -> None:
-    """One flash message per uploaded file: accepted, rejected with its reason, or already ingested."""
-    for item in result.files:
-        name = item.filename
-        if item.outcome == "accepted":
-            messages.success(request, f"{name}: accepted, indexing in the background.")
-        elif item.outcome == "duplicate":
-            existing = f" as “{item.document}”" if item.document is not None else ""
-            messages.info(request, f"{name}: already ingested{existing}.")
-        else:
-            reason = item.reason.removeprefix(f"{name}: ")
-            messages.error(request, f"{name}: rejected — {reason}")
+def _summary_message(request: HttpRequest, result: uploads.SubmitResult) -> None:
+    """One flash message for the whole upload: how many were accepted, and each refused file with its reason."""
+    text = result.summary()
+    if not result.refused:
+        messages.success(request, text)
+    elif result.accepted:
+        messages.warning(request, text)
+    else:
+        messages.error(request, text)
 
 
 @require_http_methods(["GET", "POST"])
@@ -116,13 +113,16 @@ def documents_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         upload = UploadForm(request.POST, request.FILES)
         if upload.is_valid():
-            result = uploads.submit_uploads(upload.cleaned_data["files"], request.user)
-            _outcome_messages(request, result)
+            files = upload.chosen()
+            paths = uploads.parse_paths(upload.cleaned_data["paths"], len(files))
+            result = uploads.submit_uploads(files, request.user, paths=paths)
+            _summary_message(request, result)
             if result.job is not None:
                 return redirect("console:job", job_id=result.job.pk)
             return redirect("console:documents")
-        for error in upload.errors.get("files", []):
-            messages.error(request, str(error))
+        for errors in upload.errors.values():
+            for error in errors:
+                messages.error(request, str(error))
         return redirect("console:documents")
 
     kinds = _document_kinds()
