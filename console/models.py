@@ -175,12 +175,19 @@ class IngestJob(models.Model):
         self._set_state(self.State.QUEUED, "waiting to retry", "transient error; retrying",
                         attempt=self.attempts + 1, in_seconds=delay_seconds)
 
-    def finish(self, *, files: int, failed: int) -> str:
-        """Every file has an outcome; the job's final state follows from how many failed, and is returned."""
-        state = self.State.SUCCEEDED if not failed else self.State.FAILED if failed == files else self.State.PARTIALLY_FAILED
+    def finish(self, *, files: int, failed: int, refused: int = 0) -> str:
+        """Every file has an outcome; the job's final state follows from how many of its `files` failed, and is returned.
+
+        Files refused at upload never ran: they count only when nothing else was there to run.
+        """
+        if not files:
+            state = self.State.FAILED if refused else self.State.SUCCEEDED
+        else:
+            state = self.State.SUCCEEDED if not failed else self.State.FAILED if failed == files else self.State.PARTIALLY_FAILED
         self.finished_at = timezone.now()
         self.progress_done = files
-        self._set_state(state, "done", "finished", "finished_at", "progress_done", state=state, failed=failed)
+        extra = {"refused": refused} if refused else {}
+        self._set_state(state, "done", "finished", "finished_at", "progress_done", state=state, failed=failed, **extra)
         return state
 
     def retry(self, *, files: int, done: int) -> None:
@@ -215,6 +222,7 @@ class IngestJobFile(models.Model):
         FAILED = "failed"
         CANCELLED = "cancelled"
         DELETED = "deleted"  # a delete job removed this document's chunks
+        REFUSED = "refused"  # refused at upload (empty, wrong type, too large, duplicate…): never queued
 
     class Action(models.TextChoices):
         INDEX = "index"  # index unless both indexes already hold this exact content
@@ -222,6 +230,8 @@ class IngestJobFile(models.Model):
         DELETE = "delete"  # remove the document's chunks, then its row
 
     RETRYABLE = (State.FAILED, State.CANCELLED)
+    # Files the worker has to do nothing more for (REFUSED ones were never its to do).
+    OUTCOMES = (State.INDEXED, State.UNCHANGED, State.FAILED, State.CANCELLED, State.DELETED)
 
     job = models.ForeignKey(IngestJob, on_delete=models.CASCADE, related_name="files")
     document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="job_files")
@@ -240,6 +250,11 @@ class IngestJobFile(models.Model):
 
     def __str__(self) -> str:
         return f"{self.filename} ({self.state})"
+
+    @classmethod
+    def refused(cls, job: IngestJob, filename: str, code: str, reason: str) -> IngestJobFile:
+        """The record of a file refused at upload (unsaved): `code` says why (empty, type, duplicate…), `reason` in words."""
+        return cls(job=job, filename=filename[:255], state=cls.State.REFUSED, error_type=code[:100], error_message=reason)
 
     # -- transitions: the only code that assigns a file's state --------------------------------
 

@@ -158,6 +158,13 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 INGEST_STALE_SECONDS = envint("INGEST_STALE_SECONDS", "60")  # a running job with an older heartbeat is re-queued
 INGEST_MAX_ATTEMPTS = envint("INGEST_MAX_ATTEMPTS", "3")  # per file, for transient errors and worker crashes
 INGEST_RETRY_BACKOFF_SECONDS = envfloat("INGEST_RETRY_BACKOFF_SECONDS", "2")  # doubled on each retry
+# Uploads: past these a file is refused by name (and the rest go through). Django's own caps sit above
+# them, so a too-large request still gets a readable page (console.ingest.limits) rather than a bare 400.
+UPLOAD_MAX_FILES = envint("UPLOAD_MAX_FILES", "200")
+UPLOAD_MAX_NAME_CHARS = envint("UPLOAD_MAX_NAME_CHARS", "255")
+if not 1 <= UPLOAD_MAX_NAME_CHARS <= 255:
+    raise ImproperlyConfigured("UPLOAD_MAX_NAME_CHARS must be between 1 and 255 (the database keeps 255)")
+DATA_UPLOAD_MAX_NUMBER_FILES = 2 * UPLOAD_MAX_FILES
 
 # -- static files, i18n ----------------------------------------------------------------
 STATIC_URL = "static/"

@@ -63,6 +63,11 @@ def _blocks(text: str) -> list[str]:
     return [b.strip("\n") for b in blocks if b.strip()]
 
 
+def split_blocks(text: str) -> list[str]:
+    """The paragraphs and fenced code blocks of a section's text, as the chunker reads them."""
+    return _blocks(text)
+
+
 def _is_code(block: str) -> bool:
     return bool(_FENCE_OPEN.match(block))
 

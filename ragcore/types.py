@@ -70,6 +70,8 @@ class Citation:
             "source": self.source,
             "location": self.location,
             "snippet": self.snippet,
+            # "<document_id>:<position>": the source viewer highlights this exact passage.
+            "chunk_id": self.chunk_id,
         }
 
 

@@ -353,7 +353,7 @@ def frame(event: chat.ChatEvent) -> dict[str, Any]:
     if isinstance(event, chat.AnswerToken):
         return {"type": "token", "text": event.text}
     if isinstance(event, chat.AnswerCitations):
-        return {"type": "citations", "items": [c.to_dict() for c in event.items]}
+        return {"type": "citations", "items": [citation_frame(c) for c in event.items]}
     if isinstance(event, chat.AnswerDone):
         return {"type": "done", "message_id": event.message_id, "usage": event.usage.to_dict(),
                 "latency_ms": event.latency_ms, "retrieval_ms": event.retrieval_ms,
@@ -363,12 +363,17 @@ def frame(event: chat.ChatEvent) -> dict[str, Any]:
     return {"type": "error", "code": event.code, "message": event.message, "fatal": event.fatal}
 
 
+def citation_frame(citation: chat.Citation) -> dict[str, Any]:
+    """A citation as the page shows it: its fields, and `url`, where it opens (the source viewer), or ""."""
+    return {**citation.to_dict(), "url": chat.source_url(citation)}
+
+
 def _message_frame(message: chat.StoredMessage) -> dict[str, Any]:
     return {
         "id": message.id,
         "role": message.role,
         "text": message.text,
-        "citations": [c.to_dict() for c in message.citations],
+        "citations": [citation_frame(c) for c in message.citations],
         "error": message.error,
         "pending": message.pending,
         "extractive": message.extractive,

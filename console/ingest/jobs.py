@@ -25,15 +25,23 @@ def user_or_none(user: Any) -> Any:
     return user if getattr(user, "is_authenticated", False) else None
 
 
-def create_job(items: Sequence[tuple[Document, str, str]], user: Any, event: str, *, enqueue: bool = True) -> IngestJob:
+def create_job(items: Sequence[tuple[Document, str, str]], user: Any, event: str, *, enqueue: bool = True,
+               refused: Sequence[tuple[str, str, str]] = ()) -> IngestJob:
+    """One job for these (document, file name, action) items; `refused` (file name, code, reason) are recorded on it.
+
+    A job whose every file was refused is finished at once: there is nothing for a worker to do.
+    """
     with transaction.atomic():
         job = IngestJob(created_by=user_or_none(user), progress_total=len(items))
-        job.add_event(event, files=len(items))
+        job.add_event(event, files=len(items), **({"refused": len(refused)} if refused else {}))
         job.save()
         IngestJobFile.objects.bulk_create(
-            IngestJobFile(job=job, document=doc, filename=name, action=action) for doc, name, action in items
+            [IngestJobFile(job=job, document=doc, filename=name, action=action) for doc, name, action in items]
+            + [IngestJobFile.refused(job, name, code, reason) for name, code, reason in refused]
         )
-        if enqueue:
+        if not items:
+            job.finish(files=0, failed=0, refused=len(refused))
+        elif enqueue:
             transaction.on_commit(lambda: _enqueue_into(job))
     return job
 
@@ -60,7 +68,7 @@ def retry_job(job: IngestJob) -> IngestJob:
                 doc.mark_deleting()
             elif doc.status != Document.Status.SUPERSEDED:
                 doc.mark_queued()
-        job.retry(files=len(files), done=job.files.exclude(state=IngestJobFile.State.QUEUED).count())
+        job.retry(files=len(files), done=job.files.filter(state__in=IngestJobFile.OUTCOMES).count())
         transaction.on_commit(lambda: _enqueue_into(job))
     return job
 

@@ -35,6 +35,17 @@ def sanitize_filename(name: str) -> str:
     return name
 
 
+def sanitize_path(name: str) -> str:
+    """A display-safe path within an upload ("team-a/README.md"): each folder and the name cleaned like
+    `sanitize_filename` but not shortened, with no empty, "." or ".." parts and no drive letter."""
+    name = unicodedata.normalize("NFC", str(name or ""))
+    parts = [_UNSAFE_NAME.sub("", part).strip().lstrip(".").strip() for part in re.split(r"[/\\]", name)]
+    if parts and re.fullmatch(r"[A-Za-z]:", re.split(r"[/\\]", name)[0].strip()):
+        parts = parts[1:]  # "C:\\Users\\…" from an old browser: the drive is no part of the upload
+    parts = [part for part in parts if part]
+    return "/".join(parts) or "upload"
+
+
 def raw_dir() -> Path:
     return Path(settings.RAG_DATA_DIR) / "raw"
 

@@ -1,12 +1,19 @@
 """Uploads: each file is checked, stored by checksum and registered as a document; one job indexes them all.
 
+A bad file (empty, not a document type, too large, a duplicate, a name too long, one file too many,
+a full disk) is refused on its own, named with its reason, and recorded on the job; the others go
+through. Each file is known by its path within the upload ("team-a/README.md"), so files of the same
+name in different folders are different documents, and a new upload of the same path is its next version.
+
 UI-free: every function takes models and plain values and returns a result. The jobs are in
 console.ingest.jobs, the worker that runs them in console.ingest.worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import errno
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,14 +24,18 @@ from django.db import IntegrityError, transaction
 
 from console.ingest import storage
 from console.ingest.jobs import create_job, user_or_none
-from console.ingest.storage import sanitize_filename
+from console.ingest.storage import sanitize_path
 from console.models import Document, IngestJob, IngestJobFile
 from ragcore import loaders
 from ragcore.errors import LoaderError
+from ragcore.metrics import PIPELINE_ERRORS
 from ragcore.settings import MB
 
 log = structlog.get_logger(__name__, component="ingest_service")
 
+ACCEPTED = "accepted"
+REFUSED = "refused"
+SUMMARY_NAMES = 10  # refused files named in the summary message; the job lists them all
 
 
 class UploadedFileLike(Protocol):
@@ -41,11 +52,12 @@ class UploadedFileLike(Protocol):
 
 @dataclass(frozen=True)
 class FileOutcome:
-    """What happened to one uploaded file: "accepted", "rejected" (with a reason) or "duplicate"."""
+    """What happened to one uploaded file: "accepted", or "refused" with a `code` and a `reason` naming it."""
 
     filename: str
     outcome: str
     reason: str = ""
+    code: str = ""  # empty, type, too_large, duplicate, same_path, name_too_long, too_many, disk_full
     document: Document | None = None
 
 
@@ -56,48 +68,112 @@ class SubmitResult:
 
     @property
     def accepted(self) -> list[FileOutcome]:
-        return [f for f in self.files if f.outcome == "accepted"]
+        return [f for f in self.files if f.outcome == ACCEPTED]
 
     @property
-    def rejected(self) -> list[FileOutcome]:
-        return [f for f in self.files if f.outcome == "rejected"]
+    def refused(self) -> list[FileOutcome]:
+        return [f for f in self.files if f.outcome == REFUSED]
 
-    @property
-    def duplicates(self) -> list[FileOutcome]:
-        return [f for f in self.files if f.outcome == "duplicate"]
+    def summary(self) -> str:
+        """One line for the whole upload: "23 files accepted, 2 refused: a.md (empty file); b.exe (…)"."""
+        accepted, refused = len(self.accepted), self.refused
+        text = f"{_count(accepted, 'file')} accepted"
+        if accepted:
+            text += ", indexing in the background"
+        if not refused:
+            return text + "."
+        named = "; ".join(f"{f.filename} ({f.reason.removeprefix(f'{f.filename}: ')})" for f in refused[:SUMMARY_NAMES])
+        more = f"; and {len(refused) - SUMMARY_NAMES} more (listed on the job)" if len(refused) > SUMMARY_NAMES else ""
+        return f"{text}, {len(refused)} refused: {named}{more}."
 
 
-def submit_uploads(files: Iterable[UploadedFileLike], user: Any) -> SubmitResult:
-    """Stores each acceptable file by checksum and queues one job for all of them."""
+def parse_paths(raw: str | None, count: int) -> list[str] | None:
+    """The browser's list of paths within the upload (one per file, in order), or None if it sent none or a bad one."""
+    if not raw:
+        return None
+    try:
+        paths = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(paths, list) or len(paths) != count or not all(isinstance(p, str) for p in paths):
+        return None
+    return paths
+
+
+def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Sequence[str] | None = None) -> SubmitResult:
+    """Stores each acceptable file by checksum and queues one job for all of them; the refused are recorded on it.
+
+    `paths`: each file's path within the upload (a folder upload's relative paths), in the same order.
+    """
     result = SubmitResult(job=None)
     accepted: list[tuple[Document, str]] = []
-    for upload in files:
-        outcome, document = _accept(upload, user)
+    seen_paths: dict[str, str] = {}  # path → the first file that had it, in this upload
+    seen_content: dict[str, str] = {}  # checksum → the file that had it, in this upload
+    disk_full = ""
+    for position, upload in enumerate(files):
+        name = _path_of(upload, paths[position] if paths and position < len(paths) else None)
+        if disk_full:  # no later file can be stored either; each is named, none is half-written
+            outcome, document = _refused(name, "disk_full", disk_full), None
+        elif position >= settings.UPLOAD_MAX_FILES:
+            outcome, document = _refused(
+                name, "too_many", f"over the limit of {settings.UPLOAD_MAX_FILES} files per upload (UPLOAD_MAX_FILES)"), None
+        else:
+            outcome, document = _accept(upload, name, user, seen_paths, seen_content)
+            if outcome.code == "disk_full":
+                disk_full = outcome.reason.removeprefix(f"{name}: ")
         result.files.append(outcome)
-        if outcome.outcome == "accepted" and document is not None:
+        if outcome.outcome == ACCEPTED and document is not None:
             accepted.append((document, outcome.filename))
-    if accepted:
-        result.job = create_job([(doc, name, IngestJobFile.Action.INDEX) for doc, name in accepted], user, "uploaded")
-    log.info("upload.submitted", accepted=len(accepted), rejected=len(result.rejected),
-             duplicates=len(result.duplicates), job_id=result.job.pk if result.job else None)
+    refused = [(f.filename, f.code, f.reason) for f in result.refused]
+    if accepted or refused:
+        items = [(doc, name, IngestJobFile.Action.INDEX) for doc, name in accepted]
+        result.job = create_job(items, user, "uploaded", refused=refused)
+    for f in result.refused:
+        PIPELINE_ERRORS.labels("upload").inc()
+        log.info("upload.refused", filename=f.filename, code=f.code, reason=f.reason)
+    log.info("upload.submitted", accepted=len(accepted), refused=len(refused), job_id=result.job.pk if result.job else None)
     return result
 
 
-def _accept(upload: UploadedFileLike, user: Any) -> tuple[FileOutcome, Document | None]:
-    name = sanitize_filename(getattr(upload, "name", "") or "")
+def _path_of(upload: UploadedFileLike, path: str | None) -> str:
+    """The file's path within the upload: the browser's, when it ends in the file's own name; else the name."""
+    name = getattr(upload, "name", "") or ""
+    if path and sanitize_path(path).rsplit("/", 1)[-1] == sanitize_path(name):
+        return sanitize_path(path)
+    return sanitize_path(name)
+
+
+def _accept(upload: UploadedFileLike, name: str, user: Any, seen_paths: dict[str, str],
+            seen_content: dict[str, str]) -> tuple[FileOutcome, Document | None]:
+    if len(name) > settings.UPLOAD_MAX_NAME_CHARS:
+        reason = f"the name is {len(name)} characters, over the {settings.UPLOAD_MAX_NAME_CHARS}-character limit"
+        return _refused(_shortened(name), "name_too_long", reason), None
+    if name in seen_paths:
+        return _refused(name, "same_path", "another file in this upload has the same path"), None
+    seen_paths[name] = name
     limit = settings.RAG_MAX_FILE_MB * MB
     declared = getattr(upload, "size", None)
     if declared is not None and declared > limit:
-        return _rejected(name, f"{_human(declared)} is over the {settings.RAG_MAX_FILE_MB} MB limit"), None
+        return _refused(name, "too_large", f"{_human(declared)} is over the {settings.RAG_MAX_FILE_MB} MB limit"), None
     try:
         temp, data, checksum = storage.store_temp(_pieces(upload), limit)
     except storage.TooLarge:
-        return _rejected(name, f"over the {settings.RAG_MAX_FILE_MB} MB limit"), None
+        return _refused(name, "too_large", f"over the {settings.RAG_MAX_FILE_MB} MB limit"), None
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        log.error("upload.disk_full", filename=name, folder=str(storage.raw_dir()))
+        return _refused(name, "disk_full", "the server's disk is full; nothing was stored (free some space and upload again)"), None
     try:
+        if not data:
+            return _refused(name, "empty", "empty file"), None
         try:
             kind = loaders.detect_kind(data, name)
         except LoaderError as exc:
-            return _rejected(name, exc.reason), None
+            return _refused(name, "type", exc.reason), None
+        if checksum in seen_content:
+            return _refused(name, "duplicate", f"the same content as {seen_content[checksum]} in this upload"), None
+        seen_content[checksum] = name
         return _register(name, kind, len(data), checksum, temp, user)
     finally:
         temp.unlink(missing_ok=True)
@@ -122,6 +198,12 @@ def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: 
         return _existing_content(name, existing, temp)
     previous = _current_version(name)
     try:
+        storage.keep_original(temp, checksum)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        return _refused(name, "disk_full", "the server's disk is full; nothing was stored (free some space and upload again)"), None
+    try:
         with transaction.atomic():
             document = Document.objects.create(
                 checksum=checksum, title="", original_filename=name, kind=kind, size=size, uploaded_by=user_or_none(user),
@@ -129,32 +211,45 @@ def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: 
             )
     except IntegrityError:  # the same content uploaded at the same moment by someone else
         existing = Document.objects.exclude(status=Document.Status.SUPERSEDED).filter(checksum=checksum).first()
-        return FileOutcome(name, "duplicate", "already ingested", existing), None
-    storage.keep_original(temp, checksum)
-    return FileOutcome(name, "accepted", document=document), document
+        return _duplicate(name, existing), None
+    return FileOutcome(name, ACCEPTED, document=document), document
 
 
 def _existing_content(name: str, existing: Document, temp: Path) -> tuple[FileOutcome, Document | None]:
     if existing.status == Document.Status.DELETING:
-        return _rejected(name, f"the same content ({existing.original_filename}) is being deleted; upload it again shortly"), None
+        return _refused(name, "duplicate", f"the same content ({existing.original_filename}) is being deleted; upload it again shortly"), None
     if existing.status == Document.Status.FAILED:
         # The same bytes failed before; try them again instead of refusing them as a duplicate.
         storage.keep_original(temp, existing.checksum)
         existing.mark_queued()
-        return FileOutcome(name, "accepted", document=existing), existing
-    return FileOutcome(name, "duplicate", "already ingested", existing), None
+        return FileOutcome(name, ACCEPTED, document=existing), existing
+    return _duplicate(name, existing), None
+
+
+def _duplicate(name: str, existing: Document | None) -> FileOutcome:
+    where = f" as {existing.original_filename}" if existing is not None else ""
+    return FileOutcome(name, REFUSED, f"{name}: duplicate, already ingested{where}", "duplicate", existing)
 
 
 def _current_version(name: str) -> Document | None:
-    """The latest current document with this file name: a new upload of it is its next version."""
+    """The latest current document with this path: a new upload of it is its next version."""
     return (
         Document.objects.filter(original_filename=name).exclude(status__in=Document.NOT_CURRENT)
         .order_by("-version", "-pk").first()
     )
 
 
-def _rejected(name: str, reason: str) -> FileOutcome:
-    return FileOutcome(name, "rejected", f"{name}: {reason}")
+def _refused(name: str, code: str, reason: str) -> FileOutcome:
+    return FileOutcome(name, REFUSED, f"{name}: {reason}", code)
+
+
+def _shortened(name: str) -> str:
+    """A name too long to store or show whole: its start and its end, so the user can still tell which file."""
+    return f"{name[:60]}…{name[-30:]}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _human(size: int) -> str:

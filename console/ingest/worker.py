@@ -123,12 +123,13 @@ class _JobRun:
     def _finish(self) -> _Result:
         files = IngestJobFile.objects.filter(job_id=self.job_id)
         failed = files.filter(state=IngestJobFile.State.FAILED).count()
-        total = files.count()
+        refused = files.filter(state=IngestJobFile.State.REFUSED).count()
+        total = files.count() - refused
         with transaction.atomic():
             job = IngestJob.objects.select_for_update().get(pk=self.job_id)
             if job.state != IngestJob.State.RUNNING:  # cancelled while the last file ran
                 return {"job_id": self.job_id, "state": job.state}
-            state = job.finish(files=total, failed=failed)
+            state = job.finish(files=total, failed=failed, refused=refused)
         INGEST_JOBS.labels(state).inc()
         self.log.info("job.finished", state=state, files=total, failed=failed)
         return {"job_id": self.job_id, "state": state, "files": total, "failed": failed}
@@ -243,8 +244,7 @@ class _JobRun:
                 error: tuple[str, str, str] = ("", "", "")) -> None:
         f.finish(state, chunks=chunks, seconds=seconds, error=error)
         if state != IngestJobFile.State.QUEUED:
-            done = IngestJobFile.objects.filter(job_id=self.job_id).exclude(
-                state__in=(IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING)).count()
+            done = IngestJobFile.objects.filter(job_id=self.job_id, state__in=IngestJobFile.OUTCOMES).count()
             IngestJob.objects.filter(pk=self.job_id).update(progress_done=done, heartbeat_at=timezone.now())
 
     def _progress(self, stage: str, *, force: bool = False) -> None:

@@ -20,6 +20,9 @@ class MultipleFileField(forms.FileField):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", MultipleFileInput(attrs={"multiple": True}))
+        # An empty file is refused on its own by the upload (named, with the others going through),
+        # not by the form, which would refuse the whole selection.
+        kwargs.setdefault("allow_empty_file", True)
         super().__init__(*args, **kwargs)
 
     def clean(self, data: Any, initial: Any = None) -> list[UploadedFile]:
@@ -32,8 +35,23 @@ class MultipleFileField(forms.FileField):
 
 
 class UploadForm(forms.Form):
+    """Files picked one by one and a folder's files; `chosen()` is all of them, in the order the browser sent them."""
+
     # A field named like Form.files (the request's uploads): Django's form metaclass moves it to base_fields.
-    files = MultipleFileField(label="Files", error_messages={"required": "Choose at least one file to upload."})  # type: ignore[assignment]
+    files = MultipleFileField(label="Files", required=False)  # type: ignore[assignment]
+    folder = MultipleFileField(label="Folder", required=False)
+    # Each file's path within the upload (a folder's relative paths), as a JSON list filled in by console.js.
+    paths = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or self.cleaned_data
+        if not self.chosen():
+            raise forms.ValidationError("Choose at least one file to upload.", code="required")
+        return data
+
+    def chosen(self) -> list[UploadedFile]:
+        data = self.cleaned_data
+        return [f for f in [*(data.get("files") or []), *(data.get("folder") or [])] if f]
 
 
 def _choices(empty: str, choices: list[tuple[str, str]]) -> list[tuple[str, str]]:

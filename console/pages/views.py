@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from functools import wraps
 from typing import Any
@@ -19,12 +19,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from console.accounts.landing import home_url
+from console.chat.history import citations_of
 from console.engine import get_engine
 from console.ingest import jobs, uploads
 from console.ingest.status import eta_seconds
+from console.markdown import render_answer
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
+from console.sources.links import source_url
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +63,9 @@ def _paginate(request: HttpRequest, queryset: QuerySet[Any], per_page: int = PER
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated and request.user.is_staff:
-        return redirect("console:dashboard")
+    """Logged-in users go straight to where they work (console or chat); visitors see what Lorebot is."""
+    if request.user.is_authenticated:
+        return redirect(home_url(request.user))
     return render(request, "console/home.html")
 
 
@@ -91,18 +96,15 @@ def _document_kinds() -> list[str]:
     return [k for k in kinds if k]
 
 
-def _outcome_messages(request: HttpRequest, result: uploads.SubmitResult) -> None:
-    """One flash message per uploaded file: accepted, rejected with its reason, or already ingested."""
-    for item in result.files:
-        name = item.filename
-        if item.outcome == "accepted":
-            messages.success(request, f"{name}: accepted, indexing in the background.")
-        elif item.outcome == "duplicate":
-            existing = f" as “{item.document}”" if item.document is not None else ""
-            messages.info(request, f"{name}: already ingested{existing}.")
-        else:
-            reason = item.reason.removeprefix(f"{name}: ")
-            messages.error(request, f"{name}: rejected — {reason}")
+def _summary_message(request: HttpRequest, result: uploads.SubmitResult) -> None:
+    """One flash message for the whole upload: how many were accepted, and each refused file with its reason."""
+    text = result.summary()
+    if not result.refused:
+        messages.success(request, text)
+    elif result.accepted:
+        messages.warning(request, text)
+    else:
+        messages.error(request, text)
 
 
 @require_http_methods(["GET", "POST"])
@@ -111,13 +113,16 @@ def documents_view(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         upload = UploadForm(request.POST, request.FILES)
         if upload.is_valid():
-            result = uploads.submit_uploads(upload.cleaned_data["files"], request.user)
-            _outcome_messages(request, result)
+            files = upload.chosen()
+            paths = uploads.parse_paths(upload.cleaned_data["paths"], len(files))
+            result = uploads.submit_uploads(files, request.user, paths=paths)
+            _summary_message(request, result)
             if result.job is not None:
                 return redirect("console:job", job_id=result.job.pk)
             return redirect("console:documents")
-        for error in upload.errors.get("files", []):
-            messages.error(request, str(error))
+        for errors in upload.errors.values():
+            for error in errors:
+                messages.error(request, str(error))
         return redirect("console:documents")
 
     kinds = _document_kinds()
@@ -344,18 +349,6 @@ def conversations_view(request: HttpRequest) -> HttpResponse:
     return render(request, "console/conversations.html", {"page": page, "filters": filters, "nav": "conversations"})
 
 
-def _document_links(items: Iterable[Message]) -> dict[str, int]:
-    """Engine ids ("doc-<pk>") that name a Document still in the database → its pk."""
-    pks = set()
-    for message in items:
-        for citation in message.citations or []:
-            engine_id = str(citation.get("document_id", "")) if isinstance(citation, dict) else ""
-            if engine_id.startswith("doc-") and engine_id[4:].isdigit():
-                pks.add(int(engine_id[4:]))
-    existing = Document.objects.filter(pk__in=pks).values_list("pk", flat=True)
-    return {f"doc-{pk}": pk for pk in existing}
-
-
 @require_GET
 @staff_required
 def conversation_view(request: HttpRequest, conversation_id: int) -> HttpResponse:
@@ -364,11 +357,11 @@ def conversation_view(request: HttpRequest, conversation_id: int) -> HttpRespons
         Prefetch("feedback", queryset=Feedback.objects.order_by("created_at"))
     )
     page = _paginate(request, history, MESSAGES_PER_PAGE)
-    links = _document_links(page.object_list)
     for message in page.object_list:
-        message.citation_rows = [
-            {**c, "doc_pk": links.get(str(c.get("document_id", "")))} for c in (message.citations or []) if isinstance(c, dict)
-        ]
+        # Every citation opens the source viewer, which says so when its document was deleted since.
+        message.citation_rows = [{**c.to_dict(), "url": source_url(c)} for c in citations_of(message)]
+        if message.role == Message.Role.ASSISTANT:
+            message.html = render_answer(message.text, f"cite-{message.pk}-")
     totals = conversation.messages.aggregate(
         n=Count("id"),
         up=Count("feedback", filter=Q(feedback__value=1)),

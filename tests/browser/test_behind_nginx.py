@@ -120,7 +120,7 @@ def test_log_in_upload_and_ask_in_chromium_through_nginx_over_tls(console_browse
     page.set_input_files("input[name=files]", str(tmp_path / "deploy-keys.md"))
     page.click("text=Upload and index")
     page.wait_for_url(re.compile(r"/console/jobs/\d+/$"))
-    assert "deploy-keys.md: accepted" in page.locator(".flash").inner_text()
+    assert "1 file accepted" in page.locator(".flash").inner_text()
     state = page.locator('[data-job-live] [data-field="state"]', has_text=re.compile("succeeded", re.IGNORECASE))
     state.wait_for(timeout=120_000)
     assert problems_on(page, console) == []

@@ -96,9 +96,10 @@ def test_bad_files_are_rejected_at_submit_with_a_reason_naming_them(
     submit: Callable[..., uploads.SubmitResult], name: str, data: bytes, reason: str
 ) -> None:
     result = submit(upload(name, data))
-    assert result.job is None
+    assert result.job is not None and result.job.state == IngestJob.State.FAILED  # finished: nothing to run
     (outcome,) = result.files
-    assert outcome.outcome == "rejected" and name in outcome.reason and reason in outcome.reason
+    assert outcome.outcome == "refused" and name in outcome.reason and reason in outcome.reason
+    assert result.job.files.get().state == IngestJobFile.State.REFUSED
     assert not Document.objects.exists()
     assert not list(storage.raw_dir().iterdir())  # no original and no temp file left behind
 
@@ -114,7 +115,7 @@ def test_an_oversized_file_is_refused_by_its_size_before_it_is_read(submit: Call
     liar.size = 10  # a client that lies about the size is stopped while streaming
     with override_settings(RAG_MAX_FILE_MB=1):
         result = submit(huge, liar)
-    assert [f.outcome for f in result.files] == ["rejected", "rejected"]
+    assert [f.outcome for f in result.files] == ["refused", "refused"]
     assert "big.txt" in result.files[0].reason and "1 MB limit" in result.files[0].reason
     assert "liar.txt" in result.files[1].reason and "limit" in result.files[1].reason
 
@@ -133,9 +134,9 @@ def test_the_same_content_again_is_already_ingested_with_no_second_copy(submit: 
     first = submit(upload("handbook.md", HANDBOOK))
     run_worker()
     again = submit(upload("copy-of-handbook.md", HANDBOOK))
-    assert again.job is None
     (outcome,) = again.files
-    assert outcome.outcome == "duplicate" and outcome.reason == "already ingested"
+    assert outcome.outcome == "refused" and outcome.code == "duplicate"
+    assert outcome.reason == "copy-of-handbook.md: duplicate, already ingested as handbook.md"
     assert outcome.document == first.files[0].document
     assert Document.objects.count() == 1 and len(list(storage.raw_dir().iterdir())) == 1
 

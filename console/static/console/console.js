@@ -5,17 +5,45 @@
   function text(el, value) { if (el) el.textContent = value == null ? "" : String(value); }
 
   /* -- upload: the file input covers the drop zone, so dropping and picking both fill it -- */
-  document.querySelectorAll("[data-dropzone]").forEach(function (zone) {
-    var input = zone.querySelector("[data-file-input]");
-    var list = zone.querySelector("[data-file-list]");
+  /* Each file's path within the upload goes along as JSON, in the order the files are sent (the
+     inputs in page order): the server keeps "team-a/README.md" and "team-b/README.md" apart. */
+  function chosen(form) {
+    var files = [];
+    form.querySelectorAll('input[type="file"]').forEach(function (input) {
+      Array.prototype.forEach.call(input.files, function (file) { files.push(file); });
+    });
+    return files;
+  }
+  document.querySelectorAll("form[data-upload]").forEach(function (form) {
+    var folder = form.querySelector("[data-folder-input]");
+    var list = form.querySelector("[data-file-list]");
     function show() {
       list.replaceChildren();
-      Array.prototype.forEach.call(input.files, function (file) {
+      chosen(form).forEach(function (file) {
         var li = document.createElement("li");
-        li.textContent = file.name;
+        li.textContent = file.webkitRelativePath || file.name;
         list.appendChild(li);
       });
     }
+    form.showChosen = show;
+    if (folder) folder.addEventListener("change", show);
+    form.addEventListener("submit", function (event) {
+      var files = chosen(form);
+      if (!files.length) {
+        event.preventDefault();
+        window.alert("Choose at least one file to upload.");
+        return;
+      }
+      form.querySelector("[data-paths]").value = JSON.stringify(files.map(function (file) {
+        return file.webkitRelativePath || file.name;
+      }));
+    });
+  });
+
+  document.querySelectorAll("[data-dropzone]").forEach(function (zone) {
+    var input = zone.querySelector("[data-file-input]");
+    var form = zone.closest("form");
+    function show() { if (form && form.showChosen) form.showChosen(); }
     ["dragenter", "dragover"].forEach(function (type) {
       zone.addEventListener(type, function () { zone.classList.add("dragover"); });
     });
@@ -43,6 +71,19 @@
     form.addEventListener("submit", function (event) {
       if (!window.confirm(form.getAttribute("data-confirm"))) event.preventDefault();
     });
+  });
+
+  /* -- times: the server writes UTC into <time datetime>; each reader sees their own time zone -- */
+  var SHORT = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+  document.querySelectorAll("time[datetime]").forEach(function (el) {
+    var when = new Date(el.getAttribute("datetime"));
+    if (isNaN(when.getTime())) return;
+    var options = Object.assign({}, SHORT);
+    if (el.hasAttribute("data-seconds")) options.second = "2-digit";
+    if (when.getFullYear() !== new Date().getFullYear()) options.year = "numeric";
+    el.textContent = when.toLocaleString(undefined, options);
+    el.title = when.toLocaleString(undefined, { dateStyle: "full", timeStyle: "long" });
+    el.setAttribute("data-localized", "");
   });
 
   /* -- job detail: poll /status/<id> every second until the job is finished -- */
