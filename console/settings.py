@@ -215,6 +215,14 @@ WARMUP_WAIT_SECONDS = envfloat("WARMUP_WAIT_SECONDS", "60")  # a question waits 
 CHROMA_URL = os.getenv("CHROMA_URL", "")
 CHROMA_COLLECTION = os.getenv("CHROMA_COLLECTION", "lorebot")
 RAG_EMBEDDING_MODEL = os.getenv("RAG_EMBEDDING_MODEL", "")
+# Where the keyword index and the uploaded originals live. Empty: in the database when the deployment is
+# shared (PostgreSQL and CHROMA_URL, so several hosts may serve), else in RAG_DATA_DIR.
+RAG_KEYWORD_STORE = os.getenv("RAG_KEYWORD_STORE", "")
+if RAG_KEYWORD_STORE not in ("", "folder", "postgresql"):
+    raise ImproperlyConfigured(f"RAG_KEYWORD_STORE must be folder, postgresql or empty, got {RAG_KEYWORD_STORE!r}")
+if RAG_KEYWORD_STORE == "postgresql" and "postgresql" not in DATABASES["default"]["ENGINE"]:
+    raise ImproperlyConfigured("RAG_KEYWORD_STORE=postgresql needs a PostgreSQL DATABASE_URL")
+RAG_ORIGINALS_STORAGE = os.getenv("RAG_ORIGINALS_STORAGE", "")
 RAG_EMBEDDING_BACKEND = os.getenv("RAG_EMBEDDING_BACKEND", "onnx-int8")
 if RAG_EMBEDDING_BACKEND not in ("onnx-int8", "onnx", "torch"):
     raise ImproperlyConfigured(f"RAG_EMBEDDING_BACKEND must be onnx-int8, onnx or torch, got {RAG_EMBEDDING_BACKEND!r}")
