@@ -9,7 +9,9 @@ import numpy as np
 from chromadb.config import Settings as ChromaSettings
 
 from ragcore.settings import RagSettings
+from ragcore.types import Chunk, chunk_id_for
 from ragcore.vectorstore import VectorStore
+from tests.support import DEPLOY, make_engine
 
 DIMENSION = 32
 
@@ -45,3 +47,49 @@ def test_a_store_built_with_a_low_search_ef_finds_the_exact_top_10_once_opened(t
     store = VectorStore(settings, model_name="m", dimension=DIMENSION)
 
     assert _recall_at_10(store, vectors, queries) >= 0.98
+
+
+def test_a_store_that_kept_chunk_text_as_chroma_documents_still_answers_with_it(tmp_path: Path) -> None:
+    # Stores written before the text moved into the metadata hold it in chroma's `documents`.
+    engine = make_engine(tmp_path / "data")
+    engine.ingest_file(_write(tmp_path, "deploy.md", DEPLOY))
+    collection = engine.store._collection
+    got = collection.get(include=["embeddings", "metadatas"])
+    metas = [{k: v for k, v in m.items() if k != "text"} for m in got["metadatas"]]
+    texts = [m["text"] for m in got["metadatas"]]
+    collection.upsert(ids=got["ids"], embeddings=got["embeddings"], metadatas=metas, documents=texts)
+
+    retrieval = engine.retrieve("How do I roll back a release?", mode="dense")
+
+    assert "rollback pipeline" in retrieval.chunks[0].chunk.text
+
+
+def test_deleting_a_document_also_removes_chunks_that_reached_only_the_vector_index(tmp_path: Path) -> None:
+    # A crash between the two index writes of a longer version leaves its extra chunks in Chroma only.
+    engine = make_engine(tmp_path / "data")
+    result = engine.ingest_file(_write(tmp_path, "deploy.md", DEPLOY))
+    orphan = Chunk(chunk_id_for(result.document_id, result.chunks), result.document_id, result.chunks,
+                   "Rollback pipeline: an orphan chunk of a longer version.", "Deployment", checksum="x")
+    engine.store.upsert([orphan], engine.embedder.embed([orphan.index_text]))
+
+    assert engine.delete_document(result.document_id) == result.chunks + 1
+    assert engine.store.count() == 0
+    assert engine.retrieve("rollback pipeline", mode="dense").chunks == ()
+
+
+def test_a_shorter_version_leaves_no_chunk_of_the_longer_one(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "data", chunk_tokens=40, chunk_overlap_tokens=0)
+    path = _write(tmp_path, "long.md", "# Long\n\n" + "\n\n".join(f"Paragraph {i} about rollback number {i}." * 3 for i in range(12)))
+    longer = engine.ingest_file(path)
+    path.write_text("# Long\n\nOne short paragraph about rollback.\n")
+    shorter = engine.ingest_file(path)
+
+    assert longer.chunks > shorter.chunks == 1
+    assert engine.store.count() == 1
+    assert engine.document_status(shorter.document_id).dense_chunks == 1
+
+
+def _write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
