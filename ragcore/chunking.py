@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ragcore.types import Chunk, ParsedDocument
+from ragcore.types import Chunk, ParsedDocument, chunk_id_for
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -179,7 +179,7 @@ def split_document(
             texts.append((text, section.location))
     return [
         Chunk(
-            chunk_id=f"{document_id}:{position}",
+            chunk_id=chunk_id_for(document_id, position),
             document_id=document_id,
             position=position,
             text=text,

@@ -68,7 +68,8 @@ class Indexes:
 
     def delete_document(self, document_id: str) -> int:
         """Removes a document's chunks from both indexes; returns how many there were."""
-        dense = self.store.delete_document(document_id)
+        known = self.bm25.document_info(document_id)
+        dense = self.store.delete_document(document_id, chunks=known[1] if known else 0)
         sparse = self.bm25.delete_document(document_id)
         log.info("document.deleted", document_id=document_id, chunks=max(dense, sparse))
         return max(dense, sparse)
