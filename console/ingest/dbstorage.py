@@ -8,9 +8,16 @@ from __future__ import annotations
 
 from typing import IO, Any
 
+from django.apps import apps
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
 from django.utils.deconstruct import deconstructible
+
+
+def _original_model() -> Any:
+    # Looked up through the app registry: console.models imports the storage seam, so importing the
+    # models here would be an import cycle.
+    return apps.get_model("console", "Original")
 
 
 @deconstructible
@@ -18,8 +25,7 @@ class DatabaseStorage(Storage):
     """Files as rows of `console.Original`: every host that reaches the database reads every file."""
 
     def _open(self, name: str, mode: str = "rb") -> ContentFile[bytes]:
-        from console.models import Original
-
+        Original = _original_model()
         try:
             data = Original.objects.values_list("data", flat=True).get(pk=name)
         except Original.DoesNotExist:
@@ -27,8 +33,7 @@ class DatabaseStorage(Storage):
         return ContentFile(bytes(data), name=name)
 
     def _save(self, name: str, content: IO[Any]) -> str:
-        from console.models import Original
-
+        Original = _original_model()
         data = content.read()
         Original.objects.get_or_create(checksum=name, defaults={"data": data, "size": len(data)})
         return name
@@ -37,21 +42,17 @@ class DatabaseStorage(Storage):
         return name  # content-addressed: the same name is the same file
 
     def exists(self, name: str) -> bool:
-        from console.models import Original
-
+        Original = _original_model()
         return Original.objects.filter(pk=name).exists()
 
     def delete(self, name: str) -> None:
-        from console.models import Original
-
+        Original = _original_model()
         Original.objects.filter(pk=name).delete()
 
     def size(self, name: str) -> int:
-        from console.models import Original
-
+        Original = _original_model()
         return int(Original.objects.values_list("size", flat=True).get(pk=name))
 
     def listdir(self, path: str) -> tuple[list[str], list[str]]:
-        from console.models import Original
-
+        Original = _original_model()
         return [], list(Original.objects.order_by("pk").values_list("checksum", flat=True))
