@@ -173,12 +173,21 @@ class FakeDiscord(ThreadedAiohttpServer):
         return message
 
     def slash_command(self, name: str, options: dict[str, Any], *, channel_id: int | None = None,
-                      user: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A user runs an application command: dispatches INTERACTION_CREATE (type 2)."""
+                      user: dict[str, Any] | None = None, malformed: bool = False) -> dict[str, Any]:
+        """A user runs an application command: dispatches INTERACTION_CREATE (type 2).
+
+        `malformed` leaves out the member's `user`, which the docs require: discord.py 2.7.1 raises a
+        KeyError while parsing it, inside its gateway loop.
+        """
         types = {str: 3, bool: 5, int: 4}
         data = {"id": str(self.new_id()), "name": name, "type": 1,
                 "options": [{"name": k, "type": types[type(v)], "value": v} for k, v in options.items()]}
-        return self._interaction(2, data, channel_id=channel_id or self.channel_ids[0], user=user)
+        return self._interaction(2, data, channel_id=channel_id or self.channel_ids[0], user=user,
+                                 malformed=malformed)
+
+    def send_raw(self, frame: str | bytes) -> None:
+        """Sends `frame` on the gateway as it is (text, or binary for bytes): garbage a proxy might inject."""
+        self._run(self._send_raw(frame))
 
     def press_button(self, message_id: int, custom_id: str, *, user: dict[str, Any] | None = None) -> dict[str, Any]:
         """A user clicks a button on a message the bot posted: INTERACTION_CREATE (type 3)."""
@@ -260,7 +269,7 @@ class FakeDiscord(ThreadedAiohttpServer):
         return message
 
     def _interaction(self, kind: int, data: dict[str, Any], *, channel_id: int, user: dict[str, Any] | None,
-                     message: dict[str, Any] | None = None) -> dict[str, Any]:
+                     message: dict[str, Any] | None = None, malformed: bool = False) -> dict[str, Any]:
         user = user or user_payload()
         dm = channel_id == DM_CHANNEL_ID
         payload: dict[str, Any] = {
@@ -276,6 +285,8 @@ class FakeDiscord(ThreadedAiohttpServer):
             payload["user"] = user
         else:
             payload |= {"guild_id": str(GUILD_ID), "guild_locale": "en-US", "member": _member(user)}
+            if malformed:
+                del payload["member"]["user"]
         if message is not None:
             payload["message"] = message
         self.dispatch("INTERACTION_CREATE", payload)
@@ -355,6 +366,15 @@ class FakeDiscord(ThreadedAiohttpServer):
                 await session.ws.send_json(frame)
             except ConnectionError:  # dropped meanwhile: the frame is replayed on RESUME
                 pass
+
+    async def _send_raw(self, frame: str | bytes) -> None:
+        session = self._session
+        if session is None or session.ws is None:
+            raise RuntimeError("no gateway connection to send the frame on")
+        if isinstance(frame, bytes):
+            await session.ws.send_bytes(frame)
+        else:
+            await session.ws.send_str(frame)
 
     async def _drop(self) -> None:
         session = self._session
