@@ -225,5 +225,4 @@ async def _edit(client: AsyncWebClient, channel: str, ts: str, message: SlackMes
 
 
 def _sorry() -> SlackMessage:
-    text = "Sorry, something went wrong while answering. Please try again."
-    return SlackMessage(text, [blocks.context(f":warning: {text}")])
+    return SlackMessage(blocks.SORRY, [blocks.context(f":warning: {blocks.SORRY}")])

@@ -225,8 +225,20 @@ async def _on_other_event(body: dict[str, Any]) -> None:
     log.debug("slack.event_ignored", type=(body.get("event") or {}).get("type"))
 
 
-async def _on_error(error: Exception, body: dict[str, Any]) -> None:
-    """A listener raised: counted and logged with its traceback; Slack has already been answered."""
+async def _on_error(error: Exception, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    """A listener raised: counted and logged with the event's type and its traceback (Slack has already
+    been acknowledged), and the person who asked gets an apology where there is somewhere to put it."""
     PIPELINE_ERRORS.labels(PLATFORM).inc()
     BOT_EVENTS.labels(PLATFORM, "failed").inc()
-    log.error("slack.listener_failed", error=repr(error), type=body.get("type"), exc_info=error)
+    event: dict[str, Any] = body["event"] if isinstance(body.get("event"), dict) else {}
+    kind = event.get("type") or body.get("command") or body.get("type") or "unknown"
+    log.error("slack.listener_failed", error=repr(error)[:300], type=kind, exc_info=error)
+    try:
+        if body.get("command") and context.respond is not None:
+            await context.respond(text=blocks.SORRY, response_type="ephemeral", replace_original=False)
+        elif (kind == "app_mention" or event.get("channel_type") == "im") and context.client is not None \
+                and event.get("channel") and event.get("ts") and event.get("user") and not authors.bot_ids(event):
+            await context.client.chat_postMessage(channel=str(event["channel"]), thread_ts=str(event["ts"]),
+                                                  text=blocks.SORRY)
+    except Exception as exc:  # the apology is a courtesy; the bot goes on either way
+        log.warning("slack.apology_failed", type=kind, error=f"{type(exc).__name__}: {exc}"[:300])

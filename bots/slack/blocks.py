@@ -20,6 +20,7 @@ SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
 FALLBACK_LIMIT = 3000  # the plain `text` Slack shows in notifications
 THINKING = "Looking that up…"
+SORRY = "Sorry, something went wrong while answering. Please try again."
 NOT_COVERED_NOTE = "Not covered by your documents: an admin can add the document that answers it in the console."
 
 FEEDBACK_UP = "lorebot_feedback_up"

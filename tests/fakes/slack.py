@@ -250,6 +250,10 @@ class FakeSlackServer(ThreadedAiohttpServer):
         self._run(self._send(envelope))
         return envelope_id
 
+    def send_raw(self, frame: str) -> None:
+        """Sends `frame` as it is on the newest open socket: garbage a proxy might inject."""
+        self._run(self._send_raw(frame))
+
     def drop_sockets(self) -> None:
         """Closes every Socket Mode connection without warning, as a restarting server or a proxy would."""
         self._run(self._drop())
@@ -376,6 +380,12 @@ class FakeSlackServer(ThreadedAiohttpServer):
             if time.monotonic() > deadline:
                 raise AssertionError("no Socket Mode connection to send the envelope on")
             await asyncio.sleep(0.02)
+
+    async def _send_raw(self, frame: str) -> None:
+        open_sockets = [s for s in self._sockets if not s.ws.closed]
+        if not open_sockets:
+            raise AssertionError("no Socket Mode connection to send the frame on")
+        await open_sockets[-1].ws.send_str(frame)
 
     async def _drop(self) -> None:
         for sock in [s for s in self._sockets if not s.ws.closed]:
