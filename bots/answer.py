@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from bots.text import streamable
 from console import chat
 
 
@@ -36,6 +37,11 @@ class AnswerSnapshot:
     def failed(self) -> bool:
         return bool(self.error_code)
 
+    @property
+    def progress_text(self) -> str:
+        """What a progress edit shows: the text so far up to a word and markup boundary (see `streamable`)."""
+        return streamable(self.text)
+
 
 Update = Callable[[AnswerSnapshot], Awaitable[None]]
 
@@ -45,7 +51,8 @@ async def follow(
     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AnswerSnapshot:
     """Consumes an answer's events, calling `update` with the text so far as soon as the first
-    words arrive, then at most once per `interval` seconds, and once more at the end with
+    words can be shown (`progress_text`: whole words, no half-open markup), then at most once per
+    `interval` seconds, and once more at the end with
     `finished` set (also after a fatal error, whose code and message the snapshot then carries).
     The final update keeps the interval too, so a message is never edited faster than that.
 
@@ -61,9 +68,10 @@ async def follow(
                 snap.message_id, snap.conversation_id = event.message_id, event.conversation_id
             elif isinstance(event, chat.AnswerToken):
                 snap.text += event.text
-                if clock() - last >= interval and snap.text.strip() and snap.text != shown:
+                visible = snap.progress_text
+                if clock() - last >= interval and visible and visible != shown:
                     await _call(update, snap)
-                    shown, last = snap.text, clock()
+                    shown, last = visible, clock()
             elif isinstance(event, chat.AnswerCitations):
                 snap.citations = event.items
             elif isinstance(event, chat.AnswerError) and event.fatal:

@@ -63,7 +63,7 @@ async def deliver(outlet: Outlet, *, question: str, conversation_key: str, user_
 
 async def _show_progress(outlet: Outlet, snap: AnswerSnapshot) -> None:
     try:
-        await outlet.edit(render.progress(snap.text))
+        await outlet.edit(render.progress(snap.progress_text))
     except discord.HTTPException as exc:  # a lost intermediate edit is harmless: the final one follows
         log.warning("discord.edit_failed", status=exc.status, code=exc.code)
 

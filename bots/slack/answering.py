@@ -103,20 +103,30 @@ async def answer_in_thread(client: AsyncWebClient, question: Question) -> None:
         BOT_EVENTS.labels(PLATFORM, "failed").inc()
         return
     BOT_FIRST_REPLY_SECONDS.labels(PLATFORM).observe(time.monotonic() - question.received)
-    ts = str(placeholder["ts"])
+    ts = str(placeholder.get("ts") or "")
+    if not ts:  # never chat.update without a ts (it would edit "None"): the answer is posted instead
+        log.warning("slack.placeholder_without_ts", **where)
 
     async def update(snap: AnswerSnapshot) -> None:
         if not snap.finished:
-            await _edit(client, question.channel, ts, blocks.progress_message(snap.text), final=False)
+            if ts:
+                await _edit(client, question.channel, ts, blocks.progress_message(snap.progress_text), final=False)
             return
-        first, *more = blocks.answer_messages(snap)
-        await _edit(client, question.channel, ts, first, final=True)
-        for message in more:  # an answer longer than one message continues in the thread
+        messages = blocks.answer_messages(snap)
+        if ts:
+            await _edit(client, question.channel, ts, messages.pop(0), final=True)
+        for message in messages:  # an answer longer than one message continues in the thread
             await _post(client, question.channel, question.thread_ts, message)
 
     snap = await _follow(question, update)
     if snap is None:  # an unexpected fault: say so in the placeholder rather than leave it hanging
-        await _edit(client, question.channel, ts, _sorry(), final=True)
+        if ts:
+            await _edit(client, question.channel, ts, _sorry(), final=True)
+        else:
+            try:
+                await _post(client, question.channel, question.thread_ts, _sorry())
+            except SlackApiError as exc:
+                api_error(exc, "post_apology", **where)
         return
     BOT_MESSAGE_EDITS.labels(PLATFORM).observe(snap.updates)
     log.info("slack.answered", message_id=snap.message_id, edits=snap.updates, error=snap.error_code, **where)
@@ -175,7 +185,7 @@ async def record_feedback(client: AsyncWebClient, respond: Respond, *, user: str
     BOT_EVENTS.labels(PLATFORM, "feedback").inc()
     if not created:  # a changed vote is stored, but thanked only once
         return
-    if message is None:  # the private answer of /ask: Slack sends no copy of an ephemeral message
+    if message is None or not message.get("ts"):  # /ask's private answer: Slack sends no copy of an ephemeral message
         await respond(text="Thanks for the feedback!", response_type="ephemeral", replace_original=False)
         return
     try:

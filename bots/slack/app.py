@@ -60,6 +60,7 @@ def build_app() -> AsyncApp:
     app.event("app_mention")(_on_mention)
     app.event("message")(_on_message)
     app.command("/ask")(_on_ask)
+    app.command(re.compile(".*"))(_on_unknown_command)  # after /ask: bolt runs the first listener that matches
     app.action(re.compile(f"^({blocks.FEEDBACK_UP}|{blocks.FEEDBACK_DOWN})$"))(_on_feedback)
     app.action(blocks.SHARE)(_on_share)
     app.event(re.compile(".*"))(_on_other_event)  # last: acknowledged and ignored, so Slack does not retry
@@ -87,31 +88,36 @@ def question_text(text: str, bot_user_id: str | None) -> str:
 
 async def _once_per_event(body: dict[str, Any], context: AsyncBoltContext, req: Any,
                           next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
-    """Each event is answered once: a retry or duplicate delivery of an event_id seen before is only acked.
+    """Each event and each slash command is answered once: a retry or a replay of an event_id (or of
+    a command's trigger_id, unique to each use of a command) seen before is only acknowledged.
 
     The ids live in Django's cache, so processes sharing a cache (Redis) share them too.
     """
     context.setdefault("received_at", time.monotonic())
     event_id = body.get("event_id")
     context["event_id"] = event_id or body.get("trigger_id") or ""
+    key = ""
     if body.get("type") == "event_callback" and event_id:
-        if not await _first_delivery(event_id):
-            retry = (req.headers.get("x-slack-retry-num") or [body.get("retry_attempt", "")])[0]
-            BOT_EVENTS.labels(PLATFORM, "duplicate").inc()
-            log.info("slack.event_duplicate", event_id=event_id, retry=retry)
-            return BoltResponse(status=200, body="")
+        key = f"slack-event:{event_id}"
+    elif body.get("command") and body.get("trigger_id"):
+        key = f"slack-command:{body['trigger_id']}"
+    if key and not await _first_delivery(key):
+        retry = (req.headers.get("x-slack-retry-num") or [body.get("retry_attempt", "")])[0]
+        BOT_EVENTS.labels(PLATFORM, "duplicate").inc()
+        log.info("slack.event_duplicate", event_id=context["event_id"], command=body.get("command"), retry=retry)
+        return BoltResponse(status=200, body="")
     await next()
     return None
 
 
-async def _first_delivery(event_id: str) -> bool:
-    """Records `event_id`; False if it was seen before. With the cache down, every event counts as new:
+async def _first_delivery(key: str) -> bool:
+    """Records `key`; False if it was seen before. With the cache down, every event counts as new:
     a rare double answer is better than none."""
     try:
-        return bool(await cache.aadd(f"slack-event:{event_id}", 1, timeout=EVENT_ID_TTL))
+        return bool(await cache.aadd(key, 1, timeout=EVENT_ID_TTL))
     except Exception as exc:
         PIPELINE_ERRORS.labels("cache").inc()
-        log.warning("slack.dedupe_unavailable", event_id=event_id, error=f"{type(exc).__name__}: {exc}")
+        log.warning("slack.dedupe_unavailable", key=key, error=f"{type(exc).__name__}: {exc}")
         return True
 
 
@@ -187,6 +193,15 @@ async def _on_ask(ack: Callable[..., Awaitable[None]], command: dict[str, Any], 
         received=context.get("received_at") or time.monotonic(), event_id=str(context.get("event_id") or ""),
     )
     answering.spawn(answering.answer_privately(respond, question), question.event_id)
+
+
+async def _on_unknown_command(ack: Callable[..., Awaitable[None]], command: dict[str, Any]) -> None:
+    """Any other slash command routed to this app: a polite private answer rather than Slack's
+    "failed with the error dispatch_failed" (bolt answers an unmatched request 404, or not at all)."""
+    name = blocks.escape(str(command.get("command", ""))[:40])
+    BOT_EVENTS.labels(PLATFORM, "refused").inc()
+    log.info("slack.command_unknown", command=name)
+    await ack(text=blocks.unknown_command(name), response_type="ephemeral")
 
 
 def _message_id(action: dict[str, Any]) -> int | None:

@@ -80,6 +80,12 @@ def context(text: str, block_id: str | None = None) -> Block:
     return block
 
 
+def unknown_command(name: str) -> str:
+    """The private answer to a slash command other than /ask (`name` already escaped)."""
+    return (f"Sorry, I do not know the command `{name}`. Ask me with `/ask` and your question, "
+            "e.g. `/ask how do I roll back a release?`")
+
+
 def thinking_message() -> SlackMessage:
     return SlackMessage(THINKING, [context(f"_{THINKING}_")])
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncGenerator
 import pytest
 
 from bots.answer import follow
-from bots.text import citation_label, citation_link, split_message
+from bots.text import citation_label, citation_link, split_message, streamable
 from console.chat import AnswerCitations, AnswerDone, AnswerError, AnswerStarted, AnswerToken, ChatEvent, Usage
 from tests.support import citation
 
@@ -128,3 +128,22 @@ def test_citation_link_is_http_only(settings, source, document_id, public_url, e
 def test_citation_label_names_title_and_location():
     assert citation_label(citation(1, "Deploy guide", location="p. 3")) == "Deploy guide, p. 3"
     assert citation_label(citation(1, source="notes.txt")) == "notes.txt"
+
+
+@pytest.mark.parametrize(("so_far", "shown"), [
+    ("**Extractive", ""),  # the first edit: a bare fragment
+    ("**Extractive answers**", ""),  # the last word may still grow
+    ("**Extractive answers** are", "**Extractive answers**"),
+    ("Use `make", "Use"),
+    ("Use `make run` to", "Use `make run`"),
+    ("See [the guide](https://wiki.example", "See"),
+    ("See [the guide](https://wiki.example.com/a) for", "See [the guide](https://wiki.example.com/a)"),
+    ("Roll back [1", "Roll back"),
+    ("Roll back [1]. Then", "Roll back [1]."),
+    ("snake_case and 2*3 stay as they are", "snake_case and 2*3 stay as they"),
+    ("- * a bullet item and", "- * a bullet item"),
+    ("_roll back_ with", "_roll back_"),
+    ("```python\nprint(1)\nx = ", "```python\nprint(1)\nx =\n```"),  # an open code block is shown closed
+])
+def test_a_progress_edit_ends_on_a_word_and_markup_boundary(so_far: str, shown: str) -> None:
+    assert streamable(so_far) == shown

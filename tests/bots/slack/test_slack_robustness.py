@@ -4,18 +4,14 @@ the next question is answered."""
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
-from django.test import override_settings
 from prometheus_client import REGISTRY
 
 from bots.slack import answering, blocks
-from bots.slack.socket_mode import serve
-from tests.bots.slack.conftest import Slack
-from tests.fakes.slack import FakeSlackServer, PostedMessage, event_body, mention
+from tests.bots.slack.conftest import Slack, finished
+from tests.fakes.slack import FakeSlackServer, event_body, mention
 from tests.support import captured_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,19 +27,6 @@ def outcome(name: str) -> float:
 
 def errors() -> float:
     return metric("rag_pipeline_errors_total", component="slack")
-
-
-async def finished(fake: FakeSlackServer, channel: str, thread_ts: str) -> PostedMessage:
-    async def answered() -> PostedMessage | None:
-        for reply in fake.thread(channel, thread_ts):
-            if any(b["type"] == "actions" for b in reply.blocks):
-                return reply
-        return None
-    for _ in range(1000):
-        if (reply := await answered()) is not None:
-            return reply
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"no answer in {channel}/{thread_ts}")
 
 
 async def test_a_body_that_is_not_utf8_gets_400_even_with_a_fresh_forged_signature(slack: Slack) -> None:
@@ -73,29 +56,14 @@ async def test_an_event_that_makes_a_listener_raise_is_logged_with_its_type_coun
     assert "Tuesday" in (await finished(slack.fake, "C0GENERAL", fine["ts"])).block_text
 
 
-@pytest.fixture
-async def socket_bot(slack: Slack) -> AsyncIterator[FakeSlackServer]:
-    """serve() (what runslackbot runs) in the test's loop, connected to the fake Slack over Socket Mode."""
-    stop = asyncio.Event()
-    with override_settings(SLACK_APP_TOKEN="xapp-1-test"):
-        task = asyncio.create_task(serve(stop, ping_interval=1))
-        for _ in range(500):
-            if slack.fake.open_sockets():
-                break
-            await asyncio.sleep(0.02)
-        yield slack.fake
-        stop.set()
-        await asyncio.wait_for(task, 30)
-
-
 async def test_garbage_on_the_socket_mode_connection_is_counted_and_the_next_event_answered(
         socket_bot: FakeSlackServer) -> None:
-    fake, before = socket_bot, errors()
+    fake, before, connections = socket_bot, errors(), socket_bot.socket_connections
     for frame in ("{not json", "[1, 2, 3]", '{"type": "events_api", "envelope_id": 7, "payload": "nope"}'):
         fake.send_raw(frame)
     question = mention("How do I roll back a release?")
     await fake.wait_for_ack(fake.send_envelope("events_api", event_body(question)))
     assert "roll back" in (await finished(fake, "C0GENERAL", question["ts"])).block_text
     assert errors() - before >= 1  # the frame that is not JSON, at least
-    assert fake.socket_connections == 1 and fake.open_sockets() == 1  # the same connection
+    assert fake.socket_connections == connections and fake.open_sockets() == 1  # the same connection
     assert await answering.drain(20) == 0
