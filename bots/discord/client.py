@@ -20,7 +20,7 @@ from discord import app_commands
 from django.conf import settings
 
 from bots.discord import guard, render
-from bots.discord.answering import deliver
+from bots.discord.answering import budget_for, deliver
 from bots.discord.conversations import channel_key, conversation_of, dm_key, key_for, thread_key
 from bots.discord.feedback import FeedbackButton
 from bots.discord.outlets import NO_MENTIONS, InteractionOutlet, ReplyOutlet
@@ -64,6 +64,7 @@ def _api_error_trace() -> aiohttp.TraceConfig:
 
     async def on_request_end(session: Any, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
         status = params.response.status
+        _pace_channel(params.url.path, status, params.response.headers)
         if status >= 400:
             BOT_API_ERRORS.labels("discord", str(status)).inc()
             if status == 429:
@@ -72,6 +73,27 @@ def _api_error_trace() -> aiohttp.TraceConfig:
 
     trace.on_request_end.append(on_request_end)
     return trace
+
+
+_CHANNEL_PATH = re.compile(r"/channels/(\d+)/messages")
+
+
+def _pace_channel(path: str, status: int, headers: Any) -> None:
+    """Discord's answer to a write in a channel, fed to the channel's budget: a 429 (whether or not
+    discord.py retries it) or a bucket with none left (X-RateLimit-Remaining 0) holds every answer in
+    that channel until the bucket resets (Retry-After / X-RateLimit-Reset-After, in seconds)."""
+    match = _CHANNEL_PATH.search(path)
+    if match is None:
+        return
+    remaining = headers.get("X-RateLimit-Remaining")
+    if status != 429 and remaining != "0":
+        return
+    wait = headers.get("Retry-After") if status == 429 else None
+    try:
+        seconds = float(wait or headers.get("X-RateLimit-Reset-After") or 1.0)
+    except ValueError:
+        seconds = 1.0
+    budget_for(int(match[1])).hold(seconds)
 
 
 @dataclass(frozen=True)

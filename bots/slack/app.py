@@ -21,11 +21,10 @@ from django.core.cache import cache
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler, async_default_handlers
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.metrics import BOT_EVENTS
-from bots.slack import answering, authors, blocks
+from bots.slack import answering, authors, blocks, ratelimits
 from bots.slack.answering import PLATFORM, Question
 from console import chat
 from console.ops.metrics import PIPELINE_ERRORS
@@ -44,8 +43,9 @@ def build_app() -> AsyncApp:
     """An AsyncApp wired to Lorebot's listeners, its Web API client pointed at SLACK_API_URL."""
     client = AsyncWebClient(
         token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL, timeout=10,
-        # ratelimited (429): wait as long as Retry-After says, then try again.
-        retry_handlers=[*async_default_handlers(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+        # ratelimited (429): wait as long as Retry-After says, then try again; an answer's own writes are
+        # paced and retried by the channel budget instead (ratelimits.py).
+        retry_handlers=ratelimits.retry_handlers(),
     )
     app = AsyncApp(
         client=client,

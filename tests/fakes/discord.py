@@ -90,6 +90,7 @@ class _Fault:
     status: int
     retry_after: float
     times: int
+    via: bool = True
 
 
 @dataclass
@@ -196,15 +197,20 @@ class FakeDiscord(ThreadedAiohttpServer):
         data = {"custom_id": custom_id, "component_type": 2}
         return self._interaction(3, data, channel_id=int(message["channel_id"]), user=user, message=message)
 
-    def rate_limit(self, method: str, path_pattern: str, *, retry_after: float = 0.5, times: int = 1) -> None:
-        """The next `times` calls of `method` to a path matching `path_pattern` get a 429 with `retry_after`."""
-        self.fail(method, path_pattern, status=429, retry_after=retry_after, times=times)
+    def rate_limit(self, method: str, path_pattern: str, *, retry_after: float = 0.5, times: int = 1,
+                   via: bool = True) -> None:
+        """The next `times` calls of `method` to a path matching `path_pattern` get a 429 with `retry_after`.
+
+        Every 429 carries the headers Discord documents (Retry-After, X-RateLimit-*); `via=False` leaves
+        out the `Via` header, which the docs do not promise and without which discord.py does not retry.
+        """
+        self.fail(method, path_pattern, status=429, retry_after=retry_after, times=times, via=via)
 
     def fail(self, method: str, path_pattern: str, *, status: int = 403, retry_after: float = 0.0,
-             times: int = 1) -> None:
+             times: int = 1, via: bool = True) -> None:
         """The next `times` calls of `method` to a path matching `path_pattern` get `status`."""
         with self._lock:
-            self._faults.append(_Fault(method, re.compile(path_pattern), status, retry_after, times))
+            self._faults.append(_Fault(method, re.compile(path_pattern), status, retry_after, times, via))
 
     def drop_gateway(self) -> None:
         """Cuts the gateway connection without a close frame, like a network failure."""
@@ -397,8 +403,14 @@ class FakeDiscord(ThreadedAiohttpServer):
             self.calls.append(RestCall(request.method, path, dict(request.query), body, status, time.monotonic()))
         headers = {"Content-Type": "application/json"}  # exactly: discord.py compares the header verbatim
         if status == 429:
-            # discord.py takes a 429 without Via for a Cloudflare ban and gives up.
-            headers |= {"Via": "1.1 google", "Retry-After": str(payload["retry_after"]), "X-RateLimit-Scope": "user"}
+            # The headers https://discord.com/developers/docs/topics/rate-limits documents for a 429.
+            retry_after = payload["retry_after"]
+            headers |= {"Retry-After": str(retry_after), "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+                        "X-RateLimit-Reset-After": f"{retry_after:.3f}", "X-RateLimit-Bucket": "fakebucket",
+                        "X-RateLimit-Scope": "user"}
+            if payload.pop("_via"):  # discord.py takes a 429 without Via for a Cloudflare ban and gives up
+                headers["Via"] = "1.1 google"
         if status == 204:
             return web.Response(status=204)
         return web.Response(status=status, body=json.dumps(payload).encode(), headers=headers)
@@ -415,7 +427,7 @@ class FakeDiscord(ThreadedAiohttpServer):
                     fault.times -= 1
                     if fault.status == 429:
                         return 429, {"message": "You are being rate limited.", "retry_after": fault.retry_after,
-                                     "global": False}
+                                     "global": False, "_via": fault.via}
                     return fault.status, {"message": ERRORS.get(fault.status, "Error"), "code": 50013}
         for route_method, pattern, handler in self._routes:
             match = re.fullmatch(pattern, path)

@@ -213,3 +213,18 @@ async def test_a_garbage_gateway_frame_replaces_the_connection_and_the_bot_keeps
         assert metric("rag_pipeline_errors_total", component="discord") == errors + 1
     finally:
         await stop_bot(client, task)
+
+
+async def test_a_429_with_only_the_documented_headers_is_waited_out_and_the_final_text_lands(
+    fake: FakeDiscord, docs: object, bot: LorebotClient
+) -> None:
+    """discord.py 2.7.1 gives up on a 429 without `Via`; the bot waits it out itself and edits again."""
+    fake.rate_limit("PATCH", EDITS, retry_after=0.3, times=3, via=False)
+    answer = await answer_to(fake, fake.send_message(mention("How do I roll back a release?")))
+    assert "roll back" in answer["content"] and _buttons(answer)  # the final text was not lost
+
+    calls = fake.calls_to("PATCH", EDITS)
+    assert [c.status for c in calls].count(429) == 3 and calls[-1].status == 200
+    for refused, after in zip(calls, calls[1:]):
+        if refused.status == 429:
+            assert after.at - refused.at >= 0.28, "no edit of the channel before Retry-After"

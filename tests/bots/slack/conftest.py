@@ -16,6 +16,7 @@ import pytest
 from django.core.cache import cache
 from django.test import AsyncClient, override_settings
 
+from bots.pacing import BUDGETS
 from bots.slack import answering
 from bots.slack.app import get_app
 from bots.slack.socket_mode import serve
@@ -106,11 +107,13 @@ async def slack(data_dir: Path, fake_slack: FakeSlackServer, fake_groq: FakeGroq
     fake_groq.token_delay = 0.02
     with override_settings(SLACK_BOT_TOKEN=BOT_TOKEN, SLACK_SIGNING_SECRET=SIGNING_SECRET,
                            SLACK_API_URL=fake_slack.api_url, SLACK_UPDATE_INTERVAL=0.1,
+                           SLACK_CHANNEL_EDITS_PER_MINUTE=6000,  # the pacing tests set their own
                            GROQ_API_KEY="gsk-test", GROQ_BASE_URL=fake_groq.base_url, GROQ_MAX_RETRIES=0,
                            GROQ_TIMEOUT=5.0):
         set_engine(None)
         get_app.cache_clear()
         cache.clear()
+        BUDGETS.clear()
         _ingest(data_dir)
         yield Slack(AsyncClient(), fake_slack)
         assert await answering.drain(30) == 0, "an answer was still running at the end of the test"

@@ -1,0 +1,125 @@
+"""How often the bots may write to one channel, shared by every answer streaming there.
+
+Slack asks for about 50 `chat.update` calls a minute per channel (and holds posting to about one
+message a second); Discord allows about 5 edits per 5 s per channel. One answer editing once per
+`SLACK_UPDATE_INTERVAL` keeps to that, but five long answers at once in one channel would not. So each
+channel has one `ChannelBudget`: writes are spaced evenly to at most `per_minute`, whichever answer
+makes them. A progress edit that finds no slot free is skipped (the next one shows more); the final
+edit waits for its slot, so it is never lost.
+
+When the platform says to wait (HTTP 429 / `ratelimited` with Retry-After, or Discord's bucket headers
+saying none are left), `hold` stops every write to that channel until then, whether or not the client
+library retries the request itself; `write_finally` retries a final write that still failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+FINAL_ATTEMPTS = 5  # a final write refused for rate limits this often in a row is given up (and logged)
+
+
+class ChannelBudget:
+    """Writes to one channel: at most `per_minute`, evenly spaced, and none while the platform says to wait."""
+
+    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        if per_minute <= 0:
+            raise ValueError("per_minute must be more than 0")
+        self.spacing = 60.0 / per_minute
+        self._clock, self._sleep = clock, sleep
+        self._next = float("-inf")  # the earliest time of the next write
+        self.held_until = float("-inf")  # the platform asked to wait until then
+        self._waiting: dict[object, tuple[float, float]] = {}  # answer -> (waiting since, last asked)
+        self.writes = 0
+        self.skipped = 0
+
+    def _free_at(self) -> float:
+        return max(self._next, self.held_until)
+
+    def try_take(self, who: object = None) -> bool:
+        """Claims a slot if one is free now (a progress edit); False means skip this edit.
+
+        With several answers asking (`who` names one), the slot goes to the one that has waited longest
+        since its last progress edit, so that every answer in the channel moves, not only the first
+        to ask. An answer that has not asked for a while (its stream paused) does not block the others.
+        """
+        now = self._clock()
+        if who is not None:
+            since, _ = self._waiting.get(who, (now, now))
+            self._waiting[who] = (since, now)
+        if now < self._free_at() or (who is not None and self._someone_waited_longer(who, now)):
+            self.skipped += 1
+            return False
+        self._waiting.pop(who, None)
+        self._claim(now)
+        return True
+
+    def leave(self, who: object) -> None:
+        """`who` asks for no more progress edits (its answer is finished)."""
+        self._waiting.pop(who, None)
+
+    def _someone_waited_longer(self, who: object, now: float) -> bool:
+        recent = now - max(2 * self.spacing, 0.5)
+        mine = self._waiting[who][0]
+        return any(since < mine and asked >= recent for other, (since, asked) in self._waiting.items() if other != who)
+
+    async def take(self) -> None:
+        """Waits for a free slot and claims it (a final edit, a continuation message)."""
+        while (wait := self._free_at() - self._clock()) > 0:
+            await self._sleep(wait)
+        self._claim(self._clock())
+
+    def hold(self, seconds: float) -> None:
+        """The platform said to wait `seconds`: no write to this channel before then."""
+        self.held_until = max(self.held_until, self._clock() + max(0.0, seconds))
+
+    def _claim(self, now: float) -> None:
+        self._next = now + self.spacing
+        self.writes += 1
+
+
+class Budgets:
+    """One ChannelBudget per (platform, channel), made on first use."""
+
+    def __init__(self) -> None:
+        self._budgets: dict[tuple[str, str], ChannelBudget] = {}
+
+    def get(self, platform: str, channel: str, per_minute: float) -> ChannelBudget:
+        key = (platform, channel)
+        budget = self._budgets.get(key)
+        if budget is None or budget.spacing != 60.0 / per_minute:  # a changed setting (tests) starts afresh
+            budget = self._budgets[key] = ChannelBudget(per_minute)
+        return budget
+
+    def clear(self) -> None:
+        self._budgets.clear()
+
+
+BUDGETS = Budgets()
+
+
+async def write_finally(budget: ChannelBudget, write: Callable[[], Awaitable[T]],
+                        retry_after: Callable[[Exception], float | None], *, what: str) -> T:
+    """Makes a write that must land (the final text): on a rate-limit refusal (`retry_after` returns
+    the seconds to wait, None for any other error, which is raised) it holds the channel and tries again,
+    up to FINAL_ATTEMPTS times."""
+    for attempt in range(1, FINAL_ATTEMPTS + 1):
+        try:
+            return await write()
+        except Exception as exc:
+            wait = retry_after(exc)
+            if wait is None or attempt == FINAL_ATTEMPTS:
+                raise
+            budget.hold(wait)
+            log.warning("bot.final_write_rate_limited", what=what, attempt=attempt, retry_after=wait)
+            await budget.take()
+    raise AssertionError("unreachable")
