@@ -3,8 +3,8 @@
 Slack asks for about 50 `chat.update` calls a minute per channel (and holds posting to about one
 message a second); Discord allows about 5 edits per 5 s per channel. One answer editing once per
 `SLACK_UPDATE_INTERVAL` keeps to that, but five long answers at once in one channel would not. So each
-channel has one `ChannelBudget`: writes are spaced evenly to at most `per_minute`, whichever answer
-makes them. A progress edit that finds no slot free is skipped (the next one shows more); the final
+channel has one `ChannelBudget`: at most `per_minute` writes a minute (plus a small burst), whichever
+answer makes them. A progress edit that finds no slot free is skipped (the next one shows more); the final
 edit waits for its slot, so it is never lost.
 
 When the platform says to wait (HTTP 429 / `ratelimited` with Retry-After, or Discord's bucket headers
@@ -28,22 +28,33 @@ FINAL_ATTEMPTS = 5  # a final write refused for rate limits this often in a row 
 
 
 class ChannelBudget:
-    """Writes to one channel: at most `per_minute`, evenly spaced, and none while the platform says to wait."""
+    """Writes to one channel: a token bucket refilled at `per_minute` and holding `burst` tokens, so that
+    any 60 s sees at most `per_minute + burst` writes, and none while the platform says to wait.
 
-    def __init__(self, per_minute: float, *, clock: Callable[[], float] = time.monotonic,
+    `burst` lets the final edits of several answers that end together land at once instead of queueing
+    behind each other; with `burst=1` writes are simply spaced `60 / per_minute` seconds apart.
+    """
+
+    def __init__(self, per_minute: float, *, burst: int = 1, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
-        if per_minute <= 0:
-            raise ValueError("per_minute must be more than 0")
-        self.spacing = 60.0 / per_minute
+        if per_minute <= 0 or burst < 1:
+            raise ValueError("per_minute must be more than 0 and burst at least 1")
+        self.spacing = 60.0 / per_minute  # seconds to earn one write
+        self.burst = burst
         self._clock, self._sleep = clock, sleep
-        self._next = float("-inf")  # the earliest time of the next write
+        self._tokens = float(burst)
+        self._filled_at = clock()
         self.held_until = float("-inf")  # the platform asked to wait until then
         self._waiting: dict[object, tuple[float, float]] = {}  # answer -> (waiting since, last asked)
         self.writes = 0
         self.skipped = 0
 
-    def _free_at(self) -> float:
-        return max(self._next, self.held_until)
+    def _free_at(self, now: float) -> float:
+        """When the next write may be made: a whole token in the bucket, and no hold."""
+        self._tokens = min(float(self.burst), self._tokens + (now - self._filled_at) / self.spacing)
+        self._filled_at = now
+        earned = now if self._tokens >= 1 else now + (1 - self._tokens) * self.spacing
+        return max(earned, self.held_until)
 
     def try_take(self, who: object = None) -> bool:
         """Claims a slot if one is free now (a progress edit); False means skip this edit.
@@ -56,7 +67,7 @@ class ChannelBudget:
         if who is not None:
             since, _ = self._waiting.get(who, (now, now))
             self._waiting[who] = (since, now)
-        if now < self._free_at() or (who is not None and self._someone_waited_longer(who, now)):
+        if now < self._free_at(now) or (who is not None and self._someone_waited_longer(who, now)):
             self.skipped += 1
             return False
         self._waiting.pop(who, None)
@@ -74,7 +85,7 @@ class ChannelBudget:
 
     async def take(self) -> None:
         """Waits for a free slot and claims it (a final edit, a continuation message)."""
-        while (wait := self._free_at() - self._clock()) > 0:
+        while (wait := self._free_at(now := self._clock()) - now) > 0:
             await self._sleep(wait)
         self._claim(self._clock())
 
@@ -83,7 +94,8 @@ class ChannelBudget:
         self.held_until = max(self.held_until, self._clock() + max(0.0, seconds))
 
     def _claim(self, now: float) -> None:
-        self._next = now + self.spacing
+        self._free_at(now)  # brings the bucket up to `now`
+        self._tokens -= 1
         self.writes += 1
 
 
@@ -93,11 +105,11 @@ class Budgets:
     def __init__(self) -> None:
         self._budgets: dict[tuple[str, str], ChannelBudget] = {}
 
-    def get(self, platform: str, channel: str, per_minute: float) -> ChannelBudget:
+    def get(self, platform: str, channel: str, per_minute: float, burst: int = 1) -> ChannelBudget:
         key = (platform, channel)
         budget = self._budgets.get(key)
-        if budget is None or budget.spacing != 60.0 / per_minute:  # a changed setting (tests) starts afresh
-            budget = self._budgets[key] = ChannelBudget(per_minute)
+        if budget is None or (budget.spacing, budget.burst) != (60.0 / per_minute, burst):  # a changed setting
+            budget = self._budgets[key] = ChannelBudget(per_minute, burst=burst)
         return budget
 
     def clear(self) -> None:

@@ -31,9 +31,14 @@ DEFAULT_RETRY_AFTER = 1.0  # Slack always sends Retry-After with a 429; this is 
 _paced: ContextVar[bool] = ContextVar("slack_paced_write", default=False)
 
 
+# Writes one channel may make at once: answers that finish together show their final text together,
+# and any minute still sees at most SLACK_CHANNEL_EDITS_PER_MINUTE + 5 (45 + 5: Slack's "about 50").
+BURST = 5
+
+
 def budget_for(channel: str) -> ChannelBudget:
     """The channel's shared budget, SLACK_CHANNEL_EDITS_PER_MINUTE writes a minute."""
-    return BUDGETS.get(PLATFORM, channel, settings.SLACK_CHANNEL_EDITS_PER_MINUTE)
+    return BUDGETS.get(PLATFORM, channel, settings.SLACK_CHANNEL_EDITS_PER_MINUTE, BURST)
 
 
 async def paced(call: Awaitable[T]) -> T:

@@ -196,3 +196,20 @@ async def test_a_hold_stops_every_write_to_the_channel_until_it_ends():
     assert not budget.try_take()  # a progress edit is skipped
     await budget.take()  # the final one waits
     assert slept == [3.0] and now[0] == 5.0
+
+
+async def test_a_burst_lets_answers_that_end_together_land_together_and_no_minute_exceeds_rate_plus_burst():
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    budget = ChannelBudget(per_minute=45, burst=5, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        await budget.take()
+    assert now[0] == 0.0  # five final edits at once
+    taken = []
+    while now[0] < 60:
+        await budget.take()
+        taken.append(now[0])
+    assert len([t for t in taken if t < 60]) + 5 <= 50  # Slack's "about 50 a minute" per channel
