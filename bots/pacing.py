@@ -31,8 +31,9 @@ class ChannelBudget:
     """Writes to one channel: a token bucket refilled at `per_minute` and holding `burst` tokens, so that
     any 60 s sees at most `per_minute + burst` writes, and none while the platform says to wait.
 
-    `burst` lets the final edits of several answers that end together land at once instead of queueing
-    behind each other; with `burst=1` writes are simply spaced `60 / per_minute` seconds apart.
+    `burst` is kept in reserve for final edits: progress edits only take a token from a full bucket, so
+    they go at the refill rate, and the final edits of several answers that end together land at once
+    instead of queueing behind each other. With `burst=1` writes are simply spaced `60 / per_minute` apart.
     """
 
     def __init__(self, per_minute: float, *, burst: int = 1, clock: Callable[[], float] = time.monotonic,
@@ -49,11 +50,11 @@ class ChannelBudget:
         self.writes = 0
         self.skipped = 0
 
-    def _free_at(self, now: float) -> float:
-        """When the next write may be made: a whole token in the bucket, and no hold."""
+    def _free_at(self, now: float, need: float = 1.0) -> float:
+        """When the bucket holds `need` tokens and no hold is on: when the next write may be made."""
         self._tokens = min(float(self.burst), self._tokens + (now - self._filled_at) / self.spacing)
         self._filled_at = now
-        earned = now if self._tokens >= 1 else now + (1 - self._tokens) * self.spacing
+        earned = now if self._tokens >= need else now + (need - self._tokens) * self.spacing
         return max(earned, self.held_until)
 
     def try_take(self, who: object = None) -> bool:
@@ -67,7 +68,9 @@ class ChannelBudget:
         if who is not None:
             since, _ = self._waiting.get(who, (now, now))
             self._waiting[who] = (since, now)
-        if now < self._free_at(now) or (who is not None and self._someone_waited_longer(who, now)):
+        # A progress edit needs a full bucket: the burst stays in reserve for final edits, which then land at
+        # once even when several answers end together, while progress edits go at the refill rate.
+        if now < self._free_at(now, need=self.burst) or (who is not None and self._someone_waited_longer(who, now)):
             self.skipped += 1
             return False
         self._waiting.pop(who, None)

@@ -31,3 +31,4 @@ async def test_a_ratelimited_edit_holds_the_channel_for_retry_after_and_the_fina
     assert refused.args["blocks"][-1]["elements"][0]["text"] == "_Writing…_"
     assert later[0].args["blocks"] != refused.args["blocks"]
     assert updates[-1].status == 200 and updates[-1].args["blocks"] == reply.blocks
+
