@@ -9,7 +9,13 @@ and then one every --token-ms (20), --tokens (120) in all. Reported:
   shows answer text (after retrieval, the LLM's first token and DISCORD_EDIT_INTERVAL);
 - edits per answer, and the most edits one channel saw in any 5 s (Discord allows about 5);
 - --concurrent questions (50) posted at the same moment in as many channels by as many users:
-  how many were answered, errors, first reply and whole-answer p50/p95.
+  how many were answered, errors, first reply and whole-answer p50/p95;
+- the payloads the bot must survive, before those: a malformed interaction (a member without `user`,
+  which raises inside discord.py), a garbage gateway frame, a mention written by another bot, and a
+  question whose edits get 429s with only Discord's documented headers (no `Via`); then --same-channel
+  (5) long answers at once in one channel, with the most writes that channel saw in any 5 s and in any
+  minute. Counted: events handled, gateway reconnects, process restarts (the bot's task never ended:
+  0) and answers lost (questions without a finished answer).
 
     .venv/bin/python benchmarks/discord_events.py
     .venv/bin/python benchmarks/discord_events.py --single 3 --concurrent 5 --tokens 20   # a quick check
@@ -97,6 +103,37 @@ async def _ask(fake: FakeDiscord, questions: list[tuple[int, int, str]], timeout
     return results
 
 
+def _channel_writes(fake: FakeDiscord, channel_id: int, since: float) -> dict[str, int]:
+    """Edits (PATCH) and posts (the placeholders) the bot made in one channel since `since`, and the most
+    edits in any 5 s and in any 60 s (the edits are what the channel budget paces)."""
+    def times(method: str) -> list[float]:
+        return sorted(c.at for c in fake.calls if c.at >= since and c.status < 400 and c.method == method
+                      and c.path.startswith(f"/channels/{channel_id}/messages"))
+    edits = times("PATCH")
+    def most(window: float) -> int:
+        return max((sum(1 for t in edits if start <= t < start + window) for start in edits), default=0)
+    return {"edits": len(edits), "posts": len(times("POST")), "max_edits_in_any_5_s": most(5.0),
+            "max_edits_in_any_60_s": most(60.0)}
+
+
+async def _hostile(fake: FakeDiscord, client: Any, timeout: float) -> dict[str, Any]:
+    """The payloads the bot must survive; each is 'handled' when the bot did what the README says."""
+    handled: dict[str, bool] = {}
+    broken = fake.slash_command("ask", {"question": QUESTIONS[0]}, malformed=True)
+    apology = await fake.until(lambda: fake.calls_to("POST", rf"/interactions/{broken['id']}/[^/]+/callback"), 30)
+    handled["malformed_interaction_apologised"] = bool(apology)
+    identifies = fake.identifies
+    fake.send_raw("{not json")
+    await fake.until(lambda: fake.identifies > identifies and client.is_ready(), 30)
+    handled["garbage_frame_reconnected"] = client.reconnects == 1
+    from_bot = fake.send_message(f"<@{BOT_ID}> {QUESTIONS[0]}", author=user_payload(555, "otherbot", bot=True))
+    fake.rate_limit("PATCH", r"/channels/\d+/messages/\d+", retry_after=0.5, times=3, via=False)
+    limited = await _ask(fake, [(fake.channel_ids[1], 2, QUESTIONS[1])], timeout)
+    handled["429_without_via_final_text_landed"] = limited[0]["error"] is None
+    handled["bot_mention_not_answered"] = not fake.replies_to(int(from_bot["id"]))
+    return {"payloads": 4, "handled": handled}
+
+
 def _max_edits_in_window(results: list[dict[str, Any]]) -> int:
     """The most edits one message (one channel here) got within any EDIT_WINDOW_SECONDS."""
     most = 0
@@ -139,6 +176,12 @@ async def _run(args: argparse.Namespace, fake: FakeDiscord) -> dict[str, Any]:
     try:
         channels = fake.channel_ids
         await _ask(fake, [(channels[0], 1, QUESTIONS[0])], args.timeout)  # warm-up: HTTP client, indexes
+        hostile = await _hostile(fake, client, args.timeout)
+        since = time.monotonic()
+        same = await _ask(fake, [(channels[0], 500 + i, QUESTIONS[i % len(QUESTIONS)])
+                                 for i in range(args.same_channel)], args.timeout)
+        one_channel = {**_channel_writes(fake, channels[0], since), "answers": len(same),
+                       "answered": sum(r["error"] is None for r in same)}
         single: list[dict[str, Any]] = []
         for i in range(args.single):
             single += await _ask(fake, [(channels[i % len(channels)], 100 + i, QUESTIONS[i % len(QUESTIONS)])],
@@ -146,16 +189,22 @@ async def _run(args: argparse.Namespace, fake: FakeDiscord) -> dict[str, Any]:
         wave = await _ask(fake, [(channels[i], 1000 + i, QUESTIONS[i % len(QUESTIONS)])
                                  for i in range(args.concurrent)], args.timeout)
     finally:
+        restarts = int(task.done())  # the bot's connect loop ended before we closed it: it would be restarted
         await client.close()
         await task
     failed = REGISTRY.get_sample_value("rag_bot_events_total", {"platform": "discord", "outcome": "failed"}) or 0.0
-    return {"single": _summary(single), "concurrent": _summary(wave), "bot_failed_events": failed}
+    questions = 2 + len(same) + len(single) + len(wave)  # the warm-up and the rate-limited one too
+    lost = sum(r["error"] is not None for r in [*same, *single, *wave])
+    return {"single": _summary(single), "concurrent": _summary(wave), "bot_failed_events": failed,
+            "hostile": hostile, "one_channel": one_channel, "events_handled": questions + hostile["payloads"] - 1,
+            "gateway_reconnects": client.reconnects, "process_restarts": restarts, "answers_lost": lost}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--single", type=int, default=20, help="questions asked one after another")
     parser.add_argument("--concurrent", type=int, default=50, help="questions asked at once, one channel each")
+    parser.add_argument("--same-channel", type=int, default=5, help="long answers at once in one channel")
     parser.add_argument("--tokens", type=int, default=120)
     parser.add_argument("--token-ms", type=float, default=20.0)
     parser.add_argument("--first-token-ms", type=float, default=200.0)
@@ -188,8 +237,16 @@ def main() -> int:
                   f"edits/answer {r['edits_per_answer']['min']}–{r['edits_per_answer']['max']} "
                   f"(mean {r['edits_per_answer']['mean']}), most in 5 s: {r['max_edits_per_5s']}")
         print(f"bot answers failed: {report['bot_failed_events']:.0f}")
+        c = report["one_channel"]
+        print(f"one channel, {c['answers']} answers at once: answered={c['answered']} edits={c['edits']} "
+              f"posts={c['posts']} most edits in any 5 s={c['max_edits_in_any_5_s']} "
+              f"in any 60 s={c['max_edits_in_any_60_s']}")
+        print(f"events handled={report['events_handled']} hostile={report['hostile']['handled']} "
+              f"gateway reconnects={report['gateway_reconnects']} process restarts={report['process_restarts']} "
+              f"answers lost={report['answers_lost']}")
     errors = report["single"]["errors"] + report["concurrent"]["errors"] + report["bot_failed_events"]
-    return 0 if not errors else 1
+    ok = all(report["hostile"]["handled"].values()) and not report["process_restarts"] and not report["answers_lost"]
+    return 0 if not errors and ok else 1
 
 
 if __name__ == "__main__":

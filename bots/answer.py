@@ -13,6 +13,8 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 
+from bots.pacing import ChannelBudget
+from bots.text import streamable
 from console import chat
 
 
@@ -36,18 +38,27 @@ class AnswerSnapshot:
     def failed(self) -> bool:
         return bool(self.error_code)
 
+    @property
+    def progress_text(self) -> str:
+        """What a progress edit shows: the text so far up to a word and markup boundary (see `streamable`)."""
+        return streamable(self.text)
+
 
 Update = Callable[[AnswerSnapshot], Awaitable[None]]
 
 
 async def follow(
     events: AsyncGenerator[chat.ChatEvent, None], update: Update, *, interval: float,
+    budget: ChannelBudget | None = None,
     clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> AnswerSnapshot:
     """Consumes an answer's events, calling `update` with the text so far as soon as the first
-    words arrive, then at most once per `interval` seconds, and once more at the end with
+    words can be shown (`progress_text`: whole words, no half-open markup), then at most once per
+    `interval` seconds, and once more at the end with
     `finished` set (also after a fatal error, whose code and message the snapshot then carries).
     The final update keeps the interval too, so a message is never edited faster than that.
+    With a `budget` (the channel's, shared with the other answers there) a progress update is made
+    only when the budget has a slot free, and the final one waits for its slot.
 
     The stream is closed on the way out, however that happens (an update that raises, a cancelled
     answer), so the chat service stores what was said at once rather than whenever it is collected.
@@ -61,9 +72,11 @@ async def follow(
                 snap.message_id, snap.conversation_id = event.message_id, event.conversation_id
             elif isinstance(event, chat.AnswerToken):
                 snap.text += event.text
-                if clock() - last >= interval and snap.text.strip() and snap.text != shown:
+                visible = snap.progress_text
+                if (clock() - last >= interval and visible and visible != shown
+                        and (budget is None or budget.try_take(id(snap)))):
                     await _call(update, snap)
-                    shown, last = snap.text, clock()
+                    shown, last = visible, clock()
             elif isinstance(event, chat.AnswerCitations):
                 snap.citations = event.items
             elif isinstance(event, chat.AnswerError) and event.fatal:
@@ -75,6 +88,9 @@ async def follow(
     snap.finished = True
     if interval != float("inf"):
         await sleep(max(0.0, interval - (clock() - last)))
+    if budget is not None:
+        budget.leave(id(snap))
+        await budget.take()
     await _call(update, snap)
     return snap
 

@@ -71,6 +71,77 @@ def _inside_marker(text: str, at: int) -> bool:
     return end >= at and text[start + 1 : end].isdigit()
 
 
+# Inline markup that must never be shown half-open; the longest first, so "**" is not read as two "*".
+_INLINE = ("**", "__", "~~", "`", "*", "_")
+
+
+def streamable(text: str) -> str:
+    """The part of an answer still being written that is safe to show in a progress edit.
+
+    It ends at a word boundary (the last word may be the first piece of a longer one) and has no
+    markup opened and not yet closed: a bold, italic, strike or code span, or a link, that started
+    is held back until it ends, so a reader never sees "*Extractive" or a dangling "[text](http".
+    A fenced code block that is still open is shown closed, so long code can be followed as it comes.
+    """
+    cut = max(text.rfind(" "), text.rfind("\n"))
+    head = text[:cut] if cut > 0 else ""
+    fence = _open_fence(head)
+    if fence is not None:
+        return head.rstrip() + "\n```"
+    held = _first_unclosed(head)
+    return head[:held].rstrip() if held is not None else head.rstrip()
+
+
+def _first_unclosed(text: str) -> int | None:
+    """Where the earliest inline span (or link) left open in `text` begins; None when all are closed."""
+    opened: dict[str, int] = {}  # marker -> where it was opened
+    link: int | None = None  # where an unfinished "[text](url)" began
+    in_fence = False
+    offset = 0
+    for line in text.split("\n"):
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        elif not in_fence:
+            _scan_line(line, offset, opened)
+            link = _open_link(line, offset) if link is None else link
+        offset += len(line) + 1
+    starts = [*opened.values(), *([link] if link is not None else [])]
+    return min(starts) if starts else None
+
+
+def _scan_line(line: str, offset: int, opened: dict[str, int]) -> None:
+    i = 0
+    while i < len(line):
+        if "`" in opened and line[i] != "`":  # inside a code span nothing else is markup
+            i += 1
+            continue
+        marker = next((m for m in _INLINE if line.startswith(m, i)), None)
+        if marker is None:
+            i += 1
+            continue
+        before = line[i - 1] if i else " "
+        after = line[i + len(marker)] if i + len(marker) < len(line) else " "
+        if marker in ("*", "_") and (before.isalnum() and after.isalnum() or after == " " and before == " "):
+            i += len(marker)  # snake_case, 2*3, or a "* " bullet: not emphasis
+            continue
+        if marker in opened:
+            del opened[marker]
+        elif not after.isspace():
+            opened[marker] = offset + i
+        i += len(marker)
+
+
+def _open_link(line: str, offset: int) -> int | None:
+    """Where an unfinished Markdown link begins in `line` ("[text" or "[text](url" without its end)."""
+    for match in re.finditer(r"\[[^\]\n]*(\]\([^)\s]*)?", line):
+        done = line[match.end():match.end() + 1]
+        if match.group(1) is not None and done != ")":
+            return offset + match.start()  # "[text](http…" with no ")" yet
+        if match.group(1) is None and not done:  # "[text" at the end of the line: a link or a [n] to come
+            return offset + match.start()
+    return None
+
+
 def citation_link(citation: Citation) -> str:
     """An http(s) address for a citation, or "" when it has none: a web source's own address, else the
     source viewer under LOREBOT_PUBLIC_URL (built by the chat service, as for the web chat)."""

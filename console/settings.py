@@ -339,6 +339,9 @@ DISCORD_THREAD_PER_QUESTION = envbool("DISCORD_THREAD_PER_QUESTION", "False")
 DISCORD_RATE_LIMIT_USER = envrate("DISCORD_RATE_LIMIT_USER", "10/60")  # questions / seconds per Discord user
 # Seconds between edits of a streaming answer: Discord allows about 5 edits per 5 s per channel.
 DISCORD_EDIT_INTERVAL = envfloat("DISCORD_EDIT_INTERVAL", "1.2")
+# Edits and posts of answers per minute per channel, shared by every answer streaming there
+# (Discord allows about 5 per 5 s per channel).
+DISCORD_CHANNEL_EDITS_PER_MINUTE = envfloat("DISCORD_CHANNEL_EDITS_PER_MINUTE", "50")
 # Comma-separated user (or webhook) ids of other bots the bot may answer; every other bot and webhook is
 # ignored, so that two bots never answer each other in a loop. The bot's own messages are always ignored.
 DISCORD_ALLOWED_BOTS = [b.strip() for b in os.getenv("DISCORD_ALLOWED_BOTS", "").split(",") if b.strip()]
@@ -357,6 +360,9 @@ SLACK_MENTION_ONLY = envbool("SLACK_MENTION_ONLY", "False")
 SLACK_RATE_LIMIT_USER = envrate("SLACK_RATE_LIMIT_USER", "10/60")  # questions / seconds per Slack user
 # Seconds between edits of a streaming answer: chat.update is rate limited (Tier 3, ~50 a minute).
 SLACK_UPDATE_INTERVAL = envfloat("SLACK_UPDATE_INTERVAL", "1.0")
+# Writes (edits and posts of answers) per minute per channel, shared by every answer streaming there:
+# Slack's guidance is about 50 chat.update calls a minute per channel; this keeps some room.
+SLACK_CHANNEL_EDITS_PER_MINUTE = envfloat("SLACK_CHANNEL_EDITS_PER_MINUTE", "45")
 # Comma-separated ids (bot id B…, app id A… or bot user id U…) of other bots the bot may answer; every
 # other bot is ignored, so that two bots never answer each other in a loop. Its own messages always are.
 SLACK_ALLOWED_BOTS = [b.strip() for b in os.getenv("SLACK_ALLOWED_BOTS", "").split(",") if b.strip()]

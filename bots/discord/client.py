@@ -19,14 +19,13 @@ import yarl
 from discord import app_commands
 from django.conf import settings
 
-from bots.discord import render
-from bots.discord.answering import deliver
+from bots.discord import guard, render
+from bots.discord.answering import budget_for, deliver
 from bots.discord.conversations import channel_key, conversation_of, dm_key, key_for, thread_key
 from bots.discord.feedback import FeedbackButton
 from bots.discord.outlets import NO_MENTIONS, InteractionOutlet, ReplyOutlet
 from bots.metrics import BOT_API_ERRORS, BOT_EVENTS
 from console.ops.logs import bind_context
-from console.ops.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="discord")
 
@@ -65,6 +64,7 @@ def _api_error_trace() -> aiohttp.TraceConfig:
 
     async def on_request_end(session: Any, context: Any, params: aiohttp.TraceRequestEndParams) -> None:
         status = params.response.status
+        _pace_channel(params.url.path, status, params.response.headers)
         if status >= 400:
             BOT_API_ERRORS.labels("discord", str(status)).inc()
             if status == 429:
@@ -73,6 +73,27 @@ def _api_error_trace() -> aiohttp.TraceConfig:
 
     trace.on_request_end.append(on_request_end)
     return trace
+
+
+_CHANNEL_PATH = re.compile(r"/channels/(\d+)/messages")
+
+
+def _pace_channel(path: str, status: int, headers: Any) -> None:
+    """Discord's answer to a write in a channel, fed to the channel's budget: a 429 (whether or not
+    discord.py retries it) or a bucket with none left (X-RateLimit-Remaining 0) holds every answer in
+    that channel until the bucket resets (Retry-After / X-RateLimit-Reset-After, in seconds)."""
+    match = _CHANNEL_PATH.search(path)
+    if match is None:
+        return
+    remaining = headers.get("X-RateLimit-Remaining")
+    if status != 429 and remaining != "0":
+        return
+    wait = headers.get("Retry-After") if status == 429 else None
+    try:
+        seconds = float(wait or headers.get("X-RateLimit-Reset-After") or 1.0)
+    except ValueError:
+        seconds = 1.0
+    budget_for(int(match[1])).hold(seconds)
 
 
 @dataclass(frozen=True)
@@ -92,7 +113,51 @@ class LorebotClient(discord.Client):
                          http_trace=_api_error_trace(), **options)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(ask)
+        self.tree.error(self.on_command_error)
         self.answers: set[asyncio.Task[Any]] = set()
+        self.reconnects = 0  # connections the supervisor replaced after an error discord.py let through
+        guard.guard_parsers(self._connection)
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """discord.py's connection loop, supervised: an error it does not handle itself (a frame that is
+        not JSON, a READY it cannot parse) replaces the connection within seconds instead of ending the
+        process. Errors that mean "stop" (a refused token or intent, `close()`) still end it."""
+        delays = guard.reconnect_delays()
+        while True:
+            try:
+                await super().connect(reconnect=reconnect)
+                return
+            except (discord.LoginFailure, discord.PrivilegedIntentsRequired):
+                raise
+            except Exception as exc:
+                if self.is_closed() or not reconnect:
+                    raise
+                delay = next(delays)
+                self.reconnects += 1
+                guard.count_failure("gateway_error")
+                log.error("discord.gateway_failed", error=f"{type(exc).__name__}: {exc}"[:300], reconnect_in=delay,
+                          reconnects=self.reconnects, exc_info=exc)
+                if self.ws is not None:
+                    await self.ws.close(code=4000)  # 4000 keeps the session resumable on Discord's side
+                await asyncio.sleep(delay)
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """An event handler raised (discord.py runs each in its own task and calls this): logged with the
+        event, counted; the bot goes on."""
+        guard.count_failure("failed")
+        log.exception("discord.handler_failed", type=event_method)
+
+    async def on_command_error(self, interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
+        """A slash command raised: logged, counted, and the user gets an apology if nothing answered yet."""
+        guard.count_failure("failed")
+        command = interaction.command.name if interaction.command else "?"
+        log.error("discord.command_failed", type="INTERACTION_CREATE", command=command, error=repr(error),
+                  exc_info=error)
+        try:
+            if not interaction.response.is_done():
+                await interaction.response.send_message(render.APOLOGY, ephemeral=True)
+        except discord.HTTPException as exc:
+            log.warning("discord.apology_failed", status=exc.status, code=exc.code)
 
     async def setup_hook(self) -> None:
         # Buttons of answers posted before a restart are matched by their custom_id.
@@ -143,9 +208,17 @@ class LorebotClient(discord.Client):
                 if question is not None:
                     BOT_EVENTS.labels("discord", await self._answer_message(message, question, received)).inc()
             except Exception:  # one message going wrong must never stop the bot
-                PIPELINE_ERRORS.labels("discord").inc()
-                BOT_EVENTS.labels("discord", "failed").inc()
-                log.exception("discord.message_failed", message_id=message.id, channel_id=message.channel.id)
+                guard.count_failure("failed")
+                log.exception("discord.message_failed", type="MESSAGE_CREATE", message_id=message.id,
+                              channel_id=message.channel.id)
+                if message.guild is None or self._mentioned(message):  # someone is waiting for an answer
+                    await self._apologize(message)
+
+    async def _apologize(self, message: discord.Message) -> None:
+        try:
+            await message.reply(render.APOLOGY, allowed_mentions=NO_MENTIONS, mention_author=False)
+        except discord.HTTPException as exc:
+            log.warning("discord.apology_failed", status=exc.status, code=exc.code)
 
     async def _question(self, message: discord.Message) -> Question | None:
         """Whether and in which conversation to answer `message`."""

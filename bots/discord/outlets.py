@@ -15,6 +15,7 @@ NO_MENTIONS = discord.AllowedMentions.none()
 
 class Outlet(Protocol):
     remembered: bool  # whether replies to these messages may continue the conversation
+    channel_id: int  # the channel the answer is shown in, whose edit budget it shares
 
     async def open(self, placeholder: str) -> int | None:
         """Shows the placeholder; returns its message id when it has one."""
@@ -34,6 +35,7 @@ class ReplyOutlet:
     def __init__(self, channel: discord.abc.Messageable, message: discord.Message | None) -> None:
         self.channel = channel
         self.message = message
+        self.channel_id: int = getattr(channel, "id", 0)
         self.first: discord.Message | None = None
         self.last: discord.Message | None = None
 
@@ -68,6 +70,7 @@ class InteractionOutlet:
     def __init__(self, interaction: discord.Interaction, *, private: bool) -> None:
         self.interaction = interaction
         self.private = private
+        self.channel_id = interaction.channel_id or 0
         self.remembered = not private  # nobody can reply to an ephemeral message
 
     async def open(self, placeholder: str) -> int | None:

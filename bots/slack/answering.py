@@ -20,7 +20,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.answer import AnswerSnapshot, Update, follow
 from bots.metrics import BOT_API_ERRORS, BOT_EVENTS, BOT_FIRST_REPLY_SECONDS, BOT_MESSAGE_EDITS
-from bots.slack import blocks
+from bots.pacing import ChannelBudget, write_finally
+from bots.slack import blocks, ratelimits
 from bots.slack.blocks import SlackMessage
 from console import chat
 from console.ops.logs import bind_context
@@ -103,20 +104,34 @@ async def answer_in_thread(client: AsyncWebClient, question: Question) -> None:
         BOT_EVENTS.labels(PLATFORM, "failed").inc()
         return
     BOT_FIRST_REPLY_SECONDS.labels(PLATFORM).observe(time.monotonic() - question.received)
-    ts = str(placeholder["ts"])
+    ts = str(placeholder.get("ts") or "")
+    if not ts:  # never chat.update without a ts (it would edit "None"): the answer is posted instead
+        log.warning("slack.placeholder_without_ts", **where)
+
+    budget = ratelimits.budget_for(question.channel)  # shared with every answer in the channel
 
     async def update(snap: AnswerSnapshot) -> None:
         if not snap.finished:
-            await _edit(client, question.channel, ts, blocks.progress_message(snap.text), final=False)
+            if ts:
+                await _edit(client, question.channel, ts, blocks.progress_message(snap.progress_text), budget=budget)
             return
-        first, *more = blocks.answer_messages(snap)
-        await _edit(client, question.channel, ts, first, final=True)
-        for message in more:  # an answer longer than one message continues in the thread
-            await _post(client, question.channel, question.thread_ts, message)
+        messages = blocks.answer_messages(snap)
+        if ts:
+            await _edit(client, question.channel, ts, messages.pop(0), budget=budget, final=True)
+        for i, message in enumerate(messages):  # an answer longer than one message continues in the thread
+            if i or ts:  # the first write of the final answer already has its slot (follow took it)
+                await budget.take()
+            await _post_finally(client, question, message, budget)
 
-    snap = await _follow(question, update)
+    snap = await _follow(question, update, budget=budget)
     if snap is None:  # an unexpected fault: say so in the placeholder rather than leave it hanging
-        await _edit(client, question.channel, ts, _sorry(), final=True)
+        if ts:
+            await _edit(client, question.channel, ts, _sorry(), budget=budget, final=True)
+        else:
+            try:
+                await _post(client, question.channel, question.thread_ts, _sorry())
+            except SlackApiError as exc:
+                api_error(exc, "post_apology", **where)
         return
     BOT_MESSAGE_EDITS.labels(PLATFORM).observe(snap.updates)
     log.info("slack.answered", message_id=snap.message_id, edits=snap.updates, error=snap.error_code, **where)
@@ -175,7 +190,7 @@ async def record_feedback(client: AsyncWebClient, respond: Respond, *, user: str
     BOT_EVENTS.labels(PLATFORM, "feedback").inc()
     if not created:  # a changed vote is stored, but thanked only once
         return
-    if message is None:  # the private answer of /ask: Slack sends no copy of an ephemeral message
+    if message is None or not message.get("ts"):  # /ask's private answer: Slack sends no copy of an ephemeral message
         await respond(text="Thanks for the feedback!", response_type="ephemeral", replace_original=False)
         return
     try:
@@ -185,13 +200,14 @@ async def record_feedback(client: AsyncWebClient, respond: Respond, *, user: str
         api_error(exc, "thank", channel=channel)
 
 
-async def _follow(question: Question, update: Update, *, interval: float | None = None) -> AnswerSnapshot | None:
+async def _follow(question: Question, update: Update, *, interval: float | None = None,
+                  budget: ChannelBudget | None = None) -> AnswerSnapshot | None:
     """Runs the chat service for `question`, counting the outcome; None after an unexpected fault."""
     try:
         snap = await follow(
             chat.areply(surface=PLATFORM, conversation_key=question.conversation_key, user_key=question.user,
                         text=question.text, rate_limit=settings.SLACK_RATE_LIMIT_USER),
-            update, interval=settings.SLACK_UPDATE_INTERVAL if interval is None else interval,
+            update, interval=settings.SLACK_UPDATE_INTERVAL if interval is None else interval, budget=budget,
         )
     except Exception:
         PIPELINE_ERRORS.labels(PLATFORM).inc()
@@ -216,14 +232,34 @@ async def _post(client: AsyncWebClient, channel: str, thread_ts: str | None, mes
                                          blocks=message.blocks, unfurl_links=False, unfurl_media=False)
 
 
-async def _edit(client: AsyncWebClient, channel: str, ts: str, message: SlackMessage, *, final: bool) -> None:
-    """chat.update; a failed progress edit is skipped (the next one shows more), a failed final one logged."""
+async def _edit(client: AsyncWebClient, channel: str, ts: str, message: SlackMessage, *, budget: ChannelBudget,
+                final: bool = False) -> None:
+    """chat.update, paced by the channel's budget. A progress edit Slack refuses is skipped (the next one
+    shows more; a `ratelimited` holds the whole channel for Retry-After); a final one is tried again
+    after the hold, and logged if it still fails."""
+    def write() -> Awaitable[Any]:
+        return ratelimits.paced(client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks))
+
     try:
-        await client.chat_update(channel=channel, ts=ts, text=message.text, blocks=message.blocks)
+        if final:
+            await write_finally(budget, write, ratelimits.retry_after, what="chat.update")
+        else:
+            await write()
     except SlackApiError as exc:
+        wait = ratelimits.retry_after(exc)
+        if wait is not None:
+            budget.hold(wait)
         api_error(exc, "final_edit" if final else "progress_edit", channel=channel, ts=ts)
 
 
+async def _post_finally(client: AsyncWebClient, question: Question, message: SlackMessage,
+                        budget: ChannelBudget) -> None:
+    """Posts one more piece of a final answer in the thread, tried again after a `ratelimited`."""
+    def write() -> Awaitable[Any]:
+        return ratelimits.paced(_post(client, question.channel, question.thread_ts, message))
+
+    await write_finally(budget, write, ratelimits.retry_after, what="chat.postMessage")
+
+
 def _sorry() -> SlackMessage:
-    text = "Sorry, something went wrong while answering. Please try again."
-    return SlackMessage(text, [blocks.context(f":warning: {text}")])
+    return SlackMessage(blocks.SORRY, [blocks.context(f":warning: {blocks.SORRY}")])

@@ -21,11 +21,10 @@ from django.core.cache import cache
 from slack_bolt.app.async_app import AsyncApp
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.response import BoltResponse
-from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler, async_default_handlers
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.metrics import BOT_EVENTS
-from bots.slack import answering, authors, blocks
+from bots.slack import answering, authors, blocks, ratelimits
 from bots.slack.answering import PLATFORM, Question
 from console import chat
 from console.ops.metrics import PIPELINE_ERRORS
@@ -44,8 +43,9 @@ def build_app() -> AsyncApp:
     """An AsyncApp wired to Lorebot's listeners, its Web API client pointed at SLACK_API_URL."""
     client = AsyncWebClient(
         token=settings.SLACK_BOT_TOKEN, base_url=settings.SLACK_API_URL, timeout=10,
-        # ratelimited (429): wait as long as Retry-After says, then try again.
-        retry_handlers=[*async_default_handlers(), AsyncRateLimitErrorRetryHandler(max_retry_count=3)],
+        # ratelimited (429): wait as long as Retry-After says, then try again; an answer's own writes are
+        # paced and retried by the channel budget instead (ratelimits.py).
+        retry_handlers=ratelimits.retry_handlers(),
     )
     app = AsyncApp(
         client=client,
@@ -60,6 +60,7 @@ def build_app() -> AsyncApp:
     app.event("app_mention")(_on_mention)
     app.event("message")(_on_message)
     app.command("/ask")(_on_ask)
+    app.command(re.compile(".*"))(_on_unknown_command)  # after /ask: bolt runs the first listener that matches
     app.action(re.compile(f"^({blocks.FEEDBACK_UP}|{blocks.FEEDBACK_DOWN})$"))(_on_feedback)
     app.action(blocks.SHARE)(_on_share)
     app.event(re.compile(".*"))(_on_other_event)  # last: acknowledged and ignored, so Slack does not retry
@@ -87,31 +88,36 @@ def question_text(text: str, bot_user_id: str | None) -> str:
 
 async def _once_per_event(body: dict[str, Any], context: AsyncBoltContext, req: Any,
                           next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
-    """Each event is answered once: a retry or duplicate delivery of an event_id seen before is only acked.
+    """Each event and each slash command is answered once: a retry or a replay of an event_id (or of
+    a command's trigger_id, unique to each use of a command) seen before is only acknowledged.
 
     The ids live in Django's cache, so processes sharing a cache (Redis) share them too.
     """
     context.setdefault("received_at", time.monotonic())
     event_id = body.get("event_id")
     context["event_id"] = event_id or body.get("trigger_id") or ""
+    key = ""
     if body.get("type") == "event_callback" and event_id:
-        if not await _first_delivery(event_id):
-            retry = (req.headers.get("x-slack-retry-num") or [body.get("retry_attempt", "")])[0]
-            BOT_EVENTS.labels(PLATFORM, "duplicate").inc()
-            log.info("slack.event_duplicate", event_id=event_id, retry=retry)
-            return BoltResponse(status=200, body="")
+        key = f"slack-event:{event_id}"
+    elif body.get("command") and body.get("trigger_id"):
+        key = f"slack-command:{body['trigger_id']}"
+    if key and not await _first_delivery(key):
+        retry = (req.headers.get("x-slack-retry-num") or [body.get("retry_attempt", "")])[0]
+        BOT_EVENTS.labels(PLATFORM, "duplicate").inc()
+        log.info("slack.event_duplicate", event_id=context["event_id"], command=body.get("command"), retry=retry)
+        return BoltResponse(status=200, body="")
     await next()
     return None
 
 
-async def _first_delivery(event_id: str) -> bool:
-    """Records `event_id`; False if it was seen before. With the cache down, every event counts as new:
+async def _first_delivery(key: str) -> bool:
+    """Records `key`; False if it was seen before. With the cache down, every event counts as new:
     a rare double answer is better than none."""
     try:
-        return bool(await cache.aadd(f"slack-event:{event_id}", 1, timeout=EVENT_ID_TTL))
+        return bool(await cache.aadd(key, 1, timeout=EVENT_ID_TTL))
     except Exception as exc:
         PIPELINE_ERRORS.labels("cache").inc()
-        log.warning("slack.dedupe_unavailable", event_id=event_id, error=f"{type(exc).__name__}: {exc}")
+        log.warning("slack.dedupe_unavailable", key=key, error=f"{type(exc).__name__}: {exc}")
         return True
 
 
@@ -189,6 +195,15 @@ async def _on_ask(ack: Callable[..., Awaitable[None]], command: dict[str, Any], 
     answering.spawn(answering.answer_privately(respond, question), question.event_id)
 
 
+async def _on_unknown_command(ack: Callable[..., Awaitable[None]], command: dict[str, Any]) -> None:
+    """Any other slash command routed to this app: a polite private answer rather than Slack's
+    "failed with the error dispatch_failed" (bolt answers an unmatched request 404, or not at all)."""
+    name = blocks.escape(str(command.get("command", ""))[:40])
+    BOT_EVENTS.labels(PLATFORM, "refused").inc()
+    log.info("slack.command_unknown", command=name)
+    await ack(text=blocks.unknown_command(name), response_type="ephemeral")
+
+
 def _message_id(action: dict[str, Any]) -> int | None:
     value = str(action.get("value", ""))
     return int(value) if value.isdigit() else None
@@ -225,8 +240,20 @@ async def _on_other_event(body: dict[str, Any]) -> None:
     log.debug("slack.event_ignored", type=(body.get("event") or {}).get("type"))
 
 
-async def _on_error(error: Exception, body: dict[str, Any]) -> None:
-    """A listener raised: counted and logged with its traceback; Slack has already been answered."""
+async def _on_error(error: Exception, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    """A listener raised: counted and logged with the event's type and its traceback (Slack has already
+    been acknowledged), and the person who asked gets an apology where there is somewhere to put it."""
     PIPELINE_ERRORS.labels(PLATFORM).inc()
     BOT_EVENTS.labels(PLATFORM, "failed").inc()
-    log.error("slack.listener_failed", error=repr(error), type=body.get("type"), exc_info=error)
+    event: dict[str, Any] = body["event"] if isinstance(body.get("event"), dict) else {}
+    kind = event.get("type") or body.get("command") or body.get("type") or "unknown"
+    log.error("slack.listener_failed", error=repr(error)[:300], type=kind, exc_info=error)
+    try:
+        if body.get("command") and context.respond is not None:
+            await context.respond(text=blocks.SORRY, response_type="ephemeral", replace_original=False)
+        elif (kind == "app_mention" or event.get("channel_type") == "im") and context.client is not None \
+                and event.get("channel") and event.get("ts") and event.get("user") and not authors.bot_ids(event):
+            await context.client.chat_postMessage(channel=str(event["channel"]), thread_ts=str(event["ts"]),
+                                                  text=blocks.SORRY)
+    except Exception as exc:  # the apology is a courtesy; the bot goes on either way
+        log.warning("slack.apology_failed", type=kind, error=f"{type(exc).__name__}: {exc}"[:300])

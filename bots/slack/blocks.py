@@ -20,6 +20,7 @@ SECTION_LIMIT = 3000
 MAX_BLOCKS = 50
 FALLBACK_LIMIT = 3000  # the plain `text` Slack shows in notifications
 THINKING = "Looking that up…"
+SORRY = "Sorry, something went wrong while answering. Please try again."
 NOT_COVERED_NOTE = "Not covered by your documents: an admin can add the document that answers it in the console."
 
 FEEDBACK_UP = "lorebot_feedback_up"
@@ -77,6 +78,12 @@ def context(text: str, block_id: str | None = None) -> Block:
     if block_id:
         block["block_id"] = block_id
     return block
+
+
+def unknown_command(name: str) -> str:
+    """The private answer to a slash command other than /ask (`name` already escaped)."""
+    return (f"Sorry, I do not know the command `{name}`. Ask me with `/ask` and your question, "
+            "e.g. `/ask how do I roll back a release?`")
 
 
 def thinking_message() -> SlackMessage:

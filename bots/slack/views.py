@@ -29,7 +29,7 @@ log = structlog.get_logger(__name__, component="slack")
 MAX_AGE_SECONDS = 300
 
 
-def signature_problem(body: bytes, headers: Mapping[str, str], signing_secret: str) -> str:
+def signature_problem(body: str, headers: Mapping[str, str], signing_secret: str) -> str:
     """Why a request is not from Slack ("" when it is): slack_sdk's SignatureVerifier, with a reason."""
     timestamp = headers.get("X-Slack-Request-Timestamp", "")
     signature = headers.get("X-Slack-Signature", "")
@@ -55,21 +55,30 @@ async def events(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     received = time.monotonic()
-    body = request.body
-    problem = signature_problem(body, request.headers, settings.SLACK_SIGNING_SECRET)
+    try:
+        # Slack always sends UTF-8; slack_sdk's verifier would raise on anything else (a 500 with a traceback).
+        text = request.body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _malformed(request, exc)
+    problem = signature_problem(text, request.headers, settings.SLACK_SIGNING_SECRET)
     if problem:
         BOT_EVENTS.labels(PLATFORM, "forged").inc()
         log.warning("slack.request_rejected", reason=problem, client=request.META.get("REMOTE_ADDR"))
         return HttpResponse("invalid request signature\n", status=401, content_type="text/plain")
     try:
-        text = body.decode("utf-8")
         # bolt parses the body the same way, but expects an object and fails obscurely on anything else
         if not isinstance(parse_body(text, request.content_type), dict):
             raise ValueError("the body is not a JSON object, nor a form")
-    except ValueError as exc:  # UnicodeDecodeError and json's JSONDecodeError are ValueErrors too
-        BOT_EVENTS.labels(PLATFORM, "bad_request").inc()
-        log.warning("slack.request_malformed", error=str(exc)[:200], content_type=request.content_type)
-        return HttpResponse(f"malformed request body: {str(exc)[:200]}\n", status=400, content_type="text/plain")
+    except ValueError as exc:  # json's JSONDecodeError is a ValueError too
+        return _malformed(request, exc)
     bolt_request = AsyncBoltRequest(body=text, query=request.META.get("QUERY_STRING", ""),
                                     headers=dict(request.headers), context={"received_at": received})
     return to_django_response(await get_app().async_dispatch(bolt_request))
+
+
+def _malformed(request: HttpRequest, exc: ValueError) -> HttpResponse:
+    """400 for a body that is not UTF-8, nor a JSON object or a form; counted as a bad request."""
+    BOT_EVENTS.labels(PLATFORM, "bad_request").inc()
+    reason = "the body is not UTF-8" if isinstance(exc, UnicodeDecodeError) else str(exc)[:200]
+    log.warning("slack.request_malformed", error=reason, content_type=request.content_type)
+    return HttpResponse(f"malformed request body: {reason}\n", status=400, content_type="text/plain")

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncGenerator
 
 import pytest
 
 from bots.answer import follow
-from bots.text import citation_label, citation_link, split_message
+from bots.pacing import ChannelBudget
+from bots.text import citation_label, citation_link, split_message, streamable
 from console.chat import AnswerCitations, AnswerDone, AnswerError, AnswerStarted, AnswerToken, ChatEvent, Usage
 from tests.support import citation
 
@@ -128,3 +131,85 @@ def test_citation_link_is_http_only(settings, source, document_id, public_url, e
 def test_citation_label_names_title_and_location():
     assert citation_label(citation(1, "Deploy guide", location="p. 3")) == "Deploy guide, p. 3"
     assert citation_label(citation(1, source="notes.txt")) == "notes.txt"
+
+
+@pytest.mark.parametrize(("so_far", "shown"), [
+    ("**Extractive", ""),  # the issue's first edit: a bare fragment
+    ("**Extractive answers**", ""),  # the last word may still grow
+    ("**Extractive answers** are", "**Extractive answers**"),
+    ("Use `make", "Use"),
+    ("Use `make run` to", "Use `make run`"),
+    ("See [the guide](https://wiki.example", "See"),
+    ("See [the guide](https://wiki.example.com/a) for", "See [the guide](https://wiki.example.com/a)"),
+    ("Roll back [1", "Roll back"),
+    ("Roll back [1]. Then", "Roll back [1]."),
+    ("snake_case and 2*3 stay as they are", "snake_case and 2*3 stay as they"),
+    ("- * a bullet item and", "- * a bullet item"),
+    ("_roll back_ with", "_roll back_"),
+    ("```python\nprint(1)\nx = ", "```python\nprint(1)\nx =\n```"),  # an open code block is shown closed
+])
+def test_a_progress_edit_ends_on_a_word_and_markup_boundary(so_far: str, shown: str) -> None:
+    assert streamable(so_far) == shown
+
+
+async def test_answers_in_one_channel_share_its_budget_and_none_loses_its_final_text():
+    """Five long answers at once in one channel: every write to it is spaced by the budget, whichever
+    answer makes it, and each answer still ends with its whole text."""
+    budget = ChannelBudget(per_minute=1200)  # one write per 50 ms
+    writes: list[tuple[float, int, bool]] = []
+
+    def answer(n: int) -> AsyncGenerator[ChatEvent, None]:
+        async def stream() -> AsyncGenerator[ChatEvent, None]:
+            yield AnswerStarted(conversation_id=n, message_id=n, question_id=n)
+            for i in range(40):
+                await asyncio.sleep(0.01)
+                yield AnswerToken(f"a{n}w{i} ")
+            yield _done()
+        return stream()
+
+    async def run(n: int):
+        async def update(snap):
+            writes.append((time.monotonic(), n, snap.finished))
+        return await follow(answer(n), update, interval=0.01, budget=budget)
+
+    snaps = await asyncio.gather(*(run(n) for n in range(5)))
+    assert all(s.text == "".join(f"a{s.message_id}w{i} " for i in range(40)) for s in snaps)
+    assert sorted(n for _, n, finished in writes if finished) == [0, 1, 2, 3, 4]  # 0 answers lost
+    gaps = [b - a for (a, _, _), (b, _, _) in zip(writes, writes[1:])]
+    assert min(gaps) >= 0.045, "two writes to the channel closer than its budget allows"
+    assert budget.skipped > 0  # progress edits gave way; without the budget there would be ~200 writes
+    assert {n for _, n, finished in writes if not finished} == {0, 1, 2, 3, 4}  # every answer streamed
+
+
+async def test_a_hold_stops_every_write_to_the_channel_until_it_ends():
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    budget = ChannelBudget(per_minute=60, clock=lambda: now[0], sleep=sleep)
+    assert budget.try_take()
+    budget.hold(5.0)  # a 429 with Retry-After: 5
+    now[0] = 2.0
+    assert not budget.try_take()  # a progress edit is skipped
+    await budget.take()  # the final one waits
+    assert slept == [3.0] and now[0] == 5.0
+
+
+async def test_a_burst_lets_answers_that_end_together_land_together_and_no_minute_exceeds_rate_plus_burst():
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    budget = ChannelBudget(per_minute=45, burst=5, clock=lambda: now[0], sleep=sleep)
+    for _ in range(5):
+        await budget.take()
+    assert now[0] == 0.0  # five final edits at once
+    taken = []
+    while now[0] < 60:
+        await budget.take()
+        taken.append(now[0])
+    assert len([t for t in taken if t < 60]) + 5 <= 50  # Slack's "about 50 a minute" per channel

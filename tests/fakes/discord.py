@@ -90,6 +90,7 @@ class _Fault:
     status: int
     retry_after: float
     times: int
+    via: bool = True
 
 
 @dataclass
@@ -173,12 +174,21 @@ class FakeDiscord(ThreadedAiohttpServer):
         return message
 
     def slash_command(self, name: str, options: dict[str, Any], *, channel_id: int | None = None,
-                      user: dict[str, Any] | None = None) -> dict[str, Any]:
-        """A user runs an application command: dispatches INTERACTION_CREATE (type 2)."""
+                      user: dict[str, Any] | None = None, malformed: bool = False) -> dict[str, Any]:
+        """A user runs an application command: dispatches INTERACTION_CREATE (type 2).
+
+        `malformed` leaves out the member's `user`, which the docs require: discord.py 2.7.1 raises a
+        KeyError while parsing it, inside its gateway loop.
+        """
         types = {str: 3, bool: 5, int: 4}
         data = {"id": str(self.new_id()), "name": name, "type": 1,
                 "options": [{"name": k, "type": types[type(v)], "value": v} for k, v in options.items()]}
-        return self._interaction(2, data, channel_id=channel_id or self.channel_ids[0], user=user)
+        return self._interaction(2, data, channel_id=channel_id or self.channel_ids[0], user=user,
+                                 malformed=malformed)
+
+    def send_raw(self, frame: str | bytes) -> None:
+        """Sends `frame` on the gateway as it is (text, or binary for bytes): garbage a proxy might inject."""
+        self._run(self._send_raw(frame))
 
     def press_button(self, message_id: int, custom_id: str, *, user: dict[str, Any] | None = None) -> dict[str, Any]:
         """A user clicks a button on a message the bot posted: INTERACTION_CREATE (type 3)."""
@@ -187,15 +197,20 @@ class FakeDiscord(ThreadedAiohttpServer):
         data = {"custom_id": custom_id, "component_type": 2}
         return self._interaction(3, data, channel_id=int(message["channel_id"]), user=user, message=message)
 
-    def rate_limit(self, method: str, path_pattern: str, *, retry_after: float = 0.5, times: int = 1) -> None:
-        """The next `times` calls of `method` to a path matching `path_pattern` get a 429 with `retry_after`."""
-        self.fail(method, path_pattern, status=429, retry_after=retry_after, times=times)
+    def rate_limit(self, method: str, path_pattern: str, *, retry_after: float = 0.5, times: int = 1,
+                   via: bool = True) -> None:
+        """The next `times` calls of `method` to a path matching `path_pattern` get a 429 with `retry_after`.
+
+        Every 429 carries the headers Discord documents (Retry-After, X-RateLimit-*); `via=False` leaves
+        out the `Via` header, which the docs do not promise and without which discord.py does not retry.
+        """
+        self.fail(method, path_pattern, status=429, retry_after=retry_after, times=times, via=via)
 
     def fail(self, method: str, path_pattern: str, *, status: int = 403, retry_after: float = 0.0,
-             times: int = 1) -> None:
+             times: int = 1, via: bool = True) -> None:
         """The next `times` calls of `method` to a path matching `path_pattern` get `status`."""
         with self._lock:
-            self._faults.append(_Fault(method, re.compile(path_pattern), status, retry_after, times))
+            self._faults.append(_Fault(method, re.compile(path_pattern), status, retry_after, times, via))
 
     def drop_gateway(self) -> None:
         """Cuts the gateway connection without a close frame, like a network failure."""
@@ -260,7 +275,7 @@ class FakeDiscord(ThreadedAiohttpServer):
         return message
 
     def _interaction(self, kind: int, data: dict[str, Any], *, channel_id: int, user: dict[str, Any] | None,
-                     message: dict[str, Any] | None = None) -> dict[str, Any]:
+                     message: dict[str, Any] | None = None, malformed: bool = False) -> dict[str, Any]:
         user = user or user_payload()
         dm = channel_id == DM_CHANNEL_ID
         payload: dict[str, Any] = {
@@ -276,6 +291,8 @@ class FakeDiscord(ThreadedAiohttpServer):
             payload["user"] = user
         else:
             payload |= {"guild_id": str(GUILD_ID), "guild_locale": "en-US", "member": _member(user)}
+            if malformed:
+                del payload["member"]["user"]
         if message is not None:
             payload["message"] = message
         self.dispatch("INTERACTION_CREATE", payload)
@@ -356,6 +373,15 @@ class FakeDiscord(ThreadedAiohttpServer):
             except ConnectionError:  # dropped meanwhile: the frame is replayed on RESUME
                 pass
 
+    async def _send_raw(self, frame: str | bytes) -> None:
+        session = self._session
+        if session is None or session.ws is None:
+            raise RuntimeError("no gateway connection to send the frame on")
+        if isinstance(frame, bytes):
+            await session.ws.send_bytes(frame)
+        else:
+            await session.ws.send_str(frame)
+
     async def _drop(self) -> None:
         session = self._session
         if session is not None and session.ws is not None:
@@ -377,8 +403,14 @@ class FakeDiscord(ThreadedAiohttpServer):
             self.calls.append(RestCall(request.method, path, dict(request.query), body, status, time.monotonic()))
         headers = {"Content-Type": "application/json"}  # exactly: discord.py compares the header verbatim
         if status == 429:
-            # discord.py takes a 429 without Via for a Cloudflare ban and gives up.
-            headers |= {"Via": "1.1 google", "Retry-After": str(payload["retry_after"]), "X-RateLimit-Scope": "user"}
+            # The headers https://discord.com/developers/docs/topics/rate-limits documents for a 429.
+            retry_after = payload["retry_after"]
+            headers |= {"Retry-After": str(retry_after), "X-RateLimit-Limit": "5", "X-RateLimit-Remaining": "0",
+                        "X-RateLimit-Reset": f"{time.time() + retry_after:.3f}",
+                        "X-RateLimit-Reset-After": f"{retry_after:.3f}", "X-RateLimit-Bucket": "fakebucket",
+                        "X-RateLimit-Scope": "user"}
+            if payload.pop("_via"):  # discord.py takes a 429 without Via for a Cloudflare ban and gives up
+                headers["Via"] = "1.1 google"
         if status == 204:
             return web.Response(status=204)
         return web.Response(status=status, body=json.dumps(payload).encode(), headers=headers)
@@ -395,7 +427,7 @@ class FakeDiscord(ThreadedAiohttpServer):
                     fault.times -= 1
                     if fault.status == 429:
                         return 429, {"message": "You are being rate limited.", "retry_after": fault.retry_after,
-                                     "global": False}
+                                     "global": False, "_via": fault.via}
                     return fault.status, {"message": ERRORS.get(fault.status, "Error"), "code": 50013}
         for route_method, pattern, handler in self._routes:
             match = re.fullmatch(pattern, path)

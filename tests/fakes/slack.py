@@ -8,6 +8,7 @@ wrong, as in bolt-python's fake Slack:
     channel "C_NOT_IN"       every method naming it answers not_in_channel
     channel "C_RATELIMITED"  the first call of each method naming it gets HTTP 429 `ratelimited`
                              with Retry-After (seconds, `retry_after`); the retry succeeds
+    channel "C_NO_TS"        chat.postMessage answers ok but without a `ts` (the message is kept all the same)
     token "xoxb-invalid"     invalid_auth
 
 Socket Mode: apps.connections.open (with an xapp- token) returns ws://127.0.0.1:PORT/link/?ticket=…,
@@ -55,6 +56,7 @@ HELLO: dict[str, Any] = {
 }
 CHANNEL_FAULTS = {"C_NOT_FOUND": "channel_not_found", "C_NOT_IN": "not_in_channel"}
 RATELIMITED_CHANNEL = "C_RATELIMITED"
+NO_TS_CHANNEL = "C_NO_TS"
 
 
 # -- requests into Lorebot, as Slack sends them ---------------------------------------------
@@ -250,6 +252,10 @@ class FakeSlackServer(ThreadedAiohttpServer):
         self._run(self._send(envelope))
         return envelope_id
 
+    def send_raw(self, frame: str) -> None:
+        """Sends `frame` as it is on the newest open socket: garbage a proxy might inject."""
+        self._run(self._send_raw(frame))
+
     def drop_sockets(self) -> None:
         """Closes every Socket Mode connection without warning, as a restarting server or a proxy would."""
         self._run(self._drop())
@@ -331,6 +337,8 @@ class FakeSlackServer(ThreadedAiohttpServer):
                                 list(args.get("blocks") or []))
         with self._lock:
             self._messages[(message.channel, ts)] = message
+        if message.channel == NO_TS_CHANNEL:
+            return {"ok": True, "channel": message.channel}
         return {"ok": True, "channel": message.channel, "ts": ts,
                 "message": {"type": "message", "text": message.text, "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts}}
 
@@ -376,6 +384,12 @@ class FakeSlackServer(ThreadedAiohttpServer):
             if time.monotonic() > deadline:
                 raise AssertionError("no Socket Mode connection to send the envelope on")
             await asyncio.sleep(0.02)
+
+    async def _send_raw(self, frame: str) -> None:
+        open_sockets = [s for s in self._sockets if not s.ws.closed]
+        if not open_sockets:
+            raise AssertionError("no Socket Mode connection to send the frame on")
+        await open_sockets[-1].ws.send_str(frame)
 
     async def _drop(self) -> None:
         for sock in [s for s in self._sockets if not s.ws.closed]:

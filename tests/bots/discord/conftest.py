@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from bots.discord import render
 from bots.discord.client import LorebotClient
+from bots.pacing import BUDGETS
 from console.engine import get_engine, set_engine
 from tests.fakes.discord import BOT_ID, BOT_TOKEN, FakeDiscord
 from tests.fakes.groq import FakeGroqServer
@@ -62,8 +63,9 @@ def discord_settings(fake: FakeDiscord, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.setattr(discord.gateway.DiscordWebSocket, "DEFAULT_GATEWAY",
                         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY)
     cache.clear()  # the chat service's rate-limit counters
+    BUDGETS.clear()
     with override_settings(DISCORD_API_URL=fake.api_url, DISCORD_GATEWAY_URL=fake.gateway_url,
-                           DISCORD_EDIT_INTERVAL=0.05):
+                           DISCORD_EDIT_INTERVAL=0.05, DISCORD_CHANNEL_EDITS_PER_MINUTE=6000):
         yield
     cache.clear()
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from bots.discord import render
 from bots.discord.client import LorebotClient
 from console.models import Message
 from ragcore.extractive import NOTICE
-from tests.bots.discord.conftest import answer_to, events, is_final, mention, metric, start_bot
+from tests.bots.discord.conftest import answer_to, events, is_final, mention, metric, start_bot, stop_bot
 from tests.fakes.discord import BOT_TOKEN, FakeDiscord
 from tests.fakes.groq import FakeGroqServer
 
@@ -123,27 +124,43 @@ async def test_an_answer_still_running_at_the_end_of_the_grace_period_is_closed_
     assert stored.error == "cancelled"
 
 
+def _wait(bot: subprocess.Popen[str], condition: Callable[[], object], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert bot.poll() is None, f"the bot exited while waiting for {what}: {bot.stdout.read() if bot.stdout else ''}"
+        if time.monotonic() > deadline:
+            bot.kill()
+            raise AssertionError(f"timed out waiting for {what}: {bot.communicate()[0][-4000:]}")
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
-def test_the_command_connects_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+def test_the_command_survives_malformed_payloads_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    """The real process: a malformed interaction and a garbage frame, then a question is still answered."""
     with FakeDiscord() as fake:
         env = {**os.environ, "DISCORD_BOT_TOKEN": BOT_TOKEN, "DISCORD_API_URL": fake.api_url,
                "DISCORD_GATEWAY_URL": fake.gateway_url, "RAG_DATA_DIR": str(tmp_path / "data"),
                "HF_HUB_OFFLINE": "1", "LOG_FORMAT": "console"}
+        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
         bot = subprocess.Popen([sys.executable, "manage.py", "rundiscordbot"], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
-            deadline = time.monotonic() + 120
-            while not fake.calls_to("PUT", r"/applications/\d+/commands") or not fake.identifies:
-                assert bot.poll() is None, bot.stdout.read()
-                assert time.monotonic() < deadline, "the bot did not connect"
-                time.sleep(0.1)
+            _wait(bot, lambda: fake.calls_to("PUT", r"/applications/\d+/commands") and fake.identifies, "a connection",
+                  timeout=120)
+            broken = fake.slash_command("ask", {"question": "How do I roll back?"}, malformed=True)
+            _wait(bot, lambda: fake.calls_to("POST", rf"/interactions/{broken['id']}/[^/]+/callback"), "the apology")
+            fake.send_raw("{not json")
+            _wait(bot, lambda: fake.identifies == 2, "a new connection")
+            question = fake.send_message(mention("How do I roll back a release?"))
+            _wait(bot, lambda: [m for m in fake.replies_to(int(question["id"])) if is_final(m)], "the answer")
             bot.send_signal(signal.SIGTERM)
             output, _ = bot.communicate(timeout=30)
         finally:
             if bot.poll() is None:
                 bot.kill()
-    assert bot.returncode == 0, output
+    assert bot.returncode == 0, output  # the same process throughout: 0 restarts
     assert "discord bot stopped" in output
+    assert "discord.event_unparseable" in output and "discord.gateway_failed" in output
     assert "discord.stopping" in output and "SIGTERM" in output
 
 
@@ -156,3 +173,58 @@ def test_the_command_explains_a_missing_or_refused_token(fake: FakeDiscord, data
     ):
         call_command("rundiscordbot")
     assert not fake.identifies
+
+
+async def test_a_malformed_interaction_gets_an_apology_and_the_bot_keeps_serving(
+    fake: FakeDiscord, docs: object, discord_settings: None
+) -> None:
+    malformed, errors = events("malformed"), metric("rag_pipeline_errors_total", component="discord")
+    client, task = await start_bot(fake)
+    try:
+        broken = fake.slash_command("ask", {"question": "How do I roll back a release?"}, malformed=True)
+        apology = await fake.until(lambda: fake.calls_to("POST", rf"/interactions/{broken['id']}/[^/]+/callback"))
+        assert apology[0].body["data"]["content"] == render.APOLOGY and apology[0].body["data"]["flags"] == 64
+        assert events("malformed") == malformed + 1
+        assert metric("rag_pipeline_errors_total", component="discord") == errors + 1
+
+        answer = await answer_to(fake, fake.send_message(mention("When do releases go out?")))
+        assert "Tuesday" in answer["content"]
+        assert not task.done() and fake.identifies == 1 and client.reconnects == 0  # the same connection
+    finally:
+        await stop_bot(client, task)
+
+
+# The binary frame ends as a zlib-stream frame does (00 00 ff ff), so discord.py tries to inflate it.
+@pytest.mark.parametrize("frame", ["{not json", "[1, 2, 3]", b"not zlib\x00\x00\xff\xff"],
+                         ids=["text", "array", "binary"])
+async def test_a_garbage_gateway_frame_replaces_the_connection_and_the_bot_keeps_serving(
+    fake: FakeDiscord, docs: object, discord_settings: None, frame: str | bytes
+) -> None:
+    errors = metric("rag_pipeline_errors_total", component="discord")
+    client, task = await start_bot(fake)
+    try:
+        fake.send_raw(frame)
+        started = time.monotonic()
+        await fake.until(lambda: fake.identifies == 2 and client.is_ready())
+        assert time.monotonic() - started < 5, "a new connection within seconds"
+        answer = await answer_to(fake, fake.send_message(mention("When do releases go out?")))
+        assert "Tuesday" in answer["content"]
+        assert not task.done() and client.reconnects == 1
+        assert metric("rag_pipeline_errors_total", component="discord") == errors + 1
+    finally:
+        await stop_bot(client, task)
+
+
+async def test_a_429_with_only_the_documented_headers_is_waited_out_and_the_final_text_lands(
+    fake: FakeDiscord, docs: object, bot: LorebotClient
+) -> None:
+    """discord.py 2.7.1 gives up on a 429 without `Via`; the bot waits it out itself and edits again."""
+    fake.rate_limit("PATCH", EDITS, retry_after=0.3, times=3, via=False)
+    answer = await answer_to(fake, fake.send_message(mention("How do I roll back a release?")))
+    assert "roll back" in answer["content"] and _buttons(answer)  # the final text was not lost
+
+    calls = fake.calls_to("PATCH", EDITS)
+    assert [c.status for c in calls].count(429) == 3 and calls[-1].status == 200
+    for refused, after in zip(calls, calls[1:]):
+        if refused.status == 429:
+            assert after.at - refused.at >= 0.28, "no edit of the channel before Retry-After"

@@ -16,7 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bots.slack import ratelimits
 from tests.daphne_server import PYTHON, ROOT, Site, make_site, start_daphne
+from tests.fakes.groq import FakeGroqServer
 from tests.fakes.slack import (
     APP_ID,
     SIGNING_SECRET,
@@ -141,6 +143,38 @@ async def test_daphne_acknowledges_at_once_and_answers_in_the_background(site: S
     finally:
         server.stop()
     assert f"{TEAM_ID}:C0GENERAL:{event['ts']}" in _slack_conversations(site)
+
+
+async def test_five_long_answers_at_once_in_one_channel_keep_to_its_budget_and_none_is_lost(
+        site: Site, fake: FakeSlackServer, fake_groq: FakeGroqServer) -> None:
+    """The real daphne process: five streamed answers in one channel share its chat.update budget."""
+    fake_groq.reset()
+    fake_groq.token_delay = 0.1  # a few seconds of streaming each
+    per_minute = 120  # one write per 0.5 s (plus the burst): the test's scale of Slack's 45 a minute
+    server = start_daphne(
+        Site(site.data_dir, {**site.env, **_slack_env(fake)}, site.sessions), name="slack-paced",
+        SLACK_CHANNEL_EDITS_PER_MINUTE=str(per_minute), SLACK_UPDATE_INTERVAL="0.1", SLACK_RATE_LIMIT_USER="0",
+        GROQ_API_KEY="gsk-test", GROQ_BASE_URL=fake_groq.base_url, GROQ_MAX_RETRIES="0", GROQ_TIMEOUT="30")
+    try:
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            events = [mention(f"{q} ({i})", user=f"U0USER{i}") for i, q in enumerate(
+                ["How do I roll back a release?", "When do releases go out?", "Who is notified on a rollback?"] * 2)][:5]
+            for event in events:
+                body = json.dumps(event_body(event))
+                response = await http.post("/slack/events", content=body,
+                                           headers={**sign(body), "Content-Type": "application/json"})
+                assert response.status_code == 200
+            replies = [await _finished_reply(fake, "C0GENERAL", e["ts"], timeout=90) for e in events]
+        assert server.process.poll() is None  # the same process throughout: 0 restarts
+    finally:
+        server.stop()
+        fake_groq.reset()
+    assert all("*Sources*" in r.block_text for r in replies)  # 0 answers lost, each with its final text
+    updates = sorted(c.at for c in fake.calls("chat.update"))
+    for start in updates:  # in any 10 s, at most what the rate earns plus the burst
+        assert sum(1 for t in updates if start <= t < start + 10) <= 10 * per_minute / 60 + ratelimits.BURST
+    streamed = {c.args["ts"] for c in fake.calls("chat.update") if "_Writing…_" in json.dumps(c.args["blocks"], ensure_ascii=False)}
+    assert len(streamed) >= 3, "the answers streamed side by side, not one after another"
 
 
 def test_runslackbot_without_tokens_says_what_is_missing(site: Site) -> None:
