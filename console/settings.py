@@ -243,6 +243,9 @@ LLM_MAX_RETRIES = envint("LLM_MAX_RETRIES", "2")
 CHAT_MAX_QUESTION_CHARS = envint("CHAT_MAX_QUESTION_CHARS", "4000")
 CHAT_RATE_LIMIT_USER = envrate("CHAT_RATE_LIMIT_USER", "20/60")  # questions / seconds; 0 turns it off
 CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
+# An answer in progress whose process has not said it is alive for this long is finished as
+# "interrupted", its partial text kept (console/ops/orphans.py); 0: this process never sweeps.
+CHAT_ANSWER_STALE_SECONDS = envfloat("CHAT_ANSWER_STALE_SECONDS", "30")
 
 # -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
