@@ -116,7 +116,8 @@ async def test_an_answer_in_flight_when_daphne_is_killed_is_finished_by_the_next
                            GROQ_MAX_RETRIES="0", CHAT_ANSWER_STALE_SECONDS="6")
     first = start_daphne(site, name="first")
     headers = {"Cookie": site.cookie("ann")}
-    async with connect(first.ws_url, origin=first.http_url, additional_headers=headers, open_timeout=10) as ws:
+    async with connect(first.ws_url, origin=first.http_url, additional_headers=headers,  # type: ignore[arg-type]
+                       open_timeout=10) as ws:
         await ws.send(json.dumps({"type": "ask", "text": "How do I roll back a release?"}))
         start = json.loads(await ws.recv())
         assert start["type"] == "start"
@@ -131,7 +132,8 @@ async def test_an_answer_in_flight_when_daphne_is_killed_is_finished_by_the_next
     assert stored[0] == "in_progress" and stored[1]
     second = start_daphne(site, name="second")
     try:
-        async with connect(second.ws_url, origin=second.http_url, additional_headers=headers, open_timeout=10) as ws:
+        async with connect(second.ws_url, origin=second.http_url, additional_headers=headers,  # type: ignore[arg-type]
+                           open_timeout=10) as ws:
             deadline = time.monotonic() + 10  # the start-up sweep notices the dead pid at once
             while True:
                 await ws.send(json.dumps({"type": "history", "conversation_id": start["conversation_id"]}))
