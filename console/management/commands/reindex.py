@@ -10,6 +10,7 @@ from console.engine import get_engine
 from console.ingest import jobs, worker
 from console.models import Document, IngestJob, IngestJobFile
 from console.tasks import enqueue_job
+from ragcore.indexes import IndexesUnavailable
 
 _CURRENT = (Document.Status.INDEXED, Document.Status.FAILED, Document.Status.QUEUED, Document.Status.INDEXING)
 
@@ -23,15 +24,20 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> str:
         documents = list(Document.objects.filter(status__in=_CURRENT).order_by("pk"))
         present = [d for d in documents if d.raw_path.exists()]
+        self.stderr.write("Dropping both indexes…")
+        try:
+            # Both or neither: an index that cannot be reached stops it before anything is dropped, and
+            # one that cannot be opened (garbage manifest, missing segment, damaged Chroma) is set aside.
+            get_engine().reset_indexes()
+        except IndexesUnavailable as exc:
+            raise CommandError(f"{exc}. Bring it back, then run reindex again.") from exc
         for doc in documents:
             if doc not in present:
                 self.stdout.write(self.style.ERROR(
                     f"missing    {doc.original_filename} (#{doc.pk}): original {doc.raw_path} not found; left out"
                 ))
-                # Its chunks are about to be dropped: the row must not claim it is searchable.
+                # Its chunks were dropped: the row must not claim it is searchable.
                 doc.mark_failed(f"original missing: {doc.raw_path}")
-        self.stderr.write("Dropping both indexes…")
-        get_engine().reset_indexes()
         if not present:
             return f"indexes dropped; nothing to re-index ({len(documents) - len(present)} originals missing)"
         job = jobs.requeue_documents(present, None, "reindex", enqueue=not options["now"])
