@@ -239,3 +239,20 @@ def test_a_document_waiting_in_a_live_queued_job_is_not_stuck(
     Document.objects.update(updated_at=timezone.now() - timedelta(hours=1))  # queued behind a long job
     _, summary = run("reconcile", "--dry-run", capture=django_capture_on_commit_callbacks)
     assert summary.endswith("0 broken, 0 stuck")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_starts_with_a_damaged_index_and_says_to_reconcile(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding: with a garbage BM25 manifest the worker exited at start-up."""
+    get_engine().ingest_file(_write(data_dir.parent / "a.md", FILES["deploy.md"]))
+    _garbage_manifest(data_dir)
+    _forget_open_indexes()
+    call_command("db_worker", "--batch", "--worker-id", "damaged", stdout=io.StringIO())
+    assert "worker.warmup_failed" in caplog.text and "manage.py reconcile" in caplog.text
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -37,7 +37,11 @@ class Command(DbWorkerCommand):
             watcher = threading.Thread(target=recovery.recovery_loop, args=(stop,), name="ingest-recovery", daemon=True)
             watcher.start()
         # Load the model before the first job, not during it: enqueue-to-searchable stays short.
-        get_engine().warmup()
+        try:
+            get_engine().warmup()
+        except Exception as exc:  # a damaged or unreachable index: each job then fails with its own error
+            log.error("worker.warmup_failed", error=f"{type(exc).__name__}: {exc}"[:500],
+                      hint="run `python manage.py reconcile` to repair a damaged index")
         try:
             super().handle(*args, **options)
         finally:
