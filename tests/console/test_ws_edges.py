@@ -53,6 +53,11 @@ async def test_a_flood_of_frames_is_dropped_unread_then_the_socket_is_closed_wit
     await comm.send_json_to({"type": "conversations"})
     assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4429}
     await comm.disconnect()
+    # Reconnecting with the same session does not buy a fresh budget.
+    again = await open_socket(alice)
+    await again.send_json_to({"type": "conversations"})
+    assert await again.receive_output(timeout=5) == {"type": "websocket.close", "code": 4429}
+    await again.disconnect()
 
 
 @override_settings(CHAT_FRAME_RATE="5/1")
