@@ -114,7 +114,7 @@ def main() -> None:
             tempfile.TemporaryDirectory() as tmp:
         site = make_site(Path(tmp) / "data", users=("ann", "bea"), GROQ_API_KEY="gsk-bench", GROQ_BASE_URL=fake.base_url,
                          GROQ_MAX_RETRIES="0", CHAT_RATE_LIMIT_USER="0", CHAT_RATE_LIMIT_CONVERSATION="0")
-        for label, frame_rate in (("limit on", "30/10"), ("limit off", "0")):
+        for label, frame_rate in (("limit on", "60/10"), ("limit off", "0")):
             server = start_daphne(site, name=label.replace(" ", "-"), CHAT_FRAME_RATE=frame_rate)
             try:
                 asyncio.run(_first_tokens(server, site.cookie("ann"), 2))  # warm: model loaded, pools open

@@ -250,7 +250,7 @@ CHAT_ANSWER_STALE_SECONDS = envfloat("CHAT_ANSWER_STALE_SECONDS", "30")
 # -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
 # Frames one login session's chat sockets may send (COUNT/SECONDS, 0: no limit); past it they are dropped unread.
-CHAT_FRAME_RATE = envrate("CHAT_FRAME_RATE", "30/10")
+CHAT_FRAME_RATE = envrate("CHAT_FRAME_RATE", "60/10")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
 # Rate limits and the Slack bot's event de-duplication live in the cache: per process by default;
