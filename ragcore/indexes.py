@@ -100,6 +100,17 @@ class Indexes:
         sparse_checksum, sparse_chunks = self.bm25.document_info(document_id) or ("", 0)
         return IndexedDocument(dense_checksum, present, expected, sparse_checksum, sparse_chunks)
 
+    def open_counts(self) -> dict[str, int]:
+        """Chunks in each index this process has already opened (never opens one: for /metrics)."""
+        counts = {}
+        for name, index in (("vector_store", self._store), ("bm25_index", self._bm25)):
+            if index is not None:
+                try:
+                    counts[name] = index.count() if isinstance(index, VectorStore) else len(index)
+                except Exception:  # down or damaged: readiness says which and why
+                    continue
+        return counts
+
     # -- repair: reconcile and reindex never crash on an index they cannot open ---------------
 
     def states(self) -> dict[str, IndexState]:

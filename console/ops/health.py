@@ -40,6 +40,12 @@ def _indexed_in_database() -> int:
     return int(Document.objects.filter(status=Document.Status.INDEXED).aggregate(n=Sum("chunk_count"))["n"] or 0)
 
 
+def missing_chunks(held: dict[str, int]) -> dict[str, int]:
+    """For each index in `held` (its chunk count), how many chunks the database lists that it lacks."""
+    expected = _indexed_in_database()
+    return {name: max(0, expected - count) for name, count in held.items()}
+
+
 def _compare_with_database(checks: dict[str, Check]) -> None:
     """An index that opens but holds fewer chunks than the database lists (deleted, emptied, a write
     that never landed) is degraded, with both numbers and the reconcile hint. More is fine:

@@ -79,3 +79,21 @@ def test_documents_ingested_from_the_command_line_only_do_not_count_as_a_mismatc
     warmup.start()
     assert warmup.done.wait(10)
     assert ready()[1]["status"] == "ready"
+
+
+def test_metrics_show_the_chunks_each_index_lacks(warmup: Warmup, engine: Engine) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    def missing() -> dict[str, float]:
+        text = Client(REMOTE_ADDR="127.0.0.1").get("/metrics").content.decode()
+        family = next(f for f in text_string_to_metric_families(text) if f.name == "rag_index_missing_chunks")
+        return {s.labels["index"]: s.value for s in family.samples}
+
+    total = _rows_for(engine)
+    release(engine)
+    warmup.start()
+    assert warmup.done.wait(10)
+    assert missing() == {"vector_store": 0, "bm25_index": 0}
+    for document_id in engine.bm25.documents():
+        engine.store.delete_document(document_id)
+    assert missing() == {"vector_store": total, "bm25_index": 0}
