@@ -82,7 +82,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.budget is not None and not self.budget.take():
             # Dropped before it is even parsed: a flood costs this process next to nothing.
             if self.budget.overflow == 1:
-                await self._error("too_many_frames", f"More than {self.budget.describe()} on this socket; "
+                await self._error("too_many_frames", f"More than {self.budget.describe()} from this session; "
                                                      "frames are dropped until it slows down.")
             elif self.budget.overflow > self.budget.capacity:
                 count_error("too_many_frames")

@@ -1,11 +1,12 @@
 """Answers orphaned by a dead process: finished as failed, with the text they had, by whoever notices first.
 
 An answer in progress names the process writing it (`process_token`: host, pid and the pid's
-start time, so a recycled pid is not mistaken for the old process) and stores its text every few
-seconds, and the process's sweeper thread beats for all its answers. A process that is killed leaves its answer "in progress" for good;
-so every web process sweeps at start and then periodically: an answer whose heartbeat is older
-than CHAT_ANSWER_STALE_SECONDS, or whose owner is a process on this host that no longer runs
-(noticed at once after a restart), is marked `interrupted` and keeps its partial text.
+start time, so a recycled pid is not mistaken for the old process); the chat service stores its
+text every few seconds, and the process's sweeper thread beats for all of its answers. A process
+that is killed would leave its answer "in progress" for good, so every process that answers
+sweeps (the web server from its start): an answer whose heartbeat is older than
+CHAT_ANSWER_STALE_SECONDS, or whose owner is a process on this host that no longer runs (noticed
+at once after a restart), is marked `interrupted` and keeps its partial text.
 """
 
 from __future__ import annotations
