@@ -103,3 +103,15 @@ async def test_a_question_of_nothing_but_nul_is_empty(engine: Engine, alice: byt
     assert refused[0]["code"] == "empty_question"
     await comm.disconnect()
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("key", ["slack:C0\x00X:1.2", "discord:\ud800"])
+def test_a_conversation_key_that_cleaning_would_change_is_refused_with_bad_text(chat_engine: object, key: str) -> None:
+    """A bot passes platform ids as keys: dropping a NUL from one would name another conversation."""
+    from console import chat
+    from tests.support import ask_chat
+
+    [refused] = ask_chat(surface="slack", conversation_key=key, user_key="U1", text="How do I roll back?")
+    assert isinstance(refused, chat.AnswerError) and refused.code == "bad_text"
+    assert "conversation key contains" in refused.message
+    assert not Message.objects.exists()
