@@ -20,9 +20,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from console.ops.orphans import start_sweeper  # noqa: E402
 from console.ops.warmup import start_warmup  # noqa: E402
 from console.ops.ws_origin import SameOriginValidator  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
+
+# Answers a killed process left "in progress" are finished now, and then every few seconds.
+start_sweeper()
 
 if settings.WARMUP_ON_START:
     # Daphne starts accepting connections at once; the model and indexes load in the background.

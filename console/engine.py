@@ -70,6 +70,11 @@ def get_engine() -> Engine:
     return _engine
 
 
+def built_engine() -> Engine | None:
+    """The process's engine if something already built it (a metrics scrape must not load a model)."""
+    return _engine
+
+
 def set_engine(engine: Engine | None) -> None:
     """Replaces the process's engine; None makes the next `get_engine()` build a new one from the settings."""
     global _engine

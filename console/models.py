@@ -334,6 +334,7 @@ class Message(models.Model):
         ASSISTANT = "assistant"
 
     IN_PROGRESS = "in_progress"  # the `error` of an answer still being written
+    ORPHANED = "interrupted"  # the `error` of an answer whose process died while writing it
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
     role = models.CharField(max_length=10, choices=Role.choices)
@@ -349,6 +350,10 @@ class Message(models.Model):
     # The documents do not cover the question: Lorebot declined, or the model said so.
     not_covered = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The process writing an answer in progress (console.ops.orphans.process_token) and when it last
+    # said so: an answer whose process died is finished as ORPHANED by whoever notices first.
+    owner = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at", "pk"]
@@ -356,6 +361,8 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"]),
             # The dashboard counts and charts questions and latency by day.
             models.Index(fields=["role", "created_at"]),
+            # The orphan sweep looks at answers in progress only: a handful among millions.
+            models.Index(fields=["heartbeat_at"], condition=Q(error="in_progress"), name="message_in_progress"),
         ]
 
     def __str__(self) -> str:
@@ -381,6 +388,16 @@ class Message(models.Model):
         self.error = error
         self.latency_ms = latency_ms
         self.save()
+
+    def beat(self, text: str) -> None:
+        """The answer so far, stored while it is written, so a process that dies leaves it behind."""
+        self.text = text
+        self.heartbeat_at = timezone.now()
+        Message.objects.filter(pk=self.pk, error=self.IN_PROGRESS).update(text=text, heartbeat_at=self.heartbeat_at)
+
+    def mark_orphaned(self) -> bool:
+        """Finishes an answer whose process died as failed, keeping the text it had stored; False if it finished meanwhile."""
+        return bool(Message.objects.filter(pk=self.pk, error=self.IN_PROGRESS).update(error=self.ORPHANED))
 
 
 class Feedback(models.Model):

@@ -258,11 +258,14 @@ LLM_MAX_RETRIES = envint("LLM_MAX_RETRIES", "2")
 CHAT_MAX_QUESTION_CHARS = envint("CHAT_MAX_QUESTION_CHARS", "4000")
 CHAT_RATE_LIMIT_USER = envrate("CHAT_RATE_LIMIT_USER", "20/60")  # questions / seconds; 0 turns it off
 CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
+# An answer in progress whose process has not said it is alive for this long is finished as
+# "interrupted", its partial text kept (console/ops/orphans.py); 0: this process never sweeps.
+CHAT_ANSWER_STALE_SECONDS = envfloat("CHAT_ANSWER_STALE_SECONDS", "30")
 
 # -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
-# Frames one chat socket may send (COUNT/SECONDS, 0: no limit); past it they are dropped unread.
-CHAT_FRAME_RATE = envrate("CHAT_FRAME_RATE", "30/10")
+# Frames one login session's chat sockets may send (COUNT/SECONDS, 0: no limit); past it they are dropped unread.
+CHAT_FRAME_RATE = envrate("CHAT_FRAME_RATE", "60/10")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
 # Rate limits and the Slack bot's event de-duplication live in the cache: per process by default;

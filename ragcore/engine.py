@@ -17,7 +17,7 @@ from ragcore.embeddings import Embedder, QueryBatcher, embedder_for
 from ragcore.errors import RagError
 from ragcore.generation import ChatGenerator
 from ragcore.health import Check, LlmProbe, run_checks
-from ragcore.indexes import IndexedDocument, Indexes, UsesIndexes
+from ragcore.indexes import IndexedDocument, Indexes, IndexState, UsesIndexes
 from ragcore.ingest import Ingestor, IngestRequest, IngestResult, ParsedItem, ProgressCallback, document_id_for
 from ragcore.retrieval import MODES, Retrieval, Retriever
 from ragcore.settings import RagSettings
@@ -87,8 +87,17 @@ class Engine(UsesIndexes):
         return self.indexes.document_status(document_id)
 
     def reset_indexes(self) -> None:
-        """Drops both indexes (for a reindex with another model); they reopen empty."""
+        """Drops both indexes (for a reindex with another model); they reopen empty. Never drops one
+        when the other cannot be reached (IndexesUnavailable); a damaged one is set aside instead."""
         self.indexes.reset()
+
+    def index_states(self) -> dict[str, IndexState]:
+        """Whether each index opens: "ok", "corrupt", "unavailable" or "mismatch" (another model)."""
+        return self.indexes.states()
+
+    def repair_indexes(self) -> list[str]:
+        """Sets aside and rebuilds empty each index that cannot be opened; what was done (IndexesUnavailable: nothing)."""
+        return self.indexes.repair()
 
     # -- retrieval -------------------------------------------------------------------------
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
 from ragcore.bm25 import Bm25Index, FolderStorage, Storage
 from ragcore.embeddings import Embedder
+from ragcore.errors import IndexMismatch, StoreUnavailable
 from ragcore.settings import RagSettings
 from ragcore.vectorstore import VectorStore
 
@@ -34,6 +38,33 @@ def keyword_storage(settings: RagSettings) -> Storage:
         # Named after the Chroma collection: the two halves of one index go together.
         return PostgresStorage(settings.database_url, settings.chroma_collection)
     return FolderStorage(settings.bm25_path)
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """Whether one index opens: kind "ok", "corrupt" (will not open: repairable), "unavailable" (a server
+    that does not answer) or "mismatch" (built by another model: a reindex's job)."""
+
+    name: str
+    kind: str
+    detail: str = ""
+
+
+class IndexesUnavailable(StoreUnavailable):
+    """An index cannot be reached, so neither was touched."""
+
+
+def _short(detail: str) -> str:
+    return detail if len(detail) <= 160 else detail[:157] + "..."
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Moves a damaged index directory out of the way (kept, renamed); None when there is none."""
+    if not path.exists():
+        return None
+    aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.replace(path, aside)
+    return aside
 
 
 class Indexes:
@@ -80,12 +111,88 @@ class Indexes:
         sparse_checksum, sparse_chunks = self.bm25.document_info(document_id) or ("", 0)
         return IndexedDocument(dense_checksum, present, expected, sparse_checksum, sparse_chunks)
 
+    def open_counts(self) -> dict[str, int]:
+        """Chunks in each index this process has already opened (never opens one: for /metrics)."""
+        counts = {}
+        for name, index in (("vector_store", self._store), ("bm25_index", self._bm25)):
+            if index is not None:
+                try:
+                    counts[name] = index.count() if isinstance(index, VectorStore) else len(index)
+                except Exception:  # down or damaged: readiness says which and why
+                    continue
+        return counts
+
+    # -- repair: reconcile and reindex never crash on an index they cannot open ---------------
+
+    def states(self) -> dict[str, IndexState]:
+        """Whether each index opens and reads ("vector_store", "bm25_index"); opens them if needed."""
+        out = {}
+        for name, probe in (("vector_store", lambda: self.store.count()), ("bm25_index", lambda: len(self.bm25))):
+            try:
+                probe()
+                out[name] = IndexState(name, "ok")
+            except IndexMismatch as exc:
+                out[name] = IndexState(name, "mismatch", str(exc))
+            except StoreUnavailable as exc:
+                # A local directory that will not open is damaged; a server that does not answer is down.
+                kind = "unavailable" if self.settings.chroma_url else "corrupt"
+                out[name] = IndexState(name, kind, str(exc))
+            except Exception as exc:  # a garbage manifest, a missing segment, an unreadable array
+                out[name] = IndexState(name, "corrupt", f"{type(exc).__name__}: {exc}")
+        return out
+
+    def repair(self) -> list[str]:
+        """Sets aside every index that cannot be opened and opens it again, empty; says what it did.
+
+        Checks both first: when one cannot be reached (a Chroma server down) nothing is touched and
+        IndexesUnavailable is raised. The damaged files are kept beside the new index, renamed.
+        Documents then missing from the rebuilt index are for the caller to re-ingest.
+        """
+        done = self._set_aside_corrupt(self._reachable_states())
+        # Both open again now (empty where rebuilt), or this raises for the caller to report.
+        self.store.count()
+        len(self.bm25)
+        return done
+
     def reset(self) -> None:
-        """Drops both indexes (for a reindex with another model); they reopen empty."""
+        """Drops both indexes (for a reindex with another model); they reopen empty.
+
+        A damaged index is set aside instead of dropped; when one cannot be reached, neither is dropped.
+        """
+        states = self._reachable_states()
+        self._set_aside_corrupt(states)
         with self._lock:
             VectorStore.drop(self.settings)
             self._store = None
-        self.bm25.clear()
+        if states["bm25_index"].kind != "corrupt":  # one set aside is already new and empty
+            self.bm25.clear()
+
+    def _reachable_states(self) -> dict[str, IndexState]:
+        states = self.states()
+        down = [s.detail for s in states.values() if s.kind == "unavailable"]
+        if down:
+            raise IndexesUnavailable("; ".join(down) + "; neither index was changed")
+        return states
+
+    def _set_aside_corrupt(self, states: dict[str, IndexState]) -> list[str]:
+        done = []
+        with self._lock:
+            for name, label, set_aside in (
+                ("vector_store", "vector index", lambda: VectorStore.set_aside(self.settings)),
+                ("bm25_index", "BM25 index", lambda: _set_aside(self.settings.bm25_path)),
+            ):
+                if states[name].kind != "corrupt":
+                    continue
+                if name == "vector_store":
+                    self._store = None
+                else:
+                    self._bm25 = None
+                aside = set_aside()
+                done.append(f"{label} could not be opened ({_short(states[name].detail)}); "
+                            f"moved to {aside} and rebuilt empty")
+        for line in done:
+            log.warning("index.repaired", detail=line)
+        return done
 
 
 class UsesIndexes:

@@ -6,6 +6,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
@@ -298,6 +299,23 @@ class VectorStore:
         if not settings.chroma_url:
             marker = settings.chroma_path / "lorebot.changed"
             marker.write_text(str(time.time_ns()))
+
+    @classmethod
+    def set_aside(cls, settings: RagSettings) -> Path | None:
+        """Moves a local store that cannot be opened out of the way (kept, renamed), so it reopens empty.
+
+        Returns where it went; None for a Chroma server, whose files are not ours to move.
+        """
+        if settings.chroma_url or not settings.chroma_path.exists():
+            return None
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        path = str(settings.chroma_path)
+        SharedSystemClient._identifier_to_system.pop(path, None)  # chroma's in-process cache of that directory
+        SharedSystemClient._identifier_to_refcount.pop(path, None)
+        aside = settings.chroma_path.with_name(f"{settings.chroma_path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(settings.chroma_path, aside)
+        return aside
 
     def ping(self) -> None:
         self._call(self._client.heartbeat)

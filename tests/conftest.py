@@ -17,6 +17,8 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 # Importing console.asgi (the WebSocket tests do) must not start a background warm-up that builds
 # the process-wide engine behind the data_dir fixture's back; real daphne subprocesses still warm up.
 os.environ["WARMUP_ON_START"] = "False"
+# Nor an orphan sweeper thread that would read the test database between tests (a test turns it on).
+os.environ.setdefault("CHAT_ANSWER_STALE_SECONDS", "0")
 
 def pytest_configure(config: pytest.Config) -> None:
     """Connections close after each request or pool-thread call, as CONN_MAX_AGE=0 says.

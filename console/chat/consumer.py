@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from typing import Any
@@ -56,7 +57,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         """Accepts, then refuses with close code 4401 when nobody is logged in (anonymous chat is off)."""
         self.user_key = _user_key(self.scope)
         self.answering = None
-        self.budget = FrameBudget.from_rate(settings.CHAT_FRAME_RATE)
+        self.budget = _budget_for(self.scope, settings.CHAT_FRAME_RATE)
         await self.accept()
         WEBSOCKET_OPEN.inc()
         if not self.user_key:
@@ -81,7 +82,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.budget is not None and not self.budget.take():
             # Dropped before it is even parsed: a flood costs this process next to nothing.
             if self.budget.overflow == 1:
-                await self._error("too_many_frames", f"More than {self.budget.describe()} on this socket; "
+                await self._error("too_many_frames", f"More than {self.budget.describe()} from this session; "
                                                      "frames are dropped until it slows down.")
             elif self.budget.overflow > self.budget.capacity:
                 count_error("too_many_frames")
@@ -262,7 +263,7 @@ class _TokenFrames:
 
 
 class FrameBudget:
-    """A token bucket per socket: `capacity` frames at once, refilled at capacity/seconds per second."""
+    """A token bucket: `capacity` frames at once, refilled at capacity/seconds per second."""
 
     def __init__(self, capacity: int, seconds: float) -> None:
         self.capacity = capacity
@@ -290,6 +291,30 @@ class FrameBudget:
 
     def describe(self) -> str:
         return f"{self.capacity} frames per {self.seconds:g} s"
+
+
+# One budget per login session (and rate), not per socket object: a client closed with 4429 that
+# reconnects with the same cookie finds its budget as it left it. Bounded: the oldest is forgotten.
+_budgets: OrderedDict[tuple[str, str], FrameBudget] = OrderedDict()
+_MAX_BUDGETS = 10_000
+
+
+def _budget_for(scope: dict[str, Any], rate: str) -> FrameBudget | None:
+    session = scope.get("session")
+    session_key = getattr(session, "session_key", None) if session is not None else None
+    if not session_key:
+        return FrameBudget.from_rate(rate)
+    key = (session_key, rate)
+    budget = _budgets.get(key)
+    if budget is None:
+        budget = FrameBudget.from_rate(rate)
+        if budget is None:
+            return None
+        _budgets[key] = budget
+        if len(_budgets) > _MAX_BUDGETS:
+            _budgets.popitem(last=False)
+    _budgets.move_to_end(key)
+    return budget
 
 
 def _depth(value: Any) -> int:

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from console.chat.events import (
     AnswerCitations,
@@ -32,6 +33,7 @@ from console.chat.orm import in_thread_pool
 from console.chat.ratelimit import check_rate
 from console.engine import get_engine
 from console.models import Conversation, Feedback, Message
+from console.ops import orphans
 from console.ops.text_input import clean_text, text_problem
 from console.ops.warmup import await_warmup
 from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
@@ -86,7 +88,8 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
         check_rate("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_CONVERSATION)
         history = recent_turns(conversation, history_turns)
         question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
-        answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, error=Message.IN_PROGRESS)
+        answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, error=Message.IN_PROGRESS,
+                                        owner=orphans.process_token(), heartbeat_at=timezone.now())
         conversation.save(update_fields=["updated_at"])
     return _Exchange(conversation, question, answer, history, time.perf_counter())
 
@@ -173,6 +176,9 @@ async def areply(
         yield ex
         return
     stored = False
+    # This process's sweeper beats for the answer and finishes answers orphaned by dead processes.
+    keep_text = orphans.start_sweeper() or orphans.sweeper.running
+    kept_at = time.monotonic()
     try:
         yield AnswerStarted(ex.conversation.pk, ex.answer.pk, ex.question.pk)
         async for event in engine.astream(ex.question.text, history=ex.history, mode=mode):
@@ -180,6 +186,10 @@ async def areply(
             if _ends_answer(chat_event):
                 await in_thread_pool(_finish)(ex)  # stored before the client hears "done": it may act on it at once
                 stored = True
+            elif keep_text and ex.parts and time.monotonic() - kept_at >= orphans.heartbeat_seconds():
+                # What a process killed now leaves behind: the partial answer, finished by the sweep.
+                kept_at = time.monotonic()
+                await in_thread_pool(ex.answer.beat)("".join(ex.parts))
             yield chat_event
     finally:
         if not stored:

@@ -9,5 +9,6 @@ class Migration(migrations.Migration):
     dependencies = [
         ("console", "0004_ingestjobs"),
         ("console", "0004_storage"),
+        ("console", "0004_webedge"),
     ]
     operations: list[migrations.operations.base.Operation] = []

@@ -3,7 +3,8 @@
 Readiness is the database plus the engine's own dependency checks (ragcore.health), each with its
 status and latency. The process is ready when the warm-up is done and the database, the vector
 store, the BM25 index and the embedding model are all "ok"; an LLM that cannot be reached leaves
-it ready but "degraded: extractive fallback".
+it ready but "degraded: extractive fallback". An index holding fewer chunks than the database says
+are indexed makes it "degraded" (still 200: answers come from what is there), with the numbers.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from dataclasses import replace
 from typing import Any
 
 from django.db import connection
+from django.db.models import Sum
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from console.engine import get_engine
+from console.models import Document
 from console.ops import warmup
 from ragcore.health import CHECKS, REQUIRED, Check, timed
 
@@ -25,6 +28,35 @@ def _database() -> str:
         cursor.execute("SELECT 1")
         cursor.fetchone()
     return connection.vendor
+
+
+# What an index reports when it holds fewer chunks than the database says are indexed.
+BEHIND = "degraded: fewer chunks than the database says"
+RECONCILE_HINT = "run `python manage.py reconcile` to re-queue what is missing"
+
+
+def _indexed_in_database() -> int:
+    """Chunks the database says are searchable: those of every document marked indexed."""
+    return int(Document.objects.filter(status=Document.Status.INDEXED).aggregate(n=Sum("chunk_count"))["n"] or 0)
+
+
+def missing_chunks(held: dict[str, int]) -> dict[str, int]:
+    """For each index in `held` (its chunk count), how many chunks the database lists that it lacks."""
+    expected = _indexed_in_database()
+    return {name: max(0, expected - count) for name, count in held.items()}
+
+
+def _compare_with_database(checks: dict[str, Check]) -> None:
+    """An index that opens but holds fewer chunks than the database lists (deleted, emptied, a write
+    that never landed) is degraded, with both numbers and the reconcile hint. More is fine:
+    `manage.py ingest` writes to the indexes without database rows."""
+    expected = _indexed_in_database()
+    for name in ("vector_store", "bm25_index"):
+        check = checks[name]
+        held = check.detail.get("chunks") if check.ok and isinstance(check.detail, dict) else None
+        if isinstance(held, int) and held < expected:
+            checks[name] = replace(check, status=BEHIND, detail={
+                "chunks": held, "database_chunks": expected, "missing": expected - held, "hint": RECONCILE_HINT})
 
 
 def readiness() -> tuple[bool, dict[str, Any]]:
@@ -41,15 +73,22 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         failed = warming.errors.get("embedding_model")
         if not model.ok and failed:  # the warm-up tried and failed: say why it is not loaded
             checks["embedding_model"] = replace(model, detail=f"{model.detail} ({failed})")
+        if checks["database"].ok:
+            _compare_with_database(checks)
         required = ("database", *REQUIRED)
-        status = "ready" if all(checks[name].ok for name in required) else "not_ready"
+        if all(checks[name].ok for name in required):
+            status = "ready"
+        elif all(checks[name].ok or checks[name].status == BEHIND for name in required):
+            status = "degraded"  # answers still come, from what the indexes hold; reconcile heals it
+        else:
+            status = "not_ready"
     body = {
         "status": status,
         "checks": {name: check.to_dict() for name, check in checks.items()},
         "warmup": {"state": warming.state,
                    "seconds": round(warming.seconds, 2) if warming.seconds is not None else None},
     }
-    return status == "ready", body
+    return status in ("ready", "degraded"), body
 
 
 @require_GET

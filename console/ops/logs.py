@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any, TextIO
@@ -45,6 +46,16 @@ _COMPONENTS = (
 CONTENT_KEYS = frozenset({"question", "text", "query", "prompt", "answer", "content", "document_text", "messages"})
 
 _log_content = False
+
+# Libraries that log request and response bodies (questions, prompts, passages, chat messages) at
+# DEBUG or INFO: the groq and openai SDKs log every request's JSON, slack_sdk/bolt and discord.py
+# every payload, httpx/urllib3 every URL, Django's db.backends every query with its parameters.
+# Unless LOG_CONTENT is on, only their warnings and errors reach the logs, whatever LOG_LEVEL says.
+CAPPED_LIBRARIES = (
+    "groq", "openai", "httpx", "httpcore", "urllib3", "requests", "slack_sdk", "slack_bolt", "discord",
+    "websockets", "chromadb", "sentence_transformers", "transformers", "huggingface_hub", "onnxruntime",
+    "django.db.backends", "asyncio", "daphne.ws_protocol", "daphne.http_protocol",
+)
 
 
 def component_for(logger_name: str) -> str:
@@ -124,12 +135,21 @@ def configure_logging(fmt: str, level: str, *, log_content: bool = False, stream
             ],
         )
     )
+    if not log_content:
+        # On the handler, so a library that sets its own logger's level (or handler) is held too.
+        handler.addFilter(_library_cap)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # Libraries that are chatty at INFO about things an operator never needs.
-    for noisy in ("httpx", "httpcore", "chromadb", "sentence_transformers", "transformers", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for library in CAPPED_LIBRARIES:
+        library_logger = logging.getLogger(library)
+        # Not even formatted below the cap; with LOG_CONTENT they follow LOG_LEVEL.
+        library_logger.setLevel(level if log_content else max(logging.WARNING, logging.getLevelName(level)))
+        library_logger.handlers[:] = []  # their records reach the root's JSON handler only
+        library_logger.propagate = True
+    capture_stray_output()
+    if fmt == "json":
+        _daphne_access_log_as_events()
     # django.request repeats every 4xx/5xx response the access log already has ("Not Found: /x",
     # outside the request's context, so without its request_id); keep only its events that carry
     # an exception: that one event is where an unhandled exception's traceback is logged.
@@ -138,3 +158,64 @@ def configure_logging(fmt: str, level: str, *, log_content: bool = False, stream
 
 def _only_exceptions(record: logging.LogRecord) -> bool:
     return record.exc_info is not None
+
+
+def _library_cap(record: logging.LogRecord) -> bool:
+    """Below WARNING, a capped library's record is dropped."""
+    if record.levelno >= logging.WARNING:
+        return True
+    name = record.name
+    return not any(name == lib or name.startswith(lib + ".") for lib in CAPPED_LIBRARIES)
+
+
+_access = structlog.get_logger("daphne.access", component="server")
+
+
+def _daphne_access_log_as_events() -> None:
+    """daphne's access log (on unless `-v 0`) written as JSON events rather than NCSA text lines on stdout.
+
+    daphne builds its AccessLogGenerator before it imports the application, so the class's one
+    writer is replaced here; each entry becomes a `daphne.access` event.
+    """
+    try:
+        from daphne.access import AccessLogGenerator  # type: ignore[import-untyped]
+    except ImportError:  # not served by daphne
+        return
+
+    def write_entry(self: Any, host: str, date: Any, request: str, status: int | None = None,
+                    length: int | None = None, ident: str | None = None, user: str | None = None) -> None:
+        _access.info("daphne.access", client=host, request=request, status=status, bytes=length)
+
+    AccessLogGenerator.write_entry = write_entry
+
+
+_stray = structlog.get_logger("console.ops.logs", component="python")
+
+
+def capture_stray_output() -> None:
+    """What Python itself would print as plain text goes through the JSON handler instead.
+
+    Warnings (`warnings.warn`), an exception that ends the program, one that ends a thread and one
+    raised where nobody can catch it (a finalizer) are each logged as one event with its traceback.
+    """
+    logging.captureWarnings(True)  # the `py.warnings` logger
+
+    def excepthook(kind: type[BaseException], exc: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            return sys.__excepthook__(kind, exc, tb)
+        _stray.critical("python.uncaught_exception", exc_info=(kind, exc, tb))
+
+    def thread_excepthook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        _stray.error("python.thread_died", thread=getattr(args.thread, "name", None),
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    def unraisablehook(unraisable: Any) -> None:
+        exc = unraisable.exc_value
+        _stray.warning("python.unraisable_exception", detail=str(unraisable.err_msg or "")[:200],
+                       exc_info=(type(exc), exc, unraisable.exc_traceback) if exc is not None else None)
+
+    sys.excepthook = excepthook
+    threading.excepthook = thread_excepthook
+    sys.unraisablehook = unraisablehook

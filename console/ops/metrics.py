@@ -24,7 +24,9 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
 from console.chat import metrics as chat_metrics  # noqa: F401  (its series are listed before the first question)
+from console.engine import built_engine
 from console.models import IngestJob
+from console.ops.health import missing_chunks
 from ragcore.metrics import LATENCY_BUCKETS, PIPELINE_ERRORS
 
 __all__ = ["HTTP_REQUESTS", "HTTP_SECONDS", "INGEST_JOBS", "LATENCY_BUCKETS", "PIPELINE_ERRORS", "exposition", "metrics"]
@@ -71,6 +73,22 @@ class IngestQueueCollector(Collector):
         yield GaugeMetricFamily("rag_ingest_oldest_queued_seconds", "Age of the oldest queued ingest job.", value=age)
 
 
+class IndexGapCollector(Collector):
+    """Chunks the database says are indexed that an index lacks, per index this process has open."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily("rag_index_missing_chunks", "Chunks of indexed documents missing from an index "
+                                   "(run manage.py reconcile).", labels=["index"])
+        engine = built_engine()
+        try:
+            held = engine.indexes.open_counts() if engine is not None else {}
+            for name, missing in missing_chunks(held).items():
+                family.add_metric([name], missing)
+        except Exception as exc:  # the database is down: every other series still shows
+            log.warning("metrics.index_gap_unavailable", error=f"{type(exc).__name__}: {exc}")
+        yield family
+
+
 def multiprocess_dir() -> str:
     """The folder prometheus_client shares between processes, or "" when each process counts alone."""
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
@@ -85,6 +103,7 @@ def exposition() -> bytes:
         registry = REGISTRY
     queue = CollectorRegistry()
     queue.register(IngestQueueCollector())
+    queue.register(IndexGapCollector())
     return generate_latest(registry) + generate_latest(queue)
 
 

@@ -135,6 +135,25 @@ def test_stop_cancels_and_a_reload_restores_the_conversation(browser: Any, serve
     assert page.errors == []
 
 
+def test_an_answer_finished_by_the_orphan_sweep_shows_its_text_and_says_it_stopped(
+        browser: Any, server: Daphne, site: Site) -> None:
+    """What a reader sees of an answer whose daphne was killed mid-answer (console/ops/orphans.py)."""
+    import sqlite3
+
+    page = open_chat(browser, server, site)
+    ask(page, "Who is notified on a rollback?")
+    wait_for_answer(page, 1)
+    with sqlite3.connect(site.data_dir / "lorebot.sqlite3") as db:  # as the sweep leaves it
+        db.execute("UPDATE console_message SET error = 'interrupted', text = 'Rollbacks notify the' WHERE id = "
+                   "(SELECT MAX(id) FROM console_message WHERE role = 'assistant')")
+    page.reload()
+    page.wait_for_selector('#status[data-state="online"]')
+    page.wait_for_selector(".msg.assistant:not(.streaming)")
+    answer = page.inner_text(".msg.assistant >> nth=-1")
+    assert "Rollbacks notify the" in answer and "The server stopped before this answer finished" in answer
+    assert page.errors == []
+
+
 def test_a_dropped_connection_reconnects_by_itself(browser: Any, site: Site) -> None:
     """The server dies mid-conversation; a new process on the same port picks the conversation up."""
     first = start_daphne(site, name="doomed")

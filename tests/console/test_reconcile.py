@@ -43,7 +43,7 @@ def indexed(data_dir: Path, django_capture_on_commit_callbacks: Any) -> dict[str
 
 def test_reconcile_finds_nothing_when_both_indexes_are_whole(indexed: dict[str, Document], django_capture_on_commit_callbacks: Callable[..., Any]) -> None:
     _, summary = run("reconcile", capture=django_capture_on_commit_callbacks)
-    assert summary == "3 indexed documents checked, 0 broken"
+    assert summary == "3 indexed documents checked, 0 broken, 0 stuck"
     assert IngestJob.objects.count() == 1
 
 
@@ -56,7 +56,7 @@ def test_reconcile_requeues_documents_missing_from_either_index(
     dry, summary = run("reconcile", "--dry-run", capture=django_capture_on_commit_callbacks)
     assert "handbook.md" in dry and "BM25 index: missing" in dry
     assert "deploy.md" in dry and "vector index: missing" in dry
-    assert summary.endswith("2 broken; dry run, nothing queued") and IngestJob.objects.count() == 1
+    assert summary.endswith("2 broken, 0 stuck; dry run, nothing queued") and IngestJob.objects.count() == 1
 
     out, summary = run("reconcile", capture=django_capture_on_commit_callbacks)
     job = IngestJob.objects.order_by("-pk").first()
@@ -69,7 +69,7 @@ def test_reconcile_requeues_documents_missing_from_either_index(
         status = engine.document_status(doc.engine_id)
         assert status.dense_chunks == status.sparse_chunks == doc.chunk_count > 0
     _, summary = run("reconcile", capture=django_capture_on_commit_callbacks)
-    assert summary.endswith(", 0 broken")
+    assert summary.endswith(", 0 broken, 0 stuck")
 
 
 def test_reconcile_reports_a_broken_document_whose_original_is_missing(
@@ -131,3 +131,154 @@ def test_reindex_now_with_drop_missing_rebuilds_in_process_and_names_a_missing_o
     assert "2 re-indexed, 0 failed, 1 originals missing" in summary
     assert Document.objects.get(original_filename="notes.txt").status == Document.Status.FAILED
     assert get_engine().document_status(indexed["handbook.md"].engine_id).sparse_chunks > 0
+
+
+# -- damaged indexes, stuck documents ---------------------------------------------------------------
+
+
+def _forget_open_indexes() -> None:
+    """What a freshly started process sees: nothing of the indexes cached in memory."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    from console.engine import set_engine
+
+    SharedSystemClient._identifier_to_system.clear()
+    SharedSystemClient._identifier_to_refcount.clear()
+    set_engine(None)
+
+
+def _garbage_manifest(data_dir: Path) -> None:
+    (data_dir / "bm25_index" / "manifest.json").write_text("{ not a manifest")
+
+
+def _missing_segment(data_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(next(p for p in (data_dir / "bm25_index").iterdir() if p.name.startswith("seg-")))
+
+
+def _garbage_chroma(data_dir: Path) -> None:
+    (data_dir / "chroma_store" / "chroma.sqlite3").write_bytes(b"garbage" * 4096)
+
+
+DAMAGE = [pytest.param(_garbage_manifest, "BM25 index", id="garbage-bm25-manifest"),
+          pytest.param(_missing_segment, "BM25 index", id="missing-bm25-segment"),
+          pytest.param(_garbage_chroma, "vector index", id="garbage-chroma-database")]
+
+
+@pytest.mark.parametrize(("damage", "label"), DAMAGE)
+def test_reconcile_rebuilds_an_index_that_cannot_be_opened_instead_of_crashing(
+    indexed: dict[str, Document], data_dir: Path, django_capture_on_commit_callbacks: Callable[..., Any],
+    damage: Callable[[Path], None], label: str,
+) -> None:
+    damage(data_dir)
+    _forget_open_indexes()
+    dry, summary = run("reconcile", "--dry-run", capture=django_capture_on_commit_callbacks)
+    assert f"{label} cannot be opened" in dry and "dry run, nothing queued" in summary
+    assert IngestJob.objects.count() == 1
+    out, summary = run("reconcile", capture=django_capture_on_commit_callbacks)
+    assert f"repaired   {label} could not be opened" in out and f"{label} rebuilt" in summary
+    assert "re-queues 3" in summary
+    assert list(data_dir.glob("*.corrupt-*")), "the damaged files are kept, set aside"
+    run_worker()
+    engine = get_engine()
+    for doc in indexed.values():
+        status = engine.document_status(doc.engine_id)
+        assert status.dense_chunks == status.sparse_chunks == doc.chunk_count > 0
+    _, summary = run("reconcile", capture=django_capture_on_commit_callbacks)
+    assert summary == "3 indexed documents checked, 0 broken, 0 stuck"
+
+
+@pytest.mark.parametrize(("damage", "label"), DAMAGE)
+def test_reindex_now_rebuilds_both_even_when_one_cannot_be_opened(
+    indexed: dict[str, Document], data_dir: Path, django_capture_on_commit_callbacks: Callable[..., Any],
+    damage: Callable[[Path], None], label: str,
+) -> None:
+    """The finding: `reindex --now` failed on a damaged BM25 index after dropping every Chroma vector."""
+    damage(data_dir)
+    _forget_open_indexes()
+    _, summary = run("reindex", "--now", capture=django_capture_on_commit_callbacks)
+    assert "3 re-indexed, 0 failed" in summary
+    engine = get_engine()
+    for doc in indexed.values():
+        status = engine.document_status(doc.engine_id)
+        assert status.dense_chunks == status.sparse_chunks == doc.chunk_count > 0
+
+
+def test_reindex_drops_nothing_when_the_vector_store_cannot_be_reached(
+    indexed: dict[str, Document], settings: Any, django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    import socket
+
+    from django.core.management.base import CommandError
+
+    from console.engine import set_engine
+
+    bm25_before = len(get_engine().bm25)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings.CHROMA_URL = f"http://127.0.0.1:{port}"  # a Chroma server that is down
+    set_engine(None)
+    with pytest.raises(CommandError, match="neither index was changed"):
+        run("reindex", capture=django_capture_on_commit_callbacks)
+    settings.CHROMA_URL = ""
+    set_engine(None)
+    assert len(get_engine().bm25) == bm25_before > 0
+    assert Document.objects.filter(status=Document.Status.INDEXED).count() == 3
+
+
+def test_reconcile_picks_up_documents_stuck_in_queued_or_indexing(
+    data_dir: Path, django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """The finding: a full disk mid-ingest left documents `queued`/`indexing`; reconcile checked 0 of them."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with django_capture_on_commit_callbacks(execute=False):  # queued, never run by a worker
+        result = uploads.submit_uploads([SimpleUploadedFile(n, d) for n, d in FILES.items()], None)
+    assert result.job is not None
+    # The job's worker gave up (crashed, disk full) and the documents were left as they were.
+    IngestJob.objects.filter(pk=result.job.pk).update(state=IngestJob.State.FAILED)
+    Document.objects.filter(original_filename="deploy.md").update(status=Document.Status.INDEXING)
+    _, summary = run("reconcile", "--dry-run", capture=django_capture_on_commit_callbacks)
+    assert summary.endswith("0 stuck"), "within the stale window a document may still be on its way"
+    old = timezone.now() - timedelta(hours=1)
+    Document.objects.update(updated_at=old)
+    out, summary = run("reconcile", capture=django_capture_on_commit_callbacks)
+    assert "deploy.md" in out and "indexing since" in out and "with no live job" in out
+    assert "3 stuck" in summary and "re-queues 3" in summary
+    run_worker()
+    assert set(Document.objects.values_list("status", flat=True)) == {Document.Status.INDEXED}
+
+
+def test_a_document_waiting_in_a_live_queued_job_is_not_stuck(
+    data_dir: Path, django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    with django_capture_on_commit_callbacks(execute=False):
+        uploads.submit_uploads([SimpleUploadedFile("handbook.md", FILES["handbook.md"])], None)
+    Document.objects.update(updated_at=timezone.now() - timedelta(hours=1))  # queued behind a long job
+    _, summary = run("reconcile", "--dry-run", capture=django_capture_on_commit_callbacks)
+    assert summary.endswith("0 broken, 0 stuck")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_starts_with_a_damaged_index_and_says_to_reconcile(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The finding: with a garbage BM25 manifest the worker exited at start-up."""
+    get_engine().ingest_file(_write(data_dir.parent / "a.md", FILES["deploy.md"]))
+    _garbage_manifest(data_dir)
+    _forget_open_indexes()
+    call_command("db_worker", "--batch", "--worker-id", "damaged", stdout=io.StringIO())
+    assert "worker.warmup_failed" in caplog.text and "manage.py reconcile" in caplog.text
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -83,3 +83,18 @@ def test_a_nul_in_a_posted_form_field_is_refused_naming_the_field() -> None:
 def test_ordinary_requests_pass(staff_client: Client) -> None:
     assert staff_client.get("/console/documents/?q=d%C3%A9ploiement").status_code == 200
     assert staff_client.get("/admin/console/message/?q=caf%C3%A9").status_code == 200
+
+
+def test_an_uploaded_file_name_with_a_nul_is_stored_without_it(staff_client: Client, settings: Any, tmp_path: Any,
+                                                                django_capture_on_commit_callbacks: Any) -> None:
+    """A multipart upload's file name reaches the database cleaned (PostgreSQL refuses NUL)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from console.models import Document
+
+    settings.RAG_DATA_DIR = tmp_path / "data"
+    with django_capture_on_commit_callbacks(execute=False):  # queued; no worker needed
+        response = staff_client.post("/console/documents/",
+                                     {"files": [SimpleUploadedFile("re\x00port.md", b"# Report\n\nQuarterly text.\n")]})
+    assert response.status_code == 302 and response["Location"].startswith("/console/jobs/")
+    assert list(Document.objects.values_list("original_filename", flat=True)) == ["report.md"]

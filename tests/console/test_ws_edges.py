@@ -53,6 +53,11 @@ async def test_a_flood_of_frames_is_dropped_unread_then_the_socket_is_closed_wit
     await comm.send_json_to({"type": "conversations"})
     assert await comm.receive_output(timeout=5) == {"type": "websocket.close", "code": 4429}
     await comm.disconnect()
+    # Reconnecting with the same session does not buy a fresh budget.
+    again = await open_socket(alice)
+    await again.send_json_to({"type": "conversations"})
+    assert await again.receive_output(timeout=5) == {"type": "websocket.close", "code": 4429}
+    await again.disconnect()
 
 
 @override_settings(CHAT_FRAME_RATE="5/1")
@@ -98,3 +103,15 @@ async def test_a_question_of_nothing_but_nul_is_empty(engine: Engine, alice: byt
     assert refused[0]["code"] == "empty_question"
     await comm.disconnect()
     await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("key", ["slack:C0\x00X:1.2", "discord:\ud800"])
+def test_a_conversation_key_that_cleaning_would_change_is_refused_with_bad_text(chat_engine: object, key: str) -> None:
+    """A bot passes platform ids as keys: dropping a NUL from one would name another conversation."""
+    from console import chat
+    from tests.support import ask_chat
+
+    [refused] = ask_chat(surface="slack", conversation_key=key, user_key="U1", text="How do I roll back?")
+    assert isinstance(refused, chat.AnswerError) and refused.code == "bad_text"
+    assert "conversation key contains" in refused.message
+    assert not Message.objects.exists()

@@ -114,7 +114,7 @@ def test_a_restored_backup_answers_the_same_and_reconcile_heals_a_lost_index(sit
     # Both indexes lost, the database and the originals kept: reconcile re-queues every document from raw/.
     shutil.rmtree(site.data / "chroma_store")
     shutil.rmtree(site.data / "bm25_index")
-    assert "3 broken; job" in manage(site, "reconcile").stdout
+    assert "3 broken, 0 stuck; job" in manage(site, "reconcile").stdout
     manage(site, "db_worker", "--batch", "--no-startup-delay")
     assert ask_all(site) == before
     assert "0 broken" in manage(site, "reconcile", "--dry-run").stdout

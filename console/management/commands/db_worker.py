@@ -9,10 +9,13 @@ import threading
 from argparse import ArgumentParser
 from typing import Any
 
+import structlog
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
 from console.engine import get_engine
 from console.ingest import recovery
+
+log = structlog.get_logger(__name__, component="ingest_job")
 
 
 class Command(DbWorkerCommand):
@@ -23,10 +26,10 @@ class Command(DbWorkerCommand):
         # Polling an indexed table 4x a second is cheap, and it is most of enqueue-to-searchable latency.
         parser.set_defaults(interval=0.25)
 
-    def handle(self, *args: Any, **options: Any) -> str:  # type: ignore[override]  # a summary line, as Django allows
+    def handle(self, *args: Any, **options: Any) -> str:  # type: ignore[override]  # "": its summary is a log event
         recovered = recovery.recover_stale_jobs()
-        if recovered:
-            self.stdout.write(f"Re-queued {len(recovered)} job(s) whose worker died: {', '.join(map(str, recovered))}")
+        if recovered:  # a log event, not a stdout line: every line a server process writes is JSON
+            log.warning("worker.jobs_recovered", jobs=recovered)
         stop = threading.Event()
         watcher = None
         if not options.get("batch"):
@@ -34,9 +37,14 @@ class Command(DbWorkerCommand):
             watcher = threading.Thread(target=recovery.recovery_loop, args=(stop,), name="ingest-recovery", daemon=True)
             watcher.start()
         # Load the model before the first job, not during it: enqueue-to-searchable stays short.
-        get_engine().warmup()
+        try:
+            get_engine().warmup()
+        except Exception as exc:  # a damaged or unreachable index: each job then fails with its own error
+            log.error("worker.warmup_failed", error=f"{type(exc).__name__}: {exc}"[:500],
+                      hint="run `python manage.py reconcile` to repair a damaged index")
         try:
             super().handle(*args, **options)
         finally:
             stop.set()
-        return f"worker stopped; {len(recovered)} job(s) recovered at start"
+        log.info("worker.stopped", recovered_at_start=len(recovered))
+        return ""

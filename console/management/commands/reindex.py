@@ -16,6 +16,7 @@ from console.engine import get_engine
 from console.ingest import jobs, storage, worker
 from console.models import Document, IngestJob, IngestJobFile
 from console.tasks import enqueue_job
+from ragcore.indexes import IndexesUnavailable
 
 _CURRENT = (Document.Status.INDEXED, Document.Status.FAILED, Document.Status.QUEUED, Document.Status.INDEXING)
 SHOWN = 5  # names listed in a refusal
@@ -36,17 +37,25 @@ class Command(BaseCommand):
         missing = [d for d in documents if d not in present]
         engine = get_engine()
         known = {d.engine_id for d in present}
-        orphans = sorted(set(engine.bm25.documents()) - known)
+        try:
+            orphans = sorted(set(engine.bm25.documents()) - known)
+        except Exception:  # an index that cannot be opened is set aside below; it has nothing to compare
+            orphans = []
         if (missing or orphans) and not options["drop_missing"]:
             raise CommandError(self._refusal(missing, orphans))
+        self.stderr.write("Dropping both indexes…")
+        try:
+            # Both or neither: an index that cannot be reached stops it before anything is dropped, and
+            # one that cannot be opened (garbage manifest, missing segment, damaged Chroma) is set aside.
+            engine.reset_indexes()
+        except IndexesUnavailable as exc:
+            raise CommandError(f"{exc}. Bring it back, then run reindex again.") from exc
         for doc in missing:
             self.stdout.write(self.style.ERROR(
                 f"missing    {doc.original_filename} (#{doc.pk}): original not in the {storage.location()}; left out"
             ))
-            # Its chunks are about to be dropped: the row must not claim it is searchable.
+            # Its chunks were dropped: the row must not claim it is searchable.
             doc.mark_failed(f"original missing from the {storage.location()}")
-        self.stderr.write("Dropping both indexes…")
-        engine.reset_indexes()
         if not present:
             return f"indexes dropped; nothing to re-index ({len(missing)} originals missing)"
         job = jobs.requeue_documents(present, None, "reindex", enqueue=not options["now"])

@@ -129,7 +129,7 @@
           renderAnswer(a);
           return;
         }
-        if (m.error && m.error !== "in_progress" && !m.text) a.notes.push(errorText(m.error));
+        if (m.error && m.error !== "in_progress" && (!m.text || m.error === "interrupted")) a.notes.push(errorText(m.error));
         else if (m.error === "cancelled") a.stopped = true;
         finishAnswer(a, m.extractive, true, m.not_covered);
       });
@@ -370,7 +370,8 @@
   }
 
   function errorText(code) {
-    return { cancelled: "Stopped.", client_disconnected: "The connection dropped before the answer finished." }[code] || "This answer did not finish (" + code + ").";
+    return { cancelled: "Stopped.", client_disconnected: "The connection dropped before the answer finished.",
+             interrupted: "The server stopped before this answer finished; ask again." }[code] || "This answer did not finish (" + code + ").";
   }
 
   function scrollDown(force) {
