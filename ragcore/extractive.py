@@ -68,8 +68,9 @@ _HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]")
 _SOFT_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
 # A sentence that leans on the one before it: a pronoun, or a connective that continues an argument.
 _ANAPHORA = re.compile(
-    r"^(?:it|this|these|that|those|they|its|such|here|there|thus|therefore|hence|however|otherwise|instead|"
-    r"consequently|likewise|similarly|so,|then,|as a result|in (?:this|that|these|those|such|which) \w+)\b", re.I)
+    r"^(?:(?:it|this|these|that|those|they|its|such|here|there|thus|therefore|hence|however|otherwise|instead|"
+    r"consequently|likewise|similarly|as a result|in (?:this|that|these|those|such|which) \w+)\b"
+    r"|(?:so|then|for example|for instance),)", re.I)
 # A paragraph that is only a term (a Sphinx signature, `send_mass_mail(datatuple, ...)`, "exception Foo"): the
 # paragraph after it defines it, and its first sentence ("Return the n smallest …") is quoted with the term.
 _SIGNATURE = re.compile(r"^(?:(?:class|exception|async|await|classmethod|staticmethod|method|function|property|"
@@ -268,6 +269,10 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
         if (n, i) in used:
             continue
         text, parts = _with_neighbours(by_chunk[n - 1], i)
+        follow = _continued_code(chunks, by_chunk, n, parts[-1])
+        if follow is not None and follow not in used:
+            text += "\n" + by_chunk[follow[0] - 1][follow[1]].text
+            used[follow] = len(chosen)
         quoted = [used[(n, j)] for j in parts if (n, j) in used]
         if quoted:
             # Its neighbour is already a bullet ("It …" after the sentence it leans on): the bullet goes on with it.
@@ -321,6 +326,24 @@ def _with_neighbours(units: Sequence[Unit], i: int) -> tuple[str, list[int]]:
     prose = " ".join(units[j].text for j in parts if not units[j].code)
     code = [units[j].text for j in parts if units[j].code]
     return "\n".join([prose, *code] if prose else code), parts
+
+
+def _continued_code(chunks: Sequence[ScoredChunk], by_chunk: Sequence[Sequence[Unit]], n: int,
+                    i: int) -> tuple[int, int] | None:
+    """(source, unit) of the code block that unit i of source n introduces ("… a large CSV file:") when the
+    chunk ends there and a retrieved chunk, the next one of the same document, goes on with it."""
+    units = by_chunk[n - 1]
+    if i != len(units) - 1 or units[i].code or not units[i].text.endswith(":"):
+        return None
+    chunk = chunks[n - 1].chunk
+    for m, scored in enumerate(chunks, start=1):
+        if scored.chunk.document_id == chunk.document_id and scored.chunk.position == chunk.position + 1:
+            for j, unit in enumerate(by_chunk[m - 1]):
+                if unit.code:
+                    return (m, j)
+                if unit.text not in chunk.text:
+                    return None  # the next chunk goes on with prose: the block is not there
+    return None
 
 
 def _introduced_list(units: Sequence[Unit], i: int) -> list[int]:

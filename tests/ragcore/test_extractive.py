@@ -166,3 +166,19 @@ def test_a_how_to_question_prefers_the_instruction_to_the_description() -> None:
     assert "dispatch_uid" in how[0].text
     what = select_evidence("Why are there duplicate receivers?", [chunk(text)], same_vector)
     assert "imported twice" in what[0].text  # not a how-to question: the description stays first
+
+
+def test_a_code_block_cut_off_into_the_next_chunk_follows_the_sentence_that_introduces_it() -> None:
+    first = ScoredChunk(Chunk("d:0", "d", 0, "Streaming keeps big exports from timing out. Stream a large CSV file like this:",
+                              "CSV", "csv.md", "§ Streaming"), 1.0)
+    second = ScoredChunk(Chunk("d:1", "d", 1, "```python\nreturn StreamingHttpResponse(rows)\n```\n\nThat is all.",
+                               "CSV", "csv.md", "§ Streaming"), 0.5)
+    answer = compose("How do I stream a large CSV file?", [first, second], encode)
+    assert "Stream a large CSV file like this [1]:\n\n```python\nreturn StreamingHttpResponse(rows)\n```" in answer
+    assert answer.count("StreamingHttpResponse") == 1
+
+
+def test_for_example_keeps_the_claim_it_illustrates() -> None:
+    text = "Use a streaming response for big files. For example, a slow export then never times out."
+    evidence = select_evidence("Why does a slow export never time out?", [chunk(text)], encode)
+    assert evidence[0].text == text
