@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -80,6 +81,7 @@ _TERM_PREFIX = re.compile(r"^`[^`]+`: ")
 MAX_TERM_CHARS = 160
 MAX_LIST_ITEMS = 8  # a sentence that introduces a list ("… in this order:") brings at most this many items
 _WORD = re.compile(r"\w+")
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 
 
 @dataclass(frozen=True)
@@ -207,13 +209,25 @@ def _sentences(item: str) -> list[str]:
 def _clean(text: str) -> str:
     """One line of Markdown that renders on its own: no dangling bold or code markers."""
     text = " ".join(text.split())
-    if text.count("`") % 2:
+    if "`" in _CODE_SPAN.sub("", text):
         text = text.replace("`", "")  # an inline code span the chunk boundary cut in half
-    if text.count("**") % 2:
-        text = text.replace("**", "")
-    if text.count("__") % 2:
-        text = text.replace("__", "")
+    for marker in ("**", "__"):
+        if _CODE_SPAN.sub("", text).count(marker) % 2:  # `**` or `__init__` inside code is code, not emphasis
+            text = _outside_code(text, partial(_drop, marker))
     return text
+
+
+def _drop(marker: str, prose: str) -> str:
+    return prose.replace(marker, "")
+
+
+def _outside_code(text: str, change: Callable[[str], str]) -> str:
+    """`text` with `change` applied to everything but its inline code spans."""
+    out, last = [], 0
+    for span in _CODE_SPAN.finditer(text):
+        out += [change(text[last:span.start()]), span.group()]
+        last = span.end()
+    return "".join([*out, change(text[last:])])
 
 
 def _shortlist(question: str, chunks: Sequence[ScoredChunk]) -> tuple[list[list[Unit]], list[tuple[int, int, Unit]], list[float]]:
@@ -409,6 +423,29 @@ def render(evidence: Evidence) -> str:
         lead = f"In {_escape(evidence.where)}:" if evidence.where else "From the documents:"
     head = f"- {lead} [{evidence.source}]" if not lead.endswith(":") else f"- {lead[:-1]} [{evidence.source}]:"
     return f"{head}\n\n{code}\n" if code else head
+
+
+def markup_problems(text: str) -> list[str]:
+    """What would render broken on the web, in Slack or in Discord: a code block, code span or bold left open."""
+    problems: list[str] = []
+    fence = ""
+    for number, line in enumerate(text.split("\n"), start=1):
+        opener = _FENCE.match(line)
+        if fence:
+            if opener and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):
+                fence = ""
+            continue
+        if opener:
+            fence = opener.group(1)
+            continue
+        prose = _CODE_SPAN.sub("", line)
+        if "`" in prose:
+            problems.append(f"line {number}: a code span is not closed")
+        if prose.count("**") % 2:
+            problems.append(f"line {number}: bold is not closed")
+    if fence:
+        problems.append("a code block is not closed")
+    return problems
 
 
 def first_sentence(text: str) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from ragcore.citations import filter_citations, numbering_gaps
-from ragcore.extractive import MAX_BULLETS, NOTICE, compose, select_evidence, split_units
+from ragcore.extractive import MAX_BULLETS, NOTICE, compose, markup_problems, select_evidence, split_units
 from ragcore.types import Chunk, ScoredChunk
 from tests.support import HashingEmbedder
 
@@ -182,3 +183,30 @@ def test_for_example_keeps_the_claim_it_illustrates() -> None:
     text = "Use a streaming response for big files. For example, a slow export then never times out."
     evidence = select_evidence("Why does a slow export never time out?", [chunk(text)], encode)
     assert evidence[0].text == text
+
+
+@pytest.mark.parametrize(("text", "problems"), [
+    ("- `heap[0]` is the smallest item [1]\n\n```python\nx = a**2\n```", []),
+    ("- **bold** and ``a ` b`` [1]", []),
+    ("- a `span [1]", ["line 1: a code span is not closed"]),
+    ("- **bold [1]\n\n```\ncode", ["line 1: bold is not closed", "a code block is not closed"]),
+])
+def test_markup_that_would_render_broken_is_found(text: str, problems: list[str]) -> None:
+    assert markup_problems(text) == problems
+
+
+def test_answers_with_terms_lists_and_code_render_cleanly() -> None:
+    signature = "csv.DictWriter(f, fieldnames, *args, **kwds)\n\nCreate an object which maps dictionaries onto rows."
+    chunks = [chunk(signature, 1), chunk(DIRECTORIES, 2), chunk(CLIENT, 3), chunk("A `limits` cut ` off **here.", 4),
+              chunk("The pattern `**` matches any files and `__init__` modules, **recursively.", 5)]
+    for question in ("How do I write rows from dictionaries?", "Which directories are searched, in order?",
+                     "How do I send a request with a client? Show an example", "What limits are cut off?",
+                     "Which pattern matches any files recursively?"):
+        answer = compose(question, chunks, encode)
+        assert markup_problems(answer) == [], answer
+
+
+def test_emphasis_markers_inside_code_are_code() -> None:
+    text = "The pattern `**` matches any files and `__init__` modules, **recursively."
+    answer = compose("Which pattern matches any files recursively?", [chunk(text)], encode)
+    assert "The pattern `**` matches any files and `__init__` modules, recursively. [1]" in answer
