@@ -282,6 +282,8 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
             break
         if (n, i) in used:
             continue
+        if unit.code and chosen and not wants_code:
+            continue  # a code block on its own answers only a question asking for code, or when nothing else does
         text, parts = _with_neighbours(by_chunk[n - 1], i)
         follow = _continued_code(chunks, by_chunk, n, parts[-1])
         if follow is not None and follow not in used:

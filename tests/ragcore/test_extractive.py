@@ -210,3 +210,12 @@ def test_emphasis_markers_inside_code_are_code() -> None:
     text = "The pattern `**` matches any files and `__init__` modules, **recursively."
     answer = compose("Which pattern matches any files recursively?", [chunk(text)], encode)
     assert "The pattern `**` matches any files and `__init__` modules, recursively. [1]" in answer
+
+
+def test_a_code_block_on_its_own_is_quoted_only_for_a_question_that_asks_for_code() -> None:
+    text = ("The DENY value blocks every frame.\n\n```python\n@xframe_options_deny\ndef view(request): ...\n```\n\n"
+            "The SAMEORIGIN value allows frames from the same site.")
+    what = compose("What does the DENY value of the frame option do?", [chunk(text)], same_vector)
+    assert "```" not in what and "blocks every frame" in what
+    how = compose("Show example code for the DENY frame option", [chunk(text)], same_vector)
+    assert "@xframe_options_deny" in how
