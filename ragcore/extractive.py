@@ -263,8 +263,8 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
         return []
     vectors = encode([question] + [u.text for _, _, u in candidates])
     dense = vectors[1:] @ vectors[0]
-    wants_code = bool(CODE_CUES.intersection(tokenize(question)))
     how_to = bool(_HOW_TO.match(question))
+    wants_code = how_to or bool(CODE_CUES.intersection(tokenize(question)))  # "how do I" is often answered by code
     scored_units: list[tuple[float, int, int, Unit]] = []
     for (n, i, unit), d, k in zip(candidates, dense, keyword):
         score = DENSE_WEIGHT * float(d) + KEYWORD_WEIGHT * k - RANK_DECAY * (n - 1)

@@ -217,5 +217,7 @@ def test_a_code_block_on_its_own_is_quoted_only_for_a_question_that_asks_for_cod
             "The SAMEORIGIN value allows frames from the same site.")
     what = compose("What does the DENY value of the frame option do?", [chunk(text)], same_vector)
     assert "```" not in what and "blocks every frame" in what
-    how = compose("Show example code for the DENY frame option", [chunk(text)], same_vector)
-    assert "@xframe_options_deny" in how
+    show = compose("Show example code for the DENY frame option", [chunk(text)], same_vector)
+    assert "@xframe_options_deny" in show
+    how = compose("How do I use the DENY frame option?", [chunk(text)], same_vector)
+    assert "@xframe_options_deny" in how  # "how do I" is often answered by code
