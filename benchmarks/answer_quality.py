@@ -1,5 +1,5 @@
 """Answer quality: does the answer state the fact, cite the right source, number citations without
-gaps, and decline what the documents do not cover?
+gaps, render cleanly, and decline what the documents do not cover?
 
     .venv/bin/python benchmarks/answer_quality.py benchmarks/answer_sets/lorebot
     .venv/bin/python benchmarks/answer_quality.py benchmarks/answer_sets/python --docs /usr/share/doc/python3.11-doc/html
@@ -31,6 +31,7 @@ from common import ROOT, percentile
 from ragcore import Engine, RagSettings
 from ragcore.citations import cited_numbers, numbering_gaps
 from ragcore.engine import IngestRequest
+from ragcore.extractive import markup_problems
 from ragcore.types import DoneEvent, TokenEvent
 
 
@@ -51,6 +52,7 @@ class Outcome:
     ttft_ms: float
     gaps: bool
     score: float | None  # the abstention evidence score
+    markup: list[str] = field(default_factory=list)  # what would render broken (ragcore.extractive.markup_problems)
     dense: float | None = None
     keyword: float = 0.0
 
@@ -83,6 +85,7 @@ class Report:
             "fact_stated": _share(sum(o.states_fact for o in answerable), len(answerable)),
             "right_source": _share(sum(o.cites_source for o in answerable), len(answerable)),
             "numbering_gaps": sum(o.gaps for o in self.outcomes),
+            "broken_markup": sum(bool(o.markup) for o in self.outcomes),
             "decline_precision": _share(len(correct_declines), len(declined)),
             "decline_recall": _share(len(correct_declines), len(uncovered)),
             "wrongly_declined": _share(len(declined) - len(correct_declines), len(answerable)),
@@ -140,7 +143,7 @@ def ask(engine: Engine, question: Question) -> Outcome:
     retrieval = engine.retrieve(question.text)
     verdict = retrieval.verdict
     return Outcome(question, answer.text, [c.source for c in answer.citations], answer.not_covered,
-                   ttft or 0.0, gaps, verdict.score if verdict else None,
+                   ttft or 0.0, gaps, verdict.score if verdict else None, markup_problems(answer.text),
                    verdict.dense if verdict else None, verdict.keyword if verdict else 0.0)
 
 
@@ -198,7 +201,7 @@ def main() -> None:
                 mark = ("ok " if o.states_fact and o.cites_source else "BAD") if o.question.covered else (
                     "ok " if o.not_covered else "BAD")
                 print(f"\n[{mark}] {o.question.text}  (score {o.score:.3f}, declined {o.not_covered}, "
-                      f"sources {o.sources})\n{o.answer}")
+                      f"sources {o.sources}{', markup: ' + '; '.join(o.markup) if o.markup else ''})\n{o.answer}")
         if args.calibrate:
             for weight in (0.3, 0.5, 0.7):
                 calibrate(report.outcomes, weight)
@@ -209,7 +212,7 @@ def main() -> None:
     print(f"\nanswer set {args.set.name}: {len(questions)} questions")
     for f in figures:
         print(f"{f['mode']:>14}: fact stated {f['fact_stated']}, right source {f['right_source']}, "
-              f"numbering gaps {f['numbering_gaps']}, decline precision {f['decline_precision']} "
+              f"numbering gaps {f['numbering_gaps']}, broken markup {f['broken_markup']}, decline precision {f['decline_precision']} "
               f"recall {f['decline_recall']}, wrongly declined {f['wrongly_declined']}, "
               f"first token p50 {f['ttft_p50_ms']} ms p95 {f['ttft_p95_ms']} ms")
 

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -68,8 +69,9 @@ _HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]")
 _SOFT_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
 # A sentence that leans on the one before it: a pronoun, or a connective that continues an argument.
 _ANAPHORA = re.compile(
-    r"^(?:it|this|these|that|those|they|its|such|here|there|thus|therefore|hence|however|otherwise|instead|"
-    r"consequently|likewise|similarly|so,|then,|as a result|in (?:this|that|these|those|such|which) \w+)\b", re.I)
+    r"^(?:(?:it|this|these|that|those|they|its|such|here|there|thus|therefore|hence|however|otherwise|instead|"
+    r"consequently|likewise|similarly|as a result|in (?:this|that|these|those|such|which) \w+)\b"
+    r"|(?:so|then|for example|for instance),)", re.I)
 # A paragraph that is only a term (a Sphinx signature, `send_mass_mail(datatuple, ...)`, "exception Foo"): the
 # paragraph after it defines it, and its first sentence ("Return the n smallest …") is quoted with the term.
 _SIGNATURE = re.compile(r"^(?:(?:class|exception|async|await|classmethod|staticmethod|method|function|property|"
@@ -79,6 +81,7 @@ _TERM_PREFIX = re.compile(r"^`[^`]+`: ")
 MAX_TERM_CHARS = 160
 MAX_LIST_ITEMS = 8  # a sentence that introduces a list ("… in this order:") brings at most this many items
 _WORD = re.compile(r"\w+")
+_CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 
 
 @dataclass(frozen=True)
@@ -206,13 +209,25 @@ def _sentences(item: str) -> list[str]:
 def _clean(text: str) -> str:
     """One line of Markdown that renders on its own: no dangling bold or code markers."""
     text = " ".join(text.split())
-    if text.count("`") % 2:
+    if "`" in _CODE_SPAN.sub("", text):
         text = text.replace("`", "")  # an inline code span the chunk boundary cut in half
-    if text.count("**") % 2:
-        text = text.replace("**", "")
-    if text.count("__") % 2:
-        text = text.replace("__", "")
+    for marker in ("**", "__"):
+        if _CODE_SPAN.sub("", text).count(marker) % 2:  # `**` or `__init__` inside code is code, not emphasis
+            text = _outside_code(text, partial(_drop, marker))
     return text
+
+
+def _drop(marker: str, prose: str) -> str:
+    return prose.replace(marker, "")
+
+
+def _outside_code(text: str, change: Callable[[str], str]) -> str:
+    """`text` with `change` applied to everything but its inline code spans."""
+    out, last = [], 0
+    for span in _CODE_SPAN.finditer(text):
+        out += [change(text[last:span.start()]), span.group()]
+        last = span.end()
+    return "".join([*out, change(text[last:])])
 
 
 def _shortlist(question: str, chunks: Sequence[ScoredChunk]) -> tuple[list[list[Unit]], list[tuple[int, int, Unit]], list[float]]:
@@ -248,8 +263,8 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
         return []
     vectors = encode([question] + [u.text for _, _, u in candidates])
     dense = vectors[1:] @ vectors[0]
-    wants_code = bool(CODE_CUES.intersection(tokenize(question)))
     how_to = bool(_HOW_TO.match(question))
+    wants_code = how_to or bool(CODE_CUES.intersection(tokenize(question)))  # "how do I" is often answered by code
     scored_units: list[tuple[float, int, int, Unit]] = []
     for (n, i, unit), d, k in zip(candidates, dense, keyword):
         score = DENSE_WEIGHT * float(d) + KEYWORD_WEIGHT * k - RANK_DECAY * (n - 1)
@@ -267,7 +282,13 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
             break
         if (n, i) in used:
             continue
+        if unit.code and chosen and not wants_code:
+            continue  # a code block on its own answers only a question asking for code, or when nothing else does
         text, parts = _with_neighbours(by_chunk[n - 1], i)
+        follow = _continued_code(chunks, by_chunk, n, parts[-1])
+        if follow is not None and follow not in used:
+            text += "\n" + by_chunk[follow[0] - 1][follow[1]].text
+            used[follow] = len(chosen)
         quoted = [used[(n, j)] for j in parts if (n, j) in used]
         if quoted:
             # Its neighbour is already a bullet ("It …" after the sentence it leans on): the bullet goes on with it.
@@ -321,6 +342,24 @@ def _with_neighbours(units: Sequence[Unit], i: int) -> tuple[str, list[int]]:
     prose = " ".join(units[j].text for j in parts if not units[j].code)
     code = [units[j].text for j in parts if units[j].code]
     return "\n".join([prose, *code] if prose else code), parts
+
+
+def _continued_code(chunks: Sequence[ScoredChunk], by_chunk: Sequence[Sequence[Unit]], n: int,
+                    i: int) -> tuple[int, int] | None:
+    """(source, unit) of the code block that unit i of source n introduces ("… a large CSV file:") when the
+    chunk ends there and a retrieved chunk, the next one of the same document, goes on with it."""
+    units = by_chunk[n - 1]
+    if i != len(units) - 1 or units[i].code or not units[i].text.endswith(":"):
+        return None
+    chunk = chunks[n - 1].chunk
+    for m, scored in enumerate(chunks, start=1):
+        if scored.chunk.document_id == chunk.document_id and scored.chunk.position == chunk.position + 1:
+            for j, unit in enumerate(by_chunk[m - 1]):
+                if unit.code:
+                    return (m, j)
+                if unit.text not in chunk.text:
+                    return None  # the next chunk goes on with prose: the block is not there
+    return None
 
 
 def _introduced_list(units: Sequence[Unit], i: int) -> list[int]:
@@ -386,6 +425,29 @@ def render(evidence: Evidence) -> str:
         lead = f"In {_escape(evidence.where)}:" if evidence.where else "From the documents:"
     head = f"- {lead} [{evidence.source}]" if not lead.endswith(":") else f"- {lead[:-1]} [{evidence.source}]:"
     return f"{head}\n\n{code}\n" if code else head
+
+
+def markup_problems(text: str) -> list[str]:
+    """What would render broken on the web, in Slack or in Discord: a code block, code span or bold left open."""
+    problems: list[str] = []
+    fence = ""
+    for number, line in enumerate(text.split("\n"), start=1):
+        opener = _FENCE.match(line)
+        if fence:
+            if opener and set(line.strip()) == {fence[0]} and len(line.strip()) >= len(fence):
+                fence = ""
+            continue
+        if opener:
+            fence = opener.group(1)
+            continue
+        prose = _CODE_SPAN.sub("", line)
+        if "`" in prose:
+            problems.append(f"line {number}: a code span is not closed")
+        if prose.count("**") % 2:
+            problems.append(f"line {number}: bold is not closed")
+    if fence:
+        problems.append("a code block is not closed")
+    return problems
 
 
 def first_sentence(text: str) -> str:

@@ -35,6 +35,8 @@ _BROADCAST = re.compile(r"@(channel|here|everyone)\b", re.IGNORECASE)
 _LINK = re.compile(r"\[([^\]\n]+)\]\((https?://[^\s)]+)\)")
 _BOLD = re.compile(r"\*\*(.+?)\*\*|__(.+?)__")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*$", re.MULTILINE)
+# Fenced blocks (an unclosed one runs to the end), then inline code spans.
+_CODE = re.compile(r"^[ \t]*```.*?(?:^[ \t]*```[ \t]*$|\Z)|`[^`\n]+`", re.MULTILINE | re.DOTALL)
 _FENCE_LANGUAGE = re.compile(r"^(\s*```)[\w+#.-]+$", re.MULTILINE)
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,20}$")
 
@@ -56,12 +58,22 @@ def escape(text: str) -> str:
 
 
 def mrkdwn(markdown: str) -> str:
-    """The model's Markdown as Slack mrkdwn, escaped first; http(s) links become Slack links."""
+    """The model's Markdown as Slack mrkdwn, escaped first; http(s) links become Slack links. Code is left
+    as it is (`f(**kwargs)`, `a**2` in a block): only the text around it is converted."""
     text = escape(markdown)
+    out, last = [], 0
+    for code in _CODE.finditer(text):
+        out.append(_prose_mrkdwn(text[last:code.start()]))
+        out.append(_FENCE_LANGUAGE.sub(r"\1", code.group()))  # Slack would show "```python" as a first line "python"
+        last = code.end()
+    out.append(_prose_mrkdwn(text[last:]))
+    return "".join(out)
+
+
+def _prose_mrkdwn(text: str) -> str:
     text = _LINK.sub(lambda m: f"<{m[2]}|{m[1].replace('|', '/')}>", text)
     text = _BOLD.sub(lambda m: f"*{m[1] or m[2]}*", text)
-    text = _HEADING.sub(r"*\1*", text)
-    return _FENCE_LANGUAGE.sub(r"\1", text)  # Slack would show "```python" as a first line "python"
+    return _HEADING.sub(r"*\1*", text)
 
 
 def mention(user_id: str) -> str:

@@ -197,6 +197,22 @@ def test_markdown_is_rendered_safely(browser: Any, server: Daphne, site: Site) -
     assert "[bad](javascript:alert(1))" in probe.inner_text()
 
 
+def test_an_extractive_answer_with_code_and_a_list_renders_cleanly(browser: Any, server: Daphne, site: Site) -> None:
+    page = open_chat(browser, server, site)
+    source = ("- `class csv.DictWriter(f, *args, **kwds)`: Create a writer. [1]\n"
+              "- The list is [2]:\n  - The directory named by `TMPDIR`.\n  - `heap[0]` is the smallest item.\n\n"
+              "```python\nx = a**2 + b**2\n```\n")
+    html = page.evaluate("s => LorebotMarkdown.render(s, {citePrefix: 'cite-9-'})", source)
+    page.evaluate("h => { const d = document.createElement('div'); d.id = 'probe'; d.innerHTML = h;"
+                  " document.body.appendChild(d); }", html)
+    probe = page.locator("#probe")
+    assert probe.locator("strong, em").count() == 0  # the asterisks are code
+    codes = probe.locator("li code").evaluate_all("els => els.map(c => c.textContent)")
+    assert codes == ["class csv.DictWriter(f, *args, **kwds)", "TMPDIR", "heap[0]"]
+    assert probe.locator("li").count() == 4 and probe.locator("pre code").inner_text() == "x = a**2 + b**2"
+    assert probe.locator("a.cite").evaluate_all("els => els.map(a => a.dataset.n)") == ["1", "2"]
+
+
 def test_screenshots_on_a_laptop_and_a_phone(browser: Any, server: Daphne, site: Site) -> None:
     page = open_chat(browser, server, site, viewport={"width": 1280, "height": 800})
     ask(page, "How do I roll back a release?")

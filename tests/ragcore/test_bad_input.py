@@ -10,10 +10,11 @@ import pytest
 
 from ragcore import Engine
 from ragcore.chunking import split_document
+from ragcore.extractive import MAX_BULLETS, compose, markup_problems
 from ragcore.loaders import load_bytes
 from ragcore.loaders.outline import MAX_INDENT_LEVELS
 from ragcore.metrics import PIPELINE_ERRORS
-from ragcore.types import Chunk, ParsedDocument
+from ragcore.types import Chunk, ParsedDocument, ScoredChunk
 from tests.support import HashingEmbedder, make_engine
 
 EMBEDDER = HashingEmbedder()
@@ -180,3 +181,20 @@ def test_no_bad_file_stops_an_ingest_and_each_failure_names_its_file(tmp_path: P
     assert results["binary.md"].error.startswith("binary.md: unsupported file type: binary content")
     assert loader_errors._value.get() == before + 2
     assert engine.retrieve("north lot parking", mode="bm25").chunks[0].chunk.title == "Parking"
+
+
+@pytest.mark.parametrize(("name", "source", "question"), [
+    ("README.md", MOSTLY_HTML, "How do I move the widget cache?"),
+    ("analysis.md", notebook_markdown(30), "How do I load and plot the data? Show the code"),
+    ("generated.md", "# Generated\n\nThe whole table:\n\n```python\n"
+     + "\n".join(f"    call_{n}(argument, **options)" for n in range(2000)) + "\n```\n", "Which calls are in the table?"),
+    ("setup.md", "# Setup\n\nRun:\n\n```sh\nmake install\n# Next steps\nmake run\n", "How do I install it?"),
+    ("deep.md", "\n".join("  " * d + f"- level {d} holds `item_{d}` and **note {d}**" for d in range(200)),
+     "What does level 7 hold?"),
+    ("headings.md", "# Only\n\n## Headings\n", "What are the headings?"),
+])  # fmt: skip
+def test_an_answer_quoting_a_bad_document_renders_cleanly(name: str, source: str, question: str) -> None:
+    chunks = chunk(load_bytes(source.encode(), name))
+    answer = compose(question, [ScoredChunk(c, 1.0 / n) for n, c in enumerate(chunks[:6], start=1)], EMBEDDER.embed)
+    assert markup_problems(answer) == [], answer
+    assert sum(line.startswith("- ") for line in answer.split("\n")) <= MAX_BULLETS

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
 
 from ragcore.citations import filter_citations, numbering_gaps
-from ragcore.extractive import MAX_BULLETS, NOTICE, compose, select_evidence, split_units
+from ragcore.extractive import MAX_BULLETS, NOTICE, compose, markup_problems, select_evidence, split_units
 from ragcore.types import Chunk, ScoredChunk
 from tests.support import HashingEmbedder
 
@@ -166,3 +167,57 @@ def test_a_how_to_question_prefers_the_instruction_to_the_description() -> None:
     assert "dispatch_uid" in how[0].text
     what = select_evidence("Why are there duplicate receivers?", [chunk(text)], same_vector)
     assert "imported twice" in what[0].text  # not a how-to question: the description stays first
+
+
+def test_a_code_block_cut_off_into_the_next_chunk_follows_the_sentence_that_introduces_it() -> None:
+    first = ScoredChunk(Chunk("d:0", "d", 0, "Streaming keeps big exports from timing out. Stream a large CSV file like this:",
+                              "CSV", "csv.md", "§ Streaming"), 1.0)
+    second = ScoredChunk(Chunk("d:1", "d", 1, "```python\nreturn StreamingHttpResponse(rows)\n```\n\nThat is all.",
+                               "CSV", "csv.md", "§ Streaming"), 0.5)
+    answer = compose("How do I stream a large CSV file?", [first, second], encode)
+    assert "Stream a large CSV file like this [1]:\n\n```python\nreturn StreamingHttpResponse(rows)\n```" in answer
+    assert answer.count("StreamingHttpResponse") == 1
+
+
+def test_for_example_keeps_the_claim_it_illustrates() -> None:
+    text = "Use a streaming response for big files. For example, a slow export then never times out."
+    evidence = select_evidence("Why does a slow export never time out?", [chunk(text)], encode)
+    assert evidence[0].text == text
+
+
+@pytest.mark.parametrize(("text", "problems"), [
+    ("- `heap[0]` is the smallest item [1]\n\n```python\nx = a**2\n```", []),
+    ("- **bold** and ``a ` b`` [1]", []),
+    ("- a `span [1]", ["line 1: a code span is not closed"]),
+    ("- **bold [1]\n\n```\ncode", ["line 1: bold is not closed", "a code block is not closed"]),
+])
+def test_markup_that_would_render_broken_is_found(text: str, problems: list[str]) -> None:
+    assert markup_problems(text) == problems
+
+
+def test_answers_with_terms_lists_and_code_render_cleanly() -> None:
+    signature = "csv.DictWriter(f, fieldnames, *args, **kwds)\n\nCreate an object which maps dictionaries onto rows."
+    chunks = [chunk(signature, 1), chunk(DIRECTORIES, 2), chunk(CLIENT, 3), chunk("A `limits` cut ` off **here.", 4),
+              chunk("The pattern `**` matches any files and `__init__` modules, **recursively.", 5)]
+    for question in ("How do I write rows from dictionaries?", "Which directories are searched, in order?",
+                     "How do I send a request with a client? Show an example", "What limits are cut off?",
+                     "Which pattern matches any files recursively?"):
+        answer = compose(question, chunks, encode)
+        assert markup_problems(answer) == [], answer
+
+
+def test_emphasis_markers_inside_code_are_code() -> None:
+    text = "The pattern `**` matches any files and `__init__` modules, **recursively."
+    answer = compose("Which pattern matches any files recursively?", [chunk(text)], encode)
+    assert "The pattern `**` matches any files and `__init__` modules, recursively. [1]" in answer
+
+
+def test_a_code_block_on_its_own_is_quoted_only_for_a_question_that_asks_for_code() -> None:
+    text = ("The DENY value blocks every frame.\n\n```python\n@xframe_options_deny\ndef view(request): ...\n```\n\n"
+            "The SAMEORIGIN value allows frames from the same site.")
+    what = compose("What does the DENY value of the frame option do?", [chunk(text)], same_vector)
+    assert "```" not in what and "blocks every frame" in what
+    show = compose("Show example code for the DENY frame option", [chunk(text)], same_vector)
+    assert "@xframe_options_deny" in show
+    how = compose("How do I use the DENY frame option?", [chunk(text)], same_vector)
+    assert "@xframe_options_deny" in how  # "how do I" is often answered by code

@@ -77,3 +77,11 @@ def test_thanks_replace_an_earlier_thanks_and_ignore_a_malformed_user_id():
     second = blocks.with_thanks(first, "<!channel>")
     assert [b["type"] for b in second] == ["section", "context"]
     assert second[-1]["elements"][0]["text"] == "Thanks for the feedback, you!"
+
+
+def test_code_in_an_answer_is_left_as_it_is():
+    answer = ("- `class csv.DictWriter(f, *args, **kwds)`: Create a writer. [1]\n"
+              "- Use `f(**a)` or **bold** text [2]:\n\n```python\nx = a**2 + b**2\n```\n")
+    text = blocks.mrkdwn(answer)
+    assert "`class csv.DictWriter(f, *args, **kwds)`" in text and "`f(**a)`" in text
+    assert "*bold*" in text and "```\nx = a**2 + b**2\n```" in text
