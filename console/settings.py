@@ -156,6 +156,11 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 INGEST_STALE_SECONDS = envint("INGEST_STALE_SECONDS", "60")  # a running job with an older heartbeat is re-queued
 INGEST_MAX_ATTEMPTS = envint("INGEST_MAX_ATTEMPTS", "3")  # per file, for transient errors and worker crashes
 INGEST_RETRY_BACKOFF_SECONDS = envfloat("INGEST_RETRY_BACKOFF_SECONDS", "2")  # doubled on each retry
+# Each file is parsed in a child process within these limits, so a zip bomb or a parser stuck on a
+# hostile file fails alone, with an error that names the limit (console/ingest/parsing.py).
+INGEST_PARSE_TIMEOUT_SECONDS = envfloat("INGEST_PARSE_TIMEOUT_SECONDS", "120")
+INGEST_PARSE_MAX_MEMORY_MB = envint("INGEST_PARSE_MAX_MEMORY_MB", "1024")
+INGEST_PARSE_MAX_INFLATED_MB = envint("INGEST_PARSE_MAX_INFLATED_MB", "200")
 # Uploads: past these a file is refused by name (and the rest go through). Django's own caps sit above
 # them, so a too-large request still gets a readable page (console.ingest.limits) rather than a bare 400.
 UPLOAD_MAX_FILES = envint("UPLOAD_MAX_FILES", "200")
