@@ -105,11 +105,12 @@ def _child(send: Connection, path: str, name: str, limits: Limits) -> None:
         data = Path(path).read_bytes()
         _check_inflated_size(data, name, limits.max_inflated_bytes)
         outcome = loaders.load_bytes(data, name)
-    except LoaderError as exc:
-        outcome = (type(exc).__name__, str(exc))
-    except MemoryError:
-        outcome = ("ParseMemoryExceeded", f"{name}: parsing needed more than {limits.max_memory_bytes // MB} MB of memory; "
-                                          "the file may be damaged or hostile (INGEST_PARSE_MAX_MEMORY_MB)")
+    except (LoaderError, MemoryError) as exc:
+        if isinstance(exc, MemoryError) or isinstance(exc.__cause__, MemoryError):  # the loaders wrap parser errors
+            outcome = ("ParseMemoryExceeded", f"{name}: parsing needed more than {limits.max_memory_bytes // MB} MB of "
+                                              "memory; the file may be damaged or hostile (INGEST_PARSE_MAX_MEMORY_MB)")
+        else:
+            outcome = (type(exc).__name__, str(exc))
     except ParseFailed as exc:
         outcome = (exc.error_type, exc.message)
     except Exception as exc:  # a parser bug is this file's failure, reported to the worker

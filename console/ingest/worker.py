@@ -63,7 +63,6 @@ class _JobRun:
         self.log = bound
         self.last_write = 0.0
         self.last_embedded_write = 0.0
-        self.last_stop_check = 0.0
         self.stage = ""
         self.current: IngestJobFile | None = None  # the file the engine is embedding, for its progress
 
@@ -218,7 +217,7 @@ class _JobRun:
             self._check_stop()
         elif stage == "writing":
             self._progress("writing", force=True)
-            self._check_stop(force=True)  # the last moment a cancel can keep the file out of the indexes
+            self._check_stop()  # the last moment a cancel can keep the file out of the indexes
 
     def _report_embedded(self, done: int, total: int) -> None:
         now = time.monotonic()
@@ -230,11 +229,8 @@ class _JobRun:
     def _should_stop(self) -> bool:
         return not self._still_ours()
 
-    def _check_stop(self, *, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last_stop_check < parsing.POLL_SECONDS:
-            return
-        self.last_stop_check = now
+    def _check_stop(self) -> None:
+        """One small read per embedding step (every few seconds): a cancel is seen within a step."""
         if self._should_stop():
             raise parsing.Stopped
 

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from console.engine import get_engine
 from console.ingest import jobs, uploads
-from console.ingest.status import eta_seconds
+from console.ingest.status import job_status
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
@@ -255,11 +255,14 @@ def jobs_view(request: HttpRequest) -> HttpResponse:
 @staff_required
 def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(IngestJob.objects.select_related("created_by"), pk=job_id)
+    status = job_status(job)
     context = {
         "job": job,
         "files": job.files.order_by("pk"),
         "percent": int(100 * job.progress_done / job.progress_total) if job.progress_total else 0,
-        "eta_seconds": eta_seconds(job),
+        "eta_seconds": status["eta_seconds"],
+        "current": status["current"],
+        "retryable": job.files.filter(state__in=IngestJobFile.RETRYABLE, document__isnull=False).exists(),
         "status_url": reverse("job-status", args=[job.pk]),
         "nav": "jobs",
     }
@@ -275,7 +278,9 @@ def job_retry_view(request: HttpRequest, job_id: int) -> HttpResponse:
     except jobs.IngestError as exc:
         messages.error(request, f"Could not retry job {job.pk}: {exc}")
     else:
-        messages.success(request, f"Job {job.pk} queued again: its failed files will be retried.")
+        job.refresh_from_db()
+        queued = job.files.filter(state=IngestJobFile.State.QUEUED).count()
+        messages.success(request, f"Job {job.pk} queued again: {queued} failed or cancelled file{'s' if queued != 1 else ''} will be retried.")
     return redirect("console:job", job_id=job.pk)
 
 
@@ -288,7 +293,11 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     except jobs.IngestError as exc:
         messages.error(request, f"Could not cancel job {job.pk}: {exc}")
     else:
-        messages.success(request, f"Job {job.pk} cancelled.")
+        job.refresh_from_db()
+        if job.state == IngestJob.State.CANCELLING:
+            messages.success(request, f"Job {job.pk} is being cancelled: the file being indexed stops at its next step.")
+        else:
+            messages.success(request, f"Job {job.pk} cancelled.")
     return redirect("console:job", job_id=job.pk)
 
 
