@@ -300,3 +300,29 @@ def test_the_job_page_cancels_and_retry_shows_exactly_the_not_done_files_queued(
     run_worker()
     job.refresh_from_db()
     assert job.state == IngestJob.State.PARTIALLY_FAILED and states(job) == ["indexed", "indexed", "failed"]
+
+
+def test_the_running_file_shows_its_chunks_embedded_of_total_with_an_eta(
+    submit: Callable[..., IngestJob], staff: User, embedder: SteppingEmbedder,
+) -> None:
+    client = Client()
+    client.force_login(staff)
+    job = submit(("handbook.md", LONG), ("deploy.md", SHORT))
+    seen: dict[str, Any] = {}
+
+    def look() -> None:  # as the third embedding step starts: the first one's count is written (the next is throttled)
+        seen["status"] = client.get(f"/status/{job.pk}").json()
+        seen["page"] = client.get(reverse("console:job", args=[job.pk])).content.decode()
+
+    embedder.at, embedder.hook = 3, look
+    run_worker()
+    status = seen["status"]
+    current = status["current"]
+    assert current["filename"] == "handbook.md" and status["stage"] == "embedding"
+    assert 0 < current["chunks_embedded"] < current["chunks_total"]
+    assert current["eta_seconds"] is not None and status["eta_seconds"] >= current["eta_seconds"] >= 0
+    running = next(f for f in status["files"] if f["filename"] == "handbook.md")
+    assert (running["state"], running["chunks_total"]) == ("running", current["chunks_total"])
+    assert f"handbook.md: {current['chunks_embedded']} of {current['chunks_total']} chunks embedded" in seen["page"]
+    job.refresh_from_db()
+    assert job.state == IngestJob.State.SUCCEEDED
