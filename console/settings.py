@@ -161,6 +161,9 @@ INGEST_RETRY_BACKOFF_SECONDS = envfloat("INGEST_RETRY_BACKOFF_SECONDS", "2")  # 
 INGEST_PARSE_TIMEOUT_SECONDS = envfloat("INGEST_PARSE_TIMEOUT_SECONDS", "120")
 INGEST_PARSE_MAX_MEMORY_MB = envint("INGEST_PARSE_MAX_MEMORY_MB", "1024")
 INGEST_PARSE_MAX_INFLATED_MB = envint("INGEST_PARSE_MAX_INFLATED_MB", "200")
+# Under this much free space on the data folder's disk, uploads are refused ("disk full"), a failing
+# file's error says so, and /health/ready reports "degraded".
+INGEST_MIN_FREE_MB = envint("INGEST_MIN_FREE_MB", "100")
 # Uploads: past these a file is refused by name (and the rest go through). Django's own caps sit above
 # them, so a too-large request still gets a readable page (console.ingest.limits) rather than a bare 400.
 UPLOAD_MAX_FILES = envint("UPLOAD_MAX_FILES", "200")

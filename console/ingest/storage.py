@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -44,6 +45,22 @@ def sanitize_path(name: str) -> str:
         parts = parts[1:]  # "C:\\Users\\…" from an old browser: the drive is no part of the upload
     parts = [part for part in parts if part]
     return "/".join(parts) or "upload"
+
+
+def free_bytes() -> int:
+    """Free space on the disk that holds the data folder (originals, indexes, the SQLite database)."""
+    folder = Path(settings.RAG_DATA_DIR)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def disk_full_reason() -> str:
+    """Why the data folder's disk counts as full (under INGEST_MIN_FREE_MB free), or "" when it does not."""
+    free = free_bytes()
+    if free >= settings.INGEST_MIN_FREE_MB * 1024 * 1024:
+        return ""
+    return f"the disk holding {settings.RAG_DATA_DIR} is full: {free // (1024 * 1024)} MB free, under INGEST_MIN_FREE_MB ({settings.INGEST_MIN_FREE_MB} MB)"
 
 
 def raw_dir() -> Path:

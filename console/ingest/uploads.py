@@ -109,7 +109,10 @@ def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Seque
     accepted: list[tuple[Document, str]] = []
     seen_paths: dict[str, str] = {}  # path → the first file that had it, in this upload
     seen_content: dict[str, str] = {}  # checksum → the file that had it, in this upload
-    disk_full = ""
+    disk_full = storage.disk_full_reason()
+    if disk_full:
+        log.error("upload.disk_full", reason=disk_full)
+        disk_full = f"{disk_full}; nothing was stored (free some space and upload again)"
     for position, upload in enumerate(files):
         name = _path_of(upload, paths[position] if paths and position < len(paths) else None)
         if disk_full:  # no later file can be stored either; each is named, none is half-written

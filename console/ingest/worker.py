@@ -269,6 +269,10 @@ class _JobRun:
 
     def _failed(self, f: IngestJobFile, doc: Document, error_type: str, message: str, trace: str,
                 transient: bool, started: float) -> float | None:
+        # A store failing on a full disk says "Failed to apply logs…": say what broke. (A corrupt file is not transient.)
+        full = storage.disk_full_reason() if transient else ""
+        if full or "No space left on device" in message:
+            error_type, message = "DiskFull", f"{f.filename}: {full or 'the disk is full'} ({message})"
         retry = transient and f.attempts < settings.INGEST_MAX_ATTEMPTS
         state = IngestJobFile.State.QUEUED if retry else IngestJobFile.State.FAILED
         self._record(f, state, error=(error_type, message, trace), seconds=time.perf_counter() - started)

@@ -3,11 +3,13 @@
 Readiness is the database plus the engine's own dependency checks (ragcore.health), each with its
 status and latency. The process is ready when the warm-up is done and the database, the vector
 store, the BM25 index and the embedding model are all "ok"; an LLM that cannot be reached leaves
-it ready but "degraded: extractive fallback".
+it ready but "degraded: extractive fallback"; a data disk under INGEST_MIN_FREE_MB free makes the
+whole status "degraded" (still 200: questions are answered, uploads are refused).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -16,6 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from console.engine import get_engine
+from console.ingest import storage
 from console.ops import warmup
 from ragcore.health import CHECKS, REQUIRED, Check, timed
 
@@ -41,15 +44,32 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         failed = warming.errors.get("embedding_model")
         if not model.ok and failed:  # the warm-up tried and failed: say why it is not loaded
             checks["embedding_model"] = replace(model, detail=f"{model.detail} ({failed})")
+        checks["disk"] = _disk()
         required = ("database", *REQUIRED)
         status = "ready" if all(checks[name].ok for name in required) else "not_ready"
+        if status == "ready" and not checks["disk"].ok:
+            status = "degraded"  # questions are answered; uploads are refused until there is space
     body = {
         "status": status,
         "checks": {name: check.to_dict() for name, check in checks.items()},
         "warmup": {"state": warming.state,
                    "seconds": round(warming.seconds, 2) if warming.seconds is not None else None},
     }
-    return status == "ready", body
+    return status in ("ready", "degraded"), body
+
+
+def _disk() -> Check:
+    """The data folder's disk: "degraded: disk full" under INGEST_MIN_FREE_MB free."""
+    started = time.perf_counter()
+    try:
+        full = storage.disk_full_reason()
+        free_mb = storage.free_bytes() // (1024 * 1024)
+    except OSError as exc:
+        return Check("error", f"cannot read the free space: {exc}")
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    if full:
+        return Check("degraded: disk full", full, ms, info={"free_mb": free_mb})
+    return Check("ok", ms=ms, info={"free_mb": free_mb})
 
 
 @require_GET

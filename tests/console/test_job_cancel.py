@@ -30,6 +30,7 @@ from console.engine import set_engine
 from console.ingest import jobs, recovery, uploads
 from console.models import Document, IngestJob
 from ragcore.engine import Engine
+from ragcore.errors import StoreUnavailable
 from tests.support import HashingEmbedder, make_engine
 
 pytestmark = pytest.mark.django_db
@@ -326,3 +327,19 @@ def test_the_running_file_shows_its_chunks_embedded_of_total_with_an_eta(
     assert f"handbook.md: {current['chunks_embedded']} of {current['chunks_total']} chunks embedded" in seen["page"]
     job.refresh_from_db()
     assert job.state == IngestJob.State.SUCCEEDED
+
+
+def test_a_store_failing_on_a_full_disk_is_named_as_a_full_disk(
+    submit: Callable[..., IngestJob], engine: Engine, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    job = submit(("deploy.md", SHORT))
+
+    def store_on_full_disk(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("Failed to apply logs to the metadata segment")
+
+    monkeypatch.setattr(engine, "ingest_parsed", store_on_full_disk)
+    with override_settings(INGEST_MIN_FREE_MB=10**12, INGEST_MAX_ATTEMPTS=1):  # more than any disk has
+        run_worker()
+    f = job.files.get()
+    assert f.state == "failed" and f.error_type == "DiskFull"
+    assert "is full" in f.error_message and "Failed to apply logs to the metadata segment" in f.error_message

@@ -160,3 +160,12 @@ def test_an_upload_with_no_file_says_so(staff_client: Client) -> None:
     response = staff_client.post(reverse("console:documents"), {})
     assert flashes(response) == ["Choose at least one file to upload."]
     assert not IngestJob.objects.exists()
+
+
+@override_settings(INGEST_MIN_FREE_MB=10**12)  # more than any disk has: this one counts as full
+def test_an_upload_to_a_disk_under_the_free_space_floor_is_refused_by_name(staff_client: Client) -> None:
+    response = post(staff_client, SimpleUploadedFile("a.md", GOOD))
+    (summary,) = flashes(response)
+    assert summary.startswith("0 files accepted, 1 refused: a.md (the disk holding "), summary
+    assert "is full" in summary and "nothing was stored" in summary
+    assert not Document.objects.exists() and not storage.raw_dir().exists()
