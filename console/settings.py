@@ -97,6 +97,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check reads the form: an upload refused whole gets a message, not a bare 400.
+    "console.ingest.limits.UploadLimitsMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -167,7 +169,8 @@ INGEST_MIN_FREE_MB = envint("INGEST_MIN_FREE_MB", "100")
 # Uploads: past these a file is refused by name (and the rest go through). Django's own caps sit above
 # them, so a too-large request still gets a readable page (console.ingest.limits) rather than a bare 400.
 UPLOAD_MAX_FILES = envint("UPLOAD_MAX_FILES", "200")
-UPLOAD_MAX_NAME_CHARS = envint("UPLOAD_MAX_NAME_CHARS", "255")
+# Under 255: Django cuts longer names to 255 on arrival, and a cut name must still be over the limit.
+UPLOAD_MAX_NAME_CHARS = envint("UPLOAD_MAX_NAME_CHARS", "200")
 if not 1 <= UPLOAD_MAX_NAME_CHARS <= 255:
     raise ImproperlyConfigured("UPLOAD_MAX_NAME_CHARS must be between 1 and 255 (the database keeps 255)")
 DATA_UPLOAD_MAX_NUMBER_FILES = 2 * UPLOAD_MAX_FILES
