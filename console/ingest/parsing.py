@@ -100,13 +100,17 @@ def _child(send: Connection, path: str, name: str, limits: Limits) -> None:
     """Runs in the child: limits first, then the inflated-size check, then the loader."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C stops the worker, which stops this child
     outcome: ParsedDocument | tuple[str, str]
+    ceiling = 0
     try:
-        _limit_memory(limits.max_memory_bytes)
+        ceiling = _limit_memory(limits.max_memory_bytes)
         data = Path(path).read_bytes()
         _check_inflated_size(data, name, limits.max_inflated_bytes)
         outcome = loaders.load_bytes(data, name)
     except (LoaderError, MemoryError) as exc:
-        if isinstance(exc, MemoryError) or isinstance(exc.__cause__, MemoryError):  # the loaders wrap parser errors
+        # The loaders wrap parser errors; libxml2 out of memory even says only "unknown error". So a failure
+        # that came within 10% of the ceiling is the memory limit's.
+        near_ceiling = ceiling and _vm_bytes("VmPeak") > ceiling - limits.max_memory_bytes // 10
+        if isinstance(exc, MemoryError) or isinstance(exc.__cause__, MemoryError) or near_ceiling:
             outcome = ("ParseMemoryExceeded", f"{name}: parsing needed more than {limits.max_memory_bytes // MB} MB of "
                                               "memory; the file may be damaged or hostile (INGEST_PARSE_MAX_MEMORY_MB)")
         else:
@@ -122,17 +126,22 @@ def _child(send: Connection, path: str, name: str, limits: Limits) -> None:
     send.close()
 
 
-def _limit_memory(extra_bytes: int) -> None:
-    """Caps the address space at what the child holds now (the imported loaders) plus `extra_bytes`."""
-    current = 0
+def _limit_memory(extra_bytes: int) -> int:
+    """Caps the address space at what the child holds now (the imported loaders) plus `extra_bytes`; returns the cap."""
+    limit = _vm_bytes("VmSize") + extra_bytes
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return limit
+
+
+def _vm_bytes(field: str) -> int:
+    """This process's VmSize or VmPeak from /proc (0 where there is none)."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmSize:"):
-                current = int(line.split()[1]) * 1024
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
     except OSError:
         pass
-    limit = current + extra_bytes
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    return 0
 
 
 def _check_inflated_size(data: bytes, name: str, limit: int) -> None:

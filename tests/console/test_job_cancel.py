@@ -343,3 +343,13 @@ def test_a_store_failing_on_a_full_disk_is_named_as_a_full_disk(
     f = job.files.get()
     assert f.state == "failed" and f.error_type == "DiskFull"
     assert "is full" in f.error_message and "Failed to apply logs to the metadata segment" in f.error_message
+
+
+@override_settings(INGEST_PARSE_MAX_MEMORY_MB=4)
+def test_a_file_whose_parser_needs_too_much_memory_fails_alone(submit: Callable[..., IngestJob], engine: Engine) -> None:
+    job = submit(("big.docx", docx_that_parses_slowly(16_000)), ("deploy.md", SHORT))  # ~1 MB of XML: far over 4 MB to parse
+    run_worker()
+    big, deploy = job.files.order_by("pk")
+    assert big.state == "failed" and big.error_type == "ParseMemoryExceeded" and big.attempts == 1
+    assert big.error_message.startswith("big.docx: parsing needed more than 4 MB of memory")
+    assert deploy.state == "indexed"
