@@ -241,13 +241,15 @@ def jobs_view(request: HttpRequest) -> HttpResponse:
         row["job"]: row
         for row in IngestJobFile.objects.filter(job__in=ids)
         .values("job")
-        .annotate(total=Count("id"), failed=Count("id", filter=Q(state=IngestJobFile.State.FAILED)))
+        .annotate(total=Count("id"), failed=Count("id", filter=Q(state=IngestJobFile.State.FAILED)),
+                  n_refused=Count("id", filter=Q(state=IngestJobFile.State.REFUSED)))
         .order_by()
     }
     for job in page.object_list:
         row = counts.get(job.pk, {})
         job.files_total = row.get("total", 0)
         job.files_failed = row.get("failed", 0)
+        job.files_refused = row.get("n_refused", 0)
     return render(request, "console/jobs.html", {"page": page, "filters": filters, "nav": "jobs"})
 
 

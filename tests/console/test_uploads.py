@@ -75,6 +75,8 @@ def test_bad_files_are_refused_by_name_and_the_good_ones_go_through_with_one_sum
     assert PIPELINE_ERRORS.labels("upload")._value.get() == refused_before + 2
     page = staff_client.get(response["Location"]).content.decode()
     assert "Refused" in page and "empty.md: empty file" in page
+    listed = staff_client.get(reverse("console:jobs")).context["page"].object_list[0]
+    assert (listed.files_total, listed.files_refused, listed.files_failed) == (5, 2, 0)
 
 
 def test_an_upload_of_only_bad_files_is_a_finished_job_that_lists_them(staff_client: Client) -> None:
