@@ -76,8 +76,8 @@ check: install
 test: check
 	env -u DATABASE_URL $(PY) -m pytest
 	@if [ -n "$$DATABASE_URL" ]; then \
-		echo "==> the console tests, backup/restore and the scale-out test, on the DATABASE_URL server"; \
-		$(PY) -m pytest tests/console tests/ops/test_backup.py tests/ops/test_scale_out.py; \
+		echo "==> the console tests, backup/restore, the scale-out test and the PostgreSQL keyword store, on the DATABASE_URL server"; \
+		$(PY) -m pytest tests/console tests/ops/test_backup.py tests/ops/test_scale_out.py tests/ragcore/test_bm25_postgres.py; \
 	fi
 
 bench: install

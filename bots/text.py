@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 
-from django.conf import settings
-
-from console.chat import Citation
+from console.chat import Citation, absolute_source_url
 
 _FENCE = re.compile(r"^\s*```")
 
@@ -74,20 +72,9 @@ def _inside_marker(text: str, at: int) -> bool:
 
 
 def citation_link(citation: Citation) -> str:
-    """An http(s) address for a citation, or "" when it has none.
-
-    A web source's own address, else the console's page for an uploaded document when
-    LOREBOT_PUBLIC_URL says where the console lives (the page needs a staff login).
-    """
-    source = citation.source
-    if re.match(r"^https?://", source, re.IGNORECASE):
-        return source
-    document_id = citation.document_id
-    public_url = settings.LOREBOT_PUBLIC_URL
-    match = re.fullmatch(r"doc-(\d+)", document_id)
-    if match and public_url:
-        return f"{public_url.rstrip('/')}/console/documents/{match.group(1)}/"
-    return ""
+    """An http(s) address for a citation, or "" when it has none: a web source's own address, else the
+    source viewer under LOREBOT_PUBLIC_URL (built by the chat service, as for the web chat)."""
+    return absolute_source_url(citation)
 
 
 def citation_label(citation: Citation) -> str:

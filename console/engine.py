@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from django.conf import settings
+from django.db import connections
 
 from ragcore import Engine, RagSettings
 from ragcore.settings import MB
@@ -13,10 +14,25 @@ _engine: Engine | None = None
 _lock = threading.Lock()
 
 
+def database_dsn() -> str:
+    """The default database as a libpq DSN when it is PostgreSQL (the one Django uses, test databases
+    included), else "": the keyword index shares it at scale."""
+    db = connections["default"].settings_dict
+    if "postgresql" not in db["ENGINE"]:
+        return ""
+    from psycopg.conninfo import make_conninfo
+
+    parts = {"dbname": db.get("NAME"), "user": db.get("USER"), "password": db.get("PASSWORD"),
+             "host": db.get("HOST"), "port": db.get("PORT")}
+    return make_conninfo("", **{k: str(v) for k, v in parts.items() if v})
+
+
 def rag_settings() -> RagSettings:
     """Django settings → the engine's one settings object."""
     return RagSettings(
         data_dir=settings.RAG_DATA_DIR,
+        keyword_store=settings.RAG_KEYWORD_STORE,
+        database_url=database_dsn(),
         chroma_url=settings.CHROMA_URL,
         chroma_collection=settings.CHROMA_COLLECTION,
         embedding_model=settings.RAG_EMBEDDING_MODEL,

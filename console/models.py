@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -66,9 +65,9 @@ class Document(models.Model):
         """The id both indexes know this document by; stable across re-ingests of this row."""
         return f"doc-{self.pk}"
 
-    @property
-    def raw_path(self) -> Path:
-        return storage.original_path(self.checksum)
+    def has_original(self) -> bool:
+        """Whether this host can read the uploaded original (reindex and reconcile rebuild from it)."""
+        return storage.has_original(self.checksum)
 
     # -- transitions: the only code that assigns a document's status ---------------------------
 
@@ -111,6 +110,19 @@ class Document(models.Model):
         elif self.status in (self.Status.QUEUED, self.Status.INDEXING):
             self.error = "" if self.indexed_at else "ingest cancelled"
             self._set_status(self.Status.INDEXED if self.indexed_at else self.Status.FAILED, "error")
+
+
+class Original(models.Model):
+    """An uploaded file's bytes, named by checksum, when originals are kept in the database
+    (`RAG_ORIGINALS_STORAGE=database`; console.ingest.dbstorage reads and writes it)."""
+
+    checksum = models.CharField(max_length=64, primary_key=True)
+    data = models.BinaryField()
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.checksum} ({self.size} bytes)"
 
 
 class IngestJob(models.Model):

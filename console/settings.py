@@ -92,6 +92,8 @@ MIDDLEWARE = [
     # Before anything reads request.is_secure(): X-Forwarded-Proto counts only from TRUSTED_PROXIES.
     "console.ops.security.ForwardedProtoMiddleware",
     "console.ops.middleware.RequestContextMiddleware",  # first: request id, access log, rag_http_* for everything below
+    # Before any handler reads input: a body that is not UTF-8, or NUL in a field, is answered 400.
+    "console.ops.request_input.RequestInputMiddleware",
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
@@ -224,6 +226,14 @@ WARMUP_WAIT_SECONDS = envfloat("WARMUP_WAIT_SECONDS", "60")  # a question waits 
 CHROMA_URL = os.getenv("CHROMA_URL", "")
 CHROMA_COLLECTION = os.getenv("CHROMA_COLLECTION", "lorebot")
 RAG_EMBEDDING_MODEL = os.getenv("RAG_EMBEDDING_MODEL", "")
+# Where the keyword index and the uploaded originals live. Empty: in the database when the deployment is
+# shared (PostgreSQL and CHROMA_URL, so several hosts may serve), else in RAG_DATA_DIR.
+RAG_KEYWORD_STORE = os.getenv("RAG_KEYWORD_STORE", "")
+if RAG_KEYWORD_STORE not in ("", "folder", "postgresql"):
+    raise ImproperlyConfigured(f"RAG_KEYWORD_STORE must be folder, postgresql or empty, got {RAG_KEYWORD_STORE!r}")
+if RAG_KEYWORD_STORE == "postgresql" and "postgresql" not in DATABASES["default"]["ENGINE"]:
+    raise ImproperlyConfigured("RAG_KEYWORD_STORE=postgresql needs a PostgreSQL DATABASE_URL")
+RAG_ORIGINALS_STORAGE = os.getenv("RAG_ORIGINALS_STORAGE", "")
 RAG_EMBEDDING_BACKEND = os.getenv("RAG_EMBEDDING_BACKEND", "onnx-int8")
 if RAG_EMBEDDING_BACKEND not in ("onnx-int8", "onnx", "torch"):
     raise ImproperlyConfigured(f"RAG_EMBEDDING_BACKEND must be onnx-int8, onnx or torch, got {RAG_EMBEDDING_BACKEND!r}")
@@ -262,6 +272,8 @@ CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 
 # -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
+# Frames one chat socket may send (COUNT/SECONDS, 0: no limit); past it they are dropped unread.
+CHAT_FRAME_RATE = envrate("CHAT_FRAME_RATE", "30/10")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
 # Rate limits and the Slack bot's event de-duplication live in the cache: per process by default;
@@ -338,6 +350,9 @@ DISCORD_THREAD_PER_QUESTION = envbool("DISCORD_THREAD_PER_QUESTION", "False")
 DISCORD_RATE_LIMIT_USER = envrate("DISCORD_RATE_LIMIT_USER", "10/60")  # questions / seconds per Discord user
 # Seconds between edits of a streaming answer: Discord allows about 5 edits per 5 s per channel.
 DISCORD_EDIT_INTERVAL = envfloat("DISCORD_EDIT_INTERVAL", "1.2")
+# Comma-separated user (or webhook) ids of other bots the bot may answer; every other bot and webhook is
+# ignored, so that two bots never answer each other in a loop. The bot's own messages are always ignored.
+DISCORD_ALLOWED_BOTS = [b.strip() for b in os.getenv("DISCORD_ALLOWED_BOTS", "").split(",") if b.strip()]
 # -- end of the Discord block ------------------------------------------------------------
 
 # -- Slack bot (bots/slack: HTTP events at /slack/events, or `manage.py runslackbot`) ----
@@ -353,4 +368,7 @@ SLACK_MENTION_ONLY = envbool("SLACK_MENTION_ONLY", "False")
 SLACK_RATE_LIMIT_USER = envrate("SLACK_RATE_LIMIT_USER", "10/60")  # questions / seconds per Slack user
 # Seconds between edits of a streaming answer: chat.update is rate limited (Tier 3, ~50 a minute).
 SLACK_UPDATE_INTERVAL = envfloat("SLACK_UPDATE_INTERVAL", "1.0")
+# Comma-separated ids (bot id B…, app id A… or bot user id U…) of other bots the bot may answer; every
+# other bot is ignored, so that two bots never answer each other in a loop. Its own messages always are.
+SLACK_ALLOWED_BOTS = [b.strip() for b in os.getenv("SLACK_ALLOWED_BOTS", "").split(",") if b.strip()]
 # -- end of the Slack block --------------------------------------------------------------

@@ -8,8 +8,9 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
 
+from console.accounts.views import LoginView
 from console.ingest import status
-from console.ops.login_throttle import AdminLoginForm, ThrottledLoginView
+from console.ops.login_throttle import AdminLoginForm
 from console.pages import views as pages
 
 admin.site.login_form = AdminLoginForm  # throttled like the console's login, and says so
@@ -22,8 +23,9 @@ urlpatterns = [
     path("status/<int:job_id>", status.job_status_view, name="job-status"),
     path("console/", include("console.pages.urls")),
     path("chat/", include("console.chat.urls")),
+    path("sources/", include("console.sources.urls")),  # the source viewer every citation links to
     path("slack/", include("bots.slack.urls")),  # /slack/events: Slack's Events API, commands, buttons
-    path("accounts/login/", ThrottledLoginView.as_view(), name="login"),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
 ]

@@ -2,13 +2,15 @@
 
 Two signals, both in 0..1:
 - dense: the best cosine similarity between the question and a chunk (all-MiniLM-L6-v2);
-- keyword: how much of the question's distinctive wording the top chunks contain, each term weighted by
-  its BM25 idf over the whole index, so that "httpx" (in every chunk) counts little and "price" or
-  "enterprise" (in none) count a lot when they are missing.
+- keyword: how much of the question's distinctive wording one of the top chunks contains, each term
+  weighted by its BM25 idf over the whole index, so that "httpx" (in every chunk) counts little and
+  "price" or "enterprise" (in none) count a lot when they are missing. One chunk, the best of the top
+  three, not their union: "price" in a code sample and "support" in another page do not add up to a
+  passage about the price of support.
 
 The question is covered when `DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * keyword >= threshold`. The
-weight and the default threshold were fitted on the python and lorebot answer sets and checked on the
-held-out django set (`benchmarks/answer_quality.py --calibrate`); `RAG_ABSTAIN_THRESHOLD` moves the
+weight and the default threshold were fitted on the lorebot, python and django answer sets and checked on
+the held-out click set (`benchmarks/answer_quality.py --calibrate`); `RAG_ABSTAIN_THRESHOLD` moves the
 trade-off. A question with no searchable word at all ("q1", "??") is declined before any evidence.
 """
 
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from ragcore.tokenize import tokenize
 from ragcore.types import ScoredChunk
 
-DENSE_WEIGHT = 0.5
+DENSE_WEIGHT = 0.65
 KEYWORD_CHUNKS = 3  # the keyword evidence looks at this many of the top chunks
 _WORDS = re.compile(r"[^\W\d_]{2,}")  # two letters or more: "q1" and "42?" have none
 
@@ -59,18 +61,18 @@ def question_is_searchable(question: str) -> bool:
 
 def keyword_evidence(question: str, chunks: Sequence[ScoredChunk], n_chunks: int,
                      document_frequency: Mapping[str, int]) -> float:
-    """Share of the question's terms, weighted by idf, that appear in the top chunks."""
+    """Share of the question's terms, weighted by idf, that the best of the top chunks contains."""
     terms = set(tokenize(question))
     if not terms:
         return 0.0
-    present: set[str] = set()
-    for scored in chunks[:KEYWORD_CHUNKS]:
-        present.update(terms.intersection(tokenize(scored.chunk.index_text)))
     # A word no chunk holds counts as much as one that a single chunk holds: it is the strongest sign of a
     # question the documents do not cover, but one typo or one product name must not outweigh the rest.
     weights = {t: _idf(n_chunks, max(1, document_frequency.get(t, 0))) for t in terms}
     total = sum(weights.values())
-    return sum(weights[t] for t in present) / total if total else 0.0
+    if not total:
+        return 0.0
+    present = [terms.intersection(tokenize(scored.chunk.index_text)) for scored in chunks[:KEYWORD_CHUNKS]]
+    return max((sum(weights[t] for t in found) / total for found in present), default=0.0)
 
 
 def _idf(n: int, df: int) -> float:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ragcore.types import Chunk, ParsedDocument
+from ragcore.types import Chunk, ParsedDocument, chunk_id_for
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -61,6 +61,11 @@ def _blocks(text: str) -> list[str]:
     if current:
         blocks.append("\n".join(current) + (f"\n{fence}" if fence else ""))
     return [b.strip("\n") for b in blocks if b.strip()]
+
+
+def split_blocks(text: str) -> list[str]:
+    """The paragraphs and fenced code blocks of a section's text, as the chunker reads them."""
+    return _blocks(text)
 
 
 def _is_code(block: str) -> bool:
@@ -174,7 +179,7 @@ def split_document(
             texts.append((text, section.location))
     return [
         Chunk(
-            chunk_id=f"{document_id}:{position}",
+            chunk_id=chunk_id_for(document_id, position),
             document_id=document_id,
             position=position,
             text=text,

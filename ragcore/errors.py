@@ -56,6 +56,12 @@ class StoreUnavailable(RagError):
     transient = True
 
 
+class KeywordIndexUnavailable(RagError):
+    """The keyword index's shared storage (PostgreSQL) could not be reached; the message names where."""
+
+    transient = True
+
+
 class GenerationError(RagError):
     """The LLM failed: timeout, rate limit, server error, broken stream."""
 

@@ -50,6 +50,14 @@ KEEP_RATIO = 0.7
 # Code answers "how do I" questions well but is mostly examples; prose wins unless code is clearly better.
 CODE_PENALTY = 0.08
 CODE_CUES = frozenset(tokenize("example code snippet command run install configure write show usage syntax"))
+# "How do I …?" is answered by an instruction ("… , pass a unique identifier as `dispatch_uid`", "you can use …"),
+# not by a description of the problem: such sentences get this much more.
+INSTRUCTION_BONUS = 0.06
+_HOW_TO = re.compile(r"^\W*(?:how (?:do|can|should|would) (?:i|we|you|one)|how to|what should i)\b", re.I)
+_INSTRUCTION = re.compile(
+    r"(?:^|[,;:]\s|\bthen\s)(?:use|pass|set|call|run|add|put|create|define|write|install|enable|disable|import|"
+    r"specify|override|subclass|register|include|configure|provide|raise|return|open|wrap|decorate|replace|"
+    r"consider|give|list|change|make)\b|\byou (?:can|could|may|might|should|need to|must|will need to)\b", re.I)
 
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[`*_]*[A-Z0-9])")
@@ -58,7 +66,18 @@ _ABBREVIATION = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|cf|Dr|Mr|Mrs|Ms|No|Fig|app
 _LIST_ITEM = re.compile(r"^[ \t]*(?:[-*+•]|\d+[.)])[ \t]+")
 _HEADING = re.compile(r"^[ \t]*#{1,6}[ \t]")
 _SOFT_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
-_ANAPHORA = re.compile(r"^(?:it|this|these|that|those|they|its|such|here|there)\b", re.I)
+# A sentence that leans on the one before it: a pronoun, or a connective that continues an argument.
+_ANAPHORA = re.compile(
+    r"^(?:it|this|these|that|those|they|its|such|here|there|thus|therefore|hence|however|otherwise|instead|"
+    r"consequently|likewise|similarly|so,|then,|as a result|in (?:this|that|these|those|such|which) \w+)\b", re.I)
+# A paragraph that is only a term (a Sphinx signature, `send_mass_mail(datatuple, ...)`, "exception Foo"): the
+# paragraph after it defines it, and its first sentence ("Return the n smallest …") is quoted with the term.
+_SIGNATURE = re.compile(r"^(?:(?:class|exception|async|await|classmethod|staticmethod|method|function|property|"
+                        r"attribute|data|decorator|coroutine|abstractmethod)\s+)*[A-Za-z_][\w.]*(?:\(.*\))?"
+                        r"(?:\s*(?:->|→)\s*\S.*)?$")
+_TERM_PREFIX = re.compile(r"^`[^`]+`: ")
+MAX_TERM_CHARS = 160
+MAX_LIST_ITEMS = 8  # a sentence that introduces a list ("… in this order:") brings at most this many items
 _WORD = re.compile(r"\w+")
 
 
@@ -69,6 +88,7 @@ class Unit:
     text: str
     code: bool = False
     paragraph: int = 0  # units of one paragraph share this number (neighbours are looked for there)
+    listed: int = 0  # the items of one list share this number (0: not a list item)
 
 
 @dataclass(frozen=True)
@@ -80,20 +100,39 @@ class Evidence:
     score: float
     code: bool = False
     where: str = ""  # "title › location" of its chunk, to introduce a code block
+    items: tuple[str, ...] = ()  # the list the text introduces, item by item
 
 
 def split_units(text: str) -> list[Unit]:
     """Sentences and code blocks of a chunk's text; a fenced block is one unit, never split."""
     units: list[Unit] = []
-    paragraph = 0
+    paragraph = lists = 0
     prose: list[str] = []
 
     def flush_prose() -> None:
-        nonlocal paragraph
+        nonlocal paragraph, lists
+        term = ""
         for block in re.split(r"\n[ \t]*\n", "\n".join(prose)):
-            for item in _items(block):
+            items = _items(block)
+            if len(items) == 1 and not items[0][1] and _is_term(items[0][0]):
+                term = items[0][0]  # defined by the next paragraph
+                continue
+            listed = 0
+            if any(is_item for _, is_item in items):
+                lists += 1
+                listed = lists
+            for item, is_item in items:
                 paragraph += 1
-                units.extend(Unit(s, paragraph=paragraph) for s in _sentences(item))
+                sentences = _sentences(item)
+                if term and sentences:
+                    sentences[0] = f"{_as_code(term)}: {sentences[0]}"
+                elif term:
+                    units.append(Unit(_as_code(term), paragraph=paragraph))
+                term = ""
+                units.extend(Unit(s, paragraph=paragraph, listed=listed if is_item else 0) for s in sentences)
+        if term:
+            units.append(Unit(_as_code(term), paragraph=paragraph + 1))
+            paragraph += 1
         prose.clear()
 
     lines = text.split("\n")
@@ -119,17 +158,31 @@ def split_units(text: str) -> list[Unit]:
     return units
 
 
-def _items(block: str) -> list[str]:
-    """A paragraph, or each item of a list, with hard-wrapped lines joined; headings dropped."""
-    items: list[str] = []
+def _items(block: str) -> list[tuple[str, bool]]:
+    """A paragraph, or each item of a list (True), with hard-wrapped lines joined; headings dropped."""
+    items: list[tuple[str, bool]] = []
     for line in block.split("\n"):
         if _HEADING.match(line) or not line.strip():
             continue  # the chunk's location already names its section
         if _LIST_ITEM.match(line) or not items:
-            items.append(_LIST_ITEM.sub("", line).strip())
+            items.append((_LIST_ITEM.sub("", line).strip(), bool(_LIST_ITEM.match(line))))
         else:
-            items[-1] += " " + line.strip()
-    return [item.lstrip("> ").strip() for item in items if item.strip()]
+            items[-1] = (items[-1][0] + " " + line.strip(), items[-1][1])
+    return [(item.lstrip("> ").strip(), is_item) for item, is_item in items if item.strip()]
+
+
+def _is_term(line: str) -> bool:
+    """Whether a one-line paragraph names what the next one defines (a signature, an identifier)."""
+    line = line.strip()
+    if len(line) > MAX_TERM_CHARS or line[-1] in ".!?:;,":
+        return False
+    bare = line[1:-1] if line.startswith("`") and line.endswith("`") and line.count("`") == 2 else line
+    return "`" not in bare and bool(_SIGNATURE.match(bare)) and any(c in bare for c in "._(")
+
+
+def _as_code(term: str) -> str:
+    """The term as an inline code span (it is an identifier or a signature)."""
+    return term if term.startswith("`") else f"`{term}`"
 
 
 def _sentences(item: str) -> list[str]:
@@ -162,9 +215,9 @@ def _clean(text: str) -> str:
     return text
 
 
-def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode,
-                    limit: int = MAX_BULLETS) -> list[Evidence]:
-    """The units that answer `question` best, most relevant first, at most `limit` of them."""
+def _shortlist(question: str, chunks: Sequence[ScoredChunk]) -> tuple[list[list[Unit]], list[tuple[int, int, Unit]], list[float]]:
+    """The units of every chunk, and the likeliest of them (source number, index in its chunk, unit) with their
+    keyword scores: only these go to the model."""
     candidates: list[tuple[int, int, Unit]] = []  # (source number, index in its chunk, unit)
     by_chunk: list[list[Unit]] = []
     seen: set[str] = set()
@@ -172,27 +225,38 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
         units = split_units(scored.chunk.text)
         by_chunk.append(units)
         for i, unit in enumerate(units):
-            key = " ".join(tokenize(unit.text)) or unit.text
+            key = " ".join(tokenize(_TERM_PREFIX.sub("", unit.text))) or unit.text
             if key in seen:
-                continue  # the same sentence in the overlap of two chunks
+                continue  # the same sentence in the overlap of two chunks (with or without its term)
             seen.add(key)
             candidates.append((n, i, unit))
     if not candidates:
-        return []
-    keyword = _keyword_scores(question, [u for _, _, u in candidates])
-    # Only the likeliest units go to the model; the order keeps retrieval's ranking among equals.
+        return by_chunk, [], []
+    headings = [_heading_terms(chunks[n - 1].chunk.location) for n, _, _ in candidates]
+    keyword = _keyword_scores(question, [u for _, _, u in candidates], headings)
+    # The order keeps retrieval's ranking among equals.
     shortlist = sorted(range(len(candidates)), key=lambda j: keyword[j] - RANK_DECAY * candidates[j][0],
                        reverse=True)[:MAX_EMBEDDED]
-    candidates = [candidates[j] for j in shortlist]
-    keyword = [keyword[j] for j in shortlist]
+    return by_chunk, [candidates[j] for j in shortlist], [keyword[j] for j in shortlist]
+
+
+def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode,
+                    limit: int = MAX_BULLETS) -> list[Evidence]:
+    """The units that answer `question` best, most relevant first, at most `limit` of them."""
+    by_chunk, candidates, keyword = _shortlist(question, chunks)
+    if not candidates:
+        return []
     vectors = encode([question] + [u.text for _, _, u in candidates])
     dense = vectors[1:] @ vectors[0]
     wants_code = bool(CODE_CUES.intersection(tokenize(question)))
+    how_to = bool(_HOW_TO.match(question))
     scored_units: list[tuple[float, int, int, Unit]] = []
     for (n, i, unit), d, k in zip(candidates, dense, keyword):
         score = DENSE_WEIGHT * float(d) + KEYWORD_WEIGHT * k - RANK_DECAY * (n - 1)
         if unit.code and not wants_code:
             score -= CODE_PENALTY
+        if how_to and not unit.code and _INSTRUCTION.search(unit.text):
+            score += INSTRUCTION_BONUS
         scored_units.append((score, n, i, unit))
     scored_units.sort(key=lambda s: s[0], reverse=True)
     best = scored_units[0][0]
@@ -212,19 +276,27 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
                 chosen[quoted[0]] = replace(bullet, text=f"{bullet.text} {unit.text}")
                 used[(n, i)] = quoted[0]
             continue
-        used.update({(n, j): len(chosen) for j in parts})
+        listed = [j for j in _introduced_list(by_chunk[n - 1], parts[-1]) if (n, j) not in used]
+        used.update({(n, j): len(chosen) for j in [*parts, *listed]})
         chunk = chunks[n - 1].chunk
         where = " › ".join(p for p in (chunk.title, chunk.location) if p)
-        chosen.append(Evidence(text, n, score, code=unit.code, where=where))
+        items = tuple(by_chunk[n - 1][j].text for j in listed)
+        chosen.append(Evidence(text, n, score, code=unit.code, where=where, items=items))
     return chosen
 
 
-def _keyword_scores(question: str, units: Sequence[Unit]) -> list[float]:
-    """Share of the question's terms each unit contains, each term weighted by its rarity among the units."""
+def _heading_terms(location: str) -> frozenset[str]:
+    """The terms of a chunk's own section heading ("§ Signals › Preventing duplicate signals": the last part)."""
+    return frozenset(tokenize(location.rsplit("›", 1)[-1]))
+
+
+def _keyword_scores(question: str, units: Sequence[Unit], headings: Sequence[frozenset[str]]) -> list[float]:
+    """Share of the question's terms each unit contains, each term weighted by its rarity among the units.
+    A unit's section heading counts as part of it: "Preventing duplicate signals" is what its sentences are about."""
     terms = set(tokenize(question))
     if not terms:
         return [0.0] * len(units)
-    bags = [set(tokenize(u.text)) for u in units]
+    bags = [set(tokenize(u.text)) | heading for u, heading in zip(units, headings)]
     count = len(bags)
     weight = {t: math.log(1 + count / (1 + sum(t in bag for bag in bags))) for t in terms}
     total = sum(weight.values()) or 1.0
@@ -236,16 +308,31 @@ def _keyword_scores(question: str, units: Sequence[Unit]) -> list[float]:
 
 def _with_neighbours(units: Sequence[Unit], i: int) -> tuple[str, list[int]]:
     """The unit's text, with the sentence before it when it leans on it ("It …", "This …"), and the code
-    block after it when it introduces one ("… run:")."""
+    block after it when it introduces one ("… run:"), or the sentence after it that introduces a list."""
     parts = [i]
     unit = units[i]
     if not unit.code and _ANAPHORA.match(unit.text) and i > 0 and units[i - 1].paragraph == unit.paragraph:
         parts.insert(0, i - 1)
     if not unit.code and unit.text.endswith(":") and i + 1 < len(units) and units[i + 1].code:
         parts.append(i + 1)
+    elif (not unit.code and i + 1 < len(units) and units[i + 1].paragraph == unit.paragraph
+          and _introduced_list(units, i + 1)):
+        parts.append(i + 1)  # "… to find one you can write to. The list is:" and the list
     prose = " ".join(units[j].text for j in parts if not units[j].code)
     code = [units[j].text for j in parts if units[j].code]
     return "\n".join([prose, *code] if prose else code), parts
+
+
+def _introduced_list(units: Sequence[Unit], i: int) -> list[int]:
+    """The items of the list that unit i introduces ("The list is, in order:"), at most MAX_LIST_ITEMS."""
+    unit = units[i]
+    if unit.code or unit.listed or not unit.text.endswith(":") or i + 1 >= len(units) or not units[i + 1].listed:
+        return []
+    listed = units[i + 1].listed
+    end = i + 1
+    while end < len(units) and units[end].listed == listed and end - i <= MAX_LIST_ITEMS:
+        end += 1
+    return list(range(i + 1, end))
 
 
 class _Batcher(Protocol):
@@ -286,6 +373,9 @@ def compose(question: str, chunks: Sequence[ScoredChunk], encode: Encode) -> str
 
 def render(evidence: Evidence) -> str:
     """One bullet; a code block follows its bullet whole, unindented, so every surface renders it as code."""
+    if evidence.items:
+        lead = evidence.text[:-1] if evidence.text.endswith(":") else evidence.text
+        return "\n".join([f"- {lead} [{evidence.source}]:", *(f"  - {item}" for item in evidence.items)])
     if not evidence.code and "\n" not in evidence.text:
         return f"- {evidence.text} [{evidence.source}]"
     fence = next((i for i, line in enumerate(evidence.text.split("\n")) if _FENCE.match(line)), None)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from ragcore.bm25 import Bm25Index
+from ragcore.bm25 import Bm25Index, FolderStorage, Storage
 from ragcore.embeddings import Embedder
 from ragcore.settings import RagSettings
 from ragcore.vectorstore import VectorStore
@@ -24,6 +24,16 @@ class IndexedDocument:
     dense_expected: int
     sparse_checksum: str
     sparse_chunks: int
+
+
+def keyword_storage(settings: RagSettings) -> Storage:
+    """The keyword index's store the settings choose: the data folder, or PostgreSQL shared by every host."""
+    if settings.keyword_store_kind == "postgresql":
+        from ragcore.bm25.postgres import PostgresStorage  # psycopg is only needed when chosen
+
+        # Named after the Chroma collection: the two halves of one index go together.
+        return PostgresStorage(settings.database_url, settings.chroma_collection)
+    return FolderStorage(settings.bm25_path)
 
 
 class Indexes:
@@ -52,13 +62,14 @@ class Indexes:
             with self._lock:
                 if self._bm25 is None:
                     self._bm25 = Bm25Index(
-                        self.settings.bm25_path, refresh_seconds=self.settings.index_refresh_seconds
+                        keyword_storage(self.settings), refresh_seconds=self.settings.index_refresh_seconds
                     )
         return self._bm25
 
     def delete_document(self, document_id: str) -> int:
         """Removes a document's chunks from both indexes; returns how many there were."""
-        dense = self.store.delete_document(document_id)
+        known = self.bm25.document_info(document_id)
+        dense = self.store.delete_document(document_id, chunks=known[1] if known else 0)
         sparse = self.bm25.delete_document(document_id)
         log.info("document.deleted", document_id=document_id, chunks=max(dense, sparse))
         return max(dense, sparse)

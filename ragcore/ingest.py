@@ -65,7 +65,7 @@ class _Pending:
     kind: str
     chunks: list[Chunk]
     started: float
-    existed: bool  # an earlier version may have chunks to remove
+    earlier: int  # chunks an earlier version may have left in either index (0: none)
 
 
 def document_id_for(path: Path) -> str:
@@ -150,7 +150,7 @@ class Ingestor(UsesIndexes):
             data = loaders.read_file(request.path, max_bytes=self.settings.max_file_bytes)
             checksum = hashlib.sha256(data).hexdigest()
             # Checked before parsing: an unchanged file costs a read and two lookups, no more.
-            unchanged, existed = self._index_state(document_id, checksum, force)
+            unchanged, earlier = self._index_state(document_id, checksum, force)
             if unchanged:
                 return IngestResult(source, document_id, "unchanged", checksum=checksum, seconds=time.perf_counter() - started)
             parsed = loaders.load_bytes(data, request.path.name)
@@ -159,19 +159,19 @@ class Ingestor(UsesIndexes):
             return self._failed(source, document_id, exc, started)
         if request.title:
             parsed = replace(parsed, title=request.title)
-        return self._chunk(ParsedItem(document_id, parsed, source, checksum), existed, started)
+        return self._chunk(ParsedItem(document_id, parsed, source, checksum), earlier, started)
 
     def _prepare(self, item: ParsedItem, force: bool) -> IngestResult | _Pending:
         started = time.perf_counter()
         try:
-            unchanged, existed = self._index_state(item.document_id, item.checksum, force)
+            unchanged, earlier = self._index_state(item.document_id, item.checksum, force)
         except Exception as exc:
             return self._failed(item.source, item.document_id, exc, started)
         if unchanged:
             return IngestResult(item.source, item.document_id, "unchanged", checksum=item.checksum)
-        return self._chunk(item, existed, started)
+        return self._chunk(item, earlier, started)
 
-    def _chunk(self, item: ParsedItem, existed: bool, started: float) -> IngestResult | _Pending:
+    def _chunk(self, item: ParsedItem, earlier: int, started: float) -> IngestResult | _Pending:
         chunking = time.perf_counter()
         try:
             chunks = split_document(
@@ -188,7 +188,7 @@ class Ingestor(UsesIndexes):
         except Exception as exc:
             return self._failed(item.source, item.document_id, exc, started)
         metrics.INGEST_STAGE_SECONDS.labels("chunk").observe(time.perf_counter() - chunking)
-        return _Pending(item, item.parsed.kind, chunks, started, existed)
+        return _Pending(item, item.parsed.kind, chunks, started, earlier)
 
     def _embed_and_write(self, pending: list[_Pending], on_progress: ProgressCallback | None) -> list[IngestResult]:
         """Embeds a window of documents, then writes them with one call per index.
@@ -213,7 +213,7 @@ class Ingestor(UsesIndexes):
         stage = time.perf_counter()
         try:
             self.store.write_documents(
-                chunks, vectors, replaced=[p.item.document_id for p in pending if p.existed]
+                chunks, vectors, replaced={p.item.document_id: p.earlier for p in pending if p.earlier}
             )
             self.bm25.add_many(
                 (p.item.document_id, p.item.checksum, [c.chunk_id for c in p.chunks], [c.index_text for c in p.chunks])
@@ -261,14 +261,13 @@ class Ingestor(UsesIndexes):
         return IngestResult(source, document_id, "failed", error=message, error_type=type(exc).__name__,
                             transient=transient and not isinstance(exc, LoaderError), seconds=time.perf_counter() - started)
 
-    def _index_state(self, document_id: str, checksum: str, force: bool = False) -> tuple[bool, bool]:
-        """(unchanged, exists): whether both indexes hold every chunk of exactly this version
-        (never, when forced), and whether either holds anything of the document at all."""
-        if force:
-            return False, True
+    def _index_state(self, document_id: str, checksum: str, force: bool = False) -> tuple[bool, int]:
+        """(unchanged, earlier): whether both indexes hold every chunk of exactly this version
+        (never, when forced), and how many chunks either holds of the document (its known ids)."""
         sparse = self.bm25.document_info(document_id)
         dense_checksum, present, expected = self.store.document_info(document_id)
         complete = (
-            sparse is not None and sparse[0] == checksum == dense_checksum and present == expected == sparse[1] > 0
+            not force and sparse is not None
+            and sparse[0] == checksum == dense_checksum and present == expected == sparse[1] > 0
         )
-        return complete, sparse is not None or present > 0
+        return complete, max(present, expected, sparse[1] if sparse else 0)

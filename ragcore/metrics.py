@@ -6,7 +6,7 @@ folder, so /metrics in any web process sums what every process (web, workers, bo
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -34,4 +34,19 @@ INGEST_CHUNKS = Counter("rag_ingest_chunks", "Chunks written to the indexes.")
 # stage: parse (read and load a file), chunk, embed (one window of chunks), write (both indexes).
 INGEST_STAGE_SECONDS = Histogram(
     "rag_ingest_stage_duration_seconds", "Time spent in each ingest stage.", ["stage"], buckets=LATENCY_BUCKETS
+)
+
+# The keyword index as each process sees it. index: bm25.
+INDEX_REFRESH_SECONDS = Histogram(
+    "rag_index_refresh_duration_seconds", "Time to load a newer committed version of an index.", ["index"],
+    buckets=LATENCY_BUCKETS,
+)
+# max: with several processes, the one furthest behind is what a user may meet.
+INDEX_LAG_SECONDS = Gauge(
+    "rag_index_lag_seconds", "Seconds from an index commit until this process had loaded it (last refresh).",
+    ["index"], multiprocess_mode="livemax",
+)
+INDEX_VERSIONS_BEHIND = Gauge(
+    "rag_index_versions_behind", "Committed index versions this process has not loaded yet (last check).",
+    ["index"], multiprocess_mode="livemax",
 )

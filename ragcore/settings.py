@@ -9,6 +9,7 @@ from pathlib import Path
 
 MB = 1024 * 1024
 LLM_PROVIDERS = ("", "groq", "openai", "extractive")
+KEYWORD_STORES = ("", "folder", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,11 @@ class RagSettings:
     max_answer_tokens: int = 1024
     temperature: float = 0.1
     index_refresh_seconds: float = 1.0
+    # Where the keyword (BM25) index lives: "folder" (data_dir/bm25_index), "postgresql" (tables in
+    # database_url, shared by every host), or "" for PostgreSQL when the deployment is shared (a
+    # PostgreSQL database_url and a Chroma server), else the folder.
+    keyword_store: str = ""
+    database_url: str = ""  # a libpq DSN or postgres:// URL; the Django side passes its own database
 
     def __post_init__(self) -> None:
         for name in ("top_k", "candidates", "chunk_tokens", "embedding_batch_size", "max_file_bytes"):
@@ -67,6 +73,11 @@ class RagSettings:
                              f"got {self.llm_provider!r}")
         if self.llm_provider == "openai" and not self.llm_model:
             raise ValueError("LLM_PROVIDER=openai needs LLM_MODEL (e.g. llama3.2 for Ollama, gpt-4o-mini for OpenAI)")
+        if self.keyword_store not in KEYWORD_STORES:
+            raise ValueError(f"RagSettings.keyword_store must be one of {', '.join(map(repr, KEYWORD_STORES))}, "
+                             f"got {self.keyword_store!r}")
+        if self.keyword_store == "postgresql" and not self.database_is_postgresql:
+            raise ValueError("RAG_KEYWORD_STORE=postgresql needs a PostgreSQL DATABASE_URL")
         object.__setattr__(self, "data_dir", Path(self.data_dir))
 
     @property
@@ -76,6 +87,19 @@ class RagSettings:
     @property
     def bm25_path(self) -> Path:
         return self.data_dir / "bm25_index"
+
+    @property
+    def database_is_postgresql(self) -> bool:
+        url = self.database_url.strip()
+        return url.startswith(("postgres://", "postgresql://")) or (bool(url) and "://" not in url and "=" in url)
+
+    @property
+    def keyword_store_kind(self) -> str:
+        """"folder" or "postgresql": where the keyword index lives, the empty setting resolved."""
+        if self.keyword_store:
+            return self.keyword_store
+        # Shared vectors mean several hosts may serve: the keyword index must be shared as well.
+        return "postgresql" if self.database_is_postgresql and self.chroma_url else "folder"
 
     @property
     def provider(self) -> str:
@@ -99,6 +123,7 @@ class RagSettings:
             "data_dir": "RAG_DATA_DIR",
             "chroma_url": "CHROMA_URL",
             "chroma_collection": "CHROMA_COLLECTION",
+            "database_url": "DATABASE_URL",
             "embedding_model": "RAG_EMBEDDING_MODEL",
             "groq_api_key": "GROQ_API_KEY",
             "groq_model": "GROQ_MODEL",

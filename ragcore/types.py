@@ -26,6 +26,11 @@ class ParsedDocument:
         return "\n\n".join(s.text for s in self.sections)
 
 
+def chunk_id_for(document_id: str, position: int) -> str:
+    """A chunk's id: stable, so a re-ingest replaces rather than adds, and a delete needs no lookup."""
+    return f"{document_id}:{position}"
+
+
 @dataclass(frozen=True)
 class Chunk:
     """A piece of a document small enough for the embedding model's window."""
@@ -70,6 +75,8 @@ class Citation:
             "source": self.source,
             "location": self.location,
             "snippet": self.snippet,
+            # "<document_id>:<position>": the source viewer highlights this exact passage.
+            "chunk_id": self.chunk_id,
         }
 
 

@@ -128,10 +128,12 @@ class LorebotClient(discord.Client):
         received = time.monotonic()
         assert self.user is not None
         if message.author.id == self.user.id:
-            return  # we do not answer ourselves
-        if message.author.bot:
+            return  # we do not answer ourselves, whatever DISCORD_ALLOWED_BOTS says
+        if (message.author.bot or message.webhook_id is not None) and not self._allowed_bot(message):
+            # Two bots that answer each other would loop; webhooks (integrations, bridges) are bots too.
             if self._mentioned(message):
                 BOT_EVENTS.labels("discord", "ignored").inc()
+                log.info("discord.author_ignored", author_id=message.author.id, webhook_id=message.webhook_id)
             return
         # discord.py runs each event in a task of its own, so this binding stays with this message.
         bind_context(event_id=f"discord-message-{message.id}")
@@ -219,6 +221,11 @@ class LorebotClient(discord.Client):
             ids = {str(channel.id), str(getattr(channel, "parent_id", ""))}
             return not ids.isdisjoint(settings.DISCORD_ALLOWED_CHANNELS)
         return True
+
+    def _allowed_bot(self, message: discord.Message) -> bool:
+        """Whether DISCORD_ALLOWED_BOTS names this bot (its user id) or webhook (its id)."""
+        ids = {str(message.author.id), str(message.webhook_id or "")}
+        return not ids.isdisjoint(settings.DISCORD_ALLOWED_BOTS)
 
     def _mentioned(self, message: discord.Message) -> bool:
         # Not `user.mentioned_in`: that is also true for @everyone, which must not summon the bot.

@@ -25,7 +25,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetry
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.metrics import BOT_EVENTS
-from bots.slack import answering, blocks
+from bots.slack import answering, authors, blocks
 from bots.slack.answering import PLATFORM, Question
 from console import chat
 from console.ops.metrics import PIPELINE_ERRORS
@@ -35,8 +35,9 @@ log = structlog.get_logger(__name__, component="slack")
 # Slack retries an event it thinks was not acknowledged 3 times within about 5 minutes
 # (https://docs.slack.dev/apis/events-api/#retries); remembering ids for an hour covers them all.
 EVENT_ID_TTL = 3600
-# Message subtypes that are still someone asking something; the rest are edits, joins, bots…
-_QUESTION_SUBTYPES = (None, "file_share", "thread_broadcast")
+# Message subtypes that are still someone asking something; the rest are edits, joins… ("bot_message"
+# is a question only from a bot SLACK_ALLOWED_BOTS names; authors.ignored_author decides that first).
+_QUESTION_SUBTYPES = (None, "file_share", "thread_broadcast", "bot_message")
 
 
 def build_app() -> AsyncApp:
@@ -114,9 +115,20 @@ async def _first_delivery(event_id: str) -> bool:
         return True
 
 
+def _from_ignored_author(event: dict[str, Any], context: AsyncBoltContext) -> bool:
+    """Lorebot itself, or a bot SLACK_ALLOWED_BOTS does not name: never answered (two bots would loop)."""
+    reason = authors.ignored_author(event, bot_user_id=context.bot_user_id, bot_id=context.bot_id)
+    if reason:
+        BOT_EVENTS.labels(PLATFORM, "ignored").inc()
+        log.info("slack.author_ignored", reason=reason, type=event.get("type"), channel=event.get("channel"),
+                 bot=sorted(authors.bot_ids(event)))
+    return bool(reason)
+
+
 def _question(event: dict[str, Any], context: AsyncBoltContext, text: str) -> Question:
+    user = event.get("user") or next(iter(sorted(authors.bot_ids(event))), "")
     return Question(
-        team=str(context.team_id or event.get("team") or ""), channel=event["channel"], user=event.get("user", ""),
+        team=str(context.team_id or event.get("team") or ""), channel=event["channel"], user=user,
         text=text, ts=event["ts"], thread_ts=event.get("thread_ts") or event["ts"],
         received=context.get("received_at") or time.monotonic(), event_id=str(context.get("event_id") or ""),
     )
@@ -124,6 +136,8 @@ def _question(event: dict[str, Any], context: AsyncBoltContext, text: str) -> Qu
 
 async def _on_mention(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
     """@Lorebot in a channel: answer in the message's thread."""
+    if _from_ignored_author(event, context):
+        return
     if not allowed(event["channel"]):
         BOT_EVENTS.labels(PLATFORM, "refused").inc()
         log.info("slack.channel_not_allowed", channel=event["channel"])
@@ -134,8 +148,10 @@ async def _on_mention(event: dict[str, Any], context: AsyncBoltContext, client: 
 
 async def _on_message(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
     """A DM, or a follow-up in a thread the bot has answered (no mention needed)."""
-    if event.get("subtype") not in _QUESTION_SUBTYPES or event.get("bot_id") or not event.get("user"):
-        BOT_EVENTS.labels(PLATFORM, "ignored").inc()  # edits, joins, other bots: never answer a bot
+    if _from_ignored_author(event, context):
+        return
+    if event.get("subtype") not in _QUESTION_SUBTYPES or not (event.get("user") or authors.bot_ids(event)):
+        BOT_EVENTS.labels(PLATFORM, "ignored").inc()  # edits, joins, deletions: nobody asked anything
         return
     text = event.get("text", "")
     mentioned = bool(context.bot_user_id) and f"<@{context.bot_user_id}>" in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextlib import aclosing
@@ -27,6 +28,10 @@ log = structlog.get_logger(__name__, component="websocket")
 
 SURFACE = "web"
 CLOSE_UNAUTHENTICATED = 4401  # documented: the socket needs a logged-in session
+CLOSE_TOO_MANY_FRAMES = 4429  # documented: a socket that keeps flooding after `too_many_frames`
+# Protocol frames are flat objects; citations and history only ever go the other way. Deeper
+# nesting is refused before the frame is looked at (a 12,000-deep one overflowed the parser).
+MAX_FRAME_DEPTH = 4
 SIDEBAR_LIMIT = 50
 # After a token frame, the next one waits this long, gathering the tokens that arrive meanwhile.
 # The first token of an answer always goes at once. A frame costs daphne and the browser about as
@@ -45,11 +50,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     user_key: str = ""
     answering: asyncio.Task[None] | None = None
     answering_message_id: int | None = None
+    budget: FrameBudget | None = None
 
     async def connect(self) -> None:
         """Accepts, then refuses with close code 4401 when nobody is logged in (anonymous chat is off)."""
         self.user_key = _user_key(self.scope)
         self.answering = None
+        self.budget = FrameBudget.from_rate(settings.CHAT_FRAME_RATE)
         await self.accept()
         WEBSOCKET_OPEN.inc()
         if not self.user_key:
@@ -71,6 +78,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         WEBSOCKET_FRAMES.labels("in").inc()
         if not self.user_key:
             return
+        if self.budget is not None and not self.budget.take():
+            # Dropped before it is even parsed: a flood costs this process next to nothing.
+            if self.budget.overflow == 1:
+                await self._error("too_many_frames", f"More than {self.budget.describe()} on this socket; "
+                                                     "frames are dropped until it slows down.")
+            elif self.budget.overflow > self.budget.capacity:
+                count_error("too_many_frames")
+                await self.close(code=CLOSE_TOO_MANY_FRAMES)
+            return
         if text_data is None:
             await self._error("binary_frame", "Send JSON text frames, not binary ones.")
             return
@@ -81,6 +97,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             content = json.loads(text_data)
         except ValueError:
             await self._error("bad_json", "That frame is not JSON.")
+            return
+        except RecursionError:  # nested deeper than the parser can follow
+            content = None
+        if content is None or _depth(content) > MAX_FRAME_DEPTH:
+            await self._error("too_deep", f"A frame may nest objects and arrays at most {MAX_FRAME_DEPTH} deep.")
             return
         if not isinstance(content, dict):
             await self._error("bad_request", 'Send a JSON object such as {"type": "ask", "text": "…"}.')
@@ -240,6 +261,51 @@ class _TokenFrames:
         self._flushing = asyncio.ensure_future(self.flush())
 
 
+class FrameBudget:
+    """A token bucket per socket: `capacity` frames at once, refilled at capacity/seconds per second."""
+
+    def __init__(self, capacity: int, seconds: float) -> None:
+        self.capacity = capacity
+        self.seconds = seconds
+        self._tokens = float(capacity)
+        self._at = time.monotonic()
+        self.overflow = 0  # frames dropped since the last one let through
+
+    @classmethod
+    def from_rate(cls, rate: str) -> FrameBudget | None:
+        """From "COUNT/SECONDS" (checked by the settings); None for "0", no limit."""
+        count, _, seconds = rate.partition("/")
+        return cls(int(count), float(seconds)) if int(count) else None
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._at) * self.capacity / self.seconds)
+        self._at = now
+        if self._tokens >= 1:
+            self._tokens -= 1
+            self.overflow = 0
+            return True
+        self.overflow += 1
+        return False
+
+    def describe(self) -> str:
+        return f"{self.capacity} frames per {self.seconds:g} s"
+
+
+def _depth(value: Any) -> int:
+    """How deep objects and arrays nest in a decoded frame (a scalar is 0)."""
+    depth, level = 0, [(value, 1)]
+    while level:
+        item, d = level.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        depth = max(depth, d)
+        if d <= MAX_FRAME_DEPTH:  # no need to walk further than the limit
+            level.extend((child, d + 1) for child in children)
+    return depth
+
+
 class _BadRequest(Exception):
     """A frame with a missing or mistyped field."""
 
@@ -287,7 +353,7 @@ def frame(event: chat.ChatEvent) -> dict[str, Any]:
     if isinstance(event, chat.AnswerToken):
         return {"type": "token", "text": event.text}
     if isinstance(event, chat.AnswerCitations):
-        return {"type": "citations", "items": [c.to_dict() for c in event.items]}
+        return {"type": "citations", "items": [citation_frame(c) for c in event.items]}
     if isinstance(event, chat.AnswerDone):
         return {"type": "done", "message_id": event.message_id, "usage": event.usage.to_dict(),
                 "latency_ms": event.latency_ms, "retrieval_ms": event.retrieval_ms,
@@ -297,12 +363,17 @@ def frame(event: chat.ChatEvent) -> dict[str, Any]:
     return {"type": "error", "code": event.code, "message": event.message, "fatal": event.fatal}
 
 
+def citation_frame(citation: chat.Citation) -> dict[str, Any]:
+    """A citation as the page shows it: its fields, and `url`, where it opens (the source viewer), or ""."""
+    return {**citation.to_dict(), "url": chat.source_url(citation)}
+
+
 def _message_frame(message: chat.StoredMessage) -> dict[str, Any]:
     return {
         "id": message.id,
         "role": message.role,
         "text": message.text,
-        "citations": [c.to_dict() for c in message.citations],
+        "citations": [citation_frame(c) for c in message.citations],
         "error": message.error,
         "pending": message.pending,
         "extractive": message.extractive,

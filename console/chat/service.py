@@ -32,6 +32,7 @@ from console.chat.orm import in_thread_pool
 from console.chat.ratelimit import check_rate
 from console.engine import get_engine
 from console.models import Conversation, Feedback, Message
+from console.ops.text_input import clean_text, text_problem
 from console.ops.warmup import await_warmup
 from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
 
@@ -53,7 +54,8 @@ class _Exchange:
 
 
 def _validate(text: str) -> str:
-    text = (text or "").strip()
+    # The one place every surface's question enters: no NUL or unpaired surrogate gets past it.
+    text = clean_text(text or "").strip()
     if not text:
         raise ChatError("empty_question", "The question is empty.")
     limit = settings.CHAT_MAX_QUESTION_CHARS
@@ -66,6 +68,10 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
            rate_limit: str | None, history_turns: int) -> _Exchange:
     """Validates, rate-limits, finds the conversation and stores the question."""
     text = _validate(text)
+    for name, key in (("conversation key", conversation_key), ("user key", user_key)):
+        problem = text_problem(key)
+        if problem:  # a cleaned key would name another conversation or user
+            raise ChatError("bad_text", f"The {name} {problem}.")
     check_rate("user", f"{surface}:{user_key}", rate_limit or settings.CHAT_RATE_LIMIT_USER)
     with transaction.atomic():
         if conversation_id is not None:

@@ -9,8 +9,6 @@ from django.shortcuts import render, resolve_url
 from django.urls import NoReverseMatch
 from django.views.decorators.http import require_GET
 
-DOCUMENT_URL_PREFIX = "/console/documents/"
-
 
 @require_GET
 def chat_page(request: HttpRequest) -> HttpResponse:
@@ -24,8 +22,6 @@ def chat_page(request: HttpRequest) -> HttpResponse:
     config = {
         "socket_path": "/ws/chat/",
         "max_chars": settings.CHAT_MAX_QUESTION_CHARS,
-        # Only staff may open the console's document pages, so only they get links to them.
-        "document_url_prefix": DOCUMENT_URL_PREFIX if request.user.is_staff else "",
         "login_url": _login_url(),
     }
     return render(request, "chat/chat.html", {"chat_config": config})

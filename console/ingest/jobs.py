@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 from django.db import transaction
 
+from console.ingest import storage
 from console.models import Document, IngestJob, IngestJobFile
 from console.tasks import enqueue_job
 
@@ -101,8 +102,8 @@ def reingest_document(doc: Document, user: Any) -> IngestJob:
         raise IngestError(f"{doc.original_filename} is {doc.get_status_display()}; only a current document can be re-ingested")
     if doc.status in (Document.Status.QUEUED, Document.Status.INDEXING):
         raise IngestError(f"{doc.original_filename} is already queued for indexing")
-    if not doc.raw_path.exists():
-        raise IngestError(f"the original of {doc.original_filename} is missing ({doc.raw_path})")
+    if not doc.has_original():
+        raise IngestError(f"the original of {doc.original_filename} is missing from the {storage.location()}")
     doc.mark_queued()
     return create_job([(doc, doc.original_filename, IngestJobFile.Action.REINDEX)], user, "re-ingest requested")
 

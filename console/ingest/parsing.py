@@ -46,15 +46,13 @@ class Stopped(BaseException):  # noqa: N818 - named for what happened, like asyn
     """
 
 
-@dataclass(frozen=True)
 class ParseFailed(Exception):
     """The file could not be parsed: `error_type` and a `message` that names the file."""
 
-    error_type: str
-    message: str
-
-    def __str__(self) -> str:
-        return self.message
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
 
 
 @dataclass(frozen=True)

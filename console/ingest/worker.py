@@ -196,7 +196,8 @@ class _JobRun:
 
     def _ingest(self, f: IngestJobFile, doc: Document) -> IngestResult:
         """Parses the original in a child process (console.ingest.parsing), then chunks, embeds and writes it."""
-        parsed = parsing.parse_original(doc.raw_path, doc.original_filename, parse_limits(), should_stop=self._should_stop)
+        with storage.named_original(doc.checksum, doc.original_filename) as path:  # a local file, whatever the storage
+            parsed = parsing.parse_original(path, doc.original_filename, parse_limits(), should_stop=self._should_stop)
         if doc.title:
             parsed = replace(parsed, title=doc.title)
         self._check_stop()  # cancelled as the parser finished: nothing embedded yet

@@ -42,6 +42,8 @@ HTTP_SECONDS = Histogram(
 INGEST_JOBS = Counter("rag_ingest_jobs", "Ingest jobs finished, by final state.", ["state"])
 # outcome: succeeded, failed (a wrong user name or password), throttled (refused unchecked: too many failures).
 LOGIN_ATTEMPTS = Counter("rag_login_attempts", "Logins by outcome.", ["outcome"])
+# reason: not_utf8 (a body that is not UTF-8), bad_text (a NUL in a query-string or form field).
+HTTP_REFUSED = Counter("rag_http_refused", "Requests refused before any handler, by reason.", ["reason"])
 
 
 class IngestQueueCollector(Collector):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from console.pages import views
+from console.pages import members, views
 
 app_name = "console"
 
@@ -20,4 +20,5 @@ urlpatterns = [
     path("jobs/<int:job_id>/cancel", views.job_cancel_view, name="job-cancel"),
     path("conversations/", views.conversations_view, name="conversations"),
     path("conversations/<int:conversation_id>/", views.conversation_view, name="conversation"),
+    path("members/", members.members_view, name="members"),
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from functools import wraps
 from typing import Any
@@ -19,12 +19,16 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from console.accounts.landing import home_url
+from console.chat.history import citations_of
 from console.engine import get_engine
 from console.ingest import jobs, uploads
 from console.ingest.status import job_status
+from console.markdown import render_answer
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
+from console.sources.links import source_url
 
 log = structlog.get_logger(__name__)
 
@@ -59,8 +63,9 @@ def _paginate(request: HttpRequest, queryset: QuerySet[Any], per_page: int = PER
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    if request.user.is_authenticated and request.user.is_staff:
-        return redirect("console:dashboard")
+    """Logged-in users go straight to where they work (console or chat); visitors see what Lorebot is."""
+    if request.user.is_authenticated:
+        return redirect(home_url(request.user))
     return render(request, "console/home.html")
 
 
@@ -355,18 +360,6 @@ def conversations_view(request: HttpRequest) -> HttpResponse:
     return render(request, "console/conversations.html", {"page": page, "filters": filters, "nav": "conversations"})
 
 
-def _document_links(items: Iterable[Message]) -> dict[str, int]:
-    """Engine ids ("doc-<pk>") that name a Document still in the database → its pk."""
-    pks = set()
-    for message in items:
-        for citation in message.citations or []:
-            engine_id = str(citation.get("document_id", "")) if isinstance(citation, dict) else ""
-            if engine_id.startswith("doc-") and engine_id[4:].isdigit():
-                pks.add(int(engine_id[4:]))
-    existing = Document.objects.filter(pk__in=pks).values_list("pk", flat=True)
-    return {f"doc-{pk}": pk for pk in existing}
-
-
 @require_GET
 @staff_required
 def conversation_view(request: HttpRequest, conversation_id: int) -> HttpResponse:
@@ -375,11 +368,11 @@ def conversation_view(request: HttpRequest, conversation_id: int) -> HttpRespons
         Prefetch("feedback", queryset=Feedback.objects.order_by("created_at"))
     )
     page = _paginate(request, history, MESSAGES_PER_PAGE)
-    links = _document_links(page.object_list)
     for message in page.object_list:
-        message.citation_rows = [
-            {**c, "doc_pk": links.get(str(c.get("document_id", "")))} for c in (message.citations or []) if isinstance(c, dict)
-        ]
+        # Every citation opens the source viewer, which says so when its document was deleted since.
+        message.citation_rows = [{**c.to_dict(), "url": source_url(c)} for c in citations_of(message)]
+        if message.role == Message.Role.ASSISTANT:
+            message.html = render_answer(message.text, f"cite-{message.pk}-")
     totals = conversation.messages.aggregate(
         n=Count("id"),
         up=Count("feedback", filter=Q(feedback__value=1)),

@@ -116,7 +116,7 @@ def test_split_message_never_cuts_inside_a_citation_marker():
 
 @pytest.mark.parametrize(("source", "document_id", "public_url", "expected"), [
     ("https://wiki.example.com/deploy", "doc-4", "", "https://wiki.example.com/deploy"),
-    ("deploy.md", "doc-4", "https://lorebot.example.com/", "https://lorebot.example.com/console/documents/4/"),
+    ("deploy.md", "doc-4", "https://lorebot.example.com/", "https://lorebot.example.com/sources/4/"),
     ("deploy.md", "doc-4", "", ""),
     ("javascript:alert(1)", "file-x", "https://lorebot.example.com", ""),
 ])

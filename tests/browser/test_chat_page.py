@@ -7,6 +7,7 @@ Screenshots of the page (desktop and phone) are written to /tmp/lorebot-chat-*.p
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -90,10 +91,10 @@ def test_a_question_streams_in_then_citations_and_feedback_work(browser: Any, se
     # A [n] marker points at its numbered source; clicking it highlights the source.
     page.click(".msg.assistant a.cite >> nth=0")
     page.wait_for_selector(".citations li.flash")
-    # A console document links to its console page for staff, in a new tab.
+    # A console document opens in the source viewer, at the cited passage, in a new tab.
     with page.context.expect_page() as opened:
         page.click(".citations a.source:text('Deployment')")
-    assert opened.value.url.endswith("/console/documents/1/")
+    assert re.search(r"/sources/1/\?passage=\d+#passage$", opened.value.url), opened.value.url
     opened.value.close()
 
     page.click(".feedback .vote[data-value='1']")

@@ -368,8 +368,9 @@ class ConversationPagesTestCase(BaseTestCase):
     def test_the_detail_shows_citations_provider_tokens_latency_and_feedback(self) -> None:
         self.login_staff()
         response = self.client.get(reverse("console:conversation", args=[self.conversation.pk]))
-        self.assertContains(response, f'href="{reverse("console:document", args=[self.doc.pk])}"')
-        self.assertContains(response, "Gone document")  # cited, but no longer in the database: shown, not linked
+        self.assertContains(response, f'href="/sources/{self.doc.pk}/"')
+        # Cited, but no longer in the database: still linked, and the source viewer says it was deleted.
+        self.assertContains(response, 'href="/sources/999999/">Gone document')
         self.assertContains(response, "llama-test")
         self.assertContains(response, "120 + 30 tokens")
         self.assertContains(response, "850 ms")

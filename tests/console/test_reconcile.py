@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from console.engine import get_engine
-from console.ingest import uploads
+from console.ingest import storage, uploads
 from console.models import Document, IngestJob
 from tests.console.test_ingest_jobs import run_worker
 
@@ -76,9 +77,9 @@ def test_reconcile_reports_a_broken_document_whose_original_is_missing(
 ) -> None:
     doc = indexed["notes.txt"]
     get_engine().delete_document(doc.engine_id)
-    doc.raw_path.unlink()
+    storage.remove_original(doc.checksum)
     out, summary = run("reconcile", capture=django_capture_on_commit_callbacks)
-    assert "notes.txt" in out and "is missing, cannot re-ingest" in out
+    assert "notes.txt" in out and "its original is not in the folder" in out and "cannot re-ingest" in out
     assert "1 with a missing original" in summary and IngestJob.objects.count() == 1
 
 
@@ -96,11 +97,36 @@ def test_reindex_drops_both_indexes_and_queues_every_document(
         assert engine.document_status(doc.engine_id).dense_chunks == before[name]
 
 
-def test_reindex_now_rebuilds_in_process_and_names_a_missing_original(
+def test_reindex_refuses_to_drop_the_indexes_when_an_original_is_not_visible_here(
     indexed: dict[str, Document], django_capture_on_commit_callbacks: Callable[..., Any]
 ) -> None:
-    indexed["notes.txt"].raw_path.unlink()
-    out, summary = run("reindex", "--now", capture=django_capture_on_commit_callbacks)
+    storage.remove_original(indexed["notes.txt"].checksum)
+    with pytest.raises(CommandError) as refused:
+        run("reindex", "--now", capture=django_capture_on_commit_callbacks)
+    assert "refusing to drop the indexes" in str(refused.value) and "notes.txt" in str(refused.value)
+    assert "--drop-missing" in str(refused.value)
+    for doc in indexed.values():  # nothing was dropped
+        assert get_engine().document_status(doc.engine_id).sparse_chunks == doc.chunk_count > 0
+    assert Document.objects.get(original_filename="notes.txt").status == Document.Status.INDEXED
+
+
+def test_reindex_refuses_when_the_indexes_hold_documents_without_an_original(
+    indexed: dict[str, Document], django_capture_on_commit_callbacks: Callable[..., Any], tmp_path: Path
+) -> None:
+    loose = tmp_path / "loose.md"
+    loose.write_text("# Loose\n\nA document ingested by hand, with no row and no original.\n")
+    get_engine().ingest_file(loose)
+    with pytest.raises(CommandError) as refused:
+        run("reindex", capture=django_capture_on_commit_callbacks)
+    assert "1 documents with no original in this database" in str(refused.value)
+    assert len(get_engine().bm25.documents()) == len(indexed) + 1
+
+
+def test_reindex_now_with_drop_missing_rebuilds_in_process_and_names_a_missing_original(
+    indexed: dict[str, Document], django_capture_on_commit_callbacks: Callable[..., Any]
+) -> None:
+    storage.remove_original(indexed["notes.txt"].checksum)
+    out, summary = run("reindex", "--now", "--drop-missing", capture=django_capture_on_commit_callbacks)
     assert "missing    notes.txt" in out
     assert "2 re-indexed, 0 failed, 1 originals missing" in summary
     assert Document.objects.get(original_filename="notes.txt").status == Document.Status.FAILED

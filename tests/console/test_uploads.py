@@ -106,7 +106,7 @@ def test_same_named_files_in_different_folders_are_different_documents(staff_cli
     assert flashes(response)[0].startswith("2 files accepted")
     docs = {d.original_filename: d for d in Document.objects.all()}
     assert set(docs) == {"team-a/README.md", "team-b/README.md"}
-    assert docs["team-a/README.md"].raw_path.read_bytes() == GOOD and docs["team-b/README.md"].version == 1
+    assert storage.read_original(docs["team-a/README.md"].checksum) == GOOD and docs["team-b/README.md"].version == 1
     # The same path again with new content is that document's next version, and only that one's.
     post(staff_client, SimpleUploadedFile("README.md", GOOD + b"More.\n"), paths=["team-a/README.md"])
     newest = Document.objects.order_by("-pk").first()

@@ -446,4 +446,4 @@ def test_the_page_renders_for_a_logged_in_user(client: Any) -> None:
     response = client.get("/chat/")
     body = response.content.decode()
     assert response.status_code == 200
-    assert 'id="question"' in body and "chat/chat.js" in body and '"document_url_prefix": "/console/documents/"' in body
+    assert 'id="question"' in body and "chat/chat.js" in body and '"socket_path": "/ws/chat/"' in body

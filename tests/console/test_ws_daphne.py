@@ -106,6 +106,19 @@ async def test_a_socket_without_a_session_is_closed_with_4401(server: Daphne) ->
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
 
 
+async def test_frames_over_the_limits_get_their_documented_codes_from_daphne(server: Daphne, site: Site) -> None:
+    """Up to daphne's 1 MiB a frame gets `too_large`; past it daphne drops the connection (the client sees 1006)."""
+    async with await open_socket(server, site.cookie("ann")) as ws:
+        assert (await request(ws, {"type": "ask", "text": "x" * 500_000}))["code"] == "too_large"
+        assert (await request(ws, {"type": "history", "nested": [[[[[1]]]]]}))["code"] == "too_deep"
+        await ws.send(json.dumps({"type": "ask", "text": "x" * (1024 * 1024 + 1)}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd is None, "daphne (autobahn) drops the TCP connection without a close frame"
+    async with await open_socket(server, site.cookie("ann")) as ws:  # and goes on serving everyone else
+        assert (await request(ws, {"type": "conversations"}))["type"] == "conversations"
+
+
 async def test_a_cross_origin_socket_is_refused_at_the_handshake(server: Daphne, site: Site) -> None:
     with pytest.raises(InvalidStatus) as refused:
         await open_socket(server, site.cookie("ann"), origin="http://evil.example")

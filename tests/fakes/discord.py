@@ -147,16 +147,20 @@ class FakeDiscord(ThreadedAiohttpServer):
 
     def send_message(
         self, content: str, *, channel_id: int | None = None, author: dict[str, Any] | None = None,
-        mention_bot: bool = True, reply_to: int | None = None, dm: bool = False,
+        mention_bot: bool = True, reply_to: int | None = None, dm: bool = False, webhook_id: int | None = None,
     ) -> dict[str, Any]:
         """A user posts a message: dispatches MESSAGE_CREATE and returns its payload.
 
         `mention_bot` puts the bot in `mentions` (add "<@BOT_ID>" to the content yourself, as a client
-        would); `reply_to` makes it a reply, with the referenced message resolved as Discord does.
+        would); `reply_to` makes it a reply, with the referenced message resolved as Discord does;
+        `webhook_id` makes it a webhook's message.
         """
         author = author or user_payload()
         channel_id = channel_id or (DM_CHANNEL_ID if dm else self.channel_ids[0])
         message = self._message(channel_id, content, author=author, guild=not dm)
+        if webhook_id is not None:  # a webhook's message: its author is the webhook, with no member
+            message["webhook_id"] = str(webhook_id)
+            message.pop("member", None)
         if mention_bot:
             message["mentions"] = [{**BOT_USER, "member": _member(BOT_USER)} if not dm else BOT_USER]
         if reply_to is not None:

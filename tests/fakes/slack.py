@@ -85,13 +85,19 @@ def event_body(event: dict[str, Any], *, event_id: str | None = None) -> dict[st
 
 
 def mention(text: str, *, channel: str = "C0GENERAL", user: str = "U0ALICE",
-            thread_ts: str | None = None) -> dict[str, Any]:
+            thread_ts: str | None = None, **extra: Any) -> dict[str, Any]:
     ts = new_ts()
     event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER_ID}> {text}", "ts": ts, "channel": channel,
-             "event_ts": ts, "team": TEAM_ID}
+             "event_ts": ts, "team": TEAM_ID, **extra}
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
+
+
+def bot_profile(bot_id: str = "B0OTHER", app_id: str = "A0OTHER", name: str = "otherbot") -> dict[str, Any]:
+    """What Slack puts in an event written by a bot (besides `bot_id`)."""
+    return {"id": bot_id, "app_id": app_id, "name": name, "deleted": False, "team_id": TEAM_ID,
+            "updated": 1700000000, "icons": {"image_36": "https://a.slack-edge.com/bot.png"}}
 
 
 def message(text: str, *, channel: str = "C0GENERAL", user: str = "U0ALICE", thread_ts: str | None = None,

@@ -26,10 +26,18 @@ def test_missing_rare_words_weigh_more_than_a_word_found_everywhere() -> None:
     assert priced < 0.2  # only "httpx" is there, and it counts little
 
 
+def test_keyword_evidence_is_that_of_one_chunk_not_of_several_put_together() -> None:
+    priced = [ScoredChunk(Chunk("a:0", "a", 0, "price = models.DecimalField()", "Models"), 1.0),
+              ScoredChunk(Chunk("b:0", "b", 0, "Enterprise support for middleware.", "Middleware"), 0.9)]
+    df = {"price": 1, "enterpris": 1, "support": 5}
+    assert keyword_evidence("enterprise support price", priced, 100, df) < 0.7  # no chunk holds all three
+    assert keyword_evidence("enterprise support", priced, 100, df) == pytest.approx(1.0)
+
+
 def test_dense_and_keyword_evidence_are_combined_against_the_threshold() -> None:
     assert decide("default timeout?", CHUNKS, best_dense=0.6, keyword=0.6, threshold=0.5).covered
     weak = decide("enterprise price?", CHUNKS, best_dense=0.45, keyword=0.1, threshold=0.5)
-    assert not weak.covered and weak.reason == "weak_evidence" and weak.score == pytest.approx(0.275)
+    assert not weak.covered and weak.reason == "weak_evidence" and weak.score == pytest.approx(0.3275)
     assert not decide("anything here", [], best_dense=None, keyword=0.0, threshold=0.5).covered
 
 

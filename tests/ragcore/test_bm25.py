@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-import ragcore.bm25 as bm25
+import ragcore.bm25.storage as bm25_storage
 from ragcore.bm25 import Bm25Index
+from ragcore.bm25.segments import Segment
 from ragcore.tokenize import tokenize
 
 REPO = Path(__file__).resolve().parents[2]
@@ -363,7 +364,7 @@ def test_replaced_files_are_deleted_only_after_the_grace_period(
     assert (path / first).exists()
     assert [g["path"] for g in manifest(path)["garbage"]] == [first]
 
-    monkeypatch.setattr(bm25, "GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(bm25_storage, "GRACE_SECONDS", 0.0)
     index.add("b", "v1", ["b#0"], ["tumor"])
     assert not (path / first).exists()
     referenced = {s["name"] for s in manifest(path)["segments"]}
@@ -377,15 +378,15 @@ def test_a_reader_retries_once_when_a_segment_vanishes_mid_reload(
     reader = Bm25Index(path, refresh_seconds=0)
     add_background(Bm25Index(path))
     Bm25Index(path).add("a", "v1", ["a#0"], ["glacier"])
-    real_read = bm25._read_segment
+    real_read = bm25_storage.read_segment
     calls: list[str] = []
 
-    def vanishing_once(root: Path, name: str) -> bm25._Segment:
+    def vanishing_once(root: Path, name: str) -> Segment:
         calls.append(name)
         if len(calls) == 1:
             raise FileNotFoundError(name)
         return real_read(root, name)
 
-    monkeypatch.setattr(bm25, "_read_segment", vanishing_once)
+    monkeypatch.setattr(bm25_storage, "read_segment", vanishing_once)
     assert [c for c, _ in reader.search("glacier", top_k=1)] == ["a#0"]
     assert calls[0] == calls[1]

@@ -153,3 +153,22 @@ def test_the_snippet_collapses_whitespace_and_is_cut_at_a_word() -> None:
     assert len(citation.snippet) <= 241
     assert citation.snippet.endswith("word…")
     assert make_snippet("short  text") == "short text"
+
+
+def test_brackets_inside_code_are_not_citations() -> None:
+    text = "Use `heap[0]` [2] to peek.\n\n```python\nfirst = heap[0]\nsecond = items[1]\n```\nSee [2]."
+    assert filter_citations(text, 3) == (
+        "Use `heap[0]` [1] to peek.\n\n```python\nfirst = heap[0]\nsecond = items[1]\n```\nSee [1].")
+    assert cited_numbers(text) == [2]
+
+
+def test_code_is_followed_across_deltas() -> None:
+    citation_filter = CitationFilter(2)
+    pieces = ["Peek with `", "heap[", "0]`", " [2", "] and ``", "x[1]", "``."]
+    shown = "".join(citation_filter.feed(p) for p in pieces) + citation_filter.flush()
+    assert shown == "Peek with `heap[0]` [1] and ``x[1]``."
+    assert citation_filter.sources == [2]
+
+
+def test_a_code_span_left_open_ends_with_its_line() -> None:
+    assert filter_citations("Odd `tick here [3]\nThen [3].", 3) == "Odd `tick here [3]\nThen [1]."

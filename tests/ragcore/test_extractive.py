@@ -110,3 +110,59 @@ def test_the_same_sentence_in_two_overlapping_chunks_is_quoted_once() -> None:
     shared = "The default behavior is to raise a TimeoutException after 5 seconds of network inactivity."
     answer = compose("What is the default timeout?", [chunk(shared, 1), chunk("Intro text here. " + shared, 2)], encode)
     assert answer.count("after 5 seconds") == 1
+
+
+SIGNATURES = """## heapq
+
+heapq.nsmallest(n, iterable, key=None)
+
+Return a list with the n smallest elements from the dataset defined by iterable.
+
+heapq.heappop(heap)
+
+Pop and return the smallest item from the heap, maintaining the heap invariant.
+"""
+
+DIRECTORIES = """## tempfile
+
+Python searches a standard list of directories to find one which the calling user can create files in. The list is:
+
+1. The directory named by the `TMPDIR` environment variable.
+2. The directory named by the `TEMP` environment variable.
+3. The directory named by the `TMP` environment variable.
+
+Otherwise, the current working directory is used.
+"""
+
+
+def test_a_definition_is_quoted_with_the_term_it_defines() -> None:
+    evidence = select_evidence("Which function returns the n smallest elements?", [chunk(SIGNATURES)], encode)
+    assert evidence[0].text == ("`heapq.nsmallest(n, iterable, key=None)`: Return a list with the n smallest "
+                                "elements from the dataset defined by iterable.")
+
+
+def test_a_sentence_that_introduces_a_list_brings_its_items() -> None:
+    answer = compose("Which list of directories does Python search?", [chunk(DIRECTORIES)], encode)
+    assert ("- Python searches a standard list of directories to find one which the calling user can create files"
+            " in. The list is [1]:\n  - The directory named by the `TMPDIR` environment variable.\n"
+            "  - The directory named by the `TEMP` environment variable.\n") in answer
+    assert answer.count("TMPDIR") == 1  # an item the list brought is not quoted again
+
+
+def test_a_sentence_starting_with_a_connective_keeps_the_one_before() -> None:
+    text = "Django stores signal handlers as weak references by default. Thus, a local function may be collected."
+    evidence = select_evidence("Why was the local function collected?", [chunk(text)], encode)
+    assert evidence[0].text == text
+
+
+def same_vector(texts: Sequence[str]) -> np.ndarray:
+    return np.full((len(texts), 4), 0.5)  # every text alike: the dense evidence ties
+
+
+def test_a_how_to_question_prefers_the_instruction_to_the_description() -> None:
+    text = ("Duplicate receivers appear when the module that connects them is imported twice.\n\n"
+            "For duplicate receivers, pass a unique `dispatch_uid` when connecting.")
+    how = select_evidence("How do I avoid duplicate receivers?", [chunk(text)], same_vector)
+    assert "dispatch_uid" in how[0].text
+    what = select_evidence("Why are there duplicate receivers?", [chunk(text)], same_vector)
+    assert "imported twice" in what[0].text  # not a how-to question: the description stays first

@@ -7,7 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from console.engine import get_engine
-from console.ingest import jobs
+from console.ingest import jobs, storage
 from console.models import Document
 from ragcore.indexes import IndexedDocument
 
@@ -43,10 +43,11 @@ class Command(BaseCommand):
             problem = find_broken(doc, engine.document_status(doc.engine_id))
             if not problem:
                 continue
-            if not doc.raw_path.exists():
+            if not doc.has_original():
                 missing_raw.append(doc)
                 self.stdout.write(self.style.ERROR(
-                    f"broken     {doc.original_filename} (#{doc.pk}): {problem}; its original {doc.raw_path} is missing, cannot re-ingest"
+                    f"broken     {doc.original_filename} (#{doc.pk}): {problem}; its original is not in the "
+                    f"{storage.location()}, cannot re-ingest"
                 ))
                 continue
             broken.append(doc)

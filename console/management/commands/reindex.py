@@ -1,4 +1,10 @@
-"""`manage.py reindex`: drop both indexes and rebuild them from the originals in data/raw/."""
+"""`manage.py reindex`: drop both indexes and rebuild them from the uploaded originals.
+
+The indexes may be shared by every host (a Chroma server, the keyword index in PostgreSQL): dropping
+them from a host that cannot read the originals would empty what every other host serves. So it refuses,
+and says why, when any current document's original is not visible here or the indexes hold documents
+this database has no original for; `--drop-missing` accepts losing exactly those.
+"""
 
 from __future__ import annotations
 
@@ -7,37 +13,45 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from console.engine import get_engine
-from console.ingest import jobs, worker
+from console.ingest import jobs, storage, worker
 from console.models import Document, IngestJob, IngestJobFile
 from console.tasks import enqueue_job
 
 _CURRENT = (Document.Status.INDEXED, Document.Status.FAILED, Document.Status.QUEUED, Document.Status.INDEXING)
+SHOWN = 5  # names listed in a refusal
 
 
 class Command(BaseCommand):
-    help = "Drop both indexes and re-queue every current document from data/raw/ (--now: rebuild here and wait)."
+    help = ("Drop both indexes and re-queue every current document from its original (--now: rebuild here "
+            "and wait). Refuses when originals are not visible from this host, unless --drop-missing.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--now", action="store_true", help="index in this process instead of the worker")
+        parser.add_argument("--drop-missing", action="store_true",
+                            help="go on although some documents cannot be rebuilt here; they are left out")
 
     def handle(self, *args: Any, **options: Any) -> str:
         documents = list(Document.objects.filter(status__in=_CURRENT).order_by("pk"))
-        present = [d for d in documents if d.raw_path.exists()]
-        for doc in documents:
-            if doc not in present:
-                self.stdout.write(self.style.ERROR(
-                    f"missing    {doc.original_filename} (#{doc.pk}): original {doc.raw_path} not found; left out"
-                ))
-                # Its chunks are about to be dropped: the row must not claim it is searchable.
-                doc.mark_failed(f"original missing: {doc.raw_path}")
+        present = [d for d in documents if d.has_original()]
+        missing = [d for d in documents if d not in present]
+        engine = get_engine()
+        known = {d.engine_id for d in present}
+        orphans = sorted(set(engine.bm25.documents()) - known)
+        if (missing or orphans) and not options["drop_missing"]:
+            raise CommandError(self._refusal(missing, orphans))
+        for doc in missing:
+            self.stdout.write(self.style.ERROR(
+                f"missing    {doc.original_filename} (#{doc.pk}): original not in the {storage.location()}; left out"
+            ))
+            # Its chunks are about to be dropped: the row must not claim it is searchable.
+            doc.mark_failed(f"original missing from the {storage.location()}")
         self.stderr.write("Dropping both indexes…")
-        get_engine().reset_indexes()
+        engine.reset_indexes()
         if not present:
-            return f"indexes dropped; nothing to re-index ({len(documents) - len(present)} originals missing)"
+            return f"indexes dropped; nothing to re-index ({len(missing)} originals missing)"
         job = jobs.requeue_documents(present, None, "reindex", enqueue=not options["now"])
-        missing = len(documents) - len(present)
         if not options["now"]:
-            return f"indexes dropped; job {job.pk} re-queues {len(present)} documents ({missing} originals missing)"
+            return f"indexes dropped; job {job.pk} re-queues {len(present)} documents ({len(missing)} originals missing)"
         worker.process_job(job.pk, requeue=enqueue_job)
         job.refresh_from_db()
         for f in job.files.all():
@@ -45,7 +59,22 @@ class Command(BaseCommand):
             self.stdout.write(line)
         failed = job.files.filter(state=IngestJobFile.State.FAILED).count()
         summary = (f"job {job.pk} {job.get_state_display()}: {len(present) - failed} re-indexed, "
-                   f"{failed} failed, {missing} originals missing")
+                   f"{failed} failed, {len(missing)} originals missing")
         if job.state != IngestJob.State.SUCCEEDED:
             raise CommandError(summary)
         return summary
+
+    def _refusal(self, missing: list[Document], orphans: list[str]) -> str:
+        reasons = []
+        if missing:
+            names = ", ".join(f"{d.original_filename} (#{d.pk})" for d in missing[:SHOWN])
+            more = f" and {len(missing) - SHOWN} more" if len(missing) > SHOWN else ""
+            reasons.append(f"{len(missing)} documents have no original in the {storage.location()}: {names}{more}")
+        if orphans:
+            more = f" and {len(orphans) - SHOWN} more" if len(orphans) > SHOWN else ""
+            reasons.append(f"the indexes hold {len(orphans)} documents with no original in this database "
+                           f"(e.g. from `manage.py ingest`): {', '.join(orphans[:SHOWN])}{more}")
+        return ("refusing to drop the indexes: they would be rebuilt without what this host cannot see, and "
+                "every host sharing them would lose it. " + "; ".join(reasons) + ". Run reindex where the "
+                "originals are (or set RAG_ORIGINALS_STORAGE to the storage that holds them), or pass "
+                "--drop-missing to drop exactly those.")

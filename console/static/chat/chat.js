@@ -274,12 +274,11 @@
     return ol;
   }
 
-  // Staff get the console's page for a document the console ingested ("doc-<pk>"); anyone gets a
-  // web source's own address. Nothing but http(s) ever becomes a link.
+  // The server gives each citation its address (the source viewer, scrolled to the passage, or a web
+  // source's own page); nothing but a same-site path or http(s) ever becomes a link.
   function sourceHref(c) {
-    var m = /^doc-(\d+)$/.exec(c.document_id || "");
-    if (m && config.document_url_prefix) return config.document_url_prefix + m[1] + "/";
-    if (/^https?:\/\//i.test(c.source || "")) return c.source;
+    var url = c.url || "";
+    if (/^\/(?!\/)/.test(url) || /^https?:\/\//i.test(url)) return url;
     return "";
   }
 

@@ -73,6 +73,19 @@
     });
   });
 
+  /* -- times: the server writes UTC into <time datetime>; each reader sees their own time zone -- */
+  var SHORT = { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" };
+  document.querySelectorAll("time[datetime]").forEach(function (el) {
+    var when = new Date(el.getAttribute("datetime"));
+    if (isNaN(when.getTime())) return;
+    var options = Object.assign({}, SHORT);
+    if (el.hasAttribute("data-seconds")) options.second = "2-digit";
+    if (when.getFullYear() !== new Date().getFullYear()) options.year = "numeric";
+    el.textContent = when.toLocaleString(undefined, options);
+    el.title = when.toLocaleString(undefined, { dateStyle: "full", timeStyle: "long" });
+    el.setAttribute("data-localized", "");
+  });
+
   /* -- job detail: poll /status/<id> every second until the job is finished -- */
   var live = document.querySelector("[data-job-live]");
   if (!live || live.getAttribute("data-finished") === "true") return;

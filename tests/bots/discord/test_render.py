@@ -22,7 +22,7 @@ def test_sources_are_numbered_with_links_in_angle_brackets_so_discord_shows_no_p
     assert block == (
         "**Sources**\n"
         "**[1]** [Deploy \\*guide\\*, § Rollback](<https://wiki.example.com/deploy>)\n"
-        "**[2]** [Notes (old)](<https://lorebot.example.com/console/documents/9/>)"
+        "**[2]** [Notes (old)](<https://lorebot.example.com/sources/9/>)"
     )
 
 

@@ -57,7 +57,7 @@ def test_sources_are_numbered_with_location_and_link_where_there_is_one():
         citation(2, "Notes", source="notes.txt", document_id="cli-notes"),
     ])
     text = sources[0]["elements"][0]["text"]
-    assert text == ("*Sources*\n[1] <https://lorebot.example.com/console/documents/4/|Deployment, Rollback>\n"
+    assert text == ("*Sources*\n[1] <https://lorebot.example.com/sources/4/|Deployment, Rollback>\n"
                     "[2] Notes")
 
 
