@@ -134,6 +134,7 @@ class IngestJob(models.Model):
         SUCCEEDED = "succeeded"
         FAILED = "failed"
         PARTIALLY_FAILED = "partially_failed", "partially failed"
+        CANCELLING = "cancelling"  # cancelled while a worker ran it: the worker stops its file, then it is CANCELLED
         CANCELLED = "cancelled"
 
     FINISHED = (State.SUCCEEDED, State.FAILED, State.PARTIALLY_FAILED, State.CANCELLED)
@@ -208,9 +209,28 @@ class IngestJob(models.Model):
         self.progress_done = done
         self._set_state(self.State.QUEUED, "queued", "retry requested", "finished_at", "progress_done", files=files)
 
-    def cancel(self) -> None:
+    def request_cancel(self) -> None:
+        """Cancelled while a worker runs it: its queued files are cancelled now; the worker stops the running
+        one at its next step and then calls `cancel()`."""
+        self._cancel_files((IngestJobFile.State.QUEUED,))
+        self._set_state(self.State.CANCELLING, "cancelling", "cancel requested")
+
+    def cancel(self, *, reason: str = "") -> None:
+        """Every file with no outcome yet is cancelled, its document back to what it was; then the job is finished.
+
+        `reason`: what a file that was running is told (e.g. its worker died while stopping it).
+        Called with the job locked, by whoever holds it: the cancel itself, the worker once it has
+        stopped, or the recovery of a job whose worker died while cancelling.
+        """
+        self._cancel_files((IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING), reason=reason)
         self.finished_at = timezone.now()
         self._set_state(self.State.CANCELLED, "cancelled", "cancelled", "finished_at")
+
+    def _cancel_files(self, states: tuple[str, ...], *, reason: str = "") -> None:
+        for f in self.files.select_related("document").filter(state__in=states):
+            f.cancel(reason=reason if f.state == IngestJobFile.State.RUNNING else "")
+            if f.document is not None:
+                f.document.restore_after_cancel(was_deleting=f.action == IngestJobFile.Action.DELETE)
 
     def crash(self, exc: BaseException) -> None:
         """Something outside any one file broke the run."""
@@ -256,6 +276,10 @@ class IngestJobFile(models.Model):
     error_message = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     seconds = models.FloatField(default=0.0)
+    # Progress inside the file while it runs: chunks embedded of its total (0 of 0 until it is chunked).
+    chunks_embedded = models.PositiveIntegerField(default=0)
+    chunks_total = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["pk"]
@@ -271,8 +295,14 @@ class IngestJobFile(models.Model):
     # -- transitions: the only code that assigns a file's state --------------------------------
 
     def start(self) -> None:
-        self.state, self.attempts = self.State.RUNNING, self.attempts + 1
-        self.save(update_fields=["state", "attempts"])
+        self.state, self.attempts, self.started_at = self.State.RUNNING, self.attempts + 1, timezone.now()
+        self.chunks_embedded = self.chunks_total = 0
+        self.save(update_fields=["state", "attempts", "started_at", "chunks_embedded", "chunks_total"])
+
+    def report_embedded(self, done: int, total: int) -> None:
+        """`done` of its `total` chunks are embedded (progress, not state: the job page and its ETA read it)."""
+        self.chunks_embedded, self.chunks_total = done, total
+        self.save(update_fields=["chunks_embedded", "chunks_total"])
 
     def finish(self, state: str, *, chunks: int = 0, seconds: float = 0.0,
                error: tuple[str, str, str] = ("", "", "")) -> None:
@@ -287,9 +317,11 @@ class IngestJobFile(models.Model):
         self.state, self.attempts, self.error_type, self.error_message, self.traceback = self.State.QUEUED, 0, "", "", ""
         self.save(update_fields=["state", "attempts", "error_type", "error_message", "traceback"])
 
-    def cancel(self) -> None:
+    def cancel(self, *, reason: str = "") -> None:
+        """Will not run (queued) or stopped mid-way (running); `reason` says at which step, if it ran."""
         self.state = self.State.CANCELLED
-        self.save(update_fields=["state"])
+        self.error_type, self.error_message = ("Cancelled", reason) if reason else (self.error_type, self.error_message)
+        self.save(update_fields=["state", "error_type", "error_message"])
 
     def crash(self, exc: BaseException, trace: str) -> None:
         self.state, self.error_type, self.error_message = self.State.FAILED, type(exc).__name__, f"{self.filename}: {exc}"

@@ -99,6 +99,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    # Before the CSRF check reads the form: an upload refused whole gets a message, not a bare 400.
+    "console.ingest.limits.UploadLimitsMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -158,10 +160,19 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 INGEST_STALE_SECONDS = envint("INGEST_STALE_SECONDS", "60")  # a running job with an older heartbeat is re-queued
 INGEST_MAX_ATTEMPTS = envint("INGEST_MAX_ATTEMPTS", "3")  # per file, for transient errors and worker crashes
 INGEST_RETRY_BACKOFF_SECONDS = envfloat("INGEST_RETRY_BACKOFF_SECONDS", "2")  # doubled on each retry
+# Each file is parsed in a child process within these limits, so a zip bomb or a parser stuck on a
+# hostile file fails alone, with an error that names the limit (console/ingest/parsing.py).
+INGEST_PARSE_TIMEOUT_SECONDS = envfloat("INGEST_PARSE_TIMEOUT_SECONDS", "120")
+INGEST_PARSE_MAX_MEMORY_MB = envint("INGEST_PARSE_MAX_MEMORY_MB", "1024")
+INGEST_PARSE_MAX_INFLATED_MB = envint("INGEST_PARSE_MAX_INFLATED_MB", "200")
+# Under this much free space on the data folder's disk, uploads are refused ("disk full"), a failing
+# file's error says so, and /health/ready reports "degraded".
+INGEST_MIN_FREE_MB = envint("INGEST_MIN_FREE_MB", "100")
 # Uploads: past these a file is refused by name (and the rest go through). Django's own caps sit above
 # them, so a too-large request still gets a readable page (console.ingest.limits) rather than a bare 400.
 UPLOAD_MAX_FILES = envint("UPLOAD_MAX_FILES", "200")
-UPLOAD_MAX_NAME_CHARS = envint("UPLOAD_MAX_NAME_CHARS", "255")
+# Under 255: Django cuts longer names to 255 on arrival, and a cut name must still be over the limit.
+UPLOAD_MAX_NAME_CHARS = envint("UPLOAD_MAX_NAME_CHARS", "200")
 if not 1 <= UPLOAD_MAX_NAME_CHARS <= 255:
     raise ImproperlyConfigured("UPLOAD_MAX_NAME_CHARS must be between 1 and 255 (the database keeps 255)")
 DATA_UPLOAD_MAX_NUMBER_FILES = 2 * UPLOAD_MAX_FILES

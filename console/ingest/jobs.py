@@ -75,17 +75,23 @@ def retry_job(job: IngestJob) -> IngestJob:
 
 
 def cancel_job(job: IngestJob) -> IngestJob:
-    """Stops a job between files: queued files are cancelled, the file being indexed finishes."""
+    """Cancels a job; every file ends in a documented state (README, "Cancelling a job").
+
+    Queued files are cancelled at once. A job a worker is running becomes CANCELLING: the worker
+    stops its file at the next step (killing the parser, between embedding batches, or before the
+    write; a write already under way completes) and then finishes the cancel (`IngestJob.cancel`).
+    """
     with transaction.atomic():
         job = IngestJob.objects.select_for_update().get(pk=job.pk)
         if job.is_finished:
             raise IngestError(f"job {job.pk} has already finished ({job.get_state_display()})")
-        for f in job.files.select_related("document").filter(state=IngestJobFile.State.QUEUED):
-            f.cancel()
-            if f.document is not None:
-                f.document.restore_after_cancel(was_deleting=f.action == IngestJobFile.Action.DELETE)
-        job.cancel()
-    log.info("job.cancelled", job_id=job.pk)
+        if job.state == IngestJob.State.CANCELLING:
+            raise IngestError(f"job {job.pk} is already being cancelled")
+        if job.state == IngestJob.State.RUNNING:
+            job.request_cancel()
+        else:  # queued or waiting to retry: no worker holds it
+            job.cancel()
+    log.info("job.cancelled", job_id=job.pk, state=job.state)
     return job
 
 

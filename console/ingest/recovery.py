@@ -28,7 +28,7 @@ def recover_stale_jobs(*, stale_seconds: float | None = None) -> list[int]:
     """Queues again every job whose worker stopped beating (SIGKILL, OOM, power loss); returns their ids."""
     stale = settings.INGEST_STALE_SECONDS if stale_seconds is None else stale_seconds
     cutoff = timezone.now() - timedelta(seconds=stale)
-    running = IngestJob.objects.filter(state=IngestJob.State.RUNNING, heartbeat_at__lt=cutoff)
+    running = IngestJob.objects.filter(state__in=(IngestJob.State.RUNNING, IngestJob.State.CANCELLING), heartbeat_at__lt=cutoff)
     # Claimed by a worker that died before it could mark the job running.
     claimed = list(
         DBTaskResult.objects.filter(status="RUNNING", started_at__lt=cutoff).values_list("id", flat=True)
@@ -44,8 +44,13 @@ def recover_stale_jobs(*, stale_seconds: float | None = None) -> list[int]:
 def _requeue_dead(job_id: int, cutoff: datetime) -> bool:
     with transaction.atomic():
         job = IngestJob.objects.select_for_update().get(pk=job_id)
-        if job.is_finished or (job.state == IngestJob.State.RUNNING and job.heartbeat_at and job.heartbeat_at >= cutoff):
+        alive = job.heartbeat_at and job.heartbeat_at >= cutoff
+        if job.is_finished or (job.state in (IngestJob.State.RUNNING, IngestJob.State.CANCELLING) and alive):
             return False  # it finished or beat again while we looked
+        if job.state == IngestJob.State.CANCELLING:  # its worker died while stopping it: finish the cancel
+            job.cancel(reason="cancelled; its worker had died")
+            log.warning("job.cancel_finished", job_id=job_id, reason="worker died")
+            return True
         if job.task_id:
             DBTaskResult.objects.filter(id=job.task_id, status="RUNNING").update(
                 status="FAILED", finished_at=timezone.now(),

@@ -56,6 +56,22 @@ def sanitize_path(name: str) -> str:
     return "/".join(parts) or "upload"
 
 
+def free_bytes() -> int:
+    """Free space on the disk that holds the data folder (originals, indexes, the SQLite database)."""
+    folder = Path(settings.RAG_DATA_DIR)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return shutil.disk_usage(folder).free
+
+
+def disk_full_reason() -> str:
+    """Why the data folder's disk counts as full (under INGEST_MIN_FREE_MB free), or "" when it does not."""
+    free = free_bytes()
+    if free >= settings.INGEST_MIN_FREE_MB * 1024 * 1024:
+        return ""
+    return f"the disk holding {settings.RAG_DATA_DIR} is full: {free // (1024 * 1024)} MB free, under INGEST_MIN_FREE_MB ({settings.INGEST_MIN_FREE_MB} MB)"
+
+
 def originals_kind() -> str:
     """"folder", "database", or the dotted path of the configured Django storage class."""
     chosen = settings.RAG_ORIGINALS_STORAGE

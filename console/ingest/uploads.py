@@ -109,7 +109,10 @@ def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Seque
     accepted: list[tuple[Document, str]] = []
     seen_paths: dict[str, str] = {}  # path → the first file that had it, in this upload
     seen_content: dict[str, str] = {}  # checksum → the file that had it, in this upload
-    disk_full = ""
+    disk_full = storage.disk_full_reason()
+    if disk_full:
+        log.error("upload.disk_full", reason=disk_full)
+        disk_full = f"{disk_full}; nothing was stored (free some space and upload again)"
     for position, upload in enumerate(files):
         name = _path_of(upload, paths[position] if paths and position < len(paths) else None)
         if disk_full:  # no later file can be stored either; each is named, none is half-written
@@ -137,10 +140,23 @@ def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Seque
 
 def _path_of(upload: UploadedFileLike, path: str | None) -> str:
     """The file's path within the upload: the browser's, when it ends in the file's own name; else the name."""
-    name = getattr(upload, "name", "") or ""
-    if path and sanitize_path(path).rsplit("/", 1)[-1] == sanitize_path(name):
-        return sanitize_path(path)
-    return sanitize_path(name)
+    name = sanitize_path(getattr(upload, "name", "") or "")
+    if path:
+        path = sanitize_path(path)
+        if _as_django_keeps_it(path.rsplit("/", 1)[-1]) == name:
+            return path
+    return name
+
+
+def _as_django_keeps_it(name: str) -> str:
+    """A file name as Django's UploadedFile keeps it: cut to 255 characters, extension kept
+    (django.core.files.uploadedfile), so the browser's longer original can be matched to it."""
+    if len(name) <= 255:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    ext = f".{ext}"[:255] if dot else ""
+    stem = stem if dot else name
+    return stem[: 255 - len(ext)] + ext
 
 
 def _accept(upload: UploadedFileLike, name: str, user: Any, seen_paths: dict[str, str],

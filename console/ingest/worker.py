@@ -13,6 +13,7 @@ import time
 import traceback as tb
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -21,13 +22,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from console.engine import get_engine
-from console.ingest import storage
+from console.ingest import parsing, storage
 from console.models import Document, IngestJob, IngestJobFile
 from console.ops.logs import bound_context
 from console.ops.metrics import INGEST_JOBS
 from ragcore.errors import RagError
-from ragcore.ingest import IngestRequest, IngestResult
+from ragcore.ingest import IngestResult, ParsedItem
 from ragcore.metrics import PIPELINE_ERRORS
+from ragcore.settings import MB
 
 log = structlog.get_logger(__name__, component="ingest_job")
 
@@ -60,7 +62,9 @@ class _JobRun:
         self.requeue = requeue
         self.log = bound
         self.last_write = 0.0
+        self.last_embedded_write = 0.0
         self.stage = ""
+        self.current: IngestJobFile | None = None  # the file the engine is embedding, for its progress
 
     def run(self) -> _Result:
         job = self._start()
@@ -70,8 +74,7 @@ class _JobRun:
         with _heartbeat(self.job_id):
             for f in self._pending_files():
                 if not self._still_ours():
-                    self.log.info("job.stopped", reason="cancelled or taken over")
-                    return {"job_id": self.job_id, "state": "stopped"}
+                    return self._stop()
                 delay = self._process(f)
                 if delay is not None:
                     retry_in = delay if retry_in is None else min(retry_in, delay)
@@ -86,6 +89,10 @@ class _JobRun:
             job = IngestJob.objects.select_for_update().filter(pk=self.job_id).first()
             if job is None or job.is_finished:
                 self.log.info("job.skipped", reason="missing" if job is None else job.state)
+                return None
+            if job.state == IngestJob.State.CANCELLING:  # its last worker died while stopping it
+                job.cancel()
+                self.log.info("job.skipped", reason="cancelled")
                 return None
             if self.task_id and job.task_id and job.task_id != self.task_id:
                 # A stale task (its job was re-queued after a crash): the newer task owns the job.
@@ -110,11 +117,21 @@ class _JobRun:
             return False
         return not (self.task_id and job["task_id"] and job["task_id"] != self.task_id)
 
+    def _stop(self) -> _Result:
+        """The job is no longer this run's: cancelled (finish the cancel) or taken over by another task."""
+        with transaction.atomic():
+            job = IngestJob.objects.select_for_update().get(pk=self.job_id)
+            if job.state == IngestJob.State.CANCELLING:
+                job.cancel()
+        INGEST_JOBS.labels(job.state).inc()
+        self.log.info("job.stopped", state=job.state)
+        return {"job_id": self.job_id, "state": job.state}
+
     def _schedule_retry(self, delay: float) -> _Result:
         with transaction.atomic():
             job = IngestJob.objects.select_for_update().get(pk=self.job_id)
             if job.state != IngestJob.State.RUNNING:
-                return {"job_id": self.job_id, "state": job.state}
+                return self._stop()
             job.wait_to_retry(delay)
             self.requeue(self.job_id, delay_seconds=delay)
         self.log.info("job.retry_scheduled", in_seconds=delay)
@@ -128,7 +145,7 @@ class _JobRun:
         with transaction.atomic():
             job = IngestJob.objects.select_for_update().get(pk=self.job_id)
             if job.state != IngestJob.State.RUNNING:  # cancelled while the last file ran
-                return {"job_id": self.job_id, "state": job.state}
+                return self._stop()
             state = job.finish(files=total, failed=failed, refused=refused)
         INGEST_JOBS.labels(state).inc()
         self.log.info("job.finished", state=state, files=total, failed=failed)
@@ -160,6 +177,13 @@ class _JobRun:
         self._progress("parsing", force=True)
         try:
             result = self._ingest(f, doc)
+        except parsing.Stopped:
+            self._stopped(f, doc, started)
+            return None
+        except parsing.ParseFailed as exc:  # corrupt, hostile or over a limit: never retried
+            PIPELINE_ERRORS.labels("loader").inc()
+            trace = f"{exc.error_type}: {exc.message}\n(reported by the parser process)"
+            return self._failed(f, doc, exc.error_type, exc.message, trace, False, started)
         except Exception as exc:  # the engine reports bad files as results; this is anything else
             PIPELINE_ERRORS.labels("ingest_job").inc()
             transient = not isinstance(exc, RagError) or exc.transient
@@ -171,15 +195,57 @@ class _JobRun:
         return None
 
     def _ingest(self, f: IngestJobFile, doc: Document) -> IngestResult:
-        engine = get_engine()
-        with storage.named_original(doc.checksum, doc.original_filename) as path:
-            request = IngestRequest(path, document_id=doc.engine_id, title=doc.title, source=doc.original_filename)
-            force = f.action == IngestJobFile.Action.REINDEX
-            return engine.ingest_files([request], force=force, on_progress=self._on_progress)[0]
+        """Parses the original in a child process (console.ingest.parsing), then chunks, embeds and writes it."""
+        with storage.named_original(doc.checksum, doc.original_filename) as path:  # a local file, whatever the storage
+            parsed = parsing.parse_original(path, doc.original_filename, parse_limits(), should_stop=self._should_stop)
+        if doc.title:
+            parsed = replace(parsed, title=doc.title)
+        self._check_stop()  # cancelled as the parser finished: nothing embedded yet
+        self._progress("chunking", force=True)
+        item = ParsedItem(doc.engine_id, parsed, doc.original_filename, doc.checksum)
+        force = f.action == IngestJobFile.Action.REINDEX
+        self.current = f
+        try:
+            return get_engine().ingest_parsed([item], force=force, on_progress=self._on_progress)[0]
+        finally:
+            self.current = None
 
     def _on_progress(self, stage: str, done: int, total: int) -> None:
+        """The engine's progress: chunks embedded of the file's total; a cancel stops it here, before the write."""
         if stage == "embedding":
-            self._progress("embedding" if done < total else "writing")
+            self._progress("embedding")
+            self._report_embedded(done, total)
+            self._check_stop()
+        elif stage == "writing":
+            self._progress("writing", force=True)
+            self._check_stop()  # the last moment a cancel can keep the file out of the indexes
+
+    def _report_embedded(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.current is None or (done < total and now - self.last_embedded_write < PROGRESS_WRITE_SECONDS):
+            return
+        self.last_embedded_write = now
+        self.current.report_embedded(done, total)
+
+    def _should_stop(self) -> bool:
+        return not self._still_ours()
+
+    def _check_stop(self) -> None:
+        """One small read per embedding step (every few seconds): a cancel is seen within a step."""
+        if self._should_stop():
+            raise parsing.Stopped
+
+    def _stopped(self, f: IngestJobFile, doc: Document, started: float) -> None:
+        """The job was cancelled (or taken over) while this file ran: nothing of it reached the indexes."""
+        state = IngestJob.objects.filter(pk=self.job_id).values_list("state", flat=True).first()
+        if state not in (IngestJob.State.CANCELLING, IngestJob.State.CANCELLED):
+            self.log.info("file.abandoned", filename=f.filename, reason="taken over")  # its new owner runs it again
+            return
+        reason = f"{f.filename}: cancelled while {self.stage}; nothing of it was indexed"
+        with transaction.atomic():
+            f.cancel(reason=reason)
+            doc.restore_after_cancel(was_deleting=False)
+        self.log.info("file.cancelled", filename=f.filename, stage=self.stage, seconds=round(time.perf_counter() - started, 3))
 
     def _indexed(self, f: IngestJobFile, doc: Document, result: IngestResult, started: float) -> None:
         chunks = result.chunks
@@ -204,6 +270,10 @@ class _JobRun:
 
     def _failed(self, f: IngestJobFile, doc: Document, error_type: str, message: str, trace: str,
                 transient: bool, started: float) -> float | None:
+        # A store failing on a full disk says "Failed to apply logs…": say what broke. (A corrupt file is not transient.)
+        full = storage.disk_full_reason() if transient else ""
+        if full or "No space left on device" in message:
+            error_type, message = "DiskFull", f"{f.filename}: {full or 'the disk is full'} ({message})"
         retry = transient and f.attempts < settings.INGEST_MAX_ATTEMPTS
         state = IngestJobFile.State.QUEUED if retry else IngestJobFile.State.FAILED
         self._record(f, state, error=(error_type, message, trace), seconds=time.perf_counter() - started)
@@ -255,11 +325,22 @@ class _JobRun:
         IngestJob.objects.filter(pk=self.job_id, state=IngestJob.State.RUNNING).update(stage=stage, heartbeat_at=timezone.now())
 
 
+def parse_limits() -> parsing.Limits:
+    return parsing.Limits(
+        max_inflated_bytes=settings.INGEST_PARSE_MAX_INFLATED_MB * MB,
+        max_memory_bytes=settings.INGEST_PARSE_MAX_MEMORY_MB * MB,
+        timeout_seconds=settings.INGEST_PARSE_TIMEOUT_SECONDS,
+    )
+
+
 def _finish_after_crash(job_id: int, exc: Exception) -> None:
     try:
         with transaction.atomic():
             job = IngestJob.objects.select_for_update().filter(pk=job_id).first()
             if job is None or job.is_finished:
+                return
+            if job.state == IngestJob.State.CANCELLING:
+                job.cancel()
                 return
             job.crash(exc)
             for f in job.files.filter(state__in=(IngestJobFile.State.QUEUED, IngestJobFile.State.RUNNING)):
@@ -280,7 +361,9 @@ def _heartbeat(job_id: int) -> Iterator[None]:
     def beat() -> None:
         while not stop.wait(interval):
             try:
-                IngestJob.objects.filter(pk=job_id, state=IngestJob.State.RUNNING).update(heartbeat_at=timezone.now())
+                # CANCELLING too: its worker is alive, stopping the file, and must not look dead.
+                IngestJob.objects.filter(pk=job_id, state__in=(IngestJob.State.RUNNING, IngestJob.State.CANCELLING)).update(
+                    heartbeat_at=timezone.now())
             except Exception:
                 log.warning("job.heartbeat_failed", job_id=job_id, exc_info=True)
         connection.close()  # this thread's own connection

@@ -4,11 +4,13 @@ Readiness is the database plus the engine's own dependency checks (ragcore.healt
 status and latency. The process is ready when the warm-up is done and the database, the vector
 store, the BM25 index and the embedding model are all "ok"; an LLM that cannot be reached leaves
 it ready but "degraded: extractive fallback". An index holding fewer chunks than the database says
-are indexed makes it "degraded" (still 200: answers come from what is there), with the numbers.
+are indexed makes it "degraded" (still 200: answers come from what is there), with the numbers; so
+does a data disk under INGEST_MIN_FREE_MB free (questions are answered, uploads are refused).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -18,6 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from console.engine import get_engine
+from console.ingest import storage
 from console.models import Document
 from console.ops import warmup
 from ragcore.health import CHECKS, REQUIRED, Check, timed
@@ -75,6 +78,7 @@ def readiness() -> tuple[bool, dict[str, Any]]:
             checks["embedding_model"] = replace(model, detail=f"{model.detail} ({failed})")
         if checks["database"].ok:
             _compare_with_database(checks)
+        checks["disk"] = _disk()
         required = ("database", *REQUIRED)
         if all(checks[name].ok for name in required):
             status = "ready"
@@ -82,6 +86,8 @@ def readiness() -> tuple[bool, dict[str, Any]]:
             status = "degraded"  # answers still come, from what the indexes hold; reconcile heals it
         else:
             status = "not_ready"
+        if status == "ready" and not checks["disk"].ok:
+            status = "degraded"  # questions are answered; uploads are refused until there is space
     body = {
         "status": status,
         "checks": {name: check.to_dict() for name, check in checks.items()},
@@ -89,6 +95,20 @@ def readiness() -> tuple[bool, dict[str, Any]]:
                    "seconds": round(warming.seconds, 2) if warming.seconds is not None else None},
     }
     return status in ("ready", "degraded"), body
+
+
+def _disk() -> Check:
+    """The data folder's disk: "degraded: disk full" under INGEST_MIN_FREE_MB free."""
+    started = time.perf_counter()
+    try:
+        full = storage.disk_full_reason()
+        free_mb = storage.free_bytes() // (1024 * 1024)
+    except OSError as exc:
+        return Check("error", f"cannot read the free space: {exc}")
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    if full:
+        return Check("degraded: disk full", full, ms, info={"free_mb": free_mb})
+    return Check("ok", ms=ms, info={"free_mb": free_mb})
 
 
 @require_GET

@@ -23,7 +23,7 @@ from console.accounts.landing import home_url
 from console.chat.history import citations_of
 from console.engine import get_engine
 from console.ingest import jobs, uploads
-from console.ingest.status import eta_seconds
+from console.ingest.status import job_status
 from console.markdown import render_answer
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from console.pages import charts, stats
@@ -246,13 +246,15 @@ def jobs_view(request: HttpRequest) -> HttpResponse:
         row["job"]: row
         for row in IngestJobFile.objects.filter(job__in=ids)
         .values("job")
-        .annotate(total=Count("id"), failed=Count("id", filter=Q(state=IngestJobFile.State.FAILED)))
+        .annotate(total=Count("id"), failed=Count("id", filter=Q(state=IngestJobFile.State.FAILED)),
+                  n_refused=Count("id", filter=Q(state=IngestJobFile.State.REFUSED)))
         .order_by()
     }
     for job in page.object_list:
         row = counts.get(job.pk, {})
         job.files_total = row.get("total", 0)
         job.files_failed = row.get("failed", 0)
+        job.files_refused = row.get("n_refused", 0)
     return render(request, "console/jobs.html", {"page": page, "filters": filters, "nav": "jobs"})
 
 
@@ -260,11 +262,14 @@ def jobs_view(request: HttpRequest) -> HttpResponse:
 @staff_required
 def job_view(request: HttpRequest, job_id: int) -> HttpResponse:
     job = get_object_or_404(IngestJob.objects.select_related("created_by"), pk=job_id)
+    status = job_status(job)
     context = {
         "job": job,
         "files": job.files.order_by("pk"),
         "percent": int(100 * job.progress_done / job.progress_total) if job.progress_total else 0,
-        "eta_seconds": eta_seconds(job),
+        "eta_seconds": status["eta_seconds"],
+        "current": status["current"],
+        "retryable": job.files.filter(state__in=IngestJobFile.RETRYABLE, document__isnull=False).exists(),
         "status_url": reverse("job-status", args=[job.pk]),
         "nav": "jobs",
     }
@@ -280,7 +285,9 @@ def job_retry_view(request: HttpRequest, job_id: int) -> HttpResponse:
     except jobs.IngestError as exc:
         messages.error(request, f"Could not retry job {job.pk}: {exc}")
     else:
-        messages.success(request, f"Job {job.pk} queued again: its failed files will be retried.")
+        job.refresh_from_db()
+        queued = job.files.filter(state=IngestJobFile.State.QUEUED).count()
+        messages.success(request, f"Job {job.pk} queued again: {queued} failed or cancelled file{'s' if queued != 1 else ''} will be retried.")
     return redirect("console:job", job_id=job.pk)
 
 
@@ -293,7 +300,11 @@ def job_cancel_view(request: HttpRequest, job_id: int) -> HttpResponse:
     except jobs.IngestError as exc:
         messages.error(request, f"Could not cancel job {job.pk}: {exc}")
     else:
-        messages.success(request, f"Job {job.pk} cancelled.")
+        job.refresh_from_db()
+        if job.state == IngestJob.State.CANCELLING:
+            messages.success(request, f"Job {job.pk} is being cancelled: the file being indexed stops at its next step.")
+        else:
+            messages.success(request, f"Job {job.pk} cancelled.")
     return redirect("console:job", job_id=job.pk)
 
 

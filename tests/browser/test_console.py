@@ -69,8 +69,8 @@ def test_a_staff_member_uploads_watches_the_job_and_reads_a_conversation(
     page.click("text=Deploy key question")
     assert page.locator(".msg-user .msg-text").inner_text() == "When does the deploy key rotate? <b>now</b>"
     assert "412 ms" in page.locator(".msg-assistant").inner_text()
-    page.click(".citations a")
-    page.wait_for_url(f"{base}/console/documents/{doc.pk}/")
+    page.click(".citations a")  # every citation opens the source viewer
+    page.wait_for_url(re.compile(rf"/sources/{doc.pk}/"))
 
     if SCREENSHOTS:
         page.set_viewport_size({"width": 1280, "height": 900})
@@ -88,7 +88,8 @@ def test_the_job_page_follows_a_running_job_without_reloading(live_server: Any, 
     log_in(page, base)
     job = IngestJob.objects.create(state="running", stage="embedding", progress_done=0, progress_total=2)
     good = IngestJobFile.objects.create(job=job, filename="a.md", state="running")
-    bad = IngestJobFile.objects.create(job=job, filename="b.pdf", state="queued")
+    doc = Document.objects.create(checksum="b" * 64, original_filename="b.pdf", status="indexing")
+    bad = IngestJobFile.objects.create(job=job, document=doc, filename="b.pdf", state="queued")
     page.goto(f"{base}/console/jobs/{job.pk}/")
     page.evaluate("window.__sameDocument = true")
     assert page.locator('[data-show-when="cancel"]').is_visible()

@@ -102,7 +102,7 @@ def test_readiness_says_warming_until_the_warm_up_is_done_then_lists_every_check
     checks = body["checks"]
     assert {name: c["status"] for name, c in checks.items()} == {
         "database": "ok", "vector_store": "ok", "bm25_index": "ok", "embedding_model": "ok",
-        "llm": "degraded: extractive fallback",
+        "llm": "degraded: extractive fallback", "disk": "ok",
     }
     assert checks["vector_store"]["detail"] == {"chunks": engine.store.count()} and checks["bm25_index"]["detail"]["chunks"] > 0
     assert all(isinstance(c["ms"], float) for c in checks.values())
@@ -190,3 +190,16 @@ def test_an_unreachable_vector_store_makes_the_process_not_ready(
     assert body["checks"]["vector_store"]["status"] == "error"
     assert "vector store unavailable" in body["checks"]["vector_store"]["detail"]
     assert body["checks"]["database"]["status"] == body["checks"]["bm25_index"]["status"] == "ok"
+
+
+def test_a_full_data_disk_makes_readiness_degraded_and_says_why(warmup: Warmup, engine: Engine) -> None:
+    release(engine)
+    ready()
+    assert warmup.done.wait(10)
+    with override_settings(INGEST_MIN_FREE_MB=10**12):  # more than any disk has: this one counts as full
+        status, body = ready()
+    assert status == 200 and body["status"] == "degraded", body  # questions are still answered
+    disk = body["checks"]["disk"]
+    assert disk["status"] == "degraded: disk full" and "is full" in disk["detail"] and "INGEST_MIN_FREE_MB" in disk["detail"]
+    status, body = ready()
+    assert body["status"] == "ready" and body["checks"]["disk"]["free_mb"] > 0

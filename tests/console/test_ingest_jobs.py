@@ -161,7 +161,7 @@ def test_a_transient_error_is_retried_and_then_succeeds(
     submit: Callable[..., uploads.SubmitResult], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine = get_engine()
-    real = engine.ingest_files
+    real = engine.ingest_parsed
     calls = []
 
     def flaky(*args: Any, **kwargs: Any) -> Any:
@@ -170,7 +170,7 @@ def test_a_transient_error_is_retried_and_then_succeeds(
             raise StoreUnavailable("chroma is down")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "ingest_files", flaky)
+    monkeypatch.setattr(engine, "ingest_parsed", flaky)
     result = submit(upload("handbook.md", HANDBOOK))
     run_worker()
     job = IngestJob.objects.get(pk=result.job.pk)
@@ -186,7 +186,7 @@ def test_transient_errors_stop_after_the_last_attempt(
     def down(*args: Any, **kwargs: Any) -> Any:
         raise StoreUnavailable("chroma is down")
 
-    monkeypatch.setattr(get_engine(), "ingest_files", down)
+    monkeypatch.setattr(get_engine(), "ingest_parsed", down)
     result = submit(upload("handbook.md", HANDBOOK))
     run_worker()
     job = IngestJob.objects.get(pk=result.job.pk)

@@ -117,7 +117,8 @@
 
   function renderFile(row, f) {
     badge(row.querySelector('[data-file-field="state"]'), f.state);
-    text(row.querySelector('[data-file-field="chunks"]'), f.chunks != null ? f.chunks : "");
+    var chunks = f.state === "running" && f.chunks_total ? f.chunks_embedded + " / " + f.chunks_total : f.chunks;
+    text(row.querySelector('[data-file-field="chunks"]'), chunks != null ? chunks : "");
     if (f.seconds != null) text(row.querySelector('[data-file-field="seconds"]'), Number(f.seconds).toFixed(1));
     var cell = row.querySelector('[data-file-field="error"]');
     var type = f.error_type || "";
@@ -165,6 +166,10 @@
     text(field("done"), done);
     text(field("total"), total);
     text(field("eta"), eta(s));
+    var c = finished ? null : s.current;
+    text(field("current"), !c ? "" : c.chunks_total
+      ? c.filename + ": " + c.chunks_embedded + " of " + c.chunks_total + " chunks embedded"
+      : c.filename + ": " + s.stage);
     text(field("attempts"), s.attempts != null ? s.attempts : field("attempts").textContent);
     if ("started_at" in s) text(field("started"), clock(s.started_at));
     if ("finished_at" in s) text(field("finished"), clock(s.finished_at));
@@ -176,8 +181,12 @@
     renderFiles(s.files);
     var retry = document.querySelector('[data-show-when="retry"]');
     var cancel = document.querySelector('[data-show-when="cancel"]');
-    if (retry) retry.hidden = !finished || s.state === "succeeded";
-    if (cancel) cancel.hidden = finished;
+    // Retry shows when a finished job has failed or cancelled files to run again.
+    var retryable = (s.files || []).some(function (f) {
+      return (f.state === "failed" || f.state === "cancelled") && f.document_id != null;
+    });
+    if (retry) retry.hidden = !finished || !retryable;
+    if (cancel) cancel.hidden = finished || s.state === "cancelling";
     return finished;
   }
 
