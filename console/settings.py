@@ -252,6 +252,8 @@ CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 # -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
+# `make run` ingests Lorebot's own guide (data/docs) so a fresh install can answer; False keeps it out.
+LOREBOT_GUIDE = envbool("LOREBOT_GUIDE", "True")
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
 # Rate limits and the Slack bot's event de-duplication live in the cache: per process by default;
 # several web processes (and bots) need a shared one, e.g. redis://127.0.0.1:6379/1.
