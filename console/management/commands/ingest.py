@@ -21,6 +21,7 @@ from console.ingest import guide, jobs, local_files, uploads, worker
 from console.management.output import logs_for_command
 from console.models import Document, IngestJob, IngestJobFile
 from console.tasks import enqueue_job
+from ragcore import metrics
 
 POLL_SECONDS = 0.5  # how often the progress bar reads the job's files
 
@@ -52,6 +53,9 @@ class Command(BaseCommand):
             self.stdout.write(f"skipped    {name}: {why}")
         for name in found.missing:
             counts["failed"] += 1
+            # Counted like any bad file: no upload, no loader ever saw it.
+            metrics.INGEST_DOCUMENTS.labels("failed").inc()
+            metrics.PIPELINE_ERRORS.labels("loader").inc()
             self.stdout.write(self.style.ERROR(f"failed     {name}: file not found"))
         todo, unchanged = self._split_unchanged(found.files, force=options["force"])
         for f, doc in unchanged:
@@ -102,6 +106,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"unchanged  {outcome.reason.replace(': duplicate, already', ': skipped, already')}")
                 continue
             counts["failed"] += 1
+            metrics.INGEST_DOCUMENTS.labels("failed").inc()  # never reached the engine, which counts the others
             self.stdout.write(self.style.ERROR(f"failed     {outcome.reason}"))
         if options["guide"]:
             for outcome in result.accepted:
