@@ -1,8 +1,9 @@
 """How many documents and chunks Lorebot holds, as the database and as each index counts them.
 
 The dashboard and /health/ready show the same figures, so a mismatch (chunks no document accounts
-for, or a document whose chunks are missing) is visible in both places; `manage.py reconcile` fixes
-documents with missing chunks.
+for, or a document whose chunks are missing) is visible in both places: `manage.py reconcile`
+re-indexes documents with missing chunks, `manage.py reindex --now` rebuilds both indexes from the
+documents alone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ class Counts:
     chunks: int  # what those documents say they have in the indexes
     vector_store: int | None  # what the indexes hold (None: unreachable right now)
     bm25_index: int | None
+
+    @property
+    def orphans(self) -> bool:
+        """An index holds chunks no document accounts for (written before every ingest was a document)."""
+        return max(self.vector_store or 0, self.bm25_index or 0) > self.chunks
 
     @property
     def consistent(self) -> bool:
