@@ -41,8 +41,8 @@ migrate: install
 	$(PY) manage.py migrate --noinput
 
 $(SAMPLES): $(wildcard data/docs/*) | $(INSTALLED)
-	@echo "==> ingesting the sample documents in data/docs (unchanged files are skipped)"
-	$(PY) manage.py ingest data/docs
+	@echo "==> ingesting Lorebot's guide in data/docs (unchanged files are skipped; none once removed in the console, or with LOREBOT_GUIDE=False)"
+	$(PY) manage.py ingest --guide data/docs
 	@touch $@
 
 samples: $(SAMPLES)

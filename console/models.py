@@ -43,6 +43,8 @@ class Document(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
+    # Lorebot's own guide (data/docs, ingested by `make run`): removable in one action (console.ingest.guide).
+    is_guide = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]
@@ -95,6 +97,11 @@ class Document(models.Model):
         self.error = error
         self._set_status(self.Status.FAILED, "error")
 
+    def mark_guide(self) -> None:
+        """Part of Lorebot's own guide: listed as such, and removed with it."""
+        self.is_guide = True
+        self.save(update_fields=["is_guide", "updated_at"])
+
     def mark_deleting(self) -> None:
         """On its way out: the worker removes its chunks, then its row."""
         self._set_status(self.Status.DELETING)
@@ -123,6 +130,18 @@ class Original(models.Model):
 
     def __str__(self) -> str:
         return f"{self.checksum} ({self.size} bytes)"
+class GuideRemoval(models.Model):
+    """Lorebot's guide was removed from the console: `manage.py ingest --guide` (`make run`) never brings it back."""
+
+    removed_at = models.DateTimeField(auto_now_add=True)
+    removed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    def __str__(self) -> str:
+        return f"guide removed {self.removed_at:%Y-%m-%d %H:%M}"
+
+    @classmethod
+    def happened(cls) -> bool:
+        return cls.objects.exists()
 
 
 class IngestJob(models.Model):

@@ -278,6 +278,8 @@ CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")
 # Frames one login session's chat sockets may send (COUNT/SECONDS, 0: no limit); past it they are dropped unread.
 CHAT_FRAME_RATE = envrate("CHAT_FRAME_RATE", "60/10")
 # Where users reach this server (e.g. https://lorebot.example.com); bots link sources to it.
+# `make run` ingests Lorebot's own guide (data/docs) so a fresh install can answer; False keeps it out.
+LOREBOT_GUIDE = envbool("LOREBOT_GUIDE", "True")
 LOREBOT_PUBLIC_URL = os.getenv("LOREBOT_PUBLIC_URL", "")
 # Rate limits and the Slack bot's event de-duplication live in the cache: per process by default;
 # several web processes (and bots) need a shared one, e.g. redis://127.0.0.1:6379/1.

@@ -149,6 +149,7 @@ class _AnswerRun:
     model: str = "extractive"
     usage: Usage = field(default_factory=Usage)
     fallback_reason: str = ""
+    fallback_detail: str = ""
     generation_started: float = 0.0
     _filter: CitationFilter | None = None
     _extractive: str | None = None
@@ -178,7 +179,7 @@ class _AnswerRun:
     def fall_back(self, exc: GenerationError) -> Iterator[Event]:
         metrics.PIPELINE_ERRORS.labels("llm").inc()
         log.warning("answer.llm_failed", code=exc.code, error=str(exc), tokens_sent=len(self.parts))
-        self.fallback_reason = exc.code
+        self.fallback_reason, self.fallback_detail = exc.code, str(exc)
         assert self._filter is not None
         tail = self._filter.flush()  # what the model said before it stopped, a held-back "[" included
         if tail:
@@ -238,6 +239,7 @@ class _AnswerRun:
                 usage=self.usage,
                 extractive=self.provider in ("extractive", "none"),
                 fallback_reason=self.fallback_reason,
+                fallback_detail=self.fallback_detail,
                 not_covered=not self.retrieval.relevant or abstention.is_decline(text),
             )
         )

@@ -109,6 +109,7 @@ class Answer:
     usage: Usage = field(default_factory=Usage)
     extractive: bool = False
     fallback_reason: str = ""
+    fallback_detail: str = ""  # the fallback in words ("Could not connect to Groq at …"), key-free
     not_covered: bool = False  # the documents do not answer it: declined, or the model said so
 
     def to_dict(self) -> dict[str, object]:
@@ -120,6 +121,7 @@ class Answer:
             "mode": self.mode,
             "extractive": self.extractive,
             "fallback_reason": self.fallback_reason,
+            "fallback_detail": self.fallback_detail,
             "not_covered": self.not_covered,
             "retrieval_ms": round(self.retrieval_ms, 1),
             "generation_ms": round(self.generation_ms, 1),

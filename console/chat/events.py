@@ -50,6 +50,7 @@ class AnswerDone:
     model: str
     extractive: bool
     fallback_reason: str  # why an answer is extractive although an LLM is configured
+    fallback_detail: str = ""  # the same in words, for people ("Could not connect to Groq at …")
     not_covered: bool = False  # the documents do not answer the question (declined, or the model said so)
 
 

@@ -129,7 +129,7 @@ def _translate(ex: _Exchange, event: Event) -> ChatEvent:
         message_id=ex.answer.pk, usage=answer.usage, latency_ms=round((time.perf_counter() - ex.started) * 1000, 1),
         retrieval_ms=round(answer.retrieval_ms, 1), generation_ms=round(answer.generation_ms, 1), mode=answer.mode,
         provider=answer.provider, model=answer.model, extractive=answer.extractive,
-        fallback_reason=answer.fallback_reason, not_covered=answer.not_covered,
+        fallback_reason=answer.fallback_reason, fallback_detail=answer.fallback_detail, not_covered=answer.not_covered,
     )
 
 

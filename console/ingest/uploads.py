@@ -100,10 +100,12 @@ def parse_paths(raw: str | None, count: int) -> list[str] | None:
     return paths
 
 
-def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Sequence[str] | None = None) -> SubmitResult:
+def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Sequence[str] | None = None,
+                   enqueue: bool = True, event: str = "uploaded") -> SubmitResult:
     """Stores each acceptable file by checksum and queues one job for all of them; the refused are recorded on it.
 
     `paths`: each file's path within the upload (a folder upload's relative paths), in the same order.
+    `enqueue` False: the caller runs the job itself (`manage.py ingest` without --queue).
     """
     result = SubmitResult(job=None)
     accepted: list[tuple[Document, str]] = []
@@ -130,7 +132,7 @@ def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Seque
     refused = [(f.filename, f.code, f.reason) for f in result.refused]
     if accepted or refused:
         items = [(doc, name, IngestJobFile.Action.INDEX) for doc, name in accepted]
-        result.job = create_job(items, user, "uploaded", refused=refused)
+        result.job = create_job(items, user, event, refused=refused, enqueue=enqueue)
     for f in result.refused:
         PIPELINE_ERRORS.labels("upload").inc()
         log.info("upload.refused", filename=f.filename, code=f.code, reason=f.reason)

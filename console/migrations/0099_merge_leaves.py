@@ -7,6 +7,7 @@ from django.db import migrations
 
 class Migration(migrations.Migration):
     dependencies = [
+        ("console", "0004_firsthour"),
         ("console", "0004_ingestjobs"),
         ("console", "0004_storage"),
         ("console", "0004_webedge"),

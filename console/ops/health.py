@@ -23,6 +23,7 @@ from console.engine import get_engine
 from console.ingest import storage
 from console.models import Document
 from console.ops import warmup
+from console.ops.counts import collect_counts
 from ragcore.health import CHECKS, REQUIRED, Check, timed
 
 
@@ -91,6 +92,8 @@ def readiness() -> tuple[bool, dict[str, Any]]:
     body = {
         "status": status,
         "checks": {name: check.to_dict() for name, check in checks.items()},
+        # What the database says Lorebot holds beside what each index holds (the dashboard shows the same).
+        "counts": collect_counts().to_dict() if status != "warming" and checks["database"].ok else None,
         "warmup": {"state": warming.state,
                    "seconds": round(warming.seconds, 2) if warming.seconds is not None else None},
     }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from console.pages import members, views
+from console.pages import guide, members, views
 
 app_name = "console"
 
@@ -21,4 +21,5 @@ urlpatterns = [
     path("conversations/", views.conversations_view, name="conversations"),
     path("conversations/<int:conversation_id>/", views.conversation_view, name="conversation"),
     path("members/", members.members_view, name="members"),
+    path("documents/guide/remove", guide.guide_remove_view, name="guide-remove"),
 ]

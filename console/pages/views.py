@@ -22,10 +22,11 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from console.accounts.landing import home_url
 from console.chat.history import citations_of
 from console.engine import get_engine
-from console.ingest import jobs, uploads
+from console.ingest import guide, jobs, uploads
 from console.ingest.status import job_status
 from console.markdown import render_answer
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
+from console.ops.counts import collect_counts
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
 from console.sources.links import source_url
@@ -81,6 +82,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
         "console/dashboard.html",
         {
             "stats": figures,
+            "counts": collect_counts(),  # the documents and chunks as the indexes hold them, as /health/ready shows
             "questions_chart": charts.bar_chart(figures.questions_per_day),
             "latency_chart": charts.line_chart(figures.latency_per_day),
             "nav": "dashboard",
@@ -142,7 +144,8 @@ def documents_view(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "console/documents.html",
-        {"page": _paginate(request, documents), "filters": filters, "upload": UploadForm(), "nav": "documents"},
+        {"page": _paginate(request, documents), "filters": filters, "upload": UploadForm(), "nav": "documents",
+         "guide_documents": guide.guide_documents().count()},
     )
 
 

@@ -45,7 +45,7 @@ def test_ingest_names_each_failed_file_and_exits_with_an_error(data_dir: Path, c
     (corpus / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     (corpus / "empty.md").write_bytes(b"")
     out = io.StringIO()
-    with pytest.raises(CommandError, match="3 failed"):
+    with pytest.raises(CommandError, match="3 failed"):  # broken.pdf, empty.md, nope.txt
         call_command("ingest", str(corpus), str(corpus / "nope.txt"), stdout=out, stderr=io.StringIO())
     text = out.getvalue()
     assert "broken.pdf" in text and "empty.md" in text
@@ -61,7 +61,8 @@ def test_ask_json_prints_the_answer_with_numbered_citations(data_dir: Path, corp
     assert answer["provider"] == "extractive"
     assert answer["citations"], answer
     first = answer["citations"][0]
-    assert set(first) == {"n", "document_id", "title", "source", "location", "snippet"}
+    assert set(first) == {"n", "document_id", "title", "source", "location", "snippet", "chunk_id"}
+    assert first["source"] in {p.name for p in corpus.iterdir()}  # the folder-relative path, never a server path
     assert f"[{first['n']}]" in answer["answer"]
     assert any("GROQ_API_KEY" in c["snippet"] for c in answer["citations"])
 

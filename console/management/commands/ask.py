@@ -15,6 +15,18 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from console import chat
+from console.engine import get_engine
+from console.management.output import logs_for_command
+
+# Why an answer is extractive although a model is configured, as a headline before the details.
+_FALLBACK_HEADLINES = {
+    "llm_unavailable": "{label} unreachable",
+    "llm_timeout": "{label} timed out",
+    "llm_rate_limited": "{label} rate limited",
+    "llm_auth": "{label} refused the API key",
+    "llm_rejected": "{label} refused the request",
+    "llm_interrupted": "{label} stopped mid-answer",
+}
 
 
 class Command(BaseCommand):
@@ -28,6 +40,7 @@ class Command(BaseCommand):
                             help="force a retrieval mode (default: hybrid, or context for a follow-up)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        logs_for_command(options["verbosity"])
         chat.warm_up()  # load the model first, so retrieval_ms measures retrieval alone
         key = options["conversation"] or uuid.uuid4().hex
         text, citations, done = asyncio.run(self._ask(key, options["question"], options["mode"], stream=not options["json"]))
@@ -35,7 +48,8 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps({
                 "answer": text, "citations": [c.to_dict() for c in citations], "provider": done.provider,
                 "model": done.model, "mode": done.mode, "extractive": done.extractive,
-                "fallback_reason": done.fallback_reason, "not_covered": done.not_covered,
+                "fallback_reason": done.fallback_reason, "fallback_detail": done.fallback_detail,
+                "not_covered": done.not_covered,
                 "retrieval_ms": done.retrieval_ms,
                 "generation_ms": done.generation_ms, "usage": done.usage.to_dict(), "conversation": key,
             }, ensure_ascii=False))
@@ -48,12 +62,21 @@ class Command(BaseCommand):
                 self.stdout.write(f"  [{c.n}] {c.title}{where} ({c.source})")
         if done.not_covered:
             self.stdout.write(self.style.WARNING("\nNot covered by your documents."))
+        if done.fallback_reason:
+            self.stdout.write(self.style.WARNING(f"\nExtractive answer: {self._fallback_text(done)}"))
         self.stdout.write(
             self.style.HTTP_INFO(
                 f"\n{done.provider}/{done.model} · retrieval {done.retrieval_ms:.0f} ms · "
                 f"generation {done.generation_ms:.0f} ms · continue with --conversation {key}"
             )
         )
+
+    def _fallback_text(self, done: chat.AnswerDone) -> str:
+        """"Groq unreachable: Could not connect to Groq at … (after 2 retries)"."""
+        label = getattr(get_engine().generator, "label", "") or "the language model"
+        headline = _FALLBACK_HEADLINES.get(done.fallback_reason, "{label} failed").format(label=label)
+        headline = headline[0].upper() + headline[1:]
+        return f"{headline}: {done.fallback_detail}" if done.fallback_detail else headline
 
     async def _ask(self, key: str, question: str, mode: str | None, *,
                    stream: bool) -> tuple[str, tuple[chat.Citation, ...], chat.AnswerDone]:
