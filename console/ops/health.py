@@ -1,9 +1,11 @@
 """Liveness (/health) and readiness (/health/ready): can this process answer questions now?
 
-Readiness is the database plus the engine's own dependency checks (ragcore.health), each with its
-status and latency. The process is ready when the warm-up is done and the database, the vector
-store, the BM25 index and the embedding model are all "ok"; an LLM that cannot be reached leaves
-it ready but "degraded: extractive fallback".
+Readiness is the database, the originals' storage, and the engine's own dependency checks
+(ragcore.health), each with its status and latency; the keyword index and the originals name where
+they live, and the keyword index how far this process is behind its newest commit. The process is
+ready when the warm-up is done and the database, the originals, the vector store, the BM25 index and
+the embedding model are all "ok"; an LLM that cannot be reached leaves it ready but "degraded:
+extractive fallback".
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
 from console.engine import get_engine
+from console.ingest import storage
 from console.ops import warmup
 from ragcore.health import CHECKS, REQUIRED, Check, timed
 
@@ -27,11 +30,17 @@ def _database() -> str:
     return connection.vendor
 
 
+def _originals() -> dict[str, object]:
+    """Where uploaded originals live; listing nothing proves the storage answers."""
+    storage.has_original("0" * 64)
+    return {"storage": storage.originals_kind(), "location": storage.location()}
+
+
 def readiness() -> tuple[bool, dict[str, Any]]:
     """(ready, the JSON body of /health/ready)."""
     warming = warmup.current()
     warming.start()  # a process whose server did not start it (WARMUP_ON_START=False) warms on the first probe
-    checks: dict[str, Check] = {"database": timed(_database)}
+    checks: dict[str, Check] = {"database": timed(_database), "originals": timed(_originals)}
     if warming.state == "warming":
         checks.update({name: Check("warming") for name in CHECKS})
         status = "warming"
@@ -41,7 +50,7 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         failed = warming.errors.get("embedding_model")
         if not model.ok and failed:  # the warm-up tried and failed: say why it is not loaded
             checks["embedding_model"] = replace(model, detail=f"{model.detail} ({failed})")
-        required = ("database", *REQUIRED)
+        required = ("database", "originals", *REQUIRED)
         status = "ready" if all(checks[name].ok for name in required) else "not_ready"
     body = {
         "status": status,
