@@ -77,6 +77,15 @@ class LlmProbe:
         return check
 
 
+def keyword_index(indexes: Indexes) -> dict[str, object]:
+    """The keyword index's size, where it lives, and how far this process is behind its newest commit."""
+    index = indexes.bm25
+    fresh = index.freshness()
+    return {"chunks": len(index), "store": fresh.kind, "location": fresh.location, "version": fresh.version,
+            "behind_versions": fresh.behind_versions, "lag_seconds": fresh.lag_seconds,
+            "last_refresh_lag_seconds": fresh.last_refresh_seconds}
+
+
 def run_checks(embedder: Embedder, indexes: Indexes, llm: Callable[[], Check] | None, *, warm: bool) -> dict[str, Check]:
     """Every check, in CHECKS order. `warm` loads the model and opens the indexes; otherwise a probe
     must answer in milliseconds, so a model not loaded yet is reported, never loaded. `llm` None: not checked."""
@@ -90,7 +99,7 @@ def run_checks(embedder: Embedder, indexes: Indexes, llm: Callable[[], Check] | 
 
     checks = {
         "vector_store": timed(lambda: {"chunks": indexes.store.count()}),
-        "bm25_index": timed(lambda: {"chunks": len(indexes.bm25)}),
+        "bm25_index": timed(lambda: keyword_index(indexes)),
         "embedding_model": timed(embedding_model),
     }
     if llm is not None:

@@ -23,6 +23,7 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, Storage
 from django.utils.module_loading import import_string
 
+DATABASE_STORAGE = "console.ingest.dbstorage.DatabaseStorage"
 MAX_NAME_CHARS = 200
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f\x7f/\\:]")  # control characters and path separators
 
@@ -86,11 +87,9 @@ def originals() -> Storage:
     kind = originals_kind()
     if kind == "folder":
         return FileSystemStorage(location=raw_dir())
-    if kind == "database":
-        from console.ingest.dbstorage import DatabaseStorage
-
-        return DatabaseStorage()
-    storage: Storage = import_string(kind)()
+    # Named by dotted path, as Django's STORAGES names backends: the backend imports the models, which
+    # import this module.
+    storage: Storage = import_string(DATABASE_STORAGE if kind == "database" else kind)()
     return storage
 
 

@@ -8,21 +8,23 @@ An archive is a gzipped tar holding:
     vectors/records.jsonl      the Chroma collection: one line per chunk (id, text, metadata) ...
     vectors/embeddings.npy     ... and its vectors in the same order, exported through the chromadb client,
                                so the same archive restores into a local directory or a Chroma server
-    bm25_index/...             the BM25 index files
-    raw/<sha256>               the uploaded originals
+    bm25_index/...             the keyword index, as a folder index, wherever it lives (folder or PostgreSQL)
+    raw/<sha256>               the uploaded originals, wherever they live (folder, database or a storage)
 
-Consistency: the BM25 writer lock (`bm25_index/lock`, the flock every ingest writer in every process
-takes) is held from the first copy to the last. Ingest writers in the web and worker processes wait at
+The index and the originals are asked for their copy through their own seams (`Bm25Index.copy_to`,
+`console.ingest.storage`), never read as files, so the archive is the same whichever store a host uses;
+pg_dump leaves out the keyword index's tables and the originals' bytes, which the archive holds already.
+
+Consistency: the keyword index's writer lock (the flock on `bm25_index/lock`, or the PostgreSQL advisory
+lock every writer on every host takes) is held from the first copy to the last. Ingest writers wait at
 their write step meanwhile; questions are answered throughout. A writer that had already written its
 Chroma half before the lock was taken can leave one batch of documents in the vectors but not in BM25;
 `restore` ends with the same check `manage.py reconcile` makes, which names them, and
-`manage.py reconcile` re-queues them from `raw/`.
+`manage.py reconcile` re-queues them from the originals.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -32,7 +34,6 @@ import subprocess
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -44,7 +45,9 @@ import structlog
 from django.conf import settings
 
 from console.engine import rag_settings
-from ragcore import bm25
+from console.ingest import storage
+from ragcore.bm25 import Bm25Index
+from ragcore.indexes import keyword_storage
 from ragcore.settings import RagSettings
 from ragcore.vectorstore import _client as chroma_client
 
@@ -126,18 +129,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _bm25_writer_lock(rag: RagSettings) -> Iterator[None]:
-    """The exclusive flock every BM25 writer takes (ragcore.bm25): no index write commits while held."""
-    rag.bm25_path.mkdir(parents=True, exist_ok=True)
-    fd = os.open(rag.bm25_path / bm25.LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
-
-
 # -- backup ----------------------------------------------------------------------------------------------
 
 
@@ -154,11 +145,12 @@ def backup(dest: Path) -> Summary:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=".lorebot-backup-", dir=dest.parent) as tmp:
         stage = Path(tmp)
-        with _bm25_writer_lock(rag):
+        keywords = Bm25Index(keyword_storage(rag), refresh_seconds=0)
+        with keywords.writes_paused():
             database = _dump_database(db, vendor, stage)
             vectors = _export_vectors(rag, stage)
-            index = _copy_bm25(rag, stage)
-            raw = _copy_raw(Path(settings.RAG_DATA_DIR) / "raw", stage / "raw")
+            index = {**keywords.copy_to(stage / "bm25_index"), "store": keywords.freshness().kind}
+            raw = _copy_raw(stage / "raw")
         files = {str(p.relative_to(stage)): {"sha256": _sha256(p), "size": p.stat().st_size}
                  for p in sorted(stage.rglob("*")) if p.is_file()}
         manifest = {
@@ -207,8 +199,9 @@ def _dump_database(db: dict[str, Any], vendor: str, stage: Path) -> dict[str, An
             dst.close()
             src.close()
         return {"vendor": "sqlite", "file": SQLITE_FILE}
-    _run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--file", str(target)],
-         _pg_env(db), "pg_dump")
+    # The keyword index and the originals' bytes are in the archive already, copied through their seams.
+    _run([_pg_tool("pg_dump"), "--format=custom", "--no-owner", "--no-privileges", "--exclude-table=rag_bm25_*",
+          "--exclude-table-data=console_original", "--file", str(target)], _pg_env(db), "pg_dump")
     return {"vendor": "postgresql", "file": PG_FILE, "name": str(db.get("NAME", ""))}
 
 
@@ -243,35 +236,21 @@ def _export_vectors(rag: RagSettings, stage: Path) -> dict[str, Any]:
     return info
 
 
-def _copy_bm25(rag: RagSettings, stage: Path) -> dict[str, Any]:
-    """The index files as they are under the writer lock (files of uncollected garbage included)."""
-    target = stage / "bm25_index"
+def _copy_raw(target: Path) -> dict[str, Any]:
+    """Every original, through the storage seam. Folder originals are immutable and named by checksum:
+    a hard link is a safe, free copy."""
     target.mkdir()
-    for path in rag.bm25_path.iterdir():
-        if path.name == bm25.LOCK or ".tmp-" in path.name:  # a writer's unfinished files
-            continue
-        if path.is_dir():  # a segment
-            shutil.copytree(path, target / path.name)
-        else:
-            shutil.copy2(path, target / path.name)
-    documents = bm25.Bm25Index(target, refresh_seconds=0).documents() if (target / bm25.MANIFEST).exists() else {}
-    return {"documents": len(documents), "chunks": sum(count for _, count in documents.values())}
-
-
-def _copy_raw(source: Path, target: Path) -> dict[str, Any]:
-    """Originals are immutable and named by checksum: a hard link is a safe, free copy."""
-    target.mkdir()
-    count = 0
-    if source.is_dir():
-        for path in source.iterdir():
-            if not path.is_file() or path.name.startswith("."):
-                continue  # uploads still streaming in are temp files beside the originals
+    checksums = storage.list_originals()
+    for checksum in checksums:
+        source = storage.raw_dir() / checksum
+        if storage.originals_kind() == "folder":
             try:
-                os.link(path, target / path.name)
+                os.link(source, target / checksum)
+                continue
             except OSError:
-                shutil.copy2(path, target / path.name)
-            count += 1
-    return {"files": count}
+                pass
+        (target / checksum).write_bytes(storage.read_original(checksum))
+    return {"files": len(checksums), "storage": storage.originals_kind()}
 
 
 # -- restore ---------------------------------------------------------------------------------------------
@@ -330,8 +309,8 @@ def restore(archive: Path, *, force: bool = False) -> dict[str, Any]:
         if busy and not force:
             raise BackupError("refusing to overwrite existing data (" + "; ".join(busy) + "); use --force to replace it")
         _restore_database(db, vendor, unpacked / manifest["database"]["file"])
-        _replace_dir(unpacked / "raw", data_dir / "raw")
-        _replace_dir(unpacked / "bm25_index", rag.bm25_path)
+        _restore_originals(unpacked / "raw")
+        _restore_keyword_index(rag, unpacked / "bm25_index")
         _import_vectors(rag, manifest["vectors"], unpacked)
     log.info("backup.restored", archive=str(archive), vectors=manifest["vectors"]["count"],
              originals=manifest["raw"]["files"])
@@ -346,11 +325,13 @@ def _occupied(rag: RagSettings, db: dict[str, Any], vendor: str) -> list[str]:
             busy.append(f"database {db['NAME']}")
     elif _pg_has_tables(db):
         busy.append(f"PostgreSQL database {db.get('NAME')} has tables")
-    raw = Path(settings.RAG_DATA_DIR) / "raw"
-    if raw.is_dir() and any(raw.iterdir()):
-        busy.append(f"originals in {raw}")
-    if (rag.bm25_path / bm25.MANIFEST).exists():
-        busy.append(f"BM25 index in {rag.bm25_path}")
+    # Originals kept in the database are covered by the database's own check (and an empty database
+    # has no table to ask).
+    if storage.originals_kind() != "database" and storage.list_originals():
+        busy.append(f"originals in the {storage.location()}")
+    keywords = Bm25Index(keyword_storage(rag), refresh_seconds=0)
+    if len(keywords):
+        busy.append(f"keyword index in {keywords.freshness().location}")
     if rag.chroma_url:
         try:
             client = chroma_client(rag)
@@ -387,6 +368,22 @@ def _restore_database(db: dict[str, Any], vendor: str, dump: Path) -> None:
         return
     _run([_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--no-privileges", "--single-transaction",
           "--exit-on-error", "--dbname", str(db.get("NAME", "")), str(dump)], _pg_env(db), "pg_restore")
+
+
+def _restore_originals(source: Path) -> None:
+    source.mkdir(exist_ok=True)  # an archive without originals has no raw/ folder
+    if storage.originals_kind() == "folder":
+        _replace_dir(source, storage.raw_dir())
+        return
+    for checksum in storage.list_originals():  # --force: the archive's originals, and only those
+        storage.remove_original(checksum)
+    for path in sorted(source.iterdir()):
+        storage.save_original(path.name, path.read_bytes())
+
+
+def _restore_keyword_index(rag: RagSettings, source: Path) -> None:
+    """The archive's index, committed as one new version of the configured store (readers follow)."""
+    Bm25Index(keyword_storage(rag), refresh_seconds=0).replace_with(Bm25Index(source, refresh_seconds=0))
 
 
 def _replace_dir(source: Path, target: Path) -> None:

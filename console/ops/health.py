@@ -1,9 +1,11 @@
 """Liveness (/health) and readiness (/health/ready): can this process answer questions now?
 
-Readiness is the database plus the engine's own dependency checks (ragcore.health), each with its
-status and latency. The process is ready when the warm-up is done and the database, the vector
-store, the BM25 index and the embedding model are all "ok"; an LLM that cannot be reached leaves
-it ready but "degraded: extractive fallback". An index holding fewer chunks than the database says
+Readiness is the database, the originals' storage, and the engine's own dependency checks
+(ragcore.health), each with its status and latency; the keyword index and the originals name where
+they live, and the keyword index how far this process is behind its newest commit. The process is
+ready when the warm-up is done and the database, the originals, the vector store, the BM25 index and
+the embedding model are all "ok"; an LLM that cannot be reached leaves it ready but "degraded:
+extractive fallback". An index holding fewer chunks than the database says
 are indexed makes it "degraded" (still 200: answers come from what is there), with the numbers; so
 does a data disk under INGEST_MIN_FREE_MB free (questions are answered, uploads are refused).
 """
@@ -63,11 +65,17 @@ def _compare_with_database(checks: dict[str, Check]) -> None:
                 "chunks": held, "database_chunks": expected, "missing": expected - held, "hint": RECONCILE_HINT})
 
 
+def _originals() -> dict[str, object]:
+    """Where uploaded originals live; listing nothing proves the storage answers."""
+    storage.has_original("0" * 64)
+    return {"storage": storage.originals_kind(), "location": storage.location()}
+
+
 def readiness() -> tuple[bool, dict[str, Any]]:
     """(ready, the JSON body of /health/ready)."""
     warming = warmup.current()
     warming.start()  # a process whose server did not start it (WARMUP_ON_START=False) warms on the first probe
-    checks: dict[str, Check] = {"database": timed(_database)}
+    checks: dict[str, Check] = {"database": timed(_database), "originals": timed(_originals)}
     if warming.state == "warming":
         checks.update({name: Check("warming") for name in CHECKS})
         status = "warming"
@@ -80,7 +88,7 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         if checks["database"].ok:
             _compare_with_database(checks)
         checks["disk"] = _disk()
-        required = ("database", *REQUIRED)
+        required = ("database", "originals", *REQUIRED)
         if all(checks[name].ok for name in required):
             status = "ready"
         elif all(checks[name].ok or checks[name].status == BEHIND for name in required):

@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client, override_settings
 
@@ -101,10 +102,14 @@ def test_readiness_says_warming_until_the_warm_up_is_done_then_lists_every_check
     assert status == 200 and body["status"] == "ready", body
     checks = body["checks"]
     assert {name: c["status"] for name, c in checks.items()} == {
-        "database": "ok", "vector_store": "ok", "bm25_index": "ok", "embedding_model": "ok",
+        "database": "ok", "originals": "ok", "vector_store": "ok", "bm25_index": "ok", "embedding_model": "ok",
         "llm": "degraded: extractive fallback", "disk": "ok",
     }
     assert checks["vector_store"]["detail"] == {"chunks": engine.store.count()} and checks["bm25_index"]["detail"]["chunks"] > 0
+    keyword = checks["bm25_index"]["detail"]
+    assert (keyword["store"], keyword["behind_versions"], keyword["lag_seconds"]) == ("folder", 0, 0.0)
+    assert keyword["location"] == str(engine.settings.bm25_path)
+    assert checks["originals"]["detail"] == {"storage": "folder", "location": f"folder {settings.RAG_DATA_DIR}/raw"}
     assert all(isinstance(c["ms"], float) for c in checks.values())
     assert body["warmup"]["state"] == "done" and body["warmup"]["seconds"] >= 0
 

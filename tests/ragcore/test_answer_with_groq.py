@@ -104,4 +104,8 @@ def test_the_engine_checks_report_every_dependency_and_the_llm(engine: Engine) -
     checks = engine.check_health()
     assert list(checks) == ["vector_store", "bm25_index", "embedding_model", "llm"]
     assert all(c.status == "ok" for c in checks.values()), checks
-    assert checks["bm25_index"].detail == {"chunks": len(engine.bm25)}
+    assert checks["bm25_index"].detail == {
+        "chunks": len(engine.bm25), "store": "folder", "location": str(engine.settings.bm25_path),
+        "version": engine.bm25.version, "behind_versions": 0, "lag_seconds": 0.0,
+        "last_refresh_lag_seconds": engine.bm25.freshness().last_refresh_seconds,
+    }
