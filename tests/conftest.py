@@ -72,6 +72,17 @@ def no_vendor_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(autouse=True)
+def chat_writer_closed() -> Iterator[None]:
+    """The chat writer's thread keeps its connection for a moment after its last write; each test ends
+    it, so no connection outlives the test that opened it (a PostgreSQL test database could not be
+    dropped, and the next test's database setup would race it)."""
+    yield
+    from console.chat.orm import writer
+
+    writer().close()
+
+
 @pytest.fixture(scope="session")
 def real_embedder() -> Iterator[object]:
     """The packaged all-MiniLM-L6-v2 on the default backend (ONNX int8), loaded once for the whole session."""

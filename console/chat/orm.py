@@ -1,13 +1,22 @@
-"""The chat's one sync/async seam: short ORM calls, awaited by the consumer, the bots and the chat service."""
+"""The chat's one sync/async seam: short ORM calls, awaited by the consumer, the bots and the chat service.
+
+Reads run in the thread pool (`in_thread_pool`); the chat's writes go to one writer thread
+(`in_writer`), which commits whatever queued meanwhile in one transaction.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from concurrent.futures import Future
+from functools import partial
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections
+from django.db import close_old_connections, connection, transaction
 
+IDLE_SECONDS = 2.0
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -29,3 +38,101 @@ def in_thread_pool(fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
             close_old_connections()
 
     return sync_to_async(run, thread_sensitive=False)
+
+
+class Writer:
+    """One thread that runs the chat's writes: whatever queued while it wrote goes in one transaction.
+
+    Each chat storing its rows in its own transaction, from whichever pool thread, made 200 questions
+    at once 200 commits queueing on SQLite's write lock (with sleep back-off) and 400 connections
+    opened and closed (CONN_MAX_AGE is 0). Here a burst is a few commits on one connection. Each job
+    runs in its own savepoint, so one that fails (a refused question) undoes only its own writes;
+    results are handed back only once the transaction is committed.
+
+    The thread keeps its connection while it has work, whatever CONN_MAX_AGE says (closing a SQLite
+    connection checkpoints its write-ahead log: that was most of a question's cost), and closes it
+    when it ends, IDLE_SECONDS after the last write.
+    """
+
+    def __init__(self, *, max_batch: int = 64, idle_seconds: float = IDLE_SECONDS) -> None:
+        self._max_batch = max_batch
+        self._idle_seconds = idle_seconds  # the thread ends (closing its connection) after this long idle
+        self._waiting: list[tuple[Callable[[], Any], Future[Any]]] = []
+        self._ready = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self.commits = 0  # transactions committed, for tests and the curious
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        with self._ready:
+            self._waiting.append((fn, future))
+            if self._thread is None or not self._thread.is_alive():  # not alive: we are a forked child
+                self._thread = threading.Thread(target=self._work, name="chat-writer", daemon=True)
+                self._thread.start()
+            self._ready.notify()
+        return future
+
+    def _work(self) -> None:
+        try:
+            while True:
+                with self._ready:
+                    while not self._waiting:
+                        if not self._ready.wait(self._idle_seconds) and not self._waiting:
+                            self._thread = None  # under the lock: the next submit starts a new one
+                            return
+                    batch, self._waiting = self._waiting[: self._max_batch], self._waiting[self._max_batch :]
+                self._run(batch)
+        finally:
+            connection.close()  # this thread's own connection: nothing holds the database once idle
+
+    def _run(self, batch: list[tuple[Callable[[], Any], Future[Any]]]) -> None:
+        batch = [(fn, future) for fn, future in batch if future.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        outcomes: list[tuple[Future[Any], Any, BaseException | None]] = []
+        try:
+            with transaction.atomic():
+                for fn, future in batch:
+                    try:
+                        with transaction.atomic():
+                            outcomes.append((future, fn(), None))
+                    except Exception as exc:
+                        outcomes.append((future, None, exc))
+            self.commits += 1
+        except Exception as exc:  # the commit itself failed: nothing of the batch is stored
+            connection.close()  # the next batch reconnects, in case the connection is what broke
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for future, result, error in outcomes:
+            if error is None:
+                future.set_result(result)
+            else:
+                future.set_exception(error)
+
+    def close(self) -> None:
+        """Ends the thread (and so its connection) once the queue is empty; the next submit starts it again."""
+        with self._ready:
+            thread, self._idle_seconds = self._thread, 0.0
+            self._ready.notify()
+        if thread is not None:
+            thread.join()
+        with self._ready:
+            self._idle_seconds = IDLE_SECONDS
+
+
+_writer = Writer()
+
+
+def writer() -> Writer:
+    """The process's chat writer."""
+    return _writer
+
+
+def in_writer(fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    """`fn` as a coroutine that runs in the chat writer's transaction (see Writer)."""
+
+    async def run(*args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.wrap_future(_writer.submit(partial(fn, *args, **kwargs)))
+
+    return run

@@ -8,9 +8,13 @@ it when the client went away. There is one path, async; `manage.py ask` runs it 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import structlog
@@ -29,7 +33,7 @@ from console.chat.events import (
 )
 from console.chat.history import recent_turns
 from console.chat.metrics import CHAT_ANSWER_SECONDS, CHAT_QUESTIONS, FEEDBACK
-from console.chat.orm import in_thread_pool
+from console.chat.orm import in_thread_pool, in_writer, writer
 from console.chat.ratelimit import check_rate
 from console.engine import get_engine
 from console.models import Conversation, Feedback, Message
@@ -67,38 +71,44 @@ def _validate(text: str) -> str:
 
 
 def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None,
-           rate_limit: str | None, history_turns: int) -> _Exchange:
-    """Validates, rate-limits, finds the conversation and stores the question."""
+           rate_limit: str | None, history_turns: int, searchable: Future[tuple[str, list[Turn]]]) -> _Exchange:
+    """Validates, rate-limits, finds the conversation and stores the question (in the writer's transaction).
+
+    `searchable` gets the question and its history as soon as they are known, before the rows are
+    written and committed: the search needs nothing else, so it starts at once.
+    """
     text = _validate(text)
     for name, key in (("conversation key", conversation_key), ("user key", user_key)):
         problem = text_problem(key)
         if problem:  # a cleaned key would name another conversation or user
             raise ChatError("bad_text", f"The {name} {problem}.")
     check_rate("user", f"{surface}:{user_key}", rate_limit or settings.CHAT_RATE_LIMIT_USER)
-    with transaction.atomic():
-        if conversation_id is not None:
-            conversation = Conversation.objects.select_for_update().get(pk=conversation_id, surface=surface)
-            if conversation.user_key != user_key:
-                raise ChatError("forbidden", "That conversation belongs to someone else.")
-        else:
-            conversation, _ = Conversation.objects.get_or_create(
-                surface=surface, external_key=conversation_key,
-                defaults={"user_key": user_key, "user": user if getattr(user, "pk", None) else None, "title": text[:200]},
-            )
-        check_rate("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_CONVERSATION)
-        history = recent_turns(conversation, history_turns)
-        question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
-        answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, error=Message.IN_PROGRESS,
-                                        owner=orphans.process_token(), heartbeat_at=timezone.now())
-        conversation.save(update_fields=["updated_at"])
+    if conversation_id is not None:
+        conversation = Conversation.objects.select_for_update().get(pk=conversation_id, surface=surface)
+        if conversation.user_key != user_key:
+            raise ChatError("forbidden", "That conversation belongs to someone else.")
+    else:
+        conversation, _ = Conversation.objects.get_or_create(
+            surface=surface, external_key=conversation_key,
+            defaults={"user_key": user_key, "user": user if getattr(user, "pk", None) else None, "title": text[:200]},
+        )
+    check_rate("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_CONVERSATION)
+    history = recent_turns(conversation, history_turns)
+    searchable.set_result((text, history))
+    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
+    answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, error=Message.IN_PROGRESS,
+                                    owner=orphans.process_token(), heartbeat_at=timezone.now())
+    conversation.save(update_fields=["updated_at"])
     return _Exchange(conversation, question, answer, history, time.perf_counter())
 
 
 def _open(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None,
-          rate_limit: str | None, history_turns: int) -> _Exchange | AnswerError:
+          rate_limit: str | None, history_turns: int,
+          searchable: Future[tuple[str, list[Turn]]]) -> _Exchange | AnswerError:
     """`_begin`, or the fatal error event that refuses the question."""
     try:
-        return _begin(surface, conversation_key, user_key, text, user, conversation_id, rate_limit, history_turns)
+        return _begin(surface, conversation_key, user_key, text, user, conversation_id, rate_limit, history_turns,
+                      searchable)
     except ChatError as exc:
         CHAT_QUESTIONS.labels(surface, "refused").inc()
         return AnswerError(exc.code, exc.message)
@@ -170,30 +180,68 @@ async def areply(
         yield _still_warming(surface)
         return
     engine = get_engine()
-    ex = await in_thread_pool(_open)(surface, conversation_key, user_key, text, user, conversation_id, rate_limit,
-                                     engine.settings.history_turns)
+    searchable: Future[tuple[str, list[Turn]]] = Future()
+    opening = asyncio.ensure_future(in_writer(_open)(surface, conversation_key, user_key, text, user, conversation_id,
+                                                     rate_limit, engine.settings.history_turns, searchable))
+    first: asyncio.Future[Event] | None = None
+    events: AsyncIterator[Event] | None = None
+    try:
+        # The search starts once the question and its history are known, while the rows are committed.
+        known: asyncio.Future[Any] = asyncio.wrap_future(searchable)
+        await asyncio.wait([opening, known], return_when=asyncio.FIRST_COMPLETED)
+        if searchable.done():
+            question, history = searchable.result()
+            events = engine.astream(question, history=history, mode=mode)
+            first = asyncio.ensure_future(anext(events))
+        ex = await opening
+    except BaseException:  # the client left before the question was stored: store it as cancelled once it is
+        opening.add_done_callback(_cancel_when_opened)
+        await _abandon(first, events)
+        raise
     if isinstance(ex, AnswerError):
+        await _abandon(first, events)
         yield ex
         return
+    assert first is not None and events is not None  # a stored question had its history read first
     stored = False
     # This process's sweeper beats for the answer and finishes answers orphaned by dead processes.
     keep_text = orphans.start_sweeper() or orphans.sweeper.running
     kept_at = time.monotonic()
     try:
         yield AnswerStarted(ex.conversation.pk, ex.answer.pk, ex.question.pk)
-        async for event in engine.astream(ex.question.text, history=ex.history, mode=mode):
+        event: Event | None = await first
+        while event is not None:
             chat_event = _translate(ex, event)
             if _ends_answer(chat_event):
-                await in_thread_pool(_finish)(ex)  # stored before the client hears "done": it may act on it at once
+                await in_writer(_finish)(ex)  # stored before the client hears "done": it may act on it at once
                 stored = True
             elif keep_text and ex.parts and time.monotonic() - kept_at >= orphans.heartbeat_seconds():
                 # What a process killed now leaves behind: the partial answer, finished by the sweep.
                 kept_at = time.monotonic()
                 await in_thread_pool(ex.answer.beat)("".join(ex.parts))
             yield chat_event
+            event = await anext(events, None)
     finally:
+        await _abandon(first, events)
         if not stored:
-            await in_thread_pool(_finish)(ex, "cancelled")
+            await in_writer(_finish)(ex, "cancelled")
+
+
+def _cancel_when_opened(opening: asyncio.Future[_Exchange | AnswerError]) -> None:
+    ex = None if opening.cancelled() or opening.exception() is not None else opening.result()
+    if isinstance(ex, _Exchange):
+        writer().submit(partial(_finish, ex, "cancelled"))
+
+
+async def _abandon(first: asyncio.Future[Event] | None, events: AsyncIterator[Event] | None) -> None:
+    """Stops an answer's engine stream (a refused question's search, or a client that left)."""
+    if first is not None and not first.done():
+        first.cancel()
+        with contextlib.suppress(BaseException):
+            await first
+    close = getattr(events, "aclose", None)  # the engine's stream is an async generator
+    if close is not None:
+        await close()
 
 
 def record_feedback(*, message_id: int, value: int, surface: str, user_key: str, comment: str = "") -> tuple[Feedback, bool]:
