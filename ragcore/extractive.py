@@ -54,7 +54,7 @@ CODE_CUES = frozenset(tokenize("example code snippet command run install configu
 # "How do I …?" is answered by an instruction ("… , pass a unique identifier as `dispatch_uid`", "you can use …"),
 # not by a description of the problem: such sentences get this much more.
 INSTRUCTION_BONUS = 0.06
-_HOW_TO = re.compile(r"^\W*(?:how (?:do|can|should|would) (?:i|we|you|one)|how to|what should i)\b", re.I)
+_HOW_TO = re.compile(r"^\W*(?:how (?:do|can|could|should|would|to)|what should i)\b", re.I)
 _INSTRUCTION = re.compile(
     r"(?:^|[,;:]\s|\bthen\s)(?:use|pass|set|call|run|add|put|create|define|write|install|enable|disable|import|"
     r"specify|override|subclass|register|include|configure|provide|raise|return|open|wrap|decorate|replace|"
@@ -79,6 +79,7 @@ _SIGNATURE = re.compile(r"^(?:(?:class|exception|async|await|classmethod|staticm
                         r"(?:\s*(?:->|→)\s*\S.*)?$")
 _TERM_PREFIX = re.compile(r"^`[^`]+`: ")
 MAX_TERM_CHARS = 160
+MAX_LEAD_IN_WORDS = 6  # "Example:", "And on the command line:": a lead-in, not a sentence of its own
 MAX_LIST_ITEMS = 8  # a sentence that introduces a list ("… in this order:") brings at most this many items
 _WORD = re.compile(r"\w+")
 _CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
@@ -284,7 +285,7 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
             continue
         if unit.code and chosen and not wants_code:
             continue  # a code block on its own answers only a question asking for code, or when nothing else does
-        text, parts = _with_neighbours(by_chunk[n - 1], i)
+        text, parts = _with_neighbours(by_chunk[n - 1], i, examples=how_to)
         follow = _continued_code(chunks, by_chunk, n, parts[-1])
         if follow is not None and follow not in used:
             text += "\n" + by_chunk[follow[0] - 1][follow[1]].text
@@ -327,15 +328,24 @@ def _keyword_scores(question: str, units: Sequence[Unit], headings: Sequence[fro
             for bag in bags]
 
 
-def _with_neighbours(units: Sequence[Unit], i: int) -> tuple[str, list[int]]:
+def _with_neighbours(units: Sequence[Unit], i: int, *, examples: bool = False) -> tuple[str, list[int]]:
     """The unit's text, with the sentence before it when it leans on it ("It …", "This …"), and the code
-    block after it when it introduces one ("… run:"), or the sentence after it that introduces a list."""
+    block after it when it introduces one ("… run:"), or the sentence after it that introduces a list.
+    With `examples` (a how-to question), the code example that follows the paragraph comes along too,
+    with its short lead-in ("Example:")."""
     parts = [i]
     unit = units[i]
     if not unit.code and _ANAPHORA.match(unit.text) and i > 0 and units[i - 1].paragraph == unit.paragraph:
         parts.insert(0, i - 1)
-    if not unit.code and unit.text.endswith(":") and i + 1 < len(units) and units[i + 1].code:
-        parts.append(i + 1)
+    after = i + 1
+    if (examples and not unit.code and after + 1 < len(units) and units[after].paragraph != unit.paragraph
+            and units[after].text.endswith(":") and len(_WORD.findall(units[after].text)) <= MAX_LEAD_IN_WORDS
+            and units[after + 1].code):
+        parts.append(after)  # "… multiple times." "Example:" and its block
+        after += 1
+    last = units[parts[-1]]
+    if not unit.code and (last.text.endswith(":") or examples) and after < len(units) and units[after].code:
+        parts.append(after)
     elif (not unit.code and i + 1 < len(units) and units[i + 1].paragraph == unit.paragraph
           and _introduced_list(units, i + 1)):
         parts.append(i + 1)  # "… to find one you can write to. The list is:" and the list

@@ -221,3 +221,12 @@ def test_a_code_block_on_its_own_is_quoted_only_for_a_question_that_asks_for_cod
     assert "@xframe_options_deny" in show
     how = compose("How do I use the DENY frame option?", [chunk(text)], same_vector)
     assert "@xframe_options_deny" in how  # "how do I" is often answered by code
+
+
+def test_a_how_to_answer_brings_the_example_after_its_paragraph() -> None:
+    text = ("Options can be given several times and every value is recorded.\n\nExample:\n\n"
+            "```python\n@click.option('--message', '-m', multiple=True)\n```")
+    how = compose("How can an option be given several times?", [chunk(text)], same_vector)
+    assert "every value is recorded. [1]\n\n```python\n@click.option('--message', '-m', multiple=True)\n```" in how
+    why = compose("Why is every value of an option recorded?", [chunk(text)], same_vector)
+    assert "multiple=True" not in why
