@@ -63,8 +63,9 @@ class StoredAnswer:
 def citations_of(message: Message) -> tuple[Citation, ...]:
     """The message's stored citations (JSON, as Citation.to_dict wrote them) as Citations again."""
     items = message.citations if isinstance(message.citations, list) else []
-    return tuple(Citation(**{k: v for k, v in item.items() if k in _CITATION_FIELDS})
-                 for item in items if isinstance(item, dict))
+    # Rows stored by an older Lorebot may lack fields added since (location, snippet, chunk_id): empty.
+    return tuple(Citation(**{"location": "", "snippet": "", **{k: v for k, v in item.items() if k in _CITATION_FIELDS}})
+                 for item in items if isinstance(item, dict) and {"n", "document_id", "title", "source"} <= item.keys())
 
 
 def recent_turns(conversation: Conversation, limit: int) -> list[Turn]:

@@ -7,6 +7,7 @@ Reads run in the thread pool (`in_thread_pool`); the chat's writes go to one wri
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
@@ -133,6 +134,8 @@ def in_writer(fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     """`fn` as a coroutine that runs in the chat writer's transaction (see Writer)."""
 
     async def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.wrap_future(_writer.submit(partial(fn, *args, **kwargs)))
+        # In the caller's context, so what it logs carries the caller's bound request and event ids.
+        context = contextvars.copy_context()
+        return await asyncio.wrap_future(_writer.submit(partial(context.run, fn, *args, **kwargs)))
 
     return run
