@@ -219,6 +219,9 @@ def test_reindex_drops_nothing_when_the_vector_store_cannot_be_reached(
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     settings.CHROMA_URL = f"http://127.0.0.1:{port}"  # a Chroma server that is down
+    # The originals stay where they were uploaded (PostgreSQL plus a Chroma server would pick the database).
+    settings.RAG_ORIGINALS_STORAGE = "folder"
+    settings.RAG_KEYWORD_STORE = "folder"
     set_engine(None)
     with pytest.raises(CommandError, match="neither index was changed"):
         run("reindex", capture=django_capture_on_commit_callbacks)
