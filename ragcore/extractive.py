@@ -307,6 +307,16 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
     return chosen
 
 
+def best_sentence_similarity(question: str, chunks: Sequence[ScoredChunk], encode: Encode) -> float:
+    """The dense similarity of the question to the closest of the units `select_evidence` would score
+    (the same encode calls, so an answer that follows costs nothing more); 0.0 when there are none."""
+    _, candidates, _ = _shortlist(question, chunks)
+    if not candidates:
+        return 0.0
+    vectors = encode([question] + [u.text for _, _, u in candidates])
+    return float(np.max(vectors[1:] @ vectors[0]))
+
+
 def _heading_terms(location: str) -> frozenset[str]:
     """The terms of a chunk's own section heading ("§ Signals › Preventing duplicate signals": the last part)."""
     return frozenset(tokenize(location.rsplit("›", 1)[-1]))
