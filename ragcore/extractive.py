@@ -71,13 +71,17 @@ _SOFT_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
 _ANAPHORA = re.compile(
     r"^(?:(?:it|this|these|that|those|they|its|such|here|there|thus|therefore|hence|however|otherwise|instead|"
     r"consequently|likewise|similarly|as a result|in (?:this|that|these|those|such|which) \w+)\b"
-    r"|(?:so|then|for example|for instance),)", re.I)
+    r"|(?:so|then|for example|for instance),"
+    # "If it is set to `-1`, …": the condition's subject is what the sentence before named.
+    r"|(?:if|when|once|unless|until|while) (?:it|this|these|they|that|those)\b(?! (?:is|are) (?:not )?(?:possible|necessary|needed|required)))",
+    re.I)
 # A paragraph that is only a term (a Sphinx signature, `send_mass_mail(datatuple, ...)`, "exception Foo"): the
 # paragraph after it defines it, and its first sentence ("Return the n smallest …") is quoted with the term.
 _SIGNATURE = re.compile(r"^(?:(?:class|exception|async|await|classmethod|staticmethod|method|function|property|"
                         r"attribute|data|decorator|coroutine|abstractmethod)\s+)*[A-Za-z_][\w.]*(?:\(.*\))?"
                         r"(?:\s*(?:->|→)\s*\S.*)?$")
 _TERM_PREFIX = re.compile(r"^`[^`]+`: ")
+_DEFAULT_FIELD = re.compile(r"^Default(?: value)?:\s+\S.{0,150}$")
 MAX_TERM_CHARS = 160
 MAX_LEAD_IN_WORDS = 6  # "Example:", "And on the command line:": a lead-in, not a sentence of its own
 MAX_LIST_ITEMS = 8  # a sentence that introduces a list ("… in this order:") brings at most this many items
@@ -112,14 +116,22 @@ def split_units(text: str) -> list[Unit]:
     units: list[Unit] = []
     paragraph = lists = 0
     prose: list[str] = []
+    defined = -1  # the unit that opens the last definition ("`NAME`: The name of …"), for its "Default:" line
 
     def flush_prose() -> None:
-        nonlocal paragraph, lists
+        nonlocal paragraph, lists, defined
         term = ""
         for block in re.split(r"\n[ \t]*\n", "\n".join(prose)):
             items = _items(block)
             if len(items) == 1 and not items[0][1] and _is_term(items[0][0]):
                 term = items[0][0]  # defined by the next paragraph
+                continue
+            if len(items) == 1 and _DEFAULT_FIELD.match(items[0][0]) and units and not term:
+                # Sphinx reference pages end a definition with "Default: `'session'`": the value belongs to
+                # what it is the default of, and is too short to be quoted alone.
+                at = defined if defined >= 0 else len(units) - 1
+                if not units[at].code:
+                    units[at] = replace(units[at], text=f"{units[at].text} ({_clean(items[0][0])})")
                 continue
             listed = 0
             if any(is_item for _, is_item in items):
@@ -130,6 +142,7 @@ def split_units(text: str) -> list[Unit]:
                 sentences = _sentences(item)
                 if term and sentences:
                     sentences[0] = f"{_as_code(term)}: {sentences[0]}"
+                    defined = len(units)
                 elif term:
                     units.append(Unit(_as_code(term), paragraph=paragraph))
                 term = ""
@@ -241,6 +254,8 @@ def _shortlist(question: str, chunks: Sequence[ScoredChunk]) -> tuple[list[list[
         units = split_units(scored.chunk.text)
         by_chunk.append(units)
         for i, unit in enumerate(units):
+            if _is_lead_in(units, i):
+                continue  # "And on the command line:" says nothing alone; it comes with the block it introduces
             key = " ".join(tokenize(_TERM_PREFIX.sub("", unit.text))) or unit.text
             if key in seen:
                 continue  # the same sentence in the overlap of two chunks (with or without its term)
@@ -294,10 +309,14 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
         if quoted:
             # Its neighbour is already a bullet ("It …" after the sentence it leans on): the bullet goes on with it.
             bullet = chosen[quoted[0]]
-            if not unit.code and not bullet.code:
+            if not unit.code and not bullet.code and "\n" not in bullet.text:
                 chosen[quoted[0]] = replace(bullet, text=f"{bullet.text} {unit.text}")
                 used[(n, i)] = quoted[0]
-            continue
+                continue
+            if unit.code or bullet.code:
+                continue
+            # That bullet ends with its code block, and nothing goes after a block: the sentence stands alone.
+            text, parts = unit.text, [i]
         listed = [j for j in _introduced_list(by_chunk[n - 1], parts[-1]) if (n, j) not in used]
         used.update({(n, j): len(chosen) for j in [*parts, *listed]})
         chunk = chunks[n - 1].chunk
@@ -347,6 +366,13 @@ def _with_neighbours(units: Sequence[Unit], i: int, *, examples: bool = False) -
     unit = units[i]
     if not unit.code and _ANAPHORA.match(unit.text) and i > 0 and units[i - 1].paragraph == unit.paragraph:
         parts.insert(0, i - 1)
+    end = i  # the paragraph's last sentence
+    while end + 1 < len(units) and units[end + 1].paragraph == unit.paragraph:
+        end += 1
+    if examples and not unit.code and end > i and units[end].text.endswith(":") and (
+            end + 1 < len(units) and units[end + 1].code or _is_lead_in(units, end + 1)):
+        parts.append(end)  # "… recorded – not just the last one." … "This can be accomplished with the `multiple` flag:"
+        i = end
     after = i + 1
     if (examples and not unit.code and after + 1 < len(units) and units[after].paragraph != unit.paragraph
             and units[after].text.endswith(":") and len(_WORD.findall(units[after].text)) <= MAX_LEAD_IN_WORDS
@@ -359,9 +385,22 @@ def _with_neighbours(units: Sequence[Unit], i: int, *, examples: bool = False) -
     elif (not unit.code and i + 1 < len(units) and units[i + 1].paragraph == unit.paragraph
           and _introduced_list(units, i + 1)):
         parts.append(i + 1)  # "… to find one you can write to. The list is:" and the list
-    prose = " ".join(units[j].text for j in parts if not units[j].code)
+    prose = ""
+    for before, j in zip([None, *parts], parts):
+        if not units[j].code:
+            # A sentence skipped between two quoted ones is marked, so they never read as one passage.
+            prose += (" … " if before is not None and j > before + 1 and prose else " " if prose else "") + units[j].text
     code = [units[j].text for j in parts if units[j].code]
     return "\n".join([prose, *code] if prose else code), parts
+
+
+def _is_lead_in(units: Sequence[Unit], i: int) -> bool:
+    """Whether unit i is a short paragraph of its own ("Example:") that introduces the code block after it."""
+    if i >= len(units):
+        return False
+    unit = units[i]
+    return (not unit.code and unit.text.endswith(":") and len(_WORD.findall(unit.text)) <= MAX_LEAD_IN_WORDS
+            and i + 1 < len(units) and units[i + 1].code and (i == 0 or units[i - 1].paragraph != unit.paragraph))
 
 
 def _continued_code(chunks: Sequence[ScoredChunk], by_chunk: Sequence[Sequence[Unit]], n: int,
