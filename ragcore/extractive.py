@@ -58,7 +58,13 @@ _HOW_TO = re.compile(r"^\W*(?:how (?:do|can|could|should|would|to)|what should i
 _INSTRUCTION = re.compile(
     r"(?:^|[,;:]\s|\bthen\s)(?:use|pass|set|call|run|add|put|create|define|write|install|enable|disable|import|"
     r"specify|override|subclass|register|include|configure|provide|raise|return|open|wrap|decorate|replace|"
-    r"consider|give|list|change|make)\b|\byou (?:can|could|may|might|should|need to|must|will need to)\b", re.I)
+    r"consider|give|list|change|make)\b|\byou (?:can|could|may|might|should|need to|must|will need to)\b"
+    r"|^(?:this|the following|the next) (?:example|code|snippet) (?:uses|shows|calls|adds|creates)\b", re.I)
+# "See Running Commands with the CLI Runner for an overview of how to test …" repeats the question's words and
+# sends the reader elsewhere: it answers only when nothing else does.
+POINTER_PENALTY = 0.5  # below any sentence that answers at all
+_POINTER = re.compile(r"^(?:see|refer to|consult)\b|^for (?:more|further|additional) (?:information|details)\b"
+                      r"|^(?:more|further) (?:information|details) (?:can be found|is available)\b", re.I)
 
 _FENCE = re.compile(r"^[ \t]*(```+|~~~+)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[`*_]*[A-Z0-9])")
@@ -288,6 +294,8 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
             score -= CODE_PENALTY
         if how_to and not unit.code and _INSTRUCTION.search(unit.text):
             score += INSTRUCTION_BONUS
+        if not unit.code and _POINTER.match(_TERM_PREFIX.sub("", unit.text)):
+            score -= POINTER_PENALTY
         scored_units.append((score, n, i, unit))
     scored_units.sort(key=lambda s: s[0], reverse=True)
     best = scored_units[0][0]

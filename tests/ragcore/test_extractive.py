@@ -279,3 +279,10 @@ def test_a_sentence_is_never_appended_after_a_quoted_code_block() -> None:
     answer = compose("How do I ask for input? Is any Unicode string accepted by default?", [chunk(text)], same_vector)
     assert "``` To ask" not in answer and not markup_problems(answer)
     assert answer.endswith("```\n\n- To ask for input, use the `prompt()` function. [1]")  # a bullet of its own
+
+
+def test_a_pointer_elsewhere_loses_to_the_sentence_that_answers() -> None:
+    pointer = chunk("See Running Commands with the CLI Runner for an overview of how to test your custom commands.", 1)
+    answer = chunk("Flask provides `test_cli_runner()` to create a runner, which runs CLI commands in isolation.", 2)
+    evidence = select_evidence("How do I test a custom CLI command?", [pointer, answer], same_vector)
+    assert "test_cli_runner" in evidence[0].text
