@@ -92,6 +92,7 @@ _TERM_PREFIX = re.compile(r"^`[^`]+`: ")
 _DEFAULT_FIELD = re.compile(r"^Default(?: value)?:\s+\S.{0,150}$")
 MAX_TERM_CHARS = 160
 MAX_LEAD_IN_WORDS = 6  # "Example:", "And on the command line:": a lead-in, not a sentence of its own
+REMEDY_LOOKAHEAD = 3  # sentences after a how-to answer's problem statement searched for its remedy
 MAX_LIST_ITEMS = 8  # a sentence that introduces a list ("… in this order:") brings at most this many items
 _WORD = re.compile(r"\w+")
 _CODE_SPAN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)")
@@ -376,6 +377,16 @@ def _with_neighbours(units: Sequence[Unit], i: int, *, examples: bool = False) -
     unit = units[i]
     if not unit.code and _ANAPHORA.match(unit.text) and i > 0 and units[i - 1].paragraph == unit.paragraph:
         parts.insert(0, i - 1)
+    if examples and not unit.code and not _INSTRUCTION.search(unit.text):
+        # A how-to question matched the problem ("… may run multiple times. This can cause your receiver to be
+        # registered more than once"): the remedy that follows and leans on it ("If this behavior is problematic,
+        # pass a unique identifier as `dispatch_uid`") is the answer.
+        for j in range(i + 1, min(i + 1 + REMEDY_LOOKAHEAD, len(units))):
+            if units[j].code:
+                break
+            if _ANAPHORA.match(units[j].text) and _INSTRUCTION.search(units[j].text):
+                parts.append(j)
+                break
     end = i  # the paragraph's last sentence
     while end + 1 < len(units) and units[end + 1].paragraph == unit.paragraph:
         end += 1
@@ -395,6 +406,7 @@ def _with_neighbours(units: Sequence[Unit], i: int, *, examples: bool = False) -
     elif (not unit.code and i + 1 < len(units) and units[i + 1].paragraph == unit.paragraph
           and _introduced_list(units, i + 1)):
         parts.append(i + 1)  # "… to find one you can write to. The list is:" and the list
+    parts = sorted(set(parts))
     prose = ""
     for before, j in zip([None, *parts], parts):
         if not units[j].code:

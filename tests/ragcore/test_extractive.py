@@ -286,3 +286,11 @@ def test_a_pointer_elsewhere_loses_to_the_sentence_that_answers() -> None:
     answer = chunk("Flask provides `test_cli_runner()` to create a runner, which runs CLI commands in isolation.", 2)
     evidence = select_evidence("How do I test a custom CLI command?", [pointer, answer], same_vector)
     assert "test_cli_runner" in evidence[0].text
+
+
+def test_a_how_to_answer_that_finds_the_problem_brings_the_remedy_that_follows() -> None:
+    text = ("In some circumstances, the code connecting receivers to signals may run multiple times. This can cause "
+            "your receiver function to be registered more than once. For example, the `ready()` method may run twice "
+            "during testing.\n\nIf this behavior is problematic, pass a unique identifier as the `dispatch_uid` argument.")
+    answer = compose("How do I prevent a signal receiver from being registered more than once?", [chunk(text)], encode)
+    assert "registered more than once. … If this behavior is problematic, pass a unique identifier as the `dispatch_uid` argument. [1]" in answer
