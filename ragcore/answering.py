@@ -11,7 +11,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -58,13 +58,17 @@ class Answerer:
                     self._generator = make_generator(self.settings)
         return self._generator
 
-    async def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> AsyncIterator[Event]:
-        """Events of one answer: tokens, then citations, then done (or one fatal error)."""
+    async def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+                      collections: Collection[str] | None = None) -> AsyncIterator[Event]:
+        """Events of one answer: tokens, then citations, then done (or one fatal error).
+
+        `collections`: the only collections searched (None: all; empty: none, so the answer declines).
+        """
         # Each of these is decided here, once: how much history, which mode (and so what is searched for).
         history = recent_turns(history, self.settings.history_turns)
         mode = choose_mode(mode, history)
         try:
-            retrieval = await self.retriever.aretrieve(question, mode=mode, history=history)
+            retrieval = await self.retriever.aretrieve(question, mode=mode, history=history, collections=collections)
         except RagError as exc:
             log.error("answer.retrieval_failed", error=str(exc))
             yield ErrorEvent("retrieval_unavailable", f"Search is unavailable right now: {exc}")
@@ -90,9 +94,10 @@ class Answerer:
         for event in run.finish():
             yield event
 
-    def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> Iterator[Event]:
+    def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+               collections: Collection[str] | None = None) -> Iterator[Event]:
         """`astream` for synchronous callers (notebooks, scripts): the same driver, run on a private loop."""
-        return _in_private_loop(self.astream(question, history=history, mode=mode))
+        return _in_private_loop(self.astream(question, history=history, mode=mode, collections=collections))
 
 
 # -- the sync wrapper -------------------------------------------------------------------------------

@@ -105,6 +105,21 @@ class Indexes:
         log.info("document.deleted", document_id=document_id, chunks=max(dense, sparse))
         return max(dense, sparse)
 
+    def move_document(self, document_id: str, collection: str) -> int:
+        """Puts a document in another collection in both indexes, without re-embedding; returns its chunk count.
+
+        Chroma first, then BM25: until both are done a search may still find the document under its old
+        collection in the keyword index, but the retriever checks each chunk's (Chroma) collection again
+        before using it, so nothing is shown to a reader who may not see the new one.
+        """
+        if not collection:
+            raise ValueError("a collection needs a non-empty name")
+        known = self.bm25.document_info(document_id)
+        dense = self.store.move_document(document_id, collection, chunks=known[1] if known else 0)
+        sparse = self.bm25.move_documents([document_id], collection)
+        log.info("document.moved", document_id=document_id, collection=collection, chunks=max(dense, sparse))
+        return max(dense, sparse)
+
     def document_status(self, document_id: str) -> IndexedDocument:
         """What each index holds of a document, for reconciliation."""
         dense_checksum, present, expected = self.store.document_info(document_id)

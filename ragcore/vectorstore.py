@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -13,7 +13,7 @@ import numpy as np
 
 from ragcore.errors import IndexMismatch, StoreUnavailable
 from ragcore.settings import RagSettings
-from ragcore.types import Chunk, chunk_id_for
+from ragcore.types import DEFAULT_COLLECTION, Chunk, chunk_id_for
 
 # HNSW settings, measured with benchmarks/dense_recall.py (real SciFact embeddings, recall@10 against
 # exact search): chroma's default search ef (100) found 0.987 of the exact top-10 at 10k chunks; 200
@@ -54,6 +54,8 @@ def _chunk_from(chunk_id: str, document: str, meta: dict) -> Chunk:
         source=str(meta.get("source", "")),
         location=str(meta.get("location", "")),
         checksum=str(meta.get("checksum", "")),
+        # A chunk stored before collections has no such field: it is in the default one.
+        collection=str(meta.get("collection") or DEFAULT_COLLECTION),
     )
 
 
@@ -211,6 +213,7 @@ class VectorStore:
                         "source": c.source,
                         "location": c.location,
                         "checksum": c.checksum,
+                        "collection": c.collection,
                         "chunk_count": counts[c.document_id],
                     }
                     for c in part
@@ -258,6 +261,26 @@ class VectorStore:
         self.delete_chunks(ids)
         return chunks
 
+    def move_document(self, document_id: str, collection: str, *, chunks: int = 0) -> int:
+        """Puts a document's chunks in `collection` (their metadata only, vectors untouched); returns how many.
+
+        `chunks` is how many the caller knows it has, updated by id; with none known (or more present)
+        they are found by metadata, as in `delete_document`.
+        """
+        ids = [chunk_id_for(document_id, position) for position in range(chunks)]
+        beyond = self._call(self._collection.get, ids=[chunk_id_for(document_id, chunks)], include=[])["ids"]
+        if beyond or not chunks:
+            ids = self._call(self._collection.get, where={"document_id": document_id}, include=[])["ids"]
+        else:
+            ids = self._call(self._collection.get, ids=ids, include=[])["ids"]  # update fails on a missing id
+        for start in range(0, len(ids), self._batch):
+            part = ids[start : start + self._batch]
+            # Chroma merges an update's metadata into the stored one: only this field changes.
+            self._call(self._collection.update, ids=part, metadatas=[{"collection": collection}] * len(part))
+        if ids:
+            self._changed()
+        return len(ids)
+
     def document_info(self, document_id: str) -> tuple[str, int, int]:
         """(checksum, chunks present, chunks expected) for one document; ("", 0, 0) if absent."""
         got = self._read("get", where={"document_id": document_id}, include=["metadatas"])
@@ -269,12 +292,15 @@ class VectorStore:
         expected = max(int(m.get("chunk_count", 0)) for m in metas)
         return checksum, len(metas), expected
 
-    def query(self, vector: np.ndarray, top_k: int) -> list[tuple[str, float]]:
-        """(chunk_id, cosine similarity), best first."""
-        if top_k <= 0:
+    def query(self, vector: np.ndarray, top_k: int, *,
+              collections: Collection[str] | None = None) -> list[tuple[str, float]]:
+        """(chunk_id, cosine similarity), best first; `collections` keeps only chunks of those (empty: none)."""
+        if top_k <= 0 or (collections is not None and not collections):
             return []
+        extra = {} if collections is None else {"where": {"collection": {"$in": sorted(collections)}}}
         got = self._read(
-            "query", query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=top_k, include=["distances"]
+            "query", query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=top_k, include=["distances"],
+            **extra,
         )
         ids = got["ids"][0] if got["ids"] else []
         distances = got["distances"][0] if got["distances"] else []
