@@ -101,7 +101,7 @@ class Retriever(UsesIndexes):
         if mode != "bm25" and (collections is None or collections):
             if vector is None:
                 vector = self.queries.embed_query(query)
-            dense = self.store.query(vector, k, collections=collections)
+            dense = self._dense(vector, k, collections)
         best_dense = dense[0][1] if dense else (None if mode == "bm25" else 0.0)
         if mode == "bm25":
             return list(sparse), best_dense
@@ -111,6 +111,18 @@ class Retriever(UsesIndexes):
         if self.settings.fusion == "rrf":
             return fuse_rrf([sparse, dense], k=self.settings.rrf_k, weights=[1 - alpha, alpha]), best_dense
         return fuse_convex([sparse, dense], [1 - alpha, alpha]), best_dense
+
+    def _dense(self, vector: np.ndarray, k: int, collections: Collection[str] | None) -> list[tuple[str, float]]:
+        """The dense ranking, filtered by what the keyword index knows of each chunk's collection."""
+        if collections is None:
+            return self.store.query(vector, k)
+        allowed = frozenset(collections)
+        labels = self.bm25.document_collections()
+
+        def visible(chunk_id: str) -> bool:
+            return labels.get(chunk_id.rpartition(":")[0]) in allowed  # ids are chunk_id_for(document, position)
+
+        return self.store.query(vector, k, collections=allowed, share=self.bm25.share(allowed), visible=visible)
 
     def retrieve(self, query: str, *, mode: str = "hybrid", top_k: int | None = None, history: Sequence[Turn] = (),
                  vector: np.ndarray | None = None, collections: Collection[str] | None = None) -> Retrieval:

@@ -205,6 +205,21 @@ class Bm25Index:
                 return part.segment.checksums[entry], int(part.segment.doc_chunks[entry])
         return None
 
+    def document_collections(self) -> dict[str, str]:
+        """Every indexed document's collection (document_id → collection), computed once per version."""
+        self.reload_if_changed()
+        snap = self._snapshot
+        cached: dict[str, str] | None = snap.cache.get("document_collections")
+        if cached is None:
+            cached = {}
+            for part in snap.parts:
+                seg = part.segment
+                for e, (doc_id, collection) in enumerate(zip(seg.doc_ids, seg.doc_collections)):
+                    if part.is_live(e):
+                        cached[doc_id] = collection
+            snap.cache["document_collections"] = cached
+        return cached
+
     def document_collection(self, document_id: str) -> str | None:
         """The collection of one document, or None when it is not indexed."""
         self.reload_if_changed()

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
+import chromadb
+import numpy as np
 import pytest
+from chromadb.config import Settings as ChromaSettings
 
 from ragcore import Engine
 from ragcore.abstention import NOT_COVERED
 from ragcore.ingest import ParsedItem
+from ragcore.metrics import DENSE_FILTERED_SEARCHES
 from ragcore.types import DEFAULT_COLLECTION, ParsedDocument, Section
+from ragcore.vectorstore import COLLECTIONS_MARKER, HNSW_SEARCH_EF
 from tests.support import make_engine
 
 SECRET = "The zanzibar merger closes on the ninth of March at a price of forty dollars per share."
@@ -77,3 +83,56 @@ def test_move_document_changes_who_finds_it_without_reembedding(engine: Engine, 
     got = engine.retrieve(QUESTION, collections={DEFAULT_COLLECTION})
     assert got.chunks[0].chunk.document_id == "secret"
     assert engine.retrieve(QUESTION, collections={"finance"}).chunks == ()
+
+
+def test_an_unchanged_document_ingested_into_another_collection_is_moved(engine: Engine) -> None:
+    again = engine.ingest_parsed([item("public-0", "The zanzibar office note 0: merger rumours are not news.")])
+    assert again[0].status == "unchanged"
+    moved = replace(item("public-0", "The zanzibar office note 0: merger rumours are not news."), collection="finance")
+    assert engine.ingest_parsed([moved])[0].status == "unchanged"
+    assert engine.bm25.document_collection("public-0") == "finance"
+    assert engine.store.get_chunks(["public-0:0"])["public-0:0"].collection == "finance"
+
+
+def test_dense_over_fetching_finds_what_chromas_own_filter_finds(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "data")
+    words = "glacier meadow canyon river forest desert island valley summit harbor".split()
+    items = [item(f"doc-{i}", f"{words[i % 10]} {words[(i * 3) % 10]} {words[(i * 7) % 10]} note {i}",
+                  "hr" if i % 4 == 0 else DEFAULT_COLLECTION) for i in range(120)]
+    engine.ingest_parsed(items)
+    before = DENSE_FILTERED_SEARCHES.labels("overfetch")._value.get()
+    for query in ("glacier river", "summit harbor note", "desert", "island valley canyon"):
+        vector = engine.embedder.embed_query(query)
+        for allowed in ({"hr"}, {DEFAULT_COLLECTION}):
+            exact = engine.store.query(vector, 5, collections=allowed)  # Chroma's where filter
+            fast = engine.retriever._dense(vector, 5, allowed)
+            assert [cid for cid, _ in fast] == [cid for cid, _ in exact] or np.allclose(
+                [s for _, s in fast], [s for _, s in exact], atol=1e-6)  # ties may pick either chunk
+            assert all(engine.store.get_chunks([cid])[cid].collection in allowed for cid, _ in fast)
+    assert DENSE_FILTERED_SEARCHES.labels("overfetch")._value.get() == before + 8
+
+
+def test_an_index_built_before_collections_reads_as_the_default_collection(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "data")
+    settings = engine.settings
+    # What the code before collections wrote: no marker on the collection, no field on the chunks.
+    client = chromadb.PersistentClient(path=str(settings.chroma_path), settings=ChromaSettings(anonymized_telemetry=False))
+    old = client.get_or_create_collection(
+        settings.chroma_collection, configuration={"hnsw": {"space": "cosine", "ef_search": HNSW_SEARCH_EF}},
+        metadata={"embedding_model": engine.embedder.name, "embedding_dimension": engine.embedder.dimension},
+        embedding_function=None)
+    texts = ["glacier pathway survey", "meadow flowers in spring", "canyon river rafting"]
+    old.add(ids=[f"old-{i}:0" for i in range(3)], embeddings=engine.embedder.embed(texts),
+            metadatas=[{"document_id": f"old-{i}", "position": 0, "text": t, "checksum": "v", "chunk_count": 1}
+                       for i, t in enumerate(texts)])
+    for i, t in enumerate(texts):
+        engine.bm25.add(f"old-{i}", "v", [f"old-{i}:0"], [t])
+
+    reopened = make_engine(tmp_path / "data")
+    vector = reopened.embedder.embed_query("glacier pathway")
+    assert reopened.store.query(vector, 3, collections={DEFAULT_COLLECTION})[0][0] == "old-0:0"  # Chroma's filter
+    assert reopened.store.query(vector, 3, collections={"hr"}) == []
+    got = reopened.retrieve("glacier pathway", collections={DEFAULT_COLLECTION})
+    assert got.chunks[0].chunk.document_id == "old-0"
+    assert old.get(ids=["old-1:0"], include=["metadatas"])["metadatas"][0]["collection"] == DEFAULT_COLLECTION
+    assert client.get_collection(settings.chroma_collection).metadata[COLLECTIONS_MARKER] == 1
