@@ -134,5 +134,6 @@ def test_an_index_built_before_collections_reads_as_the_default_collection(tmp_p
     assert reopened.store.query(vector, 3, collections={"hr"}) == []
     got = reopened.retrieve("glacier pathway", collections={DEFAULT_COLLECTION})
     assert got.chunks[0].chunk.document_id == "old-0"
-    assert old.get(ids=["old-1:0"], include=["metadatas"])["metadatas"][0]["collection"] == DEFAULT_COLLECTION
+    labelled = old.get(ids=["old-1:0"], include=["metadatas"])["metadatas"] or []
+    assert labelled[0]["collection"] == DEFAULT_COLLECTION
     assert client.get_collection(settings.chroma_collection).metadata[COLLECTIONS_MARKER] == 1
