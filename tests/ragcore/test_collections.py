@@ -12,6 +12,7 @@ from chromadb.config import Settings as ChromaSettings
 
 from ragcore import Engine
 from ragcore.abstention import NOT_COVERED
+from ragcore.embeddings import Embedder
 from ragcore.ingest import ParsedItem
 from ragcore.metrics import DENSE_FILTERED_SEARCHES
 from ragcore.types import DEFAULT_COLLECTION, ParsedDocument, Section
@@ -137,3 +138,21 @@ def test_an_index_built_before_collections_reads_as_the_default_collection(tmp_p
     labelled = old.get(ids=["old-1:0"], include=["metadatas"])["metadatas"] or []
     assert labelled[0]["collection"] == DEFAULT_COLLECTION
     assert client.get_collection(settings.chroma_collection).metadata[COLLECTIONS_MARKER] == 1
+
+
+def test_with_the_real_model_an_outsider_never_gets_the_secret_and_an_insider_does(tmp_path: Path,
+                                                                                   real_embedder: Embedder) -> None:
+    engine = make_engine(tmp_path / "data", embedder=real_embedder)
+    engine.ingest_parsed([
+        item("secret", SECRET, "finance"),
+        item("office", "The Zanzibar office opens at nine and closes at five on weekdays."),
+        item("parking", "Parking permits for the office garage are requested from facilities."),
+    ])
+    question = "At what price per share does the Zanzibar merger close?"
+    outsider = engine.answer(question, collections={DEFAULT_COLLECTION})
+    assert "forty" not in outsider.text and "merger" not in outsider.text.lower()
+    assert all(c.document_id != "secret" for c in outsider.citations)
+    insider = engine.answer(question, collections={DEFAULT_COLLECTION, "finance"})
+    assert not insider.not_covered
+    assert "forty dollars" in insider.text
+    assert insider.citations[0].document_id == "secret"
