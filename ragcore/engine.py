@@ -90,6 +90,10 @@ class Engine(UsesIndexes):
         """Puts a document in another collection in both indexes, without re-embedding; returns its chunk count."""
         return self.indexes.move_document(document_id, collection)
 
+    def move_documents(self, document_ids: Sequence[str], collection: str) -> int:
+        """`move_document` for many documents (a whole source), with one keyword-index commit for all."""
+        return self.indexes.move_documents(document_ids, collection)
+
     def document_status(self, document_id: str) -> IndexedDocument:
         """What each index holds of a document, for reconciliation."""
         return self.indexes.document_status(document_id)

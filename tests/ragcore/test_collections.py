@@ -156,3 +156,12 @@ def test_with_the_real_model_an_outsider_never_gets_the_secret_and_an_insider_do
     assert not insider.not_covered
     assert "forty dollars" in insider.text
     assert insider.citations[0].document_id == "secret"
+
+
+def test_move_documents_moves_many_at_once(engine: Engine) -> None:
+    assert engine.move_documents([f"public-{i}" for i in range(3)], "finance") == 3
+    got = engine.retrieve("zanzibar office note merger", mode="bm25", collections={"finance"})
+    found = {s.chunk.document_id for s in got.chunks}
+    assert len(found) == 3 and found <= {"secret", "public-0", "public-1", "public-2"}  # top_k is 3
+    assert all(s.chunk.collection == "finance" for s in got.chunks)
+    assert engine.move_documents(["nowhere"], "finance") == 0
