@@ -25,6 +25,7 @@ from ragcore.indexes import Indexes, UsesIndexes
 from ragcore.settings import RagSettings
 from ragcore.tokenize import tokenize
 from ragcore.types import ScoredChunk, Turn
+from ragcore.vectorstore import EXACT_MAX, OVERFETCH_MIN_SHARE
 
 T = TypeVar("T")
 
@@ -122,7 +123,11 @@ class Retriever(UsesIndexes):
         def visible(chunk_id: str) -> bool:
             return labels.get(chunk_id.rpartition(":")[0]) in allowed  # ids are chunk_id_for(document, position)
 
-        return self.store.query(vector, k, collections=allowed, share=self.bm25.share(allowed), visible=visible)
+        share = self.bm25.share(allowed)
+        if share < OVERFETCH_MIN_SHARE and share * len(self.bm25) <= EXACT_MAX:
+            version, ids = self.bm25.allowed_chunks(allowed)  # a small filter: exact search over its chunks
+            return self.store.nearest_among(vector, k, ids, key=(allowed, version))
+        return self.store.query(vector, k, collections=allowed, share=share, visible=visible)
 
     def retrieve(self, query: str, *, mode: str = "hybrid", top_k: int | None = None, history: Sequence[Turn] = (),
                  vector: np.ndarray | None = None, collections: Collection[str] | None = None) -> Retrieval:

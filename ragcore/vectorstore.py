@@ -7,7 +7,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -30,6 +30,10 @@ log = logging.getLogger("ragcore.vectorstore")
 OVERFETCH_MARGIN = 1.5
 OVERFETCH_MIN_SHARE = 0.05
 OVERFETCH_MAX = 2000
+# A filter holding fewer chunks than this is searched exactly, over its vectors fetched once and kept
+# (per filter and index version, a few filters at a time: EXACT_MAX x 384 floats is 7.7 MB).
+EXACT_MAX = 5000
+EXACT_CACHED = 4
 
 HNSW_SEARCH_EF = 200
 HNSW_CONSTRUCTION_EF = 100
@@ -99,6 +103,8 @@ class VectorStore:
         self._seen = self._marker_stamp()
         self._checked = time.monotonic()
         self._reopen_lock = threading.Lock()
+        self._exact: dict[Hashable, tuple[list[str], np.ndarray]] = {}  # see nearest_among
+        self._exact_lock = threading.Lock()
         try:
             self._client = _client(settings)
             self._batch = self._client.get_max_batch_size()
@@ -361,6 +367,38 @@ class VectorStore:
                 return kept[:top_k]
         metrics.DENSE_FILTERED_SEARCHES.labels("where").inc()
         return self._nearest(vector, top_k, where={"collection": {"$in": sorted(collections)}})
+
+    def nearest_among(self, vector: np.ndarray, top_k: int, chunk_ids: Sequence[str], *,
+                      key: Hashable) -> list[tuple[str, float]]:
+        """Exact search over `chunk_ids` (a small filter's chunks): their vectors are fetched once per `key`
+        (the filter and the index version it was computed at) and kept; cosine similarity, best first."""
+        if top_k <= 0 or not chunk_ids:
+            return []
+        with self._exact_lock:
+            found = self._exact.pop(key, None)
+        if found is None:
+            ids: list[str] = []
+            rows: list[np.ndarray] = []
+            for start in range(0, len(chunk_ids), self._batch):
+                got = self._read("get", ids=list(chunk_ids[start : start + self._batch]), include=["embeddings"])
+                ids.extend(got["ids"])
+                if len(got["ids"]):
+                    rows.append(np.asarray(got["embeddings"], dtype=np.float32))
+            matrix = np.vstack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            found = (ids, matrix / np.where(norms > 0, norms, 1.0))
+        with self._exact_lock:
+            self._exact[key] = found  # most recently used last
+            while len(self._exact) > EXACT_CACHED:
+                self._exact.pop(next(iter(self._exact)))
+        ids, matrix = found
+        if not ids:
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        similarities = matrix @ (query / (np.linalg.norm(query) or 1.0))
+        best = np.argsort(-similarities, kind="stable")[:top_k]
+        metrics.DENSE_FILTERED_SEARCHES.labels("exact").inc()
+        return [(ids[i], float(similarities[i])) for i in best.tolist()]
 
     def _nearest(self, vector: np.ndarray, top_k: int, where: dict | None = None) -> list[tuple[str, float]]:
         extra = {} if where is None else {"where": where}

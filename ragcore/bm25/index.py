@@ -23,6 +23,7 @@ import numpy as np
 from ragcore import metrics
 from ragcore.bm25.scoring import (
     Snapshot,
+    allowed_chunk_ids,
     allowed_count,
     allowed_frequencies,
     allowed_rows,
@@ -163,6 +164,12 @@ class Bm25Index:
         if not snap.n or not collections:
             return 0.0
         return allowed_count(snap, collections) / snap.n
+
+    def allowed_chunks(self, collections: Collection[str]) -> tuple[int, list[str]]:
+        """(the version, the ids of the live chunks `collections` allows), computed once per version."""
+        self.reload_if_changed()
+        snap = self._snapshot
+        return snap.version, allowed_chunk_ids(snap, collections)
 
     def scores_for_tokens(self, tokens: list[str], *, collections: Collection[str] | None = None) -> dict[str, float]:
         """The score of every live chunk (of `collections`, if given) for already tokenized query terms,

@@ -188,6 +188,21 @@ def allowed_rows(snap: Snapshot, collections: Collection[str]) -> np.ndarray:
     return mask
 
 
+def allowed_chunk_ids(snap: Snapshot, collections: Collection[str]) -> list[str]:
+    """The ids of the live chunks `collections` allows, in row order."""
+    key = frozenset(collections)
+    lists: dict[frozenset[str], list[str]] = snap.cache.setdefault("allowed_ids", {})
+    ids = lists.get(key)
+    if ids is None:
+        rows = np.flatnonzero(allowed_rows(snap, key))
+        parts = np.searchsorted(snap.offsets, rows, side="right") - 1
+        ids = [snap.parts[p].segment.chunk_ids[row - int(snap.offsets[p])] for p, row in zip(parts.tolist(), rows.tolist())]
+        if len(lists) >= _FILTERS_CACHED:
+            lists.pop(next(iter(lists)), None)
+        lists[key] = ids
+    return ids
+
+
 def allowed_count(snap: Snapshot, collections: Collection[str]) -> int:
     """How many live chunks `collections` allows."""
     return int(np.count_nonzero(allowed_rows(snap, collections)))

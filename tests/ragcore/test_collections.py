@@ -165,3 +165,19 @@ def test_move_documents_moves_many_at_once(engine: Engine) -> None:
     assert len(found) == 3 and found <= {"secret", "public-0", "public-1", "public-2"}  # top_k is 3
     assert all(s.chunk.collection == "finance" for s in got.chunks)
     assert engine.move_documents(["nowhere"], "finance") == 0
+
+
+def test_a_small_collection_is_searched_exactly_and_sees_a_document_moved_in(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "data")
+    words = "glacier meadow canyon river forest desert island valley summit harbor".split()
+    items = [item(f"doc-{i}", f"{words[i % 10]} {words[(i * 3) % 10]} {words[(i * 7) % 10]} note {i}",
+                  "tiny" if i in (5, 50) else DEFAULT_COLLECTION) for i in range(120)]
+    engine.ingest_parsed(items)
+    vector = engine.embedder.embed_query("forest island")
+    before = DENSE_FILTERED_SEARCHES.labels("exact")._value.get()
+    fast = engine.retriever._dense(vector, 5, {"tiny"})
+    assert [cid for cid, _ in fast] == [cid for cid, _ in engine.store.query(vector, 5, collections={"tiny"})]
+    assert {cid for cid, _ in fast} == {"doc-5:0", "doc-50:0"}
+    engine.move_document("doc-7", "tiny")
+    assert {cid for cid, _ in engine.retriever._dense(vector, 5, {"tiny"})} == {"doc-5:0", "doc-50:0", "doc-7:0"}
+    assert DENSE_FILTERED_SEARCHES.labels("exact")._value.get() == before + 2
