@@ -118,15 +118,15 @@ class Retriever(UsesIndexes):
         if collections is None:
             return self.store.query(vector, k)
         allowed = frozenset(collections)
+        share = self.bm25.share(allowed)
+        if share < OVERFETCH_MIN_SHARE and share * len(self.bm25) <= EXACT_MAX:
+            version, ids = self.bm25.allowed_chunks(allowed)  # a small filter: exact search over its chunks
+            return self.store.nearest_among(vector, k, ids, key=(allowed, version))
         labels = self.bm25.document_collections()
 
         def visible(chunk_id: str) -> bool:
             return labels.get(chunk_id.rpartition(":")[0]) in allowed  # ids are chunk_id_for(document, position)
 
-        share = self.bm25.share(allowed)
-        if share < OVERFETCH_MIN_SHARE and share * len(self.bm25) <= EXACT_MAX:
-            version, ids = self.bm25.allowed_chunks(allowed)  # a small filter: exact search over its chunks
-            return self.store.nearest_among(vector, k, ids, key=(allowed, version))
         return self.store.query(vector, k, collections=allowed, share=share, visible=visible)
 
     def retrieve(self, query: str, *, mode: str = "hybrid", top_k: int | None = None, history: Sequence[Turn] = (),
