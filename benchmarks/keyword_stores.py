@@ -14,7 +14,10 @@ store's own share shows too. Then a fresh process per store opens the index, as 
 up does (timed), and the two time the same SciFact claims as keyword queries in alternating blocks
 (p50/p95). Last, with both polling at the default 1 s refresh, documents are committed from this
 process, alternately to each store, and timed until the other process finds them (what another host
-waits). The PostgreSQL index gets a name of its own and its rows are removed afterwards.
+waits). With --startup, a real web process (`daphne console.asgi:application`, an empty data folder
+of its own, the --dsn database migrated, the keyword index in PostgreSQL named as its collection) is
+started against the PostgreSQL index and timed to its first 200 from /health/ready, as benchmarks/
+startup.py times it. The PostgreSQL index gets a name of its own and its rows are removed afterwards.
 """
 
 from __future__ import annotations
@@ -158,6 +161,25 @@ def measure(where: dict[str, str], chunks: list[str], queries: list[str], window
     return rows
 
 
+def web_startup(dsn: str, name: str, runs: int) -> list[dict[str, Any]]:
+    """Cold starts of daphne whose keyword index is the PostgreSQL one just written."""
+    import subprocess
+
+    from startup import measure as start_and_time  # noqa: E402
+
+    from tests.daphne_server import PYTHON, ROOT, Site, base_env  # noqa: E402
+
+    out = []
+    with tempfile.TemporaryDirectory(prefix="lorebot-keyword-startup-") as tmp:
+        env = base_env(Path(tmp), DATABASE_URL=dsn, RAG_KEYWORD_STORE="postgresql", CHROMA_COLLECTION=name,
+                       RAG_ORIGINALS_STORAGE="database")
+        subprocess.run([PYTHON, str(ROOT / "manage.py"), "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT,
+                       check=True)
+        for _ in range(runs):
+            out.append(start_and_time(Site(Path(tmp), env), timeout=600))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100_000, help="chunks")
@@ -165,6 +187,8 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=1000, help="chunks per commit (the ingest window)")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--probes", type=int, default=10, help="commits timed until another process sees them")
+    parser.add_argument("--startup", type=int, default=0, metavar="RUNS",
+                        help="also time this many cold starts of a web process to ready on the PostgreSQL index")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -175,6 +199,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             rows = measure({"folder": folder, "postgresql": f"{args.dsn}#{name}"}, chunks, queries, args.window,
                            args.probes)
+        starts = web_startup(args.dsn, name, args.startup) if args.startup else []
     finally:
         import psycopg
 
@@ -192,7 +217,7 @@ def main() -> None:
                  "keyword index only (nothing embedded); queries are real SciFact claims")
     if args.json:
         print(json.dumps({"n": args.n, "window": args.window, "corpus": synthetic, "stores": [folder_row, pg_row],
-                          **ratios}, indent=2))
+                          "web_startup": starts, **ratios}, indent=2))
         return
     print(f"{args.n} chunks, {args.window} per commit, {len(queries)} queries, {args.probes} visibility probes")
     print(f"corpus: {synthetic}")
@@ -204,6 +229,9 @@ def main() -> None:
               f"{r['visible_max_s']:>10}")
     print("write throughput = whole add_many as ingest pays it; store share = add_many minus tokenizing")
     print(", ".join(f"{k} {v}" for k, v in ratios.items()))
+    for run in starts:
+        print(f"web process on the PostgreSQL index ({pg_row['chunks']} chunks): live {run['live_s']} s, "
+              f"ready {run['ready_s']} s, RSS {run['rss_mb']} MB, checks ms {run['checks_ms']}")
 
 
 if __name__ == "__main__":
