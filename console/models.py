@@ -419,6 +419,17 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
 
+    @classmethod
+    def open_exchange(cls, conversation: Conversation, question: str, *, owner: str) -> tuple[Message, Message]:
+        """The question and its answer in progress (owned by `owner`), stored in one INSERT."""
+        rows = [Message(conversation=conversation, role=cls.Role.USER, text=question),
+                Message(conversation=conversation, role=cls.Role.ASSISTANT, error=cls.IN_PROGRESS, owner=owner,
+                        heartbeat_at=timezone.now())]
+        # One statement rather than two saves: a round trip less per question (SQLite and PostgreSQL
+        # both hand back the new ids, so the rows are whole).
+        Message.objects.bulk_create(rows)
+        return rows[0], rows[1]
+
     def store_answer(self, answer: Answer, *, latency_ms: float) -> None:
         """The finished answer: its text, citations, provider and usage (`error`: the fallback reason, if any)."""
         self.text = answer.text
@@ -431,7 +442,8 @@ class Message(models.Model):
         self.error = answer.fallback_reason
         self.not_covered = answer.not_covered
         self.latency_ms = latency_ms
-        self.save()
+        self.save(update_fields=["text", "citations", "retrieval_mode", "provider", "model", "prompt_tokens",
+                                 "completion_tokens", "error", "not_covered", "latency_ms"])
 
     def store_partial(self, text: str, *, error: str, latency_ms: float) -> None:
         """What there was of an answer that did not finish (the client left, or it failed), and why."""
