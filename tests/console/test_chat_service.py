@@ -51,6 +51,21 @@ def test_a_follow_up_uses_the_conversation_as_context(engine: Engine) -> None:
     assert other is not None and other.retrieval_mode == "hybrid"
 
 
+def test_a_follow_up_moves_its_conversation_to_the_top_and_a_first_question_starts_one(engine: Engine) -> None:
+    # A new conversation is stored without reading a history or saving its updated_at again (it has
+    # none, and a fresh one); an existing one is still moved up the sidebar by each question.
+    ask("How do I roll back a release?", key="C1:T1")
+    ask("When do releases go out?", key="C1:T2")
+    first, second = Conversation.objects.get(external_key="C1:T1"), Conversation.objects.get(external_key="C1:T2")
+    assert second.updated_at > first.updated_at and second.messages.count() == 2
+    ask("and who is notified?", key="C1:T1")
+    first.refresh_from_db()
+    assert first.updated_at > second.updated_at
+    question, answer = list(first.messages.all())[2:]
+    assert (question.role, question.text, answer.role, answer.error) == ("user", "and who is notified?", "assistant", "")
+    assert answer.retrieval_mode == "context"  # its history was read
+
+
 def test_conversations_are_kept_apart_by_their_key(engine: Engine) -> None:
     ask("How do I roll back a release?", key="C1:T1")
     ask("When do releases go out?", key="C1:T2")
