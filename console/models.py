@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -377,6 +377,23 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"{self.surface}:{self.external_key}"
+
+    @classmethod
+    def find_or_start(cls, surface: str, external_key: str, *, defaults: dict[str, Any],
+                      likely_new: bool = False) -> tuple[Conversation, bool]:
+        """The conversation of this key, or a new one with `defaults`; and whether it is new.
+
+        `likely_new`: the caller names new conversations by fresh keys (the web chat's uuids), so the
+        row is inserted first and looked up only when the key was taken: one query fewer than
+        get_or_create's look-up-then-insert, for every web question.
+        """
+        if not likely_new:
+            return cls.objects.get_or_create(surface=surface, external_key=external_key, defaults=defaults)
+        try:
+            with transaction.atomic():  # a savepoint: on PostgreSQL a failed INSERT would end the transaction
+                return cls.objects.create(surface=surface, external_key=external_key, **defaults), True
+        except IntegrityError:
+            return cls.objects.get(surface=surface, external_key=external_key), False
 
 
 class Message(models.Model):

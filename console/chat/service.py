@@ -88,8 +88,8 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
         if conversation.user_key != user_key:
             raise ChatError("forbidden", "That conversation belongs to someone else.")
     else:
-        conversation, created = Conversation.objects.get_or_create(
-            surface=surface, external_key=conversation_key,
+        conversation, created = Conversation.find_or_start(
+            surface, conversation_key, likely_new=surface == Conversation.Surface.WEB,
             defaults={"user_key": user_key, "user": user if getattr(user, "pk", None) else None, "title": text[:200]},
         )
     check_rate("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_CONVERSATION)
