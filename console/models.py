@@ -509,8 +509,6 @@ class Source(models.Model):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
     config = models.JSONField(default=dict, blank=True)  # the kind's settings, validated by Connector.from_config
-    # A token or password the kind needs (a private repository): handed to the connector, never shown or logged.
-    secret = models.CharField(max_length=500, blank=True)
     every_minutes = models.PositiveIntegerField(null=True, blank=True)  # None: synced only when asked
     paused = models.BooleanField(default=False)
     # When the worker next syncs it on its own (None: manual, or paused). Due-time rows, not timers:
@@ -564,8 +562,8 @@ class Source(models.Model):
 
     def pause(self) -> None:
         """No scheduled syncs until resumed (a sync now still runs)."""
-        self.paused = True
-        self.reschedule()
+        self.paused, self.next_sync_at = True, None
+        self.save(update_fields=["paused", "next_sync_at", "updated_at"])
 
     def resume(self) -> None:
         """Scheduled again: due when the last sync's interval is up, which may be at once."""

@@ -114,7 +114,7 @@ class _Sync:
         self.kind = source.kind
         with _heartbeat(self.run_id):
             try:
-                connector = build_connector(source.kind, source.config, secret=source.secret, source_id=source.pk)
+                connector = build_connector(source.kind, source.config, source_id=source.pk)
                 known = dict(SyncItem.objects.filter(source=source).exclude(version="").values_list("key", "version"))
                 items = _unique(connector.list_items(known))
             except ConnectorError as exc:  # bad settings, unreachable origin: nothing is removed

@@ -26,9 +26,9 @@ class SyncError(Exception):
     """A request refused: a second sync of a source that is syncing, deleting a source mid-sync."""
 
 
-def validate_settings(kind: str, config: Mapping[str, Any], *, secret: str = "", source_id: int | None = None) -> str:
+def validate_settings(kind: str, config: Mapping[str, Any], *, source_id: int | None = None) -> str:
     """The connector's description for these settings; ConnectorConfigError names the wrong one."""
-    return build_connector(kind, config, secret=secret, source_id=source_id).describe()
+    return build_connector(kind, config, source_id=source_id).describe()
 
 
 def save_source(source: Source) -> Source:

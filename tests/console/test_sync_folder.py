@@ -4,71 +4,25 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
-import numpy as np
 import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import override_settings
 from django.utils import timezone
 from django_tasks_db.management.commands.db_worker import Worker
 
-from console.engine import set_engine
 from console.ingest import storage, uploads
 from console.models import Document, Source, SyncItem, SyncRun
 from console.syncing import schedule, service
 from console.syncing.runs import run_sync
 from ragcore import Engine
-from tests.support import HashingEmbedder, make_engine
+from tests.console.conftest import CountingEmbedder
 
 pytestmark = pytest.mark.django_db
-
-
-class CountingEmbedder(HashingEmbedder):
-    """The hashing embedder, counting the texts it embeds: a sync with nothing changed embeds none."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.embedded = 0
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        self.embedded += len(texts)
-        return super().embed(texts)
-
-
-@pytest.fixture
-def embedder() -> CountingEmbedder:
-    return CountingEmbedder()
-
-
-@pytest.fixture
-def engine(tmp_path: Path, embedder: CountingEmbedder) -> Iterator[Engine]:
-    data = tmp_path / "data"
-    with override_settings(RAG_DATA_DIR=data):
-        built = make_engine(data, embedder=embedder)
-        set_engine(built)
-        yield built
-    set_engine(None)
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    root = tmp_path / "handbook"
-    (root / "ops").mkdir(parents=True)
-    (root / "ops" / "rotation.md").write_text("# Key rotation\n\nRotate the API key every ninety days.\n")
-    (root / "deploy.md").write_text("# Deploys\n\nDeploys go out on Tuesdays after review.\n")
-    (root / "notes.txt").write_text("The zebra migration finishes on Friday.\n")
-    return root
-
-
-@pytest.fixture
-def source(folder: Path, engine: Engine) -> Source:
-    return service.save_source(Source(name="handbook", kind="folder", config={"path": str(folder)}))
 
 
 def run_worker() -> None:
