@@ -11,7 +11,7 @@ import queue
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
@@ -59,13 +59,17 @@ class Answerer:
                     self._generator = make_generator(self.settings)
         return self._generator
 
-    async def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> AsyncIterator[Event]:
-        """Events of one answer: tokens, then citations, then done (or one fatal error)."""
+    async def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+                      collections: Collection[str] | None = None) -> AsyncIterator[Event]:
+        """Events of one answer: tokens, then citations, then done (or one fatal error).
+
+        `collections`: the only collections searched (None: all; empty: none, so the answer declines).
+        """
         # Each of these is decided here, once: how much history, which mode (and so what is searched for).
         history = recent_turns(history, self.settings.history_turns)
         mode = choose_mode(mode, history)
         try:
-            retrieval = await self.retriever.aretrieve(question, mode=mode, history=history)
+            retrieval = await self.retriever.aretrieve(question, mode=mode, history=history, collections=collections)
         except RagError as exc:
             log.error("answer.retrieval_failed", error=str(exc))
             yield ErrorEvent("retrieval_unavailable", f"Search is unavailable right now: {exc}")
@@ -103,9 +107,10 @@ class Answerer:
             log.info("answer.covered_by_a_sentence", chunk_score=round(verdict.score, 3), score=round(second.score, 3))
         return replace(retrieval, relevant=second.covered, verdict=second)
 
-    def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> Iterator[Event]:
+    def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+               collections: Collection[str] | None = None) -> Iterator[Event]:
         """`astream` for synchronous callers (notebooks, scripts): the same driver, run on a private loop."""
-        return _in_private_loop(self.astream(question, history=history, mode=mode))
+        return _in_private_loop(self.astream(question, history=history, mode=mode, collections=collections))
 
 
 # -- the sync wrapper -------------------------------------------------------------------------------
