@@ -12,7 +12,8 @@ import re
 import threading
 import time
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import structlog
 
@@ -73,6 +74,10 @@ class Answerer:
             log.error("answer.retrieval_failed", error=str(exc))
             yield ErrorEvent("retrieval_unavailable", f"Search is unavailable right now: {exc}")
             return
+        verdict = retrieval.verdict
+        if verdict is not None and verdict.could_be_covered_by_a_sentence(self.settings.abstain_threshold):
+            # Sentence scoring calls the model: in a worker thread, never on the event loop.
+            retrieval = await in_search_thread(partial(self._second_look, question, retrieval, verdict))
         run = _AnswerRun(question, history, retrieval, self.sentences)
         run.start()
         generator = self.generator if retrieval.relevant else None
@@ -93,6 +98,14 @@ class Answerer:
                 yield event
         for event in run.finish():
             yield event
+
+    def _second_look(self, question: str, retrieval: Retrieval, verdict: abstention.Verdict) -> Retrieval:
+        """The retrieval with its weak verdict decided again on the closest sentence of its chunks."""
+        best = extractive.best_sentence_similarity(question, retrieval.chunks, self.sentences)
+        second = abstention.reconsider(verdict, best, threshold=self.settings.abstain_threshold)
+        if second.covered:
+            log.info("answer.covered_by_a_sentence", chunk_score=round(verdict.score, 3), score=round(second.score, 3))
+        return replace(retrieval, relevant=second.covered, verdict=second)
 
     def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
                collections: Collection[str] | None = None) -> Iterator[Event]:
