@@ -41,6 +41,7 @@ class FakeSite:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real sites: the crawler reuses its connection
+            disable_nagle_algorithm = True  # headers and body are two writes; Nagle would hold the second 40 ms
 
             def do_GET(self) -> None:
                 site._answer(self)
