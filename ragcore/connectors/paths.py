@@ -32,7 +32,7 @@ def pattern_list(config: Mapping[str, Any], field: str) -> list[str]:
     if isinstance(value, str):
         value = [line for line in value.splitlines() if line.strip()]
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ConnectorConfigError(field, "must be a list of path patterns")
+        raise ConnectorConfigError(field, "must be a list of glob patterns (one per line, as in .gitignore)")
     try:
         pathspec.PathSpec.from_lines("gitignore", value)
     except (ValueError, TypeError, re.error) as exc:
