@@ -217,7 +217,14 @@ def _run_config(args: argparse.Namespace, site: Site, processes: int, https_port
             nginx = start_nginx(prefix, conf, https_port)
             try:
                 origin = f"https://localhost:{https_port}"
-                return _measure(args, site, daphnes, Endpoint(f"wss://localhost:{https_port}/ws/chat/", origin, str(cert)))
+                run = _measure(args, site, daphnes, Endpoint(f"wss://localhost:{https_port}/ws/chat/", origin, str(cert)))
+                if run["concurrent"]["errors"]:  # what nginx saw of them (upstream refusals, timeouts)
+                    errors = [line for line in nginx.error_log.splitlines() if "[error]" in line or "[crit]" in line]
+                    print(f"nginx error log, {len(errors)} errors; the last:", *errors[-5:], sep="\n  ", file=sys.stderr)
+                    for daphne in daphnes:
+                        print(f"{daphne.log.name}, the last lines:", *daphne.log.read_text().splitlines()[-8:],
+                              sep="\n  ", file=sys.stderr)
+                return run
             finally:
                 nginx.stop()
     finally:
