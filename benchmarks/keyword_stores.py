@@ -199,6 +199,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             rows = measure({"folder": folder, "postgresql": f"{args.dsn}#{name}"}, chunks, queries, args.window,
                            args.probes)
+        print(json.dumps(rows), flush=True)  # the figures so far, should the start-up runs fail
         starts = web_startup(args.dsn, name, args.startup) if args.startup else []
     finally:
         import psycopg

@@ -7,15 +7,21 @@ console is listed before django_tasks_db in INSTALLED_APPS, so this command is t
 from __future__ import annotations
 
 import threading
+import time
 from argparse import ArgumentParser
 from typing import Any
 
 import structlog
+from django.db import InterfaceError, OperationalError, connections
 from django_tasks_db.management.commands.db_worker import Command as DbWorkerCommand
 
 from console.engine import get_engine
 from console.ingest import recovery
 from console.syncing import schedule
+from ragcore.metrics import PIPELINE_ERRORS
+
+# How long to wait between attempts to reach a database that went away (a restart, a failover).
+RECONNECT_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 log = structlog.get_logger(__name__, component="ingest_job")
 
@@ -52,8 +58,29 @@ class Command(DbWorkerCommand):
             log.error("worker.warmup_failed", error=f"{type(exc).__name__}: {exc}"[:500],
                       hint="run `python manage.py reconcile` to repair a damaged index")
         try:
-            super().handle(*args, **options)
+            while True:
+                try:
+                    super().handle(*args, **options)
+                    break  # stopped by a signal, or a batch that ran dry
+                except (OperationalError, InterfaceError) as exc:
+                    # PostgreSQL restarted under the worker: the job in hand was recorded as crashed (or goes
+                    # stale and is re-queued by recovery); this process waits for the server and carries on.
+                    PIPELINE_ERRORS.labels("ingest_worker").inc()
+                    log.error("worker.database_lost", error=f"{type(exc).__name__}: {exc}"[:500])
+                    self._wait_for_database()
         finally:
             stop.set()
         log.info("worker.stopped", recovered_at_start=len(recovered))
         return ""
+
+    def _wait_for_database(self) -> None:
+        """Until the default database answers again, trying with growing pauses."""
+        for attempt in range(1_000_000):
+            connections.close_all()  # a broken connection is never reused
+            try:
+                connections["default"].ensure_connection()
+            except (OperationalError, InterfaceError):
+                time.sleep(RECONNECT_SECONDS[min(attempt, len(RECONNECT_SECONDS) - 1)])
+                continue
+            log.warning("worker.database_back", attempts=attempt + 1)
+            return
