@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models
+from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -398,6 +398,23 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or f"{self.surface}:{self.external_key}"
 
+    @classmethod
+    def find_or_start(cls, surface: str, external_key: str, *, defaults: dict[str, Any],
+                      likely_new: bool = False) -> tuple[Conversation, bool]:
+        """The conversation of this key, or a new one with `defaults`; and whether it is new.
+
+        `likely_new`: the caller names new conversations by fresh keys (the web chat's uuids), so the
+        row is inserted first and looked up only when the key was taken: one query fewer than
+        get_or_create's look-up-then-insert, for every web question.
+        """
+        if not likely_new:
+            return cls.objects.get_or_create(surface=surface, external_key=external_key, defaults=defaults)
+        try:
+            with transaction.atomic():  # a savepoint: on PostgreSQL a failed INSERT would end the transaction
+                return cls.objects.create(surface=surface, external_key=external_key, **defaults), True
+        except IntegrityError:
+            return cls.objects.get(surface=surface, external_key=external_key), False
+
 
 class Message(models.Model):
     class Role(models.TextChoices):
@@ -439,6 +456,17 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
 
+    @classmethod
+    def open_exchange(cls, conversation: Conversation, question: str, *, owner: str) -> tuple[Message, Message]:
+        """The question and its answer in progress (owned by `owner`), stored in one INSERT."""
+        rows = [Message(conversation=conversation, role=cls.Role.USER, text=question),
+                Message(conversation=conversation, role=cls.Role.ASSISTANT, error=cls.IN_PROGRESS, owner=owner,
+                        heartbeat_at=timezone.now())]
+        # One statement rather than two saves: a round trip less per question (SQLite and PostgreSQL
+        # both hand back the new ids, so the rows are whole).
+        Message.objects.bulk_create(rows)
+        return rows[0], rows[1]
+
     def store_answer(self, answer: Answer, *, latency_ms: float) -> None:
         """The finished answer: its text, citations, provider and usage (`error`: the fallback reason, if any)."""
         self.text = answer.text
@@ -451,7 +479,8 @@ class Message(models.Model):
         self.error = answer.fallback_reason
         self.not_covered = answer.not_covered
         self.latency_ms = latency_ms
-        self.save()
+        self.save(update_fields=["text", "citations", "retrieval_mode", "provider", "model", "prompt_tokens",
+                                 "completion_tokens", "error", "not_covered", "latency_ms"])
 
     def store_partial(self, text: str, *, error: str, latency_ms: float) -> None:
         """What there was of an answer that did not finish (the client left, or it failed), and why."""

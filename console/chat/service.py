@@ -20,7 +20,6 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from console.chat.events import (
     AnswerCitations,
@@ -84,22 +83,24 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
         if problem:  # a cleaned key would name another conversation or user
             raise ChatError("bad_text", f"The {name} {problem}.")
     check_rate("user", f"{surface}:{user_key}", rate_limit or settings.CHAT_RATE_LIMIT_USER)
+    created = False
     if conversation_id is not None:
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id, surface=surface)
         if conversation.user_key != user_key:
             raise ChatError("forbidden", "That conversation belongs to someone else.")
     else:
-        conversation, _ = Conversation.objects.get_or_create(
-            surface=surface, external_key=conversation_key,
+        conversation, created = Conversation.find_or_start(
+            surface, conversation_key, likely_new=surface == Conversation.Surface.WEB,
             defaults={"user_key": user_key, "user": user if getattr(user, "pk", None) else None, "title": text[:200]},
         )
     check_rate("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_CONVERSATION)
-    history = recent_turns(conversation, history_turns)
+    # A conversation created just now has no history and a fresh updated_at: two queries fewer (every
+    # web question opens one).
+    history = [] if created else recent_turns(conversation, history_turns)
     searchable.set_result((text, history))
-    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
-    answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, error=Message.IN_PROGRESS,
-                                    owner=orphans.process_token(), heartbeat_at=timezone.now())
-    conversation.save(update_fields=["updated_at"])
+    question, answer = Message.open_exchange(conversation, text, owner=orphans.process_token())
+    if not created:
+        conversation.save(update_fields=["updated_at"])
     return _Exchange(conversation, question, answer, history, time.perf_counter())
 
 
