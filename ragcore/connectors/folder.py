@@ -21,9 +21,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-import pathspec
-
 from ragcore.connectors.base import ConnectorConfigError, ConnectorError, FetchedItem, ItemFetchError, SourceItem
+from ragcore.connectors.paths import PathFilter, pattern_list
 
 # What the loaders read (ragcore.loaders): the default when no `include` is given.
 DOCUMENT_SUFFIXES = (
@@ -33,22 +32,6 @@ DOCUMENT_SUFFIXES = (
 DEFAULT_INCLUDE = tuple(f"*{suffix}" for suffix in DOCUMENT_SUFFIXES)
 STAT_CACHE = "stat-cache.json"
 READ_BYTES = 1 << 20
-
-
-def _patterns(config: Mapping[str, Any], field: str) -> list[str]:
-    raw = config.get(field) or []
-    if isinstance(raw, str):  # one pattern per line, as a form's textarea sends them
-        raw = raw.splitlines()
-    if not isinstance(raw, list) or not all(isinstance(p, str) for p in raw):
-        raise ConnectorConfigError(field, "must be a list of glob patterns (one per line)")
-    return [p.strip() for p in raw if p.strip()]
-
-
-def _spec(patterns: list[str], field: str) -> pathspec.PathSpec:
-    try:
-        return pathspec.PathSpec.from_lines("gitignore", patterns)
-    except Exception as exc:  # pathspec raises its own error for a pattern such as "***"
-        raise ConnectorConfigError(field, f"not a valid glob pattern: {exc}") from None
 
 
 class FolderConnector:
@@ -61,8 +44,7 @@ class FolderConnector:
         self.include = include
         self.exclude = exclude
         self.work_dir = work_dir
-        self._include = _spec(include or list(DEFAULT_INCLUDE), "include")
-        self._exclude = _spec(exclude, "exclude")
+        self._filter = PathFilter(include or list(DEFAULT_INCLUDE), exclude)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, work_dir: Path) -> FolderConnector:
@@ -77,7 +59,7 @@ class FolderConnector:
             raise ConnectorConfigError("path", f"{path} is not a folder on this server")
         if not os.access(path, os.R_OK | os.X_OK):
             raise ConnectorConfigError("path", f"{path} cannot be read by the server")
-        return cls(path.resolve(), _patterns(config, "include"), _patterns(config, "exclude"), work_dir)
+        return cls(path.resolve(), pattern_list(config, "include"), pattern_list(config, "exclude"), work_dir)
 
     def describe(self) -> str:
         globs = f" ({', '.join(self.include)})" if self.include else ""
@@ -119,7 +101,7 @@ class FolderConnector:
                     continue
                 path = here / name
                 key = PurePosixPath(path.relative_to(self.root).as_posix()).as_posix()
-                if not self._include.match_file(key) or self._exclude.match_file(key):
+                if not self._filter.keeps(key):
                     continue
                 if path.is_symlink() and not self._inside(path):
                     continue
