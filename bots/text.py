@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from console.chat import Citation, absolute_source_url
+from console.chat import Citation, absolute_source_url, synced_text
 
 _FENCE = re.compile(r"^\s*```")
 
@@ -149,6 +149,8 @@ def citation_link(citation: Citation) -> str:
 
 
 def citation_label(citation: Citation) -> str:
-    """"title, location" for a numbered source line."""
+    """"title, location" for a numbered source line, and "(synced …)" for a synced document."""
     name = citation.title or citation.source or citation.document_id or "source"
-    return f"{name}, {citation.location}" if citation.location else name
+    label = f"{name}, {citation.location}" if citation.location else name
+    synced = synced_text(citation)
+    return f"{label} ({synced})" if synced else label

@@ -70,6 +70,10 @@ class Citation:
     location: str
     snippet: str
     chunk_id: str = ""
+    # A synced document's address at its origin and when a sync last found it there (ISO 8601); set by the
+    # console, which knows its documents' sources: "" for an upload, or a document the console does not know.
+    origin_url: str = ""
+    synced_at: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -81,6 +85,8 @@ class Citation:
             "snippet": self.snippet,
             # "<document_id>:<position>": the source viewer highlights this exact passage.
             "chunk_id": self.chunk_id,
+            "origin_url": self.origin_url,
+            "synced_at": self.synced_at,
         }
 
 

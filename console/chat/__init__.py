@@ -29,11 +29,12 @@ from console.chat.history import (
 from console.chat.orm import in_thread_pool
 from console.chat.service import arecord_feedback, areply, record_feedback, warm_up
 from console.sources.links import absolute_source_url, source_url
+from console.syncing.origins import synced_text
 from ragcore.types import Citation, Usage
 
 __all__ = [
     "AnswerCitations", "AnswerDone", "AnswerError", "AnswerStarted", "AnswerToken", "ChatError", "ChatEvent",
     "Citation", "ConversationSummary", "absolute_source_url", "source_url", "StoredAnswer", "StoredConversation", "StoredMessage", "Usage",
     "aconversation_history", "ahas_conversation", "aowns_answer", "arecent_conversations", "areply",
-    "arecord_feedback", "astored_answer", "in_thread_pool", "record_feedback", "warm_up",
+    "arecord_feedback", "astored_answer", "in_thread_pool", "record_feedback", "synced_text", "warm_up",
 ]

@@ -390,7 +390,7 @@ def frame(event: chat.ChatEvent) -> dict[str, Any]:
 
 def citation_frame(citation: chat.Citation) -> dict[str, Any]:
     """A citation as the page shows it: its fields, and `url`, where it opens (the source viewer), or ""."""
-    return {**citation.to_dict(), "url": chat.source_url(citation)}
+    return {**citation.to_dict(), "url": chat.source_url(citation), "synced": chat.synced_text(citation)}
 
 
 def _message_frame(message: chat.StoredMessage) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -39,6 +39,7 @@ from console.models import Conversation, Feedback, Message
 from console.ops import orphans
 from console.ops.text_input import clean_text, text_problem
 from console.ops.warmup import await_warmup
+from console.syncing.origins import with_origins
 from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
 
 log = structlog.get_logger(__name__, component="chat")
@@ -154,7 +155,7 @@ def _finish(ex: _Exchange, interrupted: str = "") -> None:
     latency_ms = round((time.perf_counter() - ex.started) * 1000, 1)
     result = ex.result
     if result is not None:
-        message.store_answer(result, latency_ms=latency_ms)
+        message.store_answer(replace(result, citations=with_origins(result.citations)), latency_ms=latency_ms)
     else:
         message.store_partial("".join(ex.parts), error=interrupted or ex.error or "no_answer", latency_ms=latency_ms)
     surface = ex.conversation.surface
@@ -212,6 +213,8 @@ async def areply(
         yield AnswerStarted(ex.conversation.pk, ex.answer.pk, ex.question.pk)
         event: Event | None = await first
         while event is not None:
+            if isinstance(event, CitationsEvent) and event.citations:  # synced documents say where and when
+                event = replace(event, citations=await in_thread_pool(with_origins)(event.citations))
             chat_event = _translate(ex, event)
             if _ends_answer(chat_event):
                 await in_writer(_finish)(ex)  # stored before the client hears "done": it may act on it at once

@@ -30,6 +30,7 @@ from console.ops.counts import collect_counts
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
 from console.sources.links import source_url
+from console.syncing.origins import synced_text
 from console.syncing.status import freshness
 
 log = structlog.get_logger(__name__)
@@ -375,7 +376,8 @@ def conversation_view(request: HttpRequest, conversation_id: int) -> HttpRespons
     page = _paginate(request, history, MESSAGES_PER_PAGE)
     for message in page.object_list:
         # Every citation opens the source viewer, which says so when its document was deleted since.
-        message.citation_rows = [{**c.to_dict(), "url": source_url(c)} for c in citations_of(message)]
+        message.citation_rows = [{**c.to_dict(), "url": source_url(c), "synced": synced_text(c)}
+                                 for c in citations_of(message)]
         if message.role == Message.Role.ASSISTANT:
             message.html = render_answer(message.text, f"cite-{message.pk}-")
     totals = conversation.messages.aggregate(

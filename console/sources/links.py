@@ -27,7 +27,10 @@ def source_path(citation: Citation) -> str:
 
 
 def source_url(citation: Citation) -> str:
-    """Where a reader opens the citation from this site: the viewer, or a web source's own address."""
+    """Where a reader opens the citation from this site: a synced document's origin (its page, its file on the
+    Git host), a web source's own address, or the viewer."""
+    if _WEB_SOURCE.match(citation.origin_url or ""):
+        return citation.origin_url
     if _WEB_SOURCE.match(citation.source or ""):
         return citation.source
     return source_path(citation)

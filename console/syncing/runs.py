@@ -22,6 +22,7 @@ import traceback as tb
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -38,7 +39,7 @@ from console.ops.logs import bound_context
 from console.syncing.connectors import build_connector
 from console.syncing.metrics import SYNC_ITEMS, SYNC_RUNS, SYNC_SECONDS
 from ragcore.connectors import Connector, ConnectorConfigError, ConnectorError, FetchedItem, ItemFetchError, SourceItem
-from ragcore.ingest import ParsedItem
+from ragcore.ingest import IngestResult, ParsedItem
 from ragcore.metrics import PIPELINE_ERRORS
 from ragcore.settings import MB
 from ragcore.types import ParsedDocument
@@ -50,6 +51,8 @@ Progress = Callable[[int, int], None]
 _Result = dict[str, Any]
 # Rows touched per statement when marking unchanged items (SQLite allows 999 parameters).
 BATCH = 500
+# New or changed items embedded and written together: one write per index for the batch.
+BATCH_ITEMS = 32
 NAME_CHARS = 255  # Document.original_filename
 
 
@@ -85,6 +88,19 @@ def document_name(key: str, filename: str) -> str:
     if len(name) > NAME_CHARS:
         name = f"{name[:150]}…{name[-(NAME_CHARS - 151):]}"
     return name
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A new or changed item, fetched, parsed and pending, waiting for its batch to be embedded."""
+
+    item: SourceItem
+    si: SyncItem
+    doc: Document
+    parsed: ParsedItem
+    outcome: str
+    old_checksum: str
+    started: float
 
 
 @dataclass
@@ -125,9 +141,7 @@ class _Sync:
             self.done = len(items) - len(plan.unchanged) - len(plan.todo)  # counted before a crash
             try:
                 self._mark_unchanged(run, plan.unchanged)
-                for item, known_item in plan.todo:
-                    self._check_ours()
-                    self._sync_item(run, source, connector, item, known_item)
+                self._sync_items(run, source, connector, plan.todo)
                 for gone in plan.gone:
                     self._check_ours()
                     self._remove(run, gone)
@@ -231,48 +245,58 @@ class _Sync:
 
     # -- new or changed ------------------------------------------------------------------------
 
-    def _sync_item(self, run: SyncRun, source: Source, connector: Connector, item: SourceItem,
-                   si: SyncItem | None) -> None:
-        started = time.perf_counter()
+    def _sync_items(self, run: SyncRun, source: Source, connector: Connector,
+                    todo: list[tuple[SourceItem, SyncItem | None]]) -> None:
+        """New and changed items, BATCH_ITEMS at a time: each is fetched, parsed and marked pending on its own,
+        then the batch is embedded and written with one call per index (a write per document would cost as
+        much as embedding it), and each item's outcome is committed as the engine reports it."""
+        for start in range(0, len(todo), BATCH_ITEMS):
+            prepared: list[_Prepared] = []
+            for item, si in todo[start:start + BATCH_ITEMS]:
+                self._check_ours()
+                ready = self._guarded(run, item, partial(self._prepare, run, source, connector, item, si))
+                if ready is not None:
+                    prepared.append(ready)
+            if prepared:
+                self._check_ours()  # the last moment before the indexes: a run taken over leaves them to its new owner
+                self._index(run, source, prepared)
+
+    def _guarded(self, run: SyncRun, item: SourceItem, step: Callable[[], _Prepared | None]) -> _Prepared | None:
+        """One item's step; its failure is recorded on the run and the others go on."""
         try:
-            outcome, chunks = self._index_item(run, source, connector, item, si)
+            return step()
         except _ItemFailed as exc:
             self._failed(run, item.key, exc.error_type, exc.message)
-            return
         except _Stop:
             raise
         except Exception as exc:  # anything else is this item's failure; the others keep syncing
             PIPELINE_ERRORS.labels("sync").inc()
-            log.warning("sync.item_crashed", key=item.key, exc_info=True)
             self._failed(run, item.key, type(exc).__name__, f"{item.key}: {type(exc).__name__}: {exc}",
                          trace=tb.format_exc())
-            return
-        SYNC_ITEMS.labels(self.kind, outcome).inc()
-        self._progressed()
-        log.info("sync.item_synced", key=item.key, outcome=outcome, chunks=chunks,
-                 seconds=round(time.perf_counter() - started, 3))
+        return None
 
-    def _index_item(self, run: SyncRun, source: Source, connector: Connector, item: SourceItem,
-                    si: SyncItem | None) -> tuple[str, int]:
-        """Fetches, parses and indexes one item; returns its outcome and the chunks embedded."""
+    def _prepare(self, run: SyncRun, source: Source, connector: Connector, item: SourceItem,
+                 si: SyncItem | None) -> _Prepared | None:
+        """Fetches and parses one item and marks it pending with its document; None when its bytes are unchanged."""
         fetched = self._fetch(connector, item)
         data = fetched.data
         checksum = hashlib.sha256(data).hexdigest()
         doc = si.document if si is not None and si.document is not None else None
         if doc is not None and doc.status == Document.Status.DELETING:
             doc = None  # deleted from the Documents page meanwhile: the origin still has it, so it comes back
-        outcome = (si.pending if si is not None and si.pending else
-                   "changed" if doc is not None else "added")
-        now = timezone.now()
-        if doc is not None and not (si is not None and si.pending) and doc.checksum == checksum \
-                and doc.status == Document.Status.INDEXED:
+        pending = si is not None and bool(si.pending)
+        outcome = si.pending if si is not None and si.pending else "changed" if doc is not None else "added"
+        if doc is not None and not pending and doc.checksum == checksum and doc.status == Document.Status.INDEXED:
             # A new version with the same bytes (a touched file, a re-sent page): nothing to embed.
+            assert si is not None
+            now = timezone.now()
             with transaction.atomic():
-                assert si is not None
                 si.done(run, version=item.version, url=item.url, at=now)
                 doc.mark_synced(source, url=item.url, at=now)
                 run.count("unchanged")
-            return "unchanged", 0
+            SYNC_ITEMS.labels(self.kind, "unchanged").inc()
+            self._progressed()
+            return None
         name = document_name(item.key, fetched.filename or item.filename or PurePosixPath(item.key).name)
         parsed = self._parse(item, data, checksum, name)
         if item.title:
@@ -288,24 +312,44 @@ class _Sync:
                 doc.mark_indexing()
             si = si or SyncItem(source=source, key=item.key)
             si.begin(run, outcome, doc)
-        self._check_ours()  # the last moment before the indexes: a run taken over leaves them to its new owner
-        result = get_engine().ingest_parsed([ParsedItem(doc.engine_id, parsed, name, checksum)])[0]
+        return _Prepared(item, si, doc, ParsedItem(doc.engine_id, parsed, name, checksum), outcome, old_checksum,
+                         time.perf_counter())
+
+    def _index(self, run: SyncRun, source: Source, batch: list[_Prepared]) -> None:
+        try:
+            results = get_engine().ingest_parsed([p.parsed for p in batch])
+        except Exception as exc:  # the engine reports bad documents as results; this is anything else
+            PIPELINE_ERRORS.labels("sync").inc()
+            for p in batch:
+                p.doc.mark_failed(f"{p.item.key}: {type(exc).__name__}: {exc}")
+                self._failed(run, p.item.key, type(exc).__name__, f"{p.item.key}: {type(exc).__name__}: {exc}",
+                             trace=tb.format_exc())
+            return
+        for p, result in zip(batch, results, strict=True):
+            self._guarded(run, p.item, partial(self._indexed, run, source, p, result))
+
+    def _indexed(self, run: SyncRun, source: Source, p: _Prepared, result: IngestResult) -> None:
         if result.status == "failed":
-            doc.mark_failed(result.error)
-            raise _ItemFailed(result.error_type or "IngestFailed", result.error or f"{item.key}: indexing failed")
+            p.doc.mark_failed(result.error)
+            raise _ItemFailed(result.error_type or "IngestFailed", result.error or f"{p.item.key}: indexing failed")
         chunks = result.chunks
         if result.status == "unchanged":  # both indexes held this version already (written just before a crash)
-            chunks = get_engine().document_status(doc.engine_id).sparse_chunks
+            chunks = get_engine().document_status(p.doc.engine_id).sparse_chunks
+        now = timezone.now()
         with transaction.atomic():
-            doc.mark_indexed(chunks=chunks, title=result.title or parsed.title, kind=result.kind or parsed.kind)
-            doc.mark_synced(source, url=item.url, at=now)
-            si.done(run, version=item.version, url=item.url, at=now)
-            run.count(outcome, chunks=result.chunks if result.status == "indexed" else 0)
-            if SyncFailure.objects.filter(run=run, key=item.key).delete()[0]:  # it failed before a crash, not now
+            p.doc.mark_indexed(chunks=chunks, title=result.title or p.parsed.parsed.title,
+                               kind=result.kind or p.parsed.parsed.kind)
+            p.doc.mark_synced(source, url=p.item.url, at=now)
+            p.si.done(run, version=p.item.version, url=p.item.url, at=now)
+            run.count(p.outcome, chunks=result.chunks if result.status == "indexed" else 0)
+            if SyncFailure.objects.filter(run=run, key=p.item.key).delete()[0]:  # it failed before a crash, not now
                 run.count("failed", -1)
-        if old_checksum and old_checksum != checksum:
-            _forget_original(old_checksum)
-        return outcome, chunks
+        if p.old_checksum and p.old_checksum != p.parsed.checksum:
+            _forget_original(p.old_checksum)
+        SYNC_ITEMS.labels(self.kind, p.outcome).inc()
+        self._progressed()
+        log.info("sync.item_synced", key=p.item.key, outcome=p.outcome, chunks=chunks,
+                 seconds=round(time.perf_counter() - p.started, 3))
 
     def _fetch(self, connector: Connector, item: SourceItem) -> FetchedItem:
         try:

@@ -211,3 +211,19 @@ def test_a_sync_whose_worker_died_is_queued_again_and_resumed_without_doubling(
     assert Document.objects.filter(source=source, original_filename="faq.md").get().pk == faq.pk  # not a second one
     assert set(engine.bm25.documents()) == {d.engine_id for d in Document.objects.filter(source=source)}
     assert engine.store.count() == len(engine.bm25)
+
+
+def test_a_git_repository_source_syncs_each_commit_incrementally(tmp_path: Path, engine: Engine) -> None:
+    from tests.fakes.git_http import WorkRepo
+
+    repo = WorkRepo(tmp_path / "work", tmp_path / "served" / "docs.git")
+    repo.commit({"README.md": "# Docs\n\nThe team's docs.\n", "guide/install.md": "# Install\n\nRun make install.\n"},
+                "first")
+    source = service.save_source(Source(name="docs", kind="git", config={"url": f"file://{repo.served}"}))
+    assert counts(sync(source)) == {"added": 2, "changed": 0, "removed": 0, "unchanged": 0, "failed": 0}
+    repo.commit({"guide/install.md": "# Install\n\nRun make install, then make run.\n", "README.md": None,
+                 "faq.md": "# FAQ\n\nAsk the bot.\n"}, "second")
+    assert counts(sync(source)) == {"added": 1, "changed": 1, "removed": 1, "unchanged": 0, "failed": 0}
+    assert counts(sync(source)) == {"added": 0, "changed": 0, "removed": 0, "unchanged": 2, "failed": 0}
+    assert sorted(Document.objects.filter(source=source).values_list("original_filename", flat=True)) == [
+        "faq.md", "guide/install.md"]

@@ -170,3 +170,61 @@ def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
     files = site.query("SELECT state, attempts FROM console_ingestjobfile WHERE job_id = ?", job_id)
     assert {state for state, _ in files} == {"indexed"}
     assert max(attempts for _, attempts in files) <= 2  # only the file in hand when it died ran twice
+
+
+def sync_run(site: Site, run_id: int) -> dict[str, Any]:
+    state, added, attempts = site.query("SELECT state, added, attempts FROM console_syncrun WHERE id = ?", run_id)[0]
+    return {"state": state, "added": added, "attempts": attempts}
+
+
+def test_a_sync_whose_worker_is_killed_is_resumed_by_the_next_and_nothing_is_lost_or_doubled(
+    site: Site, tmp_path: Path, real_embedder: Any
+) -> None:
+    docs = write_docs(tmp_path / "docs")
+    site.env["SYNC_CHECK_SECONDS"] = "1"
+    code = (
+        "from django.core.management import call_command\n"
+        "call_command('migrate', '--noinput', verbosity=0)\n"
+        "from console.models import Source\n"
+        "from console.syncing import service\n"
+        f"source = service.save_source(Source(name='guides', kind='folder', config={{'path': {str(docs[0].parent)!r}}}))\n"
+        "print('RUN', service.request_sync(source, enqueue=False).pk)\n"
+    )
+    run_id = int(site.manage("shell", "-c", code).split("RUN", 1)[1].split()[0])
+    site.manage("shell", "-c", f"from console.tasks import enqueue_sync; enqueue_sync({run_id})")
+    log = tmp_path / "worker.log"
+
+    first = site.worker(log)
+    try:
+        # Two items done, the third in the worker's hands (pending, its document row made): kill it.
+        wait_for(lambda: sync_run(site, run_id)["added"] >= 2, 90, "the first worker to sync two files")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    finally:
+        first.kill()
+    killed = sync_run(site, run_id)
+    assert killed["state"] == "running" and killed["added"] < len(docs)
+
+    second = site.worker(log)
+    try:
+        wait_for(lambda: sync_run(site, run_id)["state"] not in ("queued", "running"), 90,
+                 "the second worker to finish the sync")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(20)
+
+    run = sync_run(site, run_id)
+    assert run == {"state": "succeeded", "added": len(docs), "attempts": 2}, log.read_text()[-3000:]
+    clean = make_engine(tmp_path / "clean", embedder=real_embedder)
+    expected = {p.name: clean.ingest_file(p, document_id=f"clean-{p.name}", source=p.name).chunks for p in docs}
+    rows = site.query("SELECT id, original_filename, chunk_count, status FROM console_document")
+    assert {name: count for _, name, count, _ in rows} == expected  # one document per file, none twice
+    assert {status for *_, status in rows} == {"indexed"}
+    synced = make_engine(site.data, embedder=real_embedder)
+    for pk, name, _, _ in rows:
+        status = synced.document_status(f"doc-{pk}")
+        assert status.dense_chunks == status.sparse_chunks == expected[name], (name, status)
+    assert set(synced.bm25.documents()) == {f"doc-{pk}" for pk, *_ in rows}  # no orphans
+    assert synced.store.count() == len(synced.bm25) == sum(expected.values())  # no duplicates
+    items = site.query("SELECT key, pending, document_id FROM console_syncitem")
+    assert sorted(k for k, _, _ in items) == sorted(p.name for p in docs) and {p for _, p, _ in items} == {""}

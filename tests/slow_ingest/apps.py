@@ -1,9 +1,11 @@
-"""Sleeps LOREBOT_TEST_INGEST_DELAY seconds each time a job's file starts, so a test can kill a worker mid-file."""
+"""Sleeps LOREBOT_TEST_INGEST_DELAY seconds each time a job's file or a sync's item starts, so a test can kill a
+worker mid-file."""
 
 from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from django.apps import AppConfig
 
@@ -23,3 +25,13 @@ class SlowIngestConfig(AppConfig):
             time.sleep(delay)
 
         IngestJobFile.start = slow_start  # type: ignore[method-assign]
+
+        from console.models import SyncItem
+
+        begin = SyncItem.begin
+
+        def slow_begin(self: SyncItem, *args: Any, **kwargs: Any) -> None:
+            begin(self, *args, **kwargs)  # the item is pending, its document row made, before the pause
+            time.sleep(delay)
+
+        SyncItem.begin = slow_begin  # type: ignore[method-assign]

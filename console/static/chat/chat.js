@@ -268,6 +268,12 @@
         loc.textContent = c.location;
         li.appendChild(loc);
       }
+      if (c.synced) {  // a synced document: when a sync last found it at its origin
+        var synced = document.createElement("span");
+        synced.className = "synced";
+        synced.textContent = c.synced;
+        li.appendChild(synced);
+      }
       if (c.snippet) li.title = c.snippet;
       ol.appendChild(li);
     });
