@@ -5,6 +5,7 @@ gaps, render cleanly, and decline what the documents do not cover?
     .venv/bin/python benchmarks/answer_quality.py benchmarks/answer_sets/python --docs /usr/share/doc/python3.11-doc/html
     .venv/bin/python benchmarks/answer_quality.py SET --llm       # also with the LLM from LLM_* / GROQ_* variables
     .venv/bin/python benchmarks/answer_quality.py SET --calibrate # decline precision/recall per abstention threshold
+    .venv/bin/python benchmarks/answer_quality.py SET --show-misses  # only the answers that miss, and why
 
 A set is a folder with `questions.jsonl` and `set.json` (`{"docs": "...", "files": [...]}`: the documentation
 folder and the files of it to ingest; benchmarks/answer_sets/README.md says where each comes from). Each
@@ -169,6 +170,8 @@ def main() -> None:
     parser.add_argument("--llm", action="store_true", help="also run with the LLM configured in the environment")
     parser.add_argument("--calibrate", action="store_true", help="print decline figures per abstention threshold")
     parser.add_argument("--show", action="store_true", help="print each question's answer and verdict")
+    parser.add_argument("--show-misses", action="store_true",
+                        help="print only the answers that miss (fact, source, decline, numbering or markup)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args()
 
@@ -196,12 +199,15 @@ def main() -> None:
     for mode, mode_engine in modes:
         report = Report(mode, [ask(mode_engine, q) for q in questions])
         reports.append(report)
-        if args.show:
+        if args.show or args.show_misses:
             for o in report.outcomes:
-                mark = ("ok " if o.states_fact and o.cites_source else "BAD") if o.question.covered else (
-                    "ok " if o.not_covered else "BAD")
-                print(f"\n[{mark}] {o.question.text}  (score {o.score:.3f}, declined {o.not_covered}, "
-                      f"sources {o.sources}{', markup: ' + '; '.join(o.markup) if o.markup else ''})\n{o.answer}")
+                good = (o.states_fact and o.cites_source) if o.question.covered else o.not_covered
+                good = good and not o.gaps and not o.markup
+                if args.show_misses and good:
+                    continue
+                print(f"\n[{'ok ' if good else 'BAD'}] {o.question.text}  (score {o.score:.3f}, declined {o.not_covered}, "
+                      f"sources {o.sources}{', numbering gaps' if o.gaps else ''}"
+                      f"{', markup: ' + '; '.join(o.markup) if o.markup else ''})\n{o.answer}")
         if args.calibrate:
             for weight in (0.3, 0.5, 0.7):
                 calibrate(report.outcomes, weight)

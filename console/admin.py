@@ -10,7 +10,18 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
+from console.models import (
+    Conversation,
+    Document,
+    Feedback,
+    IngestJob,
+    IngestJobFile,
+    Message,
+    Source,
+    SyncFailure,
+    SyncItem,
+    SyncRun,
+)
 
 
 class _NoEditing:
@@ -47,7 +58,7 @@ class DocumentAdmin(admin.ModelAdmin):
     list_select_related = ("uploaded_by",)
     readonly_fields = (
         "checksum", "original_filename", "kind", "size", "status", "chunk_count", "error", "version",
-        "previous", "uploaded_by", "created_at", "updated_at", "indexed_at",
+        "previous", "uploaded_by", "created_at", "updated_at", "indexed_at", "source", "origin_url", "synced_at",
     )
     fields = ("title", *readonly_fields)
     show_full_result_count = False
@@ -140,3 +151,40 @@ class FeedbackAdmin(ReadOnlyAdmin):
     date_hierarchy = "created_at"
     list_select_related = ("message",)
     show_full_result_count = False
+
+
+# -- synced sources: audited here, managed in the console (its pages validate settings and sync) ---------
+
+
+@admin.register(Source)
+class SourceAdmin(ReadOnlyAdmin):
+    # `config` is left out: a Git URL may carry a token, and the console shows it masked.
+    list_display = ("id", "name", "kind", "every_minutes", "paused", "next_sync_at", "last_synced_at", "last_run")
+    list_filter = ("kind", "paused")
+    search_fields = ("name",)
+    fields = ("name", "kind", "every_minutes", "paused", "next_sync_at", "last_synced_at", "last_run", "created_by",
+              "created_at", "updated_at")
+    readonly_fields = fields
+
+
+class SyncFailureInline(ReadOnlyInline):
+    model = SyncFailure
+    fields = ("key", "error_type", "message")
+    readonly_fields = fields
+
+
+@admin.register(SyncRun)
+class SyncRunAdmin(ReadOnlyAdmin):
+    list_display = ("id", "source", "trigger", "state", "added", "changed", "removed", "unchanged", "failed",
+                    "started_at", "finished_at")
+    list_filter = ("state", "trigger", "source")
+    list_select_related = ("source",)
+    inlines = [SyncFailureInline]
+
+
+@admin.register(SyncItem)
+class SyncItemAdmin(ReadOnlyAdmin):
+    list_display = ("id", "source", "key", "version", "document", "synced_at", "pending")
+    list_filter = ("source",)
+    search_fields = ("key",)
+    list_select_related = ("source", "document")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
+from django.db import IntegrityError, models, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -57,12 +57,20 @@ class Document(models.Model):
     indexed_at = models.DateTimeField(null=True, blank=True)
     # Lorebot's own guide (data/docs, ingested by `make run`): removable in one action (console.ingest.guide).
     is_guide = models.BooleanField(default=False)
+    # A synced document (console.syncing): the source it comes from, its address there ("" for a folder:
+    # the source viewer) and when a sync last found it at its origin. Uploads have none of these.
+    source = models.ForeignKey("Source", null=True, blank=True, on_delete=models.SET_NULL, related_name="documents")
+    origin_url = models.CharField(max_length=2000, null=True, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            # The same content is ingested once: a second upload is "already ingested".
-            models.UniqueConstraint(fields=["checksum"], condition=~Q(status="superseded"), name="document_checksum_current_unique"),
+            # The same content is uploaded once: a second upload is "already ingested". A synced document
+            # follows its origin instead (changed, removed, linked there), so one with the same content as an
+            # upload, or as another source's, is a document of its own.
+            models.UniqueConstraint(fields=["checksum"], condition=~Q(status="superseded") & Q(source__isnull=True),
+                                    name="document_checksum_current_unique"),
         ]
         indexes = [
             # The documents page filters by status and type and lists newest first.
@@ -113,6 +121,17 @@ class Document(models.Model):
         """Part of Lorebot's own guide: listed as such, and removed with it."""
         self.is_guide = True
         self.save(update_fields=["is_guide", "updated_at"])
+
+    @classmethod
+    def create_synced(cls, source: Source, *, checksum: str, name: str, kind: str, size: int, url: str) -> Document:
+        """A new document of `source`, being indexed by its sync (its row first: its engine id names the chunks)."""
+        return cls.objects.create(checksum=checksum, original_filename=name, kind=kind, size=size,
+                                  status=cls.Status.INDEXING, source=source, origin_url=url)
+
+    def mark_synced(self, source: Source, *, url: str, at: datetime) -> None:
+        """Found at its origin by a sync of `source` (`url`: its address there, "" for none)."""
+        self.source, self.origin_url, self.synced_at = source, url, at
+        self.save(update_fields=["source", "origin_url", "synced_at", "updated_at"])
 
     def move_to(self, collection: Collection) -> None:
         """In another collection (the caller re-labels its chunks: console.access.moves)."""
@@ -400,6 +419,23 @@ class Conversation(models.Model):
     def __str__(self) -> str:
         return self.title or f"{self.surface}:{self.external_key}"
 
+    @classmethod
+    def find_or_start(cls, surface: str, external_key: str, *, defaults: dict[str, Any],
+                      likely_new: bool = False) -> tuple[Conversation, bool]:
+        """The conversation of this key, or a new one with `defaults`; and whether it is new.
+
+        `likely_new`: the caller names new conversations by fresh keys (the web chat's uuids), so the
+        row is inserted first and looked up only when the key was taken: one query fewer than
+        get_or_create's look-up-then-insert, for every web question.
+        """
+        if not likely_new:
+            return cls.objects.get_or_create(surface=surface, external_key=external_key, defaults=defaults)
+        try:
+            with transaction.atomic():  # a savepoint: on PostgreSQL a failed INSERT would end the transaction
+                return cls.objects.create(surface=surface, external_key=external_key, **defaults), True
+        except IntegrityError:
+            return cls.objects.get(surface=surface, external_key=external_key), False
+
 
 class Message(models.Model):
     class Role(models.TextChoices):
@@ -443,6 +479,18 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
 
+    @classmethod
+    def open_exchange(cls, conversation: Conversation, question: str, *, owner: str,
+                      collections: list[str] | None = None) -> tuple[Message, Message]:
+        """The question and its answer in progress (owned by `owner`, searching `collections`), stored in one INSERT."""
+        rows = [Message(conversation=conversation, role=cls.Role.USER, text=question),
+                Message(conversation=conversation, role=cls.Role.ASSISTANT, error=cls.IN_PROGRESS, owner=owner,
+                        heartbeat_at=timezone.now(), collections=collections or [])]
+        # One statement rather than two saves: a round trip less per question (SQLite and PostgreSQL
+        # both hand back the new ids, so the rows are whole).
+        Message.objects.bulk_create(rows)
+        return rows[0], rows[1]
+
     def store_answer(self, answer: Answer, *, latency_ms: float) -> None:
         """The finished answer: its text, citations, provider and usage (`error`: the fallback reason, if any)."""
         self.text = answer.text
@@ -455,7 +503,8 @@ class Message(models.Model):
         self.error = answer.fallback_reason
         self.not_covered = answer.not_covered
         self.latency_ms = latency_ms
-        self.save()
+        self.save(update_fields=["text", "citations", "retrieval_mode", "provider", "model", "prompt_tokens",
+                                 "completion_tokens", "error", "not_covered", "latency_ms"])
 
     def store_partial(self, text: str, *, error: str, latency_ms: float) -> None:
         """What there was of an answer that did not finish (the client left, or it failed), and why."""
@@ -495,6 +544,266 @@ class Feedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.value:+d} on message {self.message_id}"
+
+
+# Synced sources ------------------------------------------------------------------------------------
+# A source is a folder, a Git repository or a web site that Lorebot keeps in step with (console.syncing):
+# each sync lists its items, fetches and indexes the new and changed ones, and removes the gone ones.
+
+
+class Source(models.Model):
+    """Where synced documents come from: a kind (ragcore.connectors.KINDS), its settings and a schedule."""
+
+    class Kind(models.TextChoices):
+        FOLDER = "folder", "Folder on the server"
+        GIT = "git", "Git repository"
+        WEB = "web", "Web site"
+
+    name = models.CharField(max_length=100, unique=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    config = models.JSONField(default=dict, blank=True)  # the kind's settings, validated by Connector.from_config
+    every_minutes = models.PositiveIntegerField(null=True, blank=True)  # None: synced only when asked
+    paused = models.BooleanField(default=False)
+    # When the worker next syncs it on its own (None: manual, or paused). Due-time rows, not timers:
+    # they survive restarts, and any worker finds the due ones with one indexed query.
+    next_sync_at = models.DateTimeField(null=True, blank=True)
+    last_run = models.ForeignKey("SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    last_synced_at = models.DateTimeField(null=True, blank=True)  # the last run that could list the origin finished
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        indexes = [
+            # The worker looks for due sources every few seconds.
+            models.Index(fields=["next_sync_at"], condition=Q(paused=False), name="source_due"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_scheduled(self) -> bool:
+        return bool(self.every_minutes)
+
+    @property
+    def last_failed(self) -> bool:
+        """Whether the last finished sync failed (as a whole, or some of its items)."""
+        run = self.last_run
+        return run is not None and run.state in (SyncRun.State.FAILED, SyncRun.State.PARTIALLY_FAILED)
+
+    def schedule_text(self) -> str:
+        if not self.every_minutes:
+            return "manual"
+        minutes = self.every_minutes
+        if minutes % 1440 == 0:
+            return "every day" if minutes == 1440 else f"every {minutes // 1440} days"
+        if minutes % 60 == 0:
+            return "every hour" if minutes == 60 else f"every {minutes // 60} hours"
+        return "every minute" if minutes == 1 else f"every {minutes} minutes"
+
+    # -- transitions: the only code that assigns the schedule ------------------------------------------
+
+    def reschedule(self, *, after: datetime | None = None) -> None:
+        """The next due time: `every_minutes` after `after` (now), or none when manual or paused."""
+        if self.every_minutes and not self.paused:
+            self.next_sync_at = (after or timezone.now()) + timedelta(minutes=self.every_minutes)
+        else:
+            self.next_sync_at = None
+        self.save(update_fields=["next_sync_at", "updated_at"])
+
+    def pause(self) -> None:
+        """No scheduled syncs until resumed (a sync now still runs)."""
+        self.paused, self.next_sync_at = True, None
+        self.save(update_fields=["paused", "next_sync_at", "updated_at"])
+
+    def resume(self) -> None:
+        """Scheduled again: due when the last sync's interval is up, which may be at once."""
+        self.paused = False
+        last = self.last_run.finished_at if self.last_run and self.last_run.finished_at else None
+        if self.every_minutes:
+            self.next_sync_at = last + timedelta(minutes=self.every_minutes) if last else timezone.now()
+        self.save(update_fields=["paused", "next_sync_at", "updated_at"])
+
+    def record_run(self, run: SyncRun) -> None:
+        """`run` finished: it is the last run, the origin was seen (unless it failed as a whole), the next one is due."""
+        self.last_run = run
+        if run.state != SyncRun.State.FAILED:
+            self.last_synced_at = run.finished_at
+        self.save(update_fields=["last_run", "last_synced_at", "updated_at"])
+        self.reschedule(after=run.finished_at)
+
+
+class SyncRun(models.Model):
+    """One sync of a source: run by the worker (or `manage.py sync`), with its counts and failures."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        PARTIALLY_FAILED = "partially_failed", "partially failed"
+        FAILED = "failed"
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        MANUAL = "manual", "sync now"
+        COMMAND = "command", "manage.py sync"
+
+    ACTIVE = (State.QUEUED, State.RUNNING)
+    FINISHED = (State.SUCCEEDED, State.PARTIALLY_FAILED, State.FAILED)
+    OUTCOMES = ("added", "changed", "removed", "unchanged", "failed")
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices, default=Trigger.MANUAL)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
+    stage = models.CharField(max_length=40, default="queued")
+    description = models.CharField(max_length=500, blank=True)  # what was synced: "git https://… @ main (3f2a1c9)"
+    added = models.PositiveIntegerField(default=0)
+    changed = models.PositiveIntegerField(default=0)
+    removed = models.PositiveIntegerField(default=0)
+    unchanged = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    listed = models.PositiveIntegerField(default=0)  # items at the origin
+    embedded_chunks = models.PositiveIntegerField(default=0)  # chunks embedded: 0 when nothing changed
+    error = models.TextField(blank=True)  # why the sync as a whole failed (unreachable origin, bad settings)
+    attempts = models.PositiveIntegerField(default=0)
+    task_id = models.CharField(max_length=64, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # Two syncs of one source never run at once: at most one is queued or running.
+            models.UniqueConstraint(fields=["source"], condition=Q(state__in=["queued", "running"]),
+                                    name="syncrun_one_active_per_source"),
+        ]
+        indexes = [models.Index(fields=["source", "-created_at"]), models.Index(fields=["state", "heartbeat_at"])]
+
+    def __str__(self) -> str:
+        return f"sync {self.pk} of {self.source_id} ({self.state})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in self.FINISHED
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+    def counts(self) -> dict[str, int]:
+        return {outcome: getattr(self, outcome) for outcome in self.OUTCOMES}
+
+    def summary(self) -> str:
+        """ "3 added, 1 changed, 0 removed, 40 unchanged, 0 failed" """
+        return ", ".join(f"{n} {outcome}" for outcome, n in self.counts().items())
+
+    # -- transitions: the only code that assigns a run's state ------------------------------------
+
+    def start(self, task_id: str = "") -> None:
+        """A worker (or the command) took it: one more attempt, and a fresh heartbeat."""
+        now = timezone.now()
+        self.state, self.stage = self.State.RUNNING, "listing"
+        self.attempts += 1
+        self.started_at = self.started_at or now
+        self.heartbeat_at = now
+        self.task_id = task_id or self.task_id
+        self.save(update_fields=["state", "stage", "attempts", "started_at", "heartbeat_at", "task_id"])
+
+    def listed_items(self, count: int, description: str) -> None:
+        self.listed, self.description, self.stage = count, description[:500], "syncing"
+        self.save(update_fields=["listed", "description", "stage"])
+
+    def count(self, outcome: str, n: int = 1, *, chunks: int = 0) -> None:
+        """`n` more items had `outcome`; committed with the item's own rows, so a resumed run never counts twice."""
+        assert outcome in self.OUTCOMES, outcome
+        SyncRun.objects.filter(pk=self.pk).update(**{outcome: F(outcome) + n},
+                                                 embedded_chunks=F("embedded_chunks") + chunks,
+                                                 heartbeat_at=timezone.now())
+        setattr(self, outcome, getattr(self, outcome) + n)
+        self.embedded_chunks += chunks
+
+    def finish(self) -> str:
+        """Every item has an outcome: succeeded, or partially failed when some item failed."""
+        self.refresh_from_db(fields=[*self.OUTCOMES, "embedded_chunks"])
+        self.state = self.State.PARTIALLY_FAILED if self.failed else self.State.SUCCEEDED
+        self.stage, self.finished_at = "done", timezone.now()
+        self.save(update_fields=["state", "stage", "finished_at"])
+        return self.state
+
+    def fail(self, error: str) -> None:
+        """The sync as a whole failed (`error` names the setting or the origin); nothing was removed."""
+        self.refresh_from_db(fields=[*self.OUTCOMES, "embedded_chunks"])
+        self.state, self.stage, self.error, self.finished_at = self.State.FAILED, "failed", error, timezone.now()
+        self.save(update_fields=["state", "stage", "error", "finished_at"])
+
+    def requeue_after_worker_died(self) -> None:
+        """Its worker stopped beating (SIGKILL, OOM, power loss): queued for another worker, which resumes it."""
+        self.state, self.stage = self.State.QUEUED, "queued after worker died"
+        self.save(update_fields=["state", "stage"])
+
+
+class SyncFailure(models.Model):
+    """One item a run could not sync, with the error that names it."""
+
+    run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="failures")
+    key = models.CharField(max_length=1000)
+    error_type = models.CharField(max_length=100)
+    message = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [models.UniqueConstraint(fields=["run", "key"], name="syncfailure_once_per_run")]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.error_type}"
+
+
+class SyncItem(models.Model):
+    """What the last sync made of one item of a source: its version then, and the document holding it.
+
+    A re-sync compares each listed item's version with `version` here: the same one is neither fetched
+    nor embedded again. `pending` marks an item a run has started on (its document row exists, its
+    chunks may not yet): a run resumed after a crash finishes it with the same document, never a second.
+    """
+
+    class Pending(models.TextChoices):
+        NONE = "", "none"
+        ADDED = "added"
+        CHANGED = "changed"
+
+    source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="items")
+    key = models.CharField(max_length=1000)
+    version = models.CharField(max_length=300, blank=True)  # "" until its first sync succeeds
+    document = models.ForeignKey(Document, null=True, blank=True, on_delete=models.SET_NULL, related_name="sync_items")
+    url = models.CharField(max_length=2000, blank=True)
+    synced_at = models.DateTimeField(null=True, blank=True)
+    pending = models.CharField(max_length=10, choices=Pending.choices, blank=True, default=Pending.NONE)
+    run = models.ForeignKey(SyncRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["key"]
+        constraints = [models.UniqueConstraint(fields=["source", "key"], name="syncitem_key_once_per_source")]
+
+    def __str__(self) -> str:
+        return self.key
+
+    def begin(self, run: SyncRun, outcome: str, document: Document) -> None:
+        """`run` starts on this item (new or changed) with `document`; saved before anything reaches the indexes."""
+        self.pending, self.run, self.document = outcome, run, document
+        self.save()
+
+    def done(self, run: SyncRun, *, version: str, url: str, at: datetime) -> None:
+        """Synced at `version`: the next sync fetches it only if its version changes."""
+        self.version, self.url, self.synced_at, self.pending, self.run = version, url, at, self.Pending.NONE, run
+        self.save(update_fields=["version", "url", "synced_at", "pending", "run"])
 
 
 # Collections and access --------------------------------------------------------------------------

@@ -176,6 +176,8 @@ UPLOAD_MAX_NAME_CHARS = envint("UPLOAD_MAX_NAME_CHARS", "200")
 if not 1 <= UPLOAD_MAX_NAME_CHARS <= 255:
     raise ImproperlyConfigured("UPLOAD_MAX_NAME_CHARS must be between 1 and 255 (the database keeps 255)")
 DATA_UPLOAD_MAX_NUMBER_FILES = 2 * UPLOAD_MAX_FILES
+# Synced sources (console.syncing): how often the worker looks for due sources and for syncs whose worker died.
+SYNC_CHECK_SECONDS = envfloat("SYNC_CHECK_SECONDS", "10")
 
 # -- static files, i18n ----------------------------------------------------------------
 STATIC_URL = "static/"

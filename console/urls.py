@@ -21,6 +21,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("console/favicon.svg"), permanent=True)),
     path("", include("console.ops.urls")),  # /health, /health/ready, /metrics
     path("status/<int:job_id>", status.job_status_view, name="job-status"),
+    path("console/sources/", include("console.syncing.urls")),  # sources kept in sync (folders, Git, web sites)
     path("console/", include("console.pages.urls")),
     path("chat/", include("console.chat.urls")),
     path("sources/", include("console.sources.urls")),  # the source viewer every citation links to

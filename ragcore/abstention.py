@@ -1,7 +1,11 @@
 """Whether the documents cover a question: one calibrated decision from dense and keyword evidence.
 
 Two signals, both in 0..1:
-- dense: the best cosine similarity between the question and a chunk (all-MiniLM-L6-v2);
+- dense: the best cosine similarity between the question and a chunk (all-MiniLM-L6-v2), or, when that
+  is too weak, between the question and one sentence of the top chunks less SENTENCE_MARGIN
+  (`reconsider`): a chunk that is mostly a code sample or console output ("To enable debug mode, use
+  the `--debug` option." and 20 lines of log) is far from the question as a whole although one of its
+  sentences answers it;
 - keyword: how much of the question's distinctive wording one of the top chunks contains, each term
   weighted by its BM25 idf over the whole index, so that "httpx" (in every chunk) counts little and
   "price" or "enterprise" (in none) count a lot when they are missing. One chunk, the best of the top
@@ -12,6 +16,8 @@ The question is covered when `DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * keywor
 weight and the default threshold were fitted on the lorebot, python and django answer sets and checked on
 the held-out click set (`benchmarks/answer_quality.py --calibrate`); `RAG_ABSTAIN_THRESHOLD` moves the
 trade-off. A question with no searchable word at all ("q1", "??") is declined before any evidence.
+The sentence margin was chosen on the lorebot, python, django, click and flask sets (0.10-0.25 and dense
+weights 0.45-0.70 give the same declines there) and checked on the held-out requests set.
 """
 
 from __future__ import annotations
@@ -25,8 +31,12 @@ from ragcore.tokenize import tokenize
 from ragcore.types import ScoredChunk
 
 DENSE_WEIGHT = 0.65
+# The best of many short sentences is closer to any question than the best of a few chunks, covered or not
+# (out-of-corpus questions reach 0.6 against one sentence, 0.45 against a chunk): it counts this much less.
+SENTENCE_MARGIN = 0.15
 KEYWORD_CHUNKS = 3  # the keyword evidence looks at this many of the top chunks
 _WORDS = re.compile(r"[^\W\d_]{2,}")  # two letters or more: "q1" and "42?" have none
+_IDENTIFIER = re.compile(r"[^\W_]+(?:[_.-]+[^\W_]+)*")  # a word, or a name joined by "_", "." or "-"
 
 NOT_COVERED = "Your documents don't cover this."
 TOO_SHORT = "Please ask a whole question: there is nothing in it to search for."
@@ -43,6 +53,13 @@ class Verdict:
     score: float = 0.0
     dense: float | None = None  # None when dense search was not used (bm25 mode)
     keyword: float = 0.0
+    sentence: float | None = None  # the best sentence similarity, when `reconsider` looked at it
+
+    def could_be_covered_by_a_sentence(self, threshold: float) -> bool:
+        """Whether a sentence similarity of at most 1.0 could still make a weak verdict covered."""
+        if self.reason != "weak_evidence" or self.dense is None:
+            return False
+        return DENSE_WEIGHT * (1.0 - SENTENCE_MARGIN) + (1 - DENSE_WEIGHT) * self.keyword >= threshold
 
 
 def assess(question: str, search_text: str, chunks: Sequence[ScoredChunk], *, best_dense: float | None,
@@ -61,18 +78,30 @@ def question_is_searchable(question: str) -> bool:
 
 def keyword_evidence(question: str, chunks: Sequence[ScoredChunk], n_chunks: int,
                      document_frequency: Mapping[str, int]) -> float:
-    """Share of the question's terms, weighted by idf, that the best of the top chunks contains."""
-    terms = set(tokenize(question))
-    if not terms:
+    """Share of the question's words, weighted by idf, that the best of the top chunks contains."""
+    words = _words(question)
+    if not words:
         return 0.0
     # A word no chunk holds counts as much as one that a single chunk holds: it is the strongest sign of a
     # question the documents do not cover, but one typo or one product name must not outweigh the rest.
-    weights = {t: _idf(n_chunks, max(1, document_frequency.get(t, 0))) for t in terms}
-    total = sum(weights.values())
+    weights = [max(_idf(n_chunks, max(1, document_frequency.get(t, 0))) for t in terms) for terms in words]
+    total = sum(weights)
     if not total:
         return 0.0
-    present = [terms.intersection(tokenize(scored.chunk.index_text)) for scored in chunks[:KEYWORD_CHUNKS]]
-    return max((sum(weights[t] for t in found) / total for found in present), default=0.0)
+    present = [set(tokenize(scored.chunk.index_text)) for scored in chunks[:KEYWORD_CHUNKS]]
+    return max((sum(w * sum(t in found for t in terms) / len(terms) for w, terms in zip(weights, words)) / total
+                for found in present), default=0.0)
+
+
+def _words(question: str) -> list[tuple[str, ...]]:
+    """The question's words as index terms; an identifier (`FAULT_BROKEN`, `max_open`, `json.dumps`) is one
+    word whose parts share its weight, so one unknown name counts once, not once per part."""
+    words: dict[tuple[str, ...], None] = {}
+    for word in _IDENTIFIER.findall(question):
+        terms = tuple(dict.fromkeys(tokenize(word)))
+        if terms:
+            words[terms] = None
+    return list(words)
 
 
 def _idf(n: int, df: int) -> float:
@@ -91,6 +120,16 @@ def decide(question: str, chunks: Sequence[ScoredChunk], *, best_dense: float | 
     score = keyword if best_dense is None else DENSE_WEIGHT * best_dense + (1 - DENSE_WEIGHT) * keyword
     covered = score >= threshold
     return Verdict(covered, "covered" if covered else "weak_evidence", score, best_dense, keyword)
+
+
+def reconsider(verdict: Verdict, best_sentence: float, *, threshold: float) -> Verdict:
+    """A weak verdict decided again with the best sentence similarity standing in for a weaker chunk one."""
+    if verdict.reason != "weak_evidence" or verdict.dense is None:
+        return verdict
+    dense = max(verdict.dense, best_sentence - SENTENCE_MARGIN)
+    score = DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * verdict.keyword
+    covered = score >= threshold
+    return Verdict(covered, "covered" if covered else "weak_evidence", score, verdict.dense, verdict.keyword, best_sentence)
 
 
 def is_decline(answer: str) -> bool:

@@ -11,8 +11,9 @@ import queue
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 
 import structlog
 
@@ -58,17 +59,25 @@ class Answerer:
                     self._generator = make_generator(self.settings)
         return self._generator
 
-    async def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> AsyncIterator[Event]:
-        """Events of one answer: tokens, then citations, then done (or one fatal error)."""
+    async def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+                      collections: Collection[str] | None = None) -> AsyncIterator[Event]:
+        """Events of one answer: tokens, then citations, then done (or one fatal error).
+
+        `collections`: the only collections searched (None: all; empty: none, so the answer declines).
+        """
         # Each of these is decided here, once: how much history, which mode (and so what is searched for).
         history = recent_turns(history, self.settings.history_turns)
         mode = choose_mode(mode, history)
         try:
-            retrieval = await self.retriever.aretrieve(question, mode=mode, history=history)
+            retrieval = await self.retriever.aretrieve(question, mode=mode, history=history, collections=collections)
         except RagError as exc:
             log.error("answer.retrieval_failed", error=str(exc))
             yield ErrorEvent("retrieval_unavailable", f"Search is unavailable right now: {exc}")
             return
+        verdict = retrieval.verdict
+        if verdict is not None and verdict.could_be_covered_by_a_sentence(self.settings.abstain_threshold):
+            # Sentence scoring calls the model: in a worker thread, never on the event loop.
+            retrieval = await in_search_thread(partial(self._second_look, question, retrieval, verdict))
         run = _AnswerRun(question, history, retrieval, self.sentences)
         run.start()
         generator = self.generator if retrieval.relevant else None
@@ -90,9 +99,18 @@ class Answerer:
         for event in run.finish():
             yield event
 
-    def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> Iterator[Event]:
+    def _second_look(self, question: str, retrieval: Retrieval, verdict: abstention.Verdict) -> Retrieval:
+        """The retrieval with its weak verdict decided again on the closest sentence of its chunks."""
+        best = extractive.best_sentence_similarity(question, retrieval.chunks, self.sentences)
+        second = abstention.reconsider(verdict, best, threshold=self.settings.abstain_threshold)
+        if second.covered:
+            log.info("answer.covered_by_a_sentence", chunk_score=round(verdict.score, 3), score=round(second.score, 3))
+        return replace(retrieval, relevant=second.covered, verdict=second)
+
+    def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+               collections: Collection[str] | None = None) -> Iterator[Event]:
         """`astream` for synchronous callers (notebooks, scripts): the same driver, run on a private loop."""
-        return _in_private_loop(self.astream(question, history=history, mode=mode))
+        return _in_private_loop(self.astream(question, history=history, mode=mode, collections=collections))
 
 
 # -- the sync wrapper -------------------------------------------------------------------------------

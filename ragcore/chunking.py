@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
-from ragcore.types import Chunk, ParsedDocument, chunk_id_for
+from ragcore.types import DEFAULT_COLLECTION, Chunk, ParsedDocument, chunk_id_for
 
 TokenCounter = Callable[[Sequence[str]], list[int]]
 
@@ -166,6 +166,7 @@ def split_document(
     max_tokens: int,
     overlap_tokens: int,
     title: str | None = None,
+    collection: str = DEFAULT_COLLECTION,
 ) -> list[Chunk]:
     """Chunks whose index text (title › location + text) fits in max_tokens model tokens."""
     title = parsed.title if title is None else title
@@ -187,6 +188,7 @@ def split_document(
             source=source,
             location=location,
             checksum=checksum,
+            collection=collection,
         )
         for position, (text, location) in enumerate(texts)
     ]

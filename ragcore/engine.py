@@ -7,7 +7,7 @@ ragcore.health (the dependency checks).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,9 @@ from ragcore.indexes import IndexedDocument, Indexes, IndexState, UsesIndexes
 from ragcore.ingest import Ingestor, IngestRequest, IngestResult, ParsedItem, ProgressCallback, document_id_for
 from ragcore.retrieval import MODES, Retrieval, Retriever
 from ragcore.settings import RagSettings
-from ragcore.types import Answer, DoneEvent, ErrorEvent, Event, Turn
+from ragcore.types import DEFAULT_COLLECTION, Answer, DoneEvent, ErrorEvent, Event, Turn
 
-__all__ = ["MODES", "Engine", "IngestRequest", "IngestResult", "ParsedItem", "Retrieval", "document_id_for"]
+__all__ = ["DEFAULT_COLLECTION", "MODES", "Engine", "IngestRequest", "IngestResult", "ParsedItem", "Retrieval", "document_id_for"]
 
 
 class Engine(UsesIndexes):
@@ -62,9 +62,13 @@ class Engine(UsesIndexes):
     # -- ingest ----------------------------------------------------------------------------
 
     def ingest_file(self, path: str | Path, *, document_id: str = "", title: str = "", source: str = "",
-                    force: bool = False) -> IngestResult:
-        """Indexes one file; returns its result (never raises for a bad file)."""
-        return self.ingestor.ingest_file(path, document_id=document_id, title=title, source=source, force=force)
+                    force: bool = False, collection: str = DEFAULT_COLLECTION) -> IngestResult:
+        """Indexes one file into `collection`; returns its result (never raises for a bad file).
+
+        An unchanged file asked for in another collection is moved there without re-embedding.
+        """
+        return self.ingestor.ingest_file(path, document_id=document_id, title=title, source=source, force=force,
+                                         collection=collection)
 
     def ingest_files(self, requests: Iterable[IngestRequest | str | Path], *, force: bool = False,
                      on_result: Callable[[IngestResult], None] | None = None,
@@ -81,6 +85,14 @@ class Engine(UsesIndexes):
     def delete_document(self, document_id: str) -> int:
         """Removes a document's chunks from both indexes; returns how many there were."""
         return self.indexes.delete_document(document_id)
+
+    def move_document(self, document_id: str, collection: str) -> int:
+        """Puts a document in another collection in both indexes, without re-embedding; returns its chunk count."""
+        return self.indexes.move_document(document_id, collection)
+
+    def move_documents(self, document_ids: Sequence[str], collection: str) -> int:
+        """`move_document` for many documents (a whole source), with one keyword-index commit for all."""
+        return self.indexes.move_documents(document_ids, collection)
 
     def document_status(self, document_id: str) -> IndexedDocument:
         """What each index holds of a document, for reconciliation."""
@@ -101,32 +113,46 @@ class Engine(UsesIndexes):
 
     # -- retrieval -------------------------------------------------------------------------
 
+    # Every entry point takes `collections`: None searches every chunk, a set only the chunks of those
+    # collections (filtered inside both indexes, before ranking), an empty set nothing at all.
+
     def search(self, query: str, *, mode: str = "hybrid", candidates: int | None = None,
-               vector: np.ndarray | None = None) -> tuple[list[tuple[str, float]], float | None]:
+               vector: np.ndarray | None = None,
+               collections: Collection[str] | None = None) -> tuple[list[tuple[str, float]], float | None]:
         """Fused (chunk_id, score) ranking, and the best dense similarity (None in bm25 mode)."""
-        return self.retriever.search(query, mode=mode, candidates=candidates, vector=vector)
+        return self.retriever.search(query, mode=mode, candidates=candidates, vector=vector, collections=collections)
 
     def retrieve(self, query: str, *, mode: str = "hybrid", top_k: int | None = None, history: Sequence[Turn] = (),
-                 vector: np.ndarray | None = None) -> Retrieval:
+                 vector: np.ndarray | None = None, collections: Collection[str] | None = None) -> Retrieval:
         """The top chunks for a query, near-duplicates removed, with a relevance verdict."""
-        return self.retriever.retrieve(query, mode=mode, top_k=top_k, history=history, vector=vector)
+        return self.retriever.retrieve(query, mode=mode, top_k=top_k, history=history, vector=vector,
+                                       collections=collections)
+
+    async def aretrieve(self, query: str, *, mode: str = "hybrid", history: Sequence[Turn] = (),
+                        collections: Collection[str] | None = None) -> Retrieval:
+        """`retrieve` for the event loop (the embedding is batched, the search runs in a thread)."""
+        return await self.retriever.aretrieve(query, mode=mode, history=history, collections=collections)
 
     # -- answering -------------------------------------------------------------------------
 
-    def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> AsyncIterator[Event]:
+    def astream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+                collections: Collection[str] | None = None) -> AsyncIterator[Event]:
         """Events of one answer: tokens, then citations, then done (or one fatal error).
 
         `mode` forces a retrieval mode; by default a first question is "hybrid" and a follow-up "context".
+        With an empty `collections` nothing is searched and the answer declines as not covered.
         """
-        return self.answerer.astream(question, history=history, mode=mode)
+        return self.answerer.astream(question, history=history, mode=mode, collections=collections)
 
-    def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> Iterator[Event]:
+    def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+               collections: Collection[str] | None = None) -> Iterator[Event]:
         """The same events as `astream`, for synchronous callers."""
-        return self.answerer.stream(question, history=history, mode=mode)
+        return self.answerer.stream(question, history=history, mode=mode, collections=collections)
 
-    def answer(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None) -> Answer:
+    def answer(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
+               collections: Collection[str] | None = None) -> Answer:
         """The whole answer at once (consumes `stream`)."""
-        for event in self.stream(question, history=history, mode=mode):
+        for event in self.stream(question, history=history, mode=mode, collections=collections):
             if isinstance(event, DoneEvent):
                 return event.answer
             if isinstance(event, ErrorEvent) and event.fatal:

@@ -25,6 +25,7 @@ import groq
 import httpx
 import httpx2
 import openai
+import orjson
 import structlog
 
 from ragcore.abstention import NOT_COVERED
@@ -121,23 +122,44 @@ class _StreamFailed(Exception):
 
 
 class _Accumulator:
-    """Reads the event stream's `data:` lines: hands back their text, keeps usage and finish_reason.
+    """Reads the event stream's bytes: hands back the text of its `data:` lines, keeps usage and finish_reason.
 
-    We parse the lines ourselves rather than through the SDK's Stream, which builds a pydantic model
-    per chunk (~0.2 ms of CPU): at a few hundred concurrent answers that alone fills a core.
+    We parse the stream ourselves rather than through the SDK's Stream, which builds a pydantic model
+    per chunk (~0.2 ms of CPU): at a few hundred concurrent answers that alone fills a core. And from
+    bytes rather than httpx's `iter_lines`, whose text decoding and line splitting cost as much again
+    as the JSON (a 20-token answer from the fake server: ~2 ms of CPU less, client and server together); orjson parses each
+    payload without building anything but the dicts.
     """
 
     def __init__(self) -> None:
         self.usage = Usage()
         self.finish_reason = ""
+        self._rest = b""  # an incomplete last line, completed by the next bytes
 
-    def take(self, line: str) -> str:
-        if not line.startswith("data:"):
+    def feed(self, data: bytes) -> list[str]:
+        """The text deltas of the complete lines in `data` (plus what was held back before it)."""
+        lines = (self._rest + data).split(b"\n") if self._rest else data.split(b"\n")
+        self._rest = lines.pop()  # after the last newline: empty, or the start of the next line
+        deltas = []
+        for line in lines:
+            delta = self.take(line)
+            if delta:
+                deltas.append(delta)
+        return deltas
+
+    def end(self) -> list[str]:
+        """The last line, if the stream ended without its newline."""
+        rest, self._rest = self._rest, b""
+        delta = self.take(rest) if rest else ""
+        return [delta] if delta else []
+
+    def take(self, line: bytes) -> str:
+        if not line.startswith(b"data:"):
             return ""  # blank separators, `event:` and `: keep-alive` lines
-        payload = line[5:].strip()
-        if payload == "[DONE]":
+        payload = line[5:].strip()  # the spec's optional space after the colon, and a \r of \r\n endings
+        if payload == b"[DONE]":
             return ""
-        chunk = json.loads(payload)
+        chunk = orjson.loads(payload)  # its JSONDecodeError is json's, translated like any vendor failure
         if not isinstance(chunk, dict):
             raise _StreamFailed({"message": "a stream event that is not a JSON object"})
         if chunk.get("error"):
@@ -314,10 +336,10 @@ class ChatGenerator:
         try:
             with open_stream() as response:
                 started = True
-                for line in response.iter_lines():
-                    delta = acc.take(line)
-                    if delta:
-                        yield delta
+                # The SDK sent the request (retries, error mapping); its body we read as bytes.
+                for data in response.http_response.iter_bytes():
+                    yield from acc.feed(data)
+                yield from acc.end()
         except (self.error, self.transport.HTTPError, json.JSONDecodeError, _StreamFailed) as exc:
             raise self._translate(exc, started=started) from exc
         self._finish(acc)
@@ -327,10 +349,11 @@ class ChatGenerator:
         try:
             async with open_stream() as response:
                 started = True
-                async for line in response.iter_lines():
-                    delta = acc.take(line)
-                    if delta:
+                async for data in response.http_response.aiter_bytes():
+                    for delta in acc.feed(data):
                         yield delta
+                for delta in acc.end():
+                    yield delta
         except (self.error, self.transport.HTTPError, json.JSONDecodeError, _StreamFailed) as exc:
             raise self._translate(exc, started=started) from exc
         self._finish(acc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,27 @@ class Indexes:
         dense = self.store.delete_document(document_id, chunks=known[1] if known else 0)
         sparse = self.bm25.delete_document(document_id)
         log.info("document.deleted", document_id=document_id, chunks=max(dense, sparse))
+        return max(dense, sparse)
+
+    def move_document(self, document_id: str, collection: str) -> int:
+        """Puts a document in another collection in both indexes, without re-embedding; returns its chunk count."""
+        return self.move_documents([document_id], collection)
+
+    def move_documents(self, document_ids: Sequence[str], collection: str) -> int:
+        """Puts documents in another collection, one BM25 commit for all; returns their chunk count.
+
+        Chroma first, then BM25: until both are done a search may still find a document under its old
+        collection in the keyword index, but the retriever checks each chunk's (Chroma) collection again
+        before using it, so nothing is shown to a reader who may not see the new one.
+        """
+        if not collection:
+            raise ValueError("a collection needs a non-empty name")
+        dense = 0
+        for document_id in document_ids:
+            known = self.bm25.document_info(document_id)
+            dense += self.store.move_document(document_id, collection, chunks=known[1] if known else 0)
+        sparse = self.bm25.move_documents(document_ids, collection)
+        log.info("documents.moved", documents=len(document_ids), collection=collection, chunks=max(dense, sparse))
         return max(dense, sparse)
 
     def document_status(self, document_id: str) -> IndexedDocument:

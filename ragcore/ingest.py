@@ -17,7 +17,7 @@ from ragcore.embeddings import Embedder
 from ragcore.errors import EmptyFile, LoaderError, RagError, StoreUnavailable
 from ragcore.indexes import Indexes, UsesIndexes
 from ragcore.settings import RagSettings
-from ragcore.types import Chunk, ParsedDocument
+from ragcore.types import DEFAULT_COLLECTION, Chunk, ParsedDocument
 
 log = structlog.get_logger(__name__, component="engine")
 
@@ -34,6 +34,7 @@ class IngestRequest:
     document_id: str = ""
     title: str = ""
     source: str = ""
+    collection: str = DEFAULT_COLLECTION
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class ParsedItem:
     parsed: ParsedDocument
     source: str
     checksum: str
+    collection: str = DEFAULT_COLLECTION
 
 
 @dataclass
@@ -82,9 +84,10 @@ class Ingestor(UsesIndexes):
         self.embedder = embedder
         self.indexes = indexes
 
-    def ingest_file(self, path: str | Path, *, document_id: str = "", title: str = "", source: str = "", force: bool = False) -> IngestResult:
+    def ingest_file(self, path: str | Path, *, document_id: str = "", title: str = "", source: str = "",
+                    force: bool = False, collection: str = DEFAULT_COLLECTION) -> IngestResult:
         """Indexes one file; returns its result (never raises for a bad file)."""
-        request = IngestRequest(Path(path), document_id, title, source)
+        request = IngestRequest(Path(path), document_id, title, source, collection)
         return self.ingest_files([request], force=force)[0]
 
     def ingest_files(
@@ -152,6 +155,7 @@ class Ingestor(UsesIndexes):
             # Checked before parsing: an unchanged file costs a read and two lookups, no more.
             unchanged, earlier = self._index_state(document_id, checksum, force)
             if unchanged:
+                self._keep_in(document_id, request.collection)
                 return IngestResult(source, document_id, "unchanged", checksum=checksum, seconds=time.perf_counter() - started)
             parsed = loaders.load_bytes(data, request.path.name)
             metrics.INGEST_STAGE_SECONDS.labels("parse").observe(time.perf_counter() - started)
@@ -159,12 +163,14 @@ class Ingestor(UsesIndexes):
             return self._failed(source, document_id, exc, started)
         if request.title:
             parsed = replace(parsed, title=request.title)
-        return self._chunk(ParsedItem(document_id, parsed, source, checksum), earlier, started)
+        return self._chunk(ParsedItem(document_id, parsed, source, checksum, request.collection), earlier, started)
 
     def _prepare(self, item: ParsedItem, force: bool) -> IngestResult | _Pending:
         started = time.perf_counter()
         try:
             unchanged, earlier = self._index_state(item.document_id, item.checksum, force)
+            if unchanged:
+                self._keep_in(item.document_id, item.collection)
         except Exception as exc:
             return self._failed(item.source, item.document_id, exc, started)
         if unchanged:
@@ -182,6 +188,7 @@ class Ingestor(UsesIndexes):
                 count_tokens=self.embedder.count_tokens,
                 max_tokens=min(self.settings.chunk_tokens, self.embedder.max_tokens),
                 overlap_tokens=self.settings.chunk_overlap_tokens,
+                collection=item.collection,
             )
             if not chunks:
                 raise EmptyFile(item.source, "no text to index")
@@ -216,8 +223,9 @@ class Ingestor(UsesIndexes):
                 chunks, vectors, replaced={p.item.document_id: p.earlier for p in pending if p.earlier}
             )
             self.bm25.add_many(
-                (p.item.document_id, p.item.checksum, [c.chunk_id for c in p.chunks], [c.index_text for c in p.chunks])
-                for p in pending
+                ((p.item.document_id, p.item.checksum, [c.chunk_id for c in p.chunks], [c.index_text for c in p.chunks])
+                 for p in pending),
+                collections={p.item.document_id: p.item.collection for p in pending},
             )
             metrics.INGEST_STAGE_SECONDS.labels("write").observe(time.perf_counter() - stage)
         except Exception as exc:
@@ -260,6 +268,11 @@ class Ingestor(UsesIndexes):
         transient = bool(getattr(exc, "transient", False)) or not isinstance(exc, RagError)
         return IngestResult(source, document_id, "failed", error=message, error_type=type(exc).__name__,
                             transient=transient and not isinstance(exc, LoaderError), seconds=time.perf_counter() - started)
+
+    def _keep_in(self, document_id: str, collection: str) -> None:
+        """An unchanged document asked for in another collection is moved there (no re-embedding)."""
+        if self.bm25.document_collection(document_id) != collection:
+            self.indexes.move_document(document_id, collection)
 
     def _index_state(self, document_id: str, checksum: str, force: bool = False) -> tuple[bool, int]:
         """(unchanged, earlier): whether both indexes hold every chunk of exactly this version

@@ -36,6 +36,12 @@ INGEST_STAGE_SECONDS = Histogram(
     "rag_ingest_stage_duration_seconds", "Time spent in each ingest stage.", ["stage"], buckets=LATENCY_BUCKETS
 )
 
+# path: overfetch (an unfiltered HNSW query, larger, filtered here), exact (a small filter's vectors, searched
+# exhaustively), where (Chroma's own metadata filter, the fallback: correct but slow, see ragcore.vectorstore).
+DENSE_FILTERED_SEARCHES = Counter(
+    "rag_dense_filtered_searches", "Dense searches under a collection filter, by how they were answered.", ["path"]
+)
+
 # The keyword index as each process sees it. index: bm25.
 INDEX_REFRESH_SECONDS = Histogram(
     "rag_index_refresh_duration_seconds", "Time to load a newer committed version of an index.", ["index"],

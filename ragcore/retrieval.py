@@ -9,10 +9,10 @@ import asyncio
 import contextvars
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
+from functools import lru_cache, partial
 from typing import TypeVar
 
 import numpy as np
@@ -25,6 +25,7 @@ from ragcore.indexes import Indexes, UsesIndexes
 from ragcore.settings import RagSettings
 from ragcore.tokenize import tokenize
 from ragcore.types import ScoredChunk, Turn
+from ragcore.vectorstore import EXACT_MAX, OVERFETCH_MIN_SHARE
 
 T = TypeVar("T")
 
@@ -50,6 +51,13 @@ async def in_search_thread(fn: Callable[[], T]) -> T:
     """Runs `fn` in the search threads (it calls the model or the indexes); as asyncio.to_thread does, the
     log context follows."""
     return await asyncio.get_running_loop().run_in_executor(_searches(), contextvars.copy_context().run, fn)
+
+
+@lru_cache(maxsize=4096)
+def _word_set(text: str) -> frozenset[str]:
+    """A chunk's terms, for de-duplication: the same chunks come back question after question, so each
+    is tokenized (regex and stemming, the costly part) once, not on every question that ranks it."""
+    return frozenset(tokenize(text))
 
 
 @dataclass(frozen=True)
@@ -86,20 +94,22 @@ class Retriever(UsesIndexes):
         self.queries = queries  # concurrent questions share one model call
 
     def search(self, query: str, *, mode: str = "hybrid", candidates: int | None = None,
-               vector: np.ndarray | None = None) -> tuple[list[tuple[str, float]], float | None]:
+               vector: np.ndarray | None = None,
+               collections: Collection[str] | None = None) -> tuple[list[tuple[str, float]], float | None]:
         """Fused (chunk_id, score) ranking, and the best dense similarity (None in bm25 mode).
 
-        `vector` is the query's embedding when the caller already has it (see `aretrieve`).
+        `vector` is the query's embedding when the caller already has it (see `aretrieve`). `collections`
+        limits both searches to chunks of those collections, before ranking (None: all; empty: nothing).
         """
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         k = candidates or self.settings.candidates
-        sparse = self.bm25.search(query, k) if mode != "dense" else []
+        sparse = self.bm25.search(query, k, collections=collections) if mode != "dense" else []
         dense: list[tuple[str, float]] = []
-        if mode != "bm25":
+        if mode != "bm25" and (collections is None or collections):
             if vector is None:
                 vector = self.queries.embed_query(query)
-            dense = self.store.query(vector, k)
+            dense = self._dense(vector, k, collections)
         best_dense = dense[0][1] if dense else (None if mode == "bm25" else 0.0)
         if mode == "bm25":
             return list(sparse), best_dense
@@ -110,27 +120,50 @@ class Retriever(UsesIndexes):
             return fuse_rrf([sparse, dense], k=self.settings.rrf_k, weights=[1 - alpha, alpha]), best_dense
         return fuse_convex([sparse, dense], [1 - alpha, alpha]), best_dense
 
+    def _dense(self, vector: np.ndarray, k: int, collections: Collection[str] | None) -> list[tuple[str, float]]:
+        """The dense ranking, filtered by what the keyword index knows of each chunk's collection."""
+        if collections is None:
+            return self.store.query(vector, k)
+        allowed = frozenset(collections)
+        share = self.bm25.share(allowed)
+        if share < OVERFETCH_MIN_SHARE and share * len(self.bm25) <= EXACT_MAX:
+            version, ids = self.bm25.allowed_chunks(allowed)  # a small filter: exact search over its chunks
+            return self.store.nearest_among(vector, k, ids, key=(allowed, version))
+        labels = self.bm25.document_collections()
+
+        def visible(chunk_id: str) -> bool:
+            return labels.get(chunk_id.rpartition(":")[0]) in allowed  # ids are chunk_id_for(document, position)
+
+        return self.store.query(vector, k, collections=allowed, share=share, visible=visible)
+
     def retrieve(self, query: str, *, mode: str = "hybrid", top_k: int | None = None, history: Sequence[Turn] = (),
-                 vector: np.ndarray | None = None) -> Retrieval:
+                 vector: np.ndarray | None = None, collections: Collection[str] | None = None) -> Retrieval:
         """The top chunks for a query, near-duplicates removed, with a relevance verdict.
 
         `vector`: the embedding of `search_text(query, mode, history)`, if the caller has it.
+        `collections`: only chunks of these may be found (None: every chunk; empty: none).
         """
-        return self._retrieve(query, search_text(query, mode, history), mode=mode, top_k=top_k, vector=vector)
+        return self._retrieve(query, search_text(query, mode, history), mode=mode, top_k=top_k, vector=vector,
+                              collections=collections)
 
-    async def aretrieve(self, query: str, *, mode: str, history: Sequence[Turn] = ()) -> Retrieval:
+    async def aretrieve(self, query: str, *, mode: str, history: Sequence[Turn] = (),
+                        collections: Collection[str] | None = None) -> Retrieval:
         """`retrieve` for the event loop: the embedding is awaited in the batcher, the search runs in a thread."""
         text = search_text(query, mode, history)
         # The embedding is awaited here rather than in the worker thread, so a burst of questions
         # waits in the batcher (one model call for all) without holding the loop's few threads.
-        vector = await self.queries.aembed_query(text) if mode != "bm25" else None
-        return await in_search_thread(partial(self._retrieve, query, text, mode=mode, vector=vector))
+        searching = mode != "bm25" and (collections is None or bool(collections))
+        vector = await self.queries.aembed_query(text) if searching else None
+        return await in_search_thread(partial(self._retrieve, query, text, mode=mode, vector=vector,
+                                              collections=collections))
 
-    def _retrieve(self, query: str, text: str, *, mode: str, top_k: int | None = None, vector: np.ndarray | None = None) -> Retrieval:
+    def _retrieve(self, query: str, text: str, *, mode: str, top_k: int | None = None, vector: np.ndarray | None = None,
+                  collections: Collection[str] | None = None) -> Retrieval:
         started = time.perf_counter()
         top_k = top_k or self.settings.top_k
+        allowed = None if collections is None else frozenset(collections)
         try:
-            ranking, best_dense = self.search(text, mode=mode, vector=vector)
+            ranking, best_dense = self.search(text, mode=mode, vector=vector, collections=allowed)
         except RagError:
             metrics.PIPELINE_ERRORS.labels("vector_store").inc()
             raise
@@ -138,12 +171,14 @@ class Retriever(UsesIndexes):
         if ranking:
             head = ranking[: top_k * 3]
             found = self.store.get_chunks([cid for cid, _ in head])
-            seen: list[set[str]] = []
+            seen: list[frozenset[str]] = []
             for cid, score in head:
                 chunk = found.get(cid)
                 if chunk is None:
                     continue  # deleted between the ranking and the fetch
-                words = set(tokenize(chunk.text))
+                if allowed is not None and chunk.collection not in allowed:
+                    continue  # moved out of the allowed collections between the ranking and the fetch
+                words = _word_set(chunk.text)
                 if any(len(words ^ other) <= 0.1 * max(len(words), len(other), 1) for other in seen):
                     continue  # a near-copy of a better chunk (same text in two documents)
                 seen.append(words)
@@ -151,7 +186,7 @@ class Retriever(UsesIndexes):
                 if len(chosen) == top_k:
                     break
         verdict = abstention.assess(query, text, chosen, best_dense=best_dense,
-                                    frequencies=self.bm25.document_frequencies,
+                                    frequencies=partial(self.bm25.document_frequencies, collections=allowed),
                                     threshold=self.settings.abstain_threshold)
         seconds = time.perf_counter() - started
         metrics.RETRIEVAL_SECONDS.labels(mode).observe(seconds)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+DEFAULT_COLLECTION = "default"
+"""The collection of a chunk nobody put anywhere else (and of every chunk indexed before collections)."""
+
 
 @dataclass(frozen=True)
 class Section:
@@ -43,6 +46,7 @@ class Chunk:
     source: str = ""
     location: str = ""
     checksum: str = ""
+    collection: str = DEFAULT_COLLECTION  # who may see it: retrieval filters on this key
 
     @property
     def index_text(self) -> str:

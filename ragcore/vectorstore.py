@@ -2,26 +2,47 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
 import numpy as np
 
+from ragcore import metrics
 from ragcore.errors import IndexMismatch, StoreUnavailable
 from ragcore.settings import RagSettings
-from ragcore.types import Chunk, chunk_id_for
+from ragcore.types import DEFAULT_COLLECTION, Chunk, chunk_id_for
 
 # HNSW settings, measured with benchmarks/dense_recall.py (real SciFact embeddings, recall@10 against
 # exact search): chroma's default search ef (100) found 0.987 of the exact top-10 at 10k chunks; 200
 # finds 0.999 for ~0.1 ms more. The build settings are chroma's defaults, named so a change is
 # deliberate. Set at creation; the search ef is also applied to a collection built before it.
+log = logging.getLogger("ragcore.vectorstore")
+
+# A filtered search over-fetches top_k / share * margin results (benchmarks/filtered_retrieval.py): the
+# margin absorbs an uneven spread of the allowed chunks among the nearest ones. Below the minimum share
+# (or past the cap) over-fetching would cost more than Chroma's own filter.
+OVERFETCH_MARGIN = 1.5
+OVERFETCH_MIN_SHARE = 0.05
+OVERFETCH_MAX = 2000
+# A filter holding fewer chunks than this is searched exactly, over its vectors fetched once and kept
+# (per filter and index version, a few filters at a time: EXACT_MAX x 384 floats is 7.7 MB).
+EXACT_MAX = 5000
+EXACT_CACHED = 4
+
 HNSW_SEARCH_EF = 200
 HNSW_CONSTRUCTION_EF = 100
 HNSW_MAX_NEIGHBORS = 16
+
+# Set on a collection whose every chunk records its collection: one created by this code, or an older one
+# once `_backfill_collections` has labelled its chunks. Chroma has no "field is missing" filter, so the
+# marker is what spares every later open a full scan.
+COLLECTIONS_MARKER = "lorebot_collections"
 
 REINDEX_HINT = "run `python manage.py ingest --reindex PATH ...` to rebuild both indexes with the configured model"
 
@@ -54,6 +75,8 @@ def _chunk_from(chunk_id: str, document: str, meta: dict) -> Chunk:
         source=str(meta.get("source", "")),
         location=str(meta.get("location", "")),
         checksum=str(meta.get("checksum", "")),
+        # A chunk stored before collections has no such field: it is in the default one.
+        collection=str(meta.get("collection") or DEFAULT_COLLECTION),
     )
 
 
@@ -80,6 +103,8 @@ class VectorStore:
         self._seen = self._marker_stamp()
         self._checked = time.monotonic()
         self._reopen_lock = threading.Lock()
+        self._exact: dict[Hashable, tuple[list[str], np.ndarray]] = {}  # see nearest_among
+        self._exact_lock = threading.Lock()
         try:
             self._client = _client(settings)
             self._batch = self._client.get_max_batch_size()
@@ -99,7 +124,8 @@ class VectorStore:
             self._settings.chroma_collection,
             configuration={"hnsw": {"space": "cosine", "ef_search": HNSW_SEARCH_EF,
                                     "ef_construction": HNSW_CONSTRUCTION_EF, "max_neighbors": HNSW_MAX_NEIGHBORS}},
-            metadata={"embedding_model": self.model_name, "embedding_dimension": self.dimension},
+            metadata={"embedding_model": self.model_name, "embedding_dimension": self.dimension,
+                      COLLECTIONS_MARKER: 1},
             embedding_function=None,
         )
         if _search_ef(collection) != HNSW_SEARCH_EF:
@@ -118,7 +144,34 @@ class VectorStore:
                 f"({built_with[1]} dimensions), but the configured model is {self.model_name} "
                 f"({self.dimension} dimensions); {REINDEX_HINT}"
             )
+        if not meta.get(COLLECTIONS_MARKER):
+            self._backfill_collections(collection)
         return collection
+
+    def _backfill_collections(self, collection) -> None:  # type: ignore[no-untyped-def]
+        """Labels the chunks of an index built before collections with DEFAULT_COLLECTION, once.
+
+        A `where` filter never matches a chunk without the field, so without this an old index would look
+        empty to every filtered search. Only chunks that lack the field are updated (Chroma merges an
+        update's metadata), so a chunk written meanwhile by a newer process keeps its collection; the
+        marker is set last, so an open interrupted halfway simply backfills again.
+        """
+        batch = max(1, min(self._batch, 5000))
+        offset = labelled = 0
+        while True:
+            got = collection.get(limit=batch, offset=offset, include=["metadatas"])
+            ids = got["ids"]
+            if not ids:
+                break
+            missing = [cid for cid, meta in zip(ids, got["metadatas"] or []) if not (meta or {}).get("collection")]
+            if missing:
+                collection.update(ids=missing, metadatas=[{"collection": DEFAULT_COLLECTION}] * len(missing))
+                labelled += len(missing)
+            offset += len(ids)
+        collection.modify(metadata={**(collection.metadata or {}), COLLECTIONS_MARKER: 1})
+        if labelled:
+            self._changed()
+        log.info("vector_store.collections_backfilled chunks=%d where=%s", labelled, self.where)
 
     def _marker_stamp(self) -> int:
         try:
@@ -211,6 +264,7 @@ class VectorStore:
                         "source": c.source,
                         "location": c.location,
                         "checksum": c.checksum,
+                        "collection": c.collection,
                         "chunk_count": counts[c.document_id],
                     }
                     for c in part
@@ -258,6 +312,26 @@ class VectorStore:
         self.delete_chunks(ids)
         return chunks
 
+    def move_document(self, document_id: str, collection: str, *, chunks: int = 0) -> int:
+        """Puts a document's chunks in `collection` (their metadata only, vectors untouched); returns how many.
+
+        `chunks` is how many the caller knows it has, updated by id; with none known (or more present)
+        they are found by metadata, as in `delete_document`.
+        """
+        ids = [chunk_id_for(document_id, position) for position in range(chunks)]
+        beyond = self._call(self._collection.get, ids=[chunk_id_for(document_id, chunks)], include=[])["ids"]
+        if beyond or not chunks:
+            ids = self._call(self._collection.get, where={"document_id": document_id}, include=[])["ids"]
+        else:
+            ids = self._call(self._collection.get, ids=ids, include=[])["ids"]  # update fails on a missing id
+        for start in range(0, len(ids), self._batch):
+            part = ids[start : start + self._batch]
+            # Chroma merges an update's metadata into the stored one: only this field changes.
+            self._call(self._collection.update, ids=part, metadatas=[{"collection": collection}] * len(part))
+        if ids:
+            self._changed()
+        return len(ids)
+
     def document_info(self, document_id: str) -> tuple[str, int, int]:
         """(checksum, chunks present, chunks expected) for one document; ("", 0, 0) if absent."""
         got = self._read("get", where={"document_id": document_id}, include=["metadatas"])
@@ -269,12 +343,68 @@ class VectorStore:
         expected = max(int(m.get("chunk_count", 0)) for m in metas)
         return checksum, len(metas), expected
 
-    def query(self, vector: np.ndarray, top_k: int) -> list[tuple[str, float]]:
-        """(chunk_id, cosine similarity), best first."""
-        if top_k <= 0:
+    def query(self, vector: np.ndarray, top_k: int, *, collections: Collection[str] | None = None,
+              share: float | None = None, visible: Callable[[str], bool] | None = None) -> list[tuple[str, float]]:
+        """(chunk_id, cosine similarity), best first; `collections` keeps only chunks of those (empty: none).
+
+        A filtered search that knows the `share` of chunks its collections hold and which chunk ids are
+        `visible` asks HNSW, unfiltered, for enough more results that `top_k` allowed ones are among
+        them, and keeps those. Chroma's own `where` filter returns the same chunks but, measured here,
+        took 150x to 1,000x the time of an unfiltered query (it resolves the filter in SQLite and hands
+        HNSW the allowed ids); it stays the fallback for filters too selective to over-fetch, and for
+        the rare query whose over-fetch came back short.
+        """
+        if top_k <= 0 or (collections is not None and not collections):
             return []
+        if collections is None:
+            return self._nearest(vector, top_k)
+        if share is not None and visible is not None and share >= OVERFETCH_MIN_SHARE:
+            wanted = min(OVERFETCH_MAX, math.ceil(top_k / share * OVERFETCH_MARGIN) + 10)
+            found = self._nearest(vector, wanted)
+            kept = [(cid, similarity) for cid, similarity in found if visible(cid)]
+            if len(kept) >= top_k or len(found) < wanted:  # enough, or the whole index came back
+                metrics.DENSE_FILTERED_SEARCHES.labels("overfetch").inc()
+                return kept[:top_k]
+        metrics.DENSE_FILTERED_SEARCHES.labels("where").inc()
+        return self._nearest(vector, top_k, where={"collection": {"$in": sorted(collections)}})
+
+    def nearest_among(self, vector: np.ndarray, top_k: int, chunk_ids: Sequence[str], *,
+                      key: Hashable) -> list[tuple[str, float]]:
+        """Exact search over `chunk_ids` (a small filter's chunks): their vectors are fetched once per `key`
+        (the filter and the index version it was computed at) and kept; cosine similarity, best first."""
+        if top_k <= 0 or not chunk_ids:
+            return []
+        with self._exact_lock:
+            found = self._exact.pop(key, None)
+        if found is None:
+            ids: list[str] = []
+            rows: list[np.ndarray] = []
+            for start in range(0, len(chunk_ids), self._batch):
+                got = self._read("get", ids=list(chunk_ids[start : start + self._batch]), include=["embeddings"])
+                ids.extend(got["ids"])
+                if len(got["ids"]):
+                    rows.append(np.asarray(got["embeddings"], dtype=np.float32))
+            matrix = np.vstack(rows) if rows else np.zeros((0, self.dimension), dtype=np.float32)
+            norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+            found = (ids, matrix / np.where(norms > 0, norms, 1.0))
+        with self._exact_lock:
+            self._exact[key] = found  # most recently used last
+            while len(self._exact) > EXACT_CACHED:
+                self._exact.pop(next(iter(self._exact)))
+        ids, matrix = found
+        if not ids:
+            return []
+        query = np.asarray(vector, dtype=np.float32)
+        similarities = matrix @ (query / (np.linalg.norm(query) or 1.0))
+        best = np.argsort(-similarities, kind="stable")[:top_k]
+        metrics.DENSE_FILTERED_SEARCHES.labels("exact").inc()
+        return [(ids[i], float(similarities[i])) for i in best.tolist()]
+
+    def _nearest(self, vector: np.ndarray, top_k: int, where: dict | None = None) -> list[tuple[str, float]]:
+        extra = {} if where is None else {"where": where}
         got = self._read(
-            "query", query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=top_k, include=["distances"]
+            "query", query_embeddings=[np.asarray(vector, dtype=np.float32)], n_results=top_k, include=["distances"],
+            **extra,
         )
         ids = got["ids"][0] if got["ids"] else []
         distances = got["distances"][0] if got["distances"] else []

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,8 +121,9 @@ def _ipv6() -> bool:
 
 
 def render_site(prefix: Path, *, cert: Path, key: Path, https_port: int, http_port: int, upstream_port: int | None = None,
-                static_dir: Path | None = None, loopback: bool = True) -> str:
-    """The shipped server config with this test's ports, paths and (to run it) upstream."""
+                static_dir: Path | None = None, loopback: bool = True, upstream_ports: Sequence[int] = ()) -> str:
+    """The shipped server config with this test's ports, paths and (to run it) upstream: `upstream_port`, or
+    every one of `upstream_ports` (several daphne processes, as lorebot-web@PORT runs them)."""
     # nginx binds its listeners even for `nginx -t`, so the ports always change. `loopback` listens on
     # 127.0.0.1 only; otherwise on every address like the shipped file, IPv6 too where the machine has it.
     text = SHIPPED.read_text()
@@ -137,22 +138,26 @@ def render_site(prefix: Path, *, cert: Path, key: Path, https_port: int, http_po
     text = _replace(text, "    listen [::]:80;\n", f"    listen [::]:{http_port};\n" if ipv6 else "")
     if static_dir is not None:
         text = _replace(text, "alias /srv/lorebot/data/static/;", f"alias {static_dir}/;")
-    if upstream_port is not None:
-        text = _replace(text, "server 127.0.0.1:8001 max_fails=3 fail_timeout=10s;",
-                        f"server 127.0.0.1:{upstream_port} max_fails=3 fail_timeout=10s;")
-        text = _replace(text, "    server 127.0.0.1:8002 max_fails=3 fail_timeout=10s;\n", "")
+    ports = [upstream_port] if upstream_port is not None else list(upstream_ports)
+    if ports:
+        servers = "".join(f"    server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;\n" for port in ports)
+        text = _replace(text, "    server 127.0.0.1:8001 max_fails=3 fail_timeout=10s;\n"
+                              "    server 127.0.0.1:8002 max_fails=3 fail_timeout=10s;\n", servers)
     return text
 
 
-def write_config(prefix: Path, site: str) -> Path:
-    """nginx.conf for the prefix: what Debian's main config gives the site (mime types, temp paths), then the site."""
+def write_config(prefix: Path, site: str, *, worker_connections: int = 256) -> Path:
+    """nginx.conf for the prefix: what Debian's main config gives the site (mime types, temp paths), then the site.
+
+    `worker_connections` counts both sides of a proxied socket (Debian's default is 768).
+    """
     (prefix / "lorebot.conf").write_text(site)
     temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
     conf = prefix / "nginx.conf"
     conf.write_text(f"""worker_processes 1;
 pid {prefix / "nginx.pid"};
 error_log {prefix / "error.log"} info;
-events {{ worker_connections 256; }}
+events {{ worker_connections {worker_connections}; }}
 http {{
     include {MIME_TYPES};
     default_type application/octet-stream;

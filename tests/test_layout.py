@@ -90,7 +90,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_package_has_an_import_cycle() -> None:
     graph = import_graph()
-    assert len(graph) > 50 and graph["console.tasks"] == {"console.ingest.worker", "console.models"}
+    assert len(graph) > 50 and graph["console.tasks"] == {"console.ingest.worker", "console.syncing.runs", "console.models"}
     assert cycles(graph) == []
 
 
@@ -127,7 +127,7 @@ def test_no_console_or_bot_module_is_named_like_a_standard_library_one() -> None
     assert shadowing == []
 
 
-OUR_MODELS = {"Document", "IngestJob", "IngestJobFile"}
+OUR_MODELS = {"Document", "IngestJob", "IngestJobFile", "Source", "SyncRun", "SyncItem"}
 
 
 def _status_assignments(path: Path) -> list[str]:

@@ -23,13 +23,22 @@ def sees_everything(user: Any) -> bool:
                 and (user.is_staff or user.is_superuser))
 
 
+def _with_default(keys: frozenset[str]) -> frozenset[str]:
+    # The default collection is open to everyone until someone restricts it, even before its row exists
+    # (a database emptied by hand or by a test): its documents never vanish for want of a row.
+    if Collection.DEFAULT_KEY in keys or Collection.objects.filter(key=Collection.DEFAULT_KEY).exists():
+        return keys
+    return keys | {Collection.DEFAULT_KEY}
+
+
 def everyone_keys() -> frozenset[str]:
     """The collections anyone may search: unlinked DMs, unconfigured channels, members without groups."""
-    return frozenset(Collection.objects.filter(visibility=Collection.Visibility.EVERYONE).values_list("key", flat=True))
+    return _with_default(frozenset(Collection.objects.filter(visibility=Collection.Visibility.EVERYONE)
+                                   .values_list("key", flat=True)))
 
 
 def all_keys() -> frozenset[str]:
-    return frozenset(Collection.objects.values_list("key", flat=True))
+    return _with_default(frozenset(Collection.objects.values_list("key", flat=True)))
 
 
 def visible_keys(user: Any) -> frozenset[str] | None:
@@ -40,7 +49,7 @@ def visible_keys(user: Any) -> frozenset[str] | None:
         return everyone_keys()
     granted = Q(visibility=Collection.Visibility.EVERYONE) | Q(visibility=Collection.Visibility.GROUPS,
                                                               groups__in=user.groups.all())
-    return frozenset(Collection.objects.filter(granted).values_list("key", flat=True).distinct())
+    return _with_default(frozenset(Collection.objects.filter(granted).values_list("key", flat=True).distinct()))
 
 
 def narrowed(*scopes: frozenset[str] | None) -> frozenset[str] | None:

@@ -68,7 +68,8 @@ def stored_scope(scope: frozenset[str] | None) -> list[str] | None:
     return None if scope is None else sorted(scope)
 
 
-def searchable(asker: Asker, conversation: Conversation) -> frozenset[str] | None:
-    """What a question in `conversation` searches: its kept scope, narrowed to what the asker may search now."""
+def searchable(conversation: Conversation, now: frozenset[str] | None) -> frozenset[str] | None:
+    """What a question in `conversation` searches: its kept scope, narrowed to what the asker may search `now`
+    (scope_for)."""
     kept = None if conversation.scope is None else frozenset(conversation.scope)
-    return narrowed(kept, scope_for(asker))
+    return narrowed(kept, now)

@@ -20,10 +20,10 @@ from typing import Any
 import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from console.access.visibility import all_keys
-from console.chat.access import Asker, searchable as searchable_keys, scope_for, stored_scope
+from console.chat.access import Asker, scope_for, stored_scope
+from console.chat.access import searchable as searchable_keys
 from console.chat.events import (
     AnswerCitations,
     AnswerDone,
@@ -88,25 +88,28 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
         if problem:  # a cleaned key would name another conversation or user
             raise ChatError("bad_text", f"The {name} {problem}.")
     check_rate("user", f"{surface}:{user_key}", rate_limit or settings.CHAT_RATE_LIMIT_USER)
+    created = False
+    now = scope_for(asker)  # what this asker may search here and now (console.chat.access)
     if conversation_id is not None:
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id, surface=surface)
         if conversation.user_key != user_key:
             raise ChatError("forbidden", "That conversation belongs to someone else.")
     else:
-        conversation, _ = Conversation.objects.get_or_create(
-            surface=surface, external_key=conversation_key,
+        conversation, created = Conversation.find_or_start(
+            surface, conversation_key, likely_new=surface == Conversation.Surface.WEB,
             defaults={"user_key": user_key, "user": user if getattr(user, "pk", None) else None, "title": text[:200],
-                      "scope": stored_scope(scope_for(asker))},  # kept for the conversation's life
+                      "scope": stored_scope(now)},  # kept for the conversation's life
         )
     check_rate("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_CONVERSATION)
-    history = recent_turns(conversation, history_turns)
-    keys = searchable_keys(asker, conversation)
+    # A conversation created just now has no history and a fresh updated_at: two queries fewer (every
+    # web question opens one).
+    history = [] if created else recent_turns(conversation, history_turns)
+    keys = searchable_keys(conversation, now)
     searchable.set_result((text, history, keys))
-    question = Message.objects.create(conversation=conversation, role=Message.Role.USER, text=text)
-    answer = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, error=Message.IN_PROGRESS,
-                                    owner=orphans.process_token(), heartbeat_at=timezone.now(),
-                                    collections=sorted(all_keys() if keys is None else keys))
-    conversation.save(update_fields=["updated_at"])
+    question, answer = Message.open_exchange(conversation, text, owner=orphans.process_token(),
+                                             collections=sorted(all_keys() if keys is None else keys))
+    if not created:
+        conversation.save(update_fields=["updated_at"])
     return _Exchange(conversation, question, answer, history, time.perf_counter())
 
 

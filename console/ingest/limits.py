@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
@@ -21,28 +20,21 @@ from django.http.multipartparser import MultiPartParserError
 from django.shortcuts import redirect
 from django.urls import reverse
 
+from console.ops.both_modes import BothModesMiddleware
 from ragcore.metrics import PIPELINE_ERRORS
 
 log = structlog.get_logger(__name__, component="ingest_service")
 
 
-class UploadLimitsMiddleware:
+class UploadLimitsMiddleware(BothModesMiddleware):
     """Before the CSRF check: reads the upload form's body, and turns a refusal of the whole request into a message.
 
     Sync and async capable, so under daphne it adds no thread hop to every request (and a client
     that hangs up still cancels the request as it would without this middleware).
     """
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
     def __call__(self, request: HttpRequest) -> Any:
-        if iscoroutinefunction(self):
+        if self.is_async:
             return self._acall(request)
         return self.get_response(request)
 

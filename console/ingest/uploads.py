@@ -211,7 +211,8 @@ def _pieces(upload: UploadedFileLike) -> Iterator[bytes]:
 
 
 def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: Any) -> tuple[FileOutcome, Document | None]:
-    existing = Document.objects.exclude(status=Document.Status.SUPERSEDED).filter(checksum=checksum).first()
+    # Among uploads: a synced document with the same bytes follows its source, not this upload.
+    existing = Document.objects.exclude(status=Document.Status.SUPERSEDED).filter(checksum=checksum, source__isnull=True).first()
     if existing is not None:
         return _existing_content(name, existing, temp)
     previous = _current_version(name)
@@ -228,7 +229,7 @@ def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: 
                 version=previous.version + 1 if previous else 1, previous=previous,
             )
     except IntegrityError:  # the same content uploaded at the same moment by someone else
-        existing = Document.objects.exclude(status=Document.Status.SUPERSEDED).filter(checksum=checksum).first()
+        existing = Document.objects.exclude(status=Document.Status.SUPERSEDED).filter(checksum=checksum, source__isnull=True).first()
         return _duplicate(name, existing), None
     return FileOutcome(name, ACCEPTED, document=document), document
 
@@ -250,9 +251,10 @@ def _duplicate(name: str, existing: Document | None) -> FileOutcome:
 
 
 def _current_version(name: str) -> Document | None:
-    """The latest current document with this path: a new upload of it is its next version."""
+    """The latest current upload with this path: a new upload of it is its next version (a synced document
+    of the same name is its source's, and never an upload's earlier version)."""
     return (
-        Document.objects.filter(original_filename=name).exclude(status__in=Document.NOT_CURRENT)
+        Document.objects.filter(original_filename=name, source__isnull=True).exclude(status__in=Document.NOT_CURRENT)
         .order_by("-version", "-pk").first()
     )
 

@@ -202,7 +202,7 @@ class _JobRun:
             parsed = replace(parsed, title=doc.title)
         self._check_stop()  # cancelled as the parser finished: nothing embedded yet
         self._progress("chunking", force=True)
-        item = ParsedItem(doc.engine_id, parsed, doc.original_filename, doc.checksum)
+        item = ParsedItem(doc.engine_id, parsed, doc.original_filename, doc.checksum, collection=doc.collection.key)
         force = f.action == IngestJobFile.Action.REINDEX
         self.current = f
         try:
@@ -258,9 +258,14 @@ class _JobRun:
         self.log.info("file.indexed", filename=f.filename, document_id=doc.pk, chunks=chunks, status=result.status)
 
     def _supersede_older_versions(self, doc: Document) -> None:
-        """The new version is searchable: the older ones stop being (their rows stay, as history)."""
+        """The new version is searchable: the older ones stop being (their rows stay, as history).
+
+        Only uploads have versions: a synced document (re-ingested or reconciled) replaces its own chunks,
+        and never an upload of the same name, nor is it replaced by one."""
+        if doc.source_id is not None:
+            return
         older = (
-            Document.objects.filter(original_filename=doc.original_filename, pk__lt=doc.pk)
+            Document.objects.filter(original_filename=doc.original_filename, pk__lt=doc.pk, source__isnull=True)
             .exclude(status__in=(Document.Status.SUPERSEDED, Document.Status.DELETING))
         )
         for old in older:

@@ -25,6 +25,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
         ('console', '0100_ingestjobs_progress'),
+        ('console', '0101_sources'),  # both 0101s landed at once: one line of history, no merge migration
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -26,6 +26,7 @@ from console.ingest import storage
 from console.models import Document
 from console.ops import warmup
 from console.ops.counts import collect_counts
+from console.syncing.status import failed_sources
 from ragcore.health import CHECKS, REQUIRED, Check, timed
 
 
@@ -88,6 +89,8 @@ def readiness() -> tuple[bool, dict[str, Any]]:
         if checks["database"].ok:
             _compare_with_database(checks)
         checks["disk"] = _disk()
+        if checks["database"].ok:
+            checks["sources"] = _sources()
         required = ("database", "originals", *REQUIRED)
         if all(checks[name].ok for name in required):
             status = "ready"
@@ -106,6 +109,17 @@ def readiness() -> tuple[bool, dict[str, Any]]:
                    "seconds": round(warming.seconds, 2) if warming.seconds is not None else None},
     }
     return status in ("ready", "degraded"), body
+
+
+def _sources() -> Check:
+    """Synced sources whose last sync failed, named with why: a stale source is worth knowing, but questions
+    are still answered from what was synced, so it never makes the process unready (nor degraded)."""
+    started = time.perf_counter()
+    failed = failed_sources()
+    ms = round((time.perf_counter() - started) * 1000, 2)
+    if failed:
+        return Check("failed syncs", {"failed": failed}, ms)
+    return Check("ok", ms=ms)
 
 
 def _disk() -> Check:

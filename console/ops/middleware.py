@@ -14,14 +14,14 @@ import ipaddress
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any
 
 import structlog
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from console.ops.both_modes import BothModesMiddleware
 from console.ops.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
 log = structlog.get_logger(__name__, component="http")
@@ -72,17 +72,8 @@ def route_of(request: HttpRequest) -> str:
     return "/" + match.route
 
 
-class RequestContextMiddleware:
+class RequestContextMiddleware(BothModesMiddleware):
     """Request id, client address, access log and HTTP metrics for every request (sync and async)."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self.is_async:

@@ -10,13 +10,12 @@ what was wrong, is logged and counted in `rag_http_refused_total{reason}`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable
 
 import structlog
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 
+from console.ops.both_modes import BothModesMiddleware
 from console.ops.metrics import HTTP_REFUSED
 from console.ops.text_input import text_problem
 
@@ -48,17 +47,8 @@ def input_problem(request: HttpRequest) -> tuple[str, str]:
     return "", ""
 
 
-class RequestInputMiddleware:
+class RequestInputMiddleware(BothModesMiddleware):
     """Answers 400, naming the problem, to a request whose body or fields no handler should see."""
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
 
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         refused = self._refusal(request)

@@ -30,6 +30,7 @@ from console.ops.counts import collect_counts
 from console.pages import charts, stats
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
 from console.sources.links import source_url
+from console.syncing.status import freshness
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +86,7 @@ def dashboard_view(request: HttpRequest) -> HttpResponse:
             "counts": collect_counts(),  # the documents and chunks as the indexes hold them, as /health/ready shows
             "questions_chart": charts.bar_chart(figures.questions_per_day),
             "latency_chart": charts.line_chart(figures.latency_per_day),
+            "sources": freshness(),  # each synced source's last sync, flagged when it failed
             "nav": "dashboard",
         },
     )

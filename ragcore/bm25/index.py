@@ -12,7 +12,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,11 +21,21 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ragcore import metrics
-from ragcore.bm25.scoring import Snapshot, build_snapshot, empty_snapshot, score_rows
+from ragcore.bm25.scoring import (
+    Snapshot,
+    allowed_chunk_ids,
+    allowed_count,
+    allowed_frequencies,
+    allowed_rows,
+    build_snapshot,
+    empty_snapshot,
+    score_rows,
+)
 from ragcore.bm25.segments import DocumentChunks, Edit, LiveSegment, segment_from_texts
 from ragcore.bm25.storage import FolderStorage, Storage, StorageReader, empty_manifest, manifest_for
 from ragcore.errors import KeywordIndexUnavailable
 from ragcore.tokenize import tokenize
+from ragcore.types import DEFAULT_COLLECTION
 
 log = logging.getLogger("ragcore.bm25")
 
@@ -102,16 +112,27 @@ class Bm25Index:
         self.reload_if_changed()
         return self._snapshot.n
 
-    def search(self, query: str, top_k: int) -> list[tuple[str, float]]:
-        """The `top_k` best (chunk_id, score) pairs for `query`, best first, only scores above zero."""
+    def search(self, query: str, top_k: int, *, collections: Collection[str] | None = None) -> list[tuple[str, float]]:
+        """The `top_k` best (chunk_id, score) pairs for `query`, best first, only scores above zero.
+
+        `collections` keeps only chunks of those collections (None: every chunk, empty: none). The top k
+        are taken among the allowed chunks alone, so hidden ones never push a visible one out; scores
+        keep the statistics (N, df, avgdl) of the whole index, so an allowed chunk scores the same
+        with or without the filter.
+        """
         if top_k < 1:
             raise ValueError(f"top_k must be > 0, got {top_k!r}")
+        if collections is not None and not collections:
+            return []
         self.reload_if_changed()
         snap = self._snapshot
         scores = score_rows(snap, tokenize(query), self.k1, self.epsilon)
         if scores is None:
             return []
-        candidates = np.flatnonzero(scores > 0)
+        if collections is None:
+            candidates = np.flatnonzero(scores > 0)
+        else:
+            candidates = np.flatnonzero((scores > 0) & allowed_rows(snap, collections))
         if candidates.size > top_k:
             candidates = candidates[np.argpartition(-scores[candidates], top_k - 1)[:top_k]]
         candidates = candidates[np.lexsort((candidates, -scores[candidates]))]  # ties: older chunk first
@@ -121,24 +142,49 @@ class Bm25Index:
             for p, row in zip(parts.tolist(), candidates.tolist())
         ]
 
-    def document_frequencies(self, terms: Collection[str]) -> tuple[int, dict[str, int]]:
-        """(live chunks, how many of them hold each term): how distinctive a question's words are."""
+    def document_frequencies(self, terms: Collection[str], *,
+                             collections: Collection[str] | None = None) -> tuple[int, dict[str, int]]:
+        """(live chunks, how many of them hold each term): how distinctive a question's words are.
+
+        With `collections`, counted over the chunks of those collections only: what a reader who may
+        see just those is told must not depend on the documents hidden from them.
+        """
         self.reload_if_changed()
         snap = self._snapshot
-        return snap.n, {term: snap.df.get(term, 0) for term in terms}
+        if collections is None:
+            return snap.n, {term: snap.df.get(term, 0) for term in terms}
+        return allowed_frequencies(snap, terms, collections)
 
-    def scores_for_tokens(self, tokens: list[str]) -> dict[str, float]:
-        """The score of every live chunk for already tokenized query terms, zeros included."""
+    def share(self, collections: Collection[str] | None) -> float:
+        """The fraction of live chunks that `collections` allows (1.0 for None, 0.0 for an empty index)."""
+        self.reload_if_changed()
+        snap = self._snapshot
+        if collections is None:
+            return 1.0
+        if not snap.n or not collections:
+            return 0.0
+        return allowed_count(snap, collections) / snap.n
+
+    def allowed_chunks(self, collections: Collection[str]) -> tuple[int, list[str]]:
+        """(the version, the ids of the live chunks `collections` allows), computed once per version."""
+        self.reload_if_changed()
+        snap = self._snapshot
+        return snap.version, allowed_chunk_ids(snap, collections)
+
+    def scores_for_tokens(self, tokens: list[str], *, collections: Collection[str] | None = None) -> dict[str, float]:
+        """The score of every live chunk (of `collections`, if given) for already tokenized query terms,
+        zeros included."""
         self.reload_if_changed()
         snap = self._snapshot
         scores = score_rows(snap, tokens, self.k1, self.epsilon)
         if scores is None:
             scores = np.zeros(int(snap.offsets[-1]))
+        allowed = None if collections is None else allowed_rows(snap, collections)
         out: dict[str, float] = {}
         for part, offset in zip(snap.parts, snap.offsets.tolist()):
             alive = [True] * part.segment.rows if part.alive_rows is None else part.alive_rows.tolist()
             for row, (chunk_id, live) in enumerate(zip(part.segment.chunk_ids, alive)):
-                if live:
+                if live and (allowed is None or allowed[offset + row]):
                     out[chunk_id] = float(scores[offset + row])
         return out
 
@@ -164,6 +210,30 @@ class Bm25Index:
             entry = part.segment.doc_index.get(document_id)
             if entry is not None and part.is_live(entry):
                 return part.segment.checksums[entry], int(part.segment.doc_chunks[entry])
+        return None
+
+    def document_collections(self) -> dict[str, str]:
+        """Every indexed document's collection (document_id → collection), computed once per version."""
+        self.reload_if_changed()
+        snap = self._snapshot
+        cached: dict[str, str] | None = snap.cache.get("document_collections")
+        if cached is None:
+            cached = {}
+            for part in snap.parts:
+                seg = part.segment
+                for e, (doc_id, collection) in enumerate(zip(seg.doc_ids, seg.doc_collections)):
+                    if part.is_live(e):
+                        cached[doc_id] = collection
+            snap.cache["document_collections"] = cached
+        return cached
+
+    def document_collection(self, document_id: str) -> str | None:
+        """The collection of one document, or None when it is not indexed."""
+        self.reload_if_changed()
+        for part in self._snapshot.parts:
+            entry = part.segment.doc_index.get(document_id)
+            if entry is not None and part.is_live(entry):
+                return part.segment.doc_collections[entry]
         return None
 
     def freshness(self) -> Freshness:
@@ -255,12 +325,16 @@ class Bm25Index:
 
     # --- writing ---------------------------------------------------------------------------------------
 
-    def add(self, document_id: str, checksum: str, chunk_ids: Sequence[str], texts: Sequence[str]) -> None:
+    def add(self, document_id: str, checksum: str, chunk_ids: Sequence[str], texts: Sequence[str], *,
+            collection: str = DEFAULT_COLLECTION) -> None:
         """Index a document's chunks, replacing any chunks it had, in one atomic step."""
-        self.add_many([(document_id, checksum, chunk_ids, texts)])
+        self.add_many([(document_id, checksum, chunk_ids, texts)], collections={document_id: collection})
 
-    def add_many(self, documents: Iterable[DocumentChunks]) -> None:
-        """Index (document_id, checksum, chunk_ids, texts) tuples as one segment; each replaces its old chunks."""
+    def add_many(self, documents: Iterable[DocumentChunks], *, collections: Mapping[str, str] | None = None) -> None:
+        """Index (document_id, checksum, chunk_ids, texts) tuples as one segment; each replaces its old chunks.
+
+        `collections` maps document ids to their collection; a document it leaves out is in DEFAULT_COLLECTION.
+        """
         batch: dict[str, DocumentChunks] = {}
         for document_id, checksum, chunk_ids, texts in documents:
             if len(chunk_ids) != len(texts):
@@ -270,13 +344,19 @@ class Bm25Index:
         if not batch:
             return
         # Tokenizing is the slow part, so it happens before taking the lock.
-        segment = segment_from_texts("pending", list(batch.values()))
+        segment = segment_from_texts("pending", list(batch.values()), collections)
 
         def change(edit: Edit) -> None:
             edit.delete(batch.keys())
             edit.append(replace(segment, name=edit.new_name()))
 
         self._write(change)
+
+    def move_documents(self, document_ids: Collection[str], collection: str) -> int:
+        """Put documents in `collection` in one commit, without tokenizing; returns their chunk count."""
+        if not collection:
+            raise ValueError("a collection needs a non-empty name")
+        return self._write(lambda edit: edit.move(document_ids, collection))
 
     def delete_document(self, document_id: str) -> int:
         """Remove a document's chunks; returns how many were removed (0 when it was not indexed)."""

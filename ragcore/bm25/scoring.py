@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,3 +146,80 @@ def score_rows(snap: Snapshot, tokens: Sequence[str], k1: float, epsilon: float)
     if snap.dead.size:
         scores[snap.dead] = 0.0
     return scores
+
+
+# --- collections: which rows a filter allows ---------------------------------------------------------
+# A filter is applied to the scores, never to the statistics: idf and avgdl stay those of the whole index,
+# so a chunk scores the same whoever asks, and the top k are then taken among the allowed rows only.
+
+_FILTERS_CACHED = 64  # distinct collection sets remembered per snapshot (one per group/channel scope)
+
+
+def _row_collections(snap: Snapshot) -> tuple[dict[str, int], np.ndarray]:
+    """(collection → code, the code of every global row), computed once per snapshot."""
+    cached = snap.cache.get("row_collections")
+    if cached is None:
+        codes: dict[str, int] = {}
+        rows = []
+        for part in snap.parts:
+            seg = part.segment
+            entry_codes = np.fromiter((codes.setdefault(c, len(codes)) for c in seg.doc_collections),
+                                      dtype=np.int32, count=len(seg.doc_collections))
+            rows.append(np.repeat(entry_codes, seg.doc_chunks))
+        cached = (codes, np.concatenate(rows) if rows else np.zeros(0, dtype=np.int32))
+        snap.cache["row_collections"] = cached
+    return cached
+
+
+def allowed_rows(snap: Snapshot, collections: Collection[str]) -> np.ndarray:
+    """A bool per global row: live and in one of `collections`."""
+    key = frozenset(collections)
+    filters: dict[frozenset[str], np.ndarray] = snap.cache.setdefault("allowed", {})
+    mask = filters.get(key)
+    if mask is None:
+        codes, rows = _row_collections(snap)
+        wanted = [codes[c] for c in key if c in codes]
+        mask = np.isin(rows, wanted) if wanted else np.zeros(rows.size, dtype=bool)
+        if snap.dead.size:
+            mask[snap.dead] = False
+        if len(filters) >= _FILTERS_CACHED:
+            filters.pop(next(iter(filters)), None)  # the oldest filter: dicts keep insertion order
+        filters[key] = mask
+    return mask
+
+
+def allowed_chunk_ids(snap: Snapshot, collections: Collection[str]) -> list[str]:
+    """The ids of the live chunks `collections` allows, in row order."""
+    key = frozenset(collections)
+    lists: dict[frozenset[str], list[str]] = snap.cache.setdefault("allowed_ids", {})
+    ids = lists.get(key)
+    if ids is None:
+        rows = np.flatnonzero(allowed_rows(snap, key))
+        parts = np.searchsorted(snap.offsets, rows, side="right") - 1
+        ids = [snap.parts[p].segment.chunk_ids[row - int(snap.offsets[p])] for p, row in zip(parts.tolist(), rows.tolist())]
+        if len(lists) >= _FILTERS_CACHED:
+            lists.pop(next(iter(lists)), None)
+        lists[key] = ids
+    return ids
+
+
+def allowed_count(snap: Snapshot, collections: Collection[str]) -> int:
+    """How many live chunks `collections` allows."""
+    return int(np.count_nonzero(allowed_rows(snap, collections)))
+
+
+def allowed_frequencies(snap: Snapshot, terms: Collection[str],
+                        collections: Collection[str]) -> tuple[int, dict[str, int]]:
+    """(allowed live chunks, how many of them hold each term): document frequencies of a filtered view."""
+    mask = allowed_rows(snap, collections)
+    df: dict[str, int] = {}
+    for term in terms:
+        count = 0
+        if snap.df.get(term):
+            for part, offset in zip(snap.parts, snap.offsets.tolist()):
+                col = part.segment.columns.get(term)
+                if col is not None:
+                    seg = part.segment
+                    count += int(np.count_nonzero(mask[seg.indices[int(seg.indptr[col]):int(seg.indptr[col + 1])] + offset]))
+        df[term] = count
+    return int(np.count_nonzero(mask)), df

@@ -2,7 +2,11 @@
 
 A segment is one batch of chunks (one `add_many`): a chunks × terms CSC matrix of term frequencies, so a
 query term is one `indptr` slice per segment; plus chunk ids, chunk lengths and a table of the documents
-it holds (id, checksum, chunk count; a document's chunks are contiguous rows).
+it holds (id, checksum, chunk count, collection; a document's chunks are contiguous rows).
+
+A document's collection is a label of its table entry, so a search can keep only the rows of allowed
+collections. Moving a document to another collection is a delete of its entry plus a new one-document
+segment copied from the old rows (`Edit.move`): segments stay immutable, nothing is tokenized again.
 
 A delete never rewrites a segment. It makes a new generation of that segment's deletion mask. The mask
 is over the segment's documents rather than its rows because every delete removes a whole document, and
@@ -23,13 +27,14 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
 
 from ragcore.tokenize import tokenize
+from ragcore.types import DEFAULT_COLLECTION
 
 log = logging.getLogger("ragcore.bm25")
 
@@ -54,12 +59,19 @@ class Segment:
     doc_ids: list[str]
     checksums: list[str]
     doc_chunks: np.ndarray  # int64 chunks per document, in row order
+    # The collection of each document entry; empty (a segment written before collections): all default.
+    doc_collections: list[str] = field(default_factory=list)
     columns: dict[str, int] = field(init=False)
     doc_index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "columns", {t: j for j, t in enumerate(self.vocab)})
         object.__setattr__(self, "doc_index", {d: e for e, d in enumerate(self.doc_ids)})
+        if len(self.doc_collections) != len(self.doc_ids):
+            if self.doc_collections:
+                raise ValueError(f"segment {self.name}: {len(self.doc_collections)} collections for "
+                                 f"{len(self.doc_ids)} documents")
+            object.__setattr__(self, "doc_collections", [DEFAULT_COLLECTION] * len(self.doc_ids))
 
     @property
     def rows(self) -> int:
@@ -104,8 +116,10 @@ class LiveSegment:
         return self.deleted is None or not self.deleted[entry]
 
 
-def segment_from_texts(name: str, documents: Sequence[DocumentChunks]) -> Segment:
-    """Tokenize the documents' chunks into a new segment."""
+def segment_from_texts(name: str, documents: Sequence[DocumentChunks],
+                       collections: Mapping[str, str] | None = None) -> Segment:
+    """Tokenize the documents' chunks into a new segment; `collections` maps document ids to their
+    collection (default: DEFAULT_COLLECTION)."""
     columns: dict[str, int] = {}
     term_ids: list[int] = []
     lengths: list[int] = []
@@ -129,6 +143,7 @@ def segment_from_texts(name: str, documents: Sequence[DocumentChunks]) -> Segmen
         [d[0] for d in documents],
         [d[1] for d in documents],
         np.asarray([len(d[2]) for d in documents], dtype=np.int64),
+        [(collections or {}).get(d[0], DEFAULT_COLLECTION) for d in documents],
     )
 
 
@@ -141,6 +156,7 @@ def segment_from_matrix(
     doc_ids: list[str],
     checksums: list[str],
     doc_chunks: np.ndarray,
+    doc_collections: list[str] | None = None,
 ) -> Segment:
     matrix.sum_duplicates()
     data = matrix.data
@@ -156,6 +172,7 @@ def segment_from_matrix(
         doc_ids=doc_ids,
         checksums=checksums,
         doc_chunks=doc_chunks,
+        doc_collections=doc_collections or [],
     )
 
 
@@ -168,6 +185,7 @@ def merge_segments(name: str, parts: Sequence[LiveSegment]) -> Segment:
     chunk_ids: list[str] = []
     doc_ids: list[str] = []
     checksums: list[str] = []
+    collections: list[str] = []
     doc_chunks: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     offset = 0
@@ -176,6 +194,7 @@ def merge_segments(name: str, parts: Sequence[LiveSegment]) -> Segment:
         entries = np.arange(len(seg.doc_ids)) if part.deleted is None else np.flatnonzero(~part.deleted)
         doc_ids.extend(seg.doc_ids[e] for e in entries.tolist())
         checksums.extend(seg.checksums[e] for e in entries.tolist())
+        collections.extend(seg.doc_collections[e] for e in entries.tolist())
         doc_chunks.append(seg.doc_chunks[entries])
 
         colmap = np.full(len(seg.vocab), -1, dtype=np.int32)
@@ -212,6 +231,7 @@ def merge_segments(name: str, parts: Sequence[LiveSegment]) -> Segment:
         doc_ids,
         checksums,
         np.concatenate(doc_chunks).astype(np.int64),
+        collections,
     )
 
 
@@ -244,6 +264,35 @@ class Edit:
             self.parts[i] = LiveSegment.of(part.segment, self.version, deleted)
             self.changed = True
         return removed
+
+    def move(self, document_ids: Collection[str], collection: str) -> int:
+        """Put the documents' live chunks in `collection`; returns how many chunks they have.
+
+        Their rows are copied (no tokenizing) into one new segment labelled `collection`, and their old
+        entries deleted: BM25 statistics stay the same, only the label changes. Documents already there
+        are left alone.
+        """
+        wanted = set(document_ids)
+        total = 0
+        sources: list[LiveSegment] = []
+        moving: list[str] = []
+        for part in self.parts:
+            seg = part.segment
+            entries = [e for d in wanted if (e := seg.doc_index.get(d)) is not None and part.is_live(e)]
+            total += int(seg.doc_chunks[entries].sum()) if entries else 0
+            entries = [e for e in entries if seg.doc_collections[e] != collection]
+            if not entries:
+                continue
+            not_copied = np.ones(len(seg.doc_ids), dtype=bool)  # a "deletion mask" that keeps only these
+            not_copied[entries] = False
+            sources.append(LiveSegment.of(seg, 1, not_copied))
+            moving.extend(seg.doc_ids[e] for e in entries)
+        if not sources:
+            return total
+        copied = merge_segments(self.new_name(), sources)
+        self.delete(moving)
+        self.append(replace(copied, doc_collections=[collection] * len(copied.doc_ids)))
+        return total
 
     def append(self, segment: Segment) -> None:
         self.parts.append(LiveSegment.of(segment, 0, None))

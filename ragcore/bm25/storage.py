@@ -5,6 +5,10 @@ increments; it is the single commit point. A store gives three things: a cheap `
 the refresh interval, a consistent `reading()` view of one manifest and its files, and an exclusive
 `writing()` step that commits one manifest atomically. `ragcore.bm25.postgres` is the other store.
 
+A segment's labels (vocabulary, chunk ids, documents with checksum, chunk count and collection) are one
+JSON document; one written before collections lacks the collection and reads as DEFAULT_COLLECTION, so an
+existing index needs no migration.
+
 The folder (the embedded default): `manifest.json` is replaced atomically (temp file, fsync, os.replace,
 fsync of the directory). Writers take an exclusive `flock` on `lock`, re-read the manifest, apply their
 change to the newest state, commit, and collect garbage. Files that drop out of the manifest are listed in
@@ -32,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from ragcore.bm25.segments import LiveSegment, Segment
+from ragcore.types import DEFAULT_COLLECTION
 
 FORMAT = 1
 MANIFEST = "manifest.json"
@@ -76,7 +81,9 @@ def segment_meta(seg: Segment) -> bytes:
     meta = {
         "vocab": seg.vocab,
         "chunk_ids": seg.chunk_ids,
-        "documents": [[d, c, int(n)] for d, c, n in zip(seg.doc_ids, seg.checksums, seg.doc_chunks.tolist())],
+        # [id, checksum, chunks, collection]; a segment written before collections has no fourth field.
+        "documents": [[d, c, int(n), k] for d, c, n, k in
+                      zip(seg.doc_ids, seg.checksums, seg.doc_chunks.tolist(), seg.doc_collections)],
     }
     return json.dumps(meta, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -95,6 +102,7 @@ def segment_from_parts(name: str, arrays: dict[str, np.ndarray], meta: bytes | s
         doc_ids=[d[0] for d in documents],
         checksums=[d[1] for d in documents],
         doc_chunks=np.asarray([d[2] for d in documents], dtype=np.int64),
+        doc_collections=[d[3] if len(d) > 3 else DEFAULT_COLLECTION for d in documents],
     )
 
 

@@ -51,6 +51,31 @@ def test_a_follow_up_uses_the_conversation_as_context(engine: Engine) -> None:
     assert other is not None and other.retrieval_mode == "hybrid"
 
 
+def test_a_follow_up_moves_its_conversation_to_the_top_and_a_first_question_starts_one(engine: Engine) -> None:
+    # A new conversation is stored without reading a history or saving its updated_at again (it has
+    # none, and a fresh one); an existing one is still moved up the sidebar by each question.
+    ask("How do I roll back a release?", key="C1:T1")
+    ask("When do releases go out?", key="C1:T2")
+    first, second = Conversation.objects.get(external_key="C1:T1"), Conversation.objects.get(external_key="C1:T2")
+    assert second.updated_at > first.updated_at and second.messages.count() == 2
+    ask("and who is notified?", key="C1:T1")
+    first.refresh_from_db()
+    assert first.updated_at > second.updated_at
+    question, answer = list(first.messages.all())[2:]
+    assert (question.role, question.text, answer.role, answer.error) == ("user", "and who is notified?", "assistant", "")
+    assert answer.retrieval_mode == "context"  # its history was read
+
+
+def test_a_web_key_seen_before_finds_its_conversation(engine: Engine) -> None:
+    # The web chat's keys are fresh, so its rows are inserted first; a key that is taken still finds its own.
+    ask_chat(surface="web", conversation_key="user:1:k1", user_key="user:1", text="How do I roll back a release?")
+    ask_chat(surface="web", conversation_key="user:1:k1", user_key="user:1", text="and who is notified?")
+    conversation = Conversation.objects.get(surface="web", external_key="user:1:k1")
+    assert [m.role for m in conversation.messages.all()] == ["user", "assistant", "user", "assistant"]
+    assert conversation.messages.order_by("pk").last().retrieval_mode == "context"
+    assert Conversation.objects.count() == 1
+
+
 def test_conversations_are_kept_apart_by_their_key(engine: Engine) -> None:
     ask("How do I roll back a release?", key="C1:T1")
     ask("When do releases go out?", key="C1:T2")

@@ -103,7 +103,7 @@ def test_readiness_says_warming_until_the_warm_up_is_done_then_lists_every_check
     checks = body["checks"]
     assert {name: c["status"] for name, c in checks.items()} == {
         "database": "ok", "originals": "ok", "vector_store": "ok", "bm25_index": "ok", "embedding_model": "ok",
-        "llm": "degraded: extractive fallback", "disk": "ok",
+        "llm": "degraded: extractive fallback", "disk": "ok", "sources": "ok",
     }
     assert checks["vector_store"]["detail"] == {"chunks": engine.store.count()} and checks["bm25_index"]["detail"]["chunks"] > 0
     keyword = checks["bm25_index"]["detail"]

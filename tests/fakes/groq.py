@@ -17,6 +17,8 @@ Magic words (anywhere in the last user message):
     FAULT_NOFINISH  stream every token and [DONE] but never a finish_reason
     FAULT_FLAKY     500 the first time this exact prompt is seen, the normal reply after that
     FAULT_CITE99    the normal reply, also citing a source that does not exist: "[1][99]"
+    FAULT_RAGGED    the normal reply on a ragged wire: \\r\\n line endings, `: keep-alive` comments and
+                    `event:` lines, cut into 7-byte HTTP chunks (lines and UTF-8 characters straddle them)
 A key of "gsk-invalid", or none, gets a 401.
 
     with FakeGroqServer() as fake:
@@ -50,6 +52,7 @@ INVALID_KEY = "gsk-invalid"
 NO_SOURCES_REPLY = "I could not find this in the documents."
 MAGIC_WORDS = (
     "FAULT_429", "FAULT_500", "FAULT_TIMEOUT", "FAULT_BROKEN", "FAULT_NOFINISH", "FAULT_FLAKY", "FAULT_CITE99",
+    "FAULT_RAGGED",
 )
 FAIL_RATE_FAULTS = ("429", "500", "timeout", "broken")
 BROKEN_AFTER_TOKENS = 3  # a broken stream sends this many tokens, then the socket is dropped
@@ -263,7 +266,7 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
         if streaming:
             openai_usage = self.path == OPENAI_CHAT_PATH and bool((body.get("stream_options") or {}).get("include_usage"))
             self._stream(completion_id, model, tokens, finish_reason, usage, broken=fault == "broken",
-                         openai_usage=openai_usage)
+                         openai_usage=openai_usage, ragged=fault == "ragged")
             return
         if fake._stopping.wait(fake.first_token_delay + fake.token_delay * len(tokens)):
             raise _DropConnection
@@ -275,8 +278,15 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
         })
 
     def _stream(self, completion_id: str, model: str, tokens: list[str], finish_reason: str | None,
-                usage: dict[str, Any], *, broken: bool, openai_usage: bool = False) -> None:
+                usage: dict[str, Any], *, broken: bool, openai_usage: bool = False, ragged: bool = False) -> None:
         fake = self.server.fake
+        held: list[bytes] = []  # a ragged stream is sent at the end, cut anywhere
+
+        def event(data: bytes) -> None:
+            if not ragged:
+                self._write_chunk(data)
+                return
+            held.append(b": keep-alive\r\n\r\nevent: message\r\n" + data.replace(b"\n", b"\r\n"))
         request_id = f"req_{uuid.uuid4().hex}"
         created = int(time.time())
 
@@ -293,7 +303,8 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
                 obj["x_groq"] = x_groq
             if usage_chunk is not None:
                 obj["usage"] = usage_chunk
-            self._write_chunk(f"data: {json.dumps(obj)}\n\n".encode())
+            # ensure_ascii=False: multi-byte characters on the wire, as real servers send them.
+            event(f"data: {json.dumps(obj, ensure_ascii=False)}\n\n".encode())
 
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
@@ -313,7 +324,10 @@ class FakeGroqHandler(BaseHTTPRequestHandler):
             chunk({}, finish_reason, x_groq={"id": request_id, "usage": usage})
         if openai_usage:  # OpenAI: a chunk of its own after the finish_reason, with no choices
             chunk(None, usage_chunk={k: usage[k] for k in ("prompt_tokens", "completion_tokens", "total_tokens")})
-        self._write_chunk(b"data: [DONE]\n\n")
+        event(b"data: [DONE]\n\n")
+        wire = b"".join(held)
+        for start in range(0, len(wire), 7):
+            self._write_chunk(wire[start : start + 7])
         self._write_chunk(b"")
 
     def _write_chunk(self, data: bytes) -> None:
@@ -437,7 +451,7 @@ class FakeGroqServer:
     def _choose_fault(self, prompt: str) -> str:
         """The fault this request asked for with a magic word, or one drawn at `fail_rate`, or ""."""
         for word, fault in (("FAULT_429", "429"), ("FAULT_500", "500"), ("FAULT_TIMEOUT", "timeout"),
-                            ("FAULT_BROKEN", "broken"), ("FAULT_NOFINISH", "nofinish")):
+                            ("FAULT_BROKEN", "broken"), ("FAULT_NOFINISH", "nofinish"), ("FAULT_RAGGED", "ragged")):
             if word in prompt:
                 return fault
         with self._lock:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from ragcore.abstention import NOT_COVERED, Verdict, decide, decline_text, is_decline, keyword_evidence
+from ragcore import Engine, RagSettings
+from ragcore.abstention import NOT_COVERED, Verdict, decide, decline_text, is_decline, keyword_evidence, reconsider
+from ragcore.embeddings import Embedder
+from ragcore.extractive import NOTICE
 from ragcore.types import Chunk, ScoredChunk
+from tests.support import DEPLOY
 
 CHUNKS = [ScoredChunk(Chunk("d:0", "d", 0, "httpx sends requests. The default timeout is five seconds.", "HTTPX"), 1.0)]
 # 100 chunks in the index; "httpx" is in all of them, "timeout" in 3, "price" and "enterprise" in none.
@@ -59,3 +65,73 @@ def test_the_decline_names_the_closest_passage() -> None:
 ])
 def test_a_models_decline_is_recognised(answer: str, declined: bool) -> None:
     assert is_decline(answer) is declined
+
+
+def test_an_unknown_name_counts_once_however_many_parts_it_has() -> None:
+    chunks = [ScoredChunk(Chunk("r:0", "r", 0, "Releases go out every Tuesday.", "Releases"), 1.0)]
+    df = {"releas": 1, "go": 1, "fault": 0, "broken": 0}
+    one_name = keyword_evidence("When do releases go out? FAULT_BROKEN", chunks, 10, df)
+    two_words = keyword_evidence("When do releases go out? fault broken", chunks, 10, df)
+    assert one_name == pytest.approx(2 / 3)  # releases, go found; FAULT_BROKEN, one word, missing
+    assert two_words == pytest.approx(2 / 4)
+
+
+def test_a_weak_verdict_is_covered_when_one_sentence_is_close_to_the_question() -> None:
+    weak = decide("How do I turn on debug mode?", CHUNKS, best_dense=0.45, keyword=0.48, threshold=0.5)
+    assert not weak.covered and weak.could_be_covered_by_a_sentence(0.5)
+    assert reconsider(weak, 0.85, threshold=0.5).covered  # "To enable debug mode, use the --debug option."
+    assert not reconsider(weak, 0.55, threshold=0.5).covered  # a sentence no closer than the chunk: still weak
+
+
+def test_a_sentence_never_rescues_a_question_with_nothing_in_common_or_nothing_to_search() -> None:
+    far = decide("Who painted the Mona Lisa?", CHUNKS, best_dense=0.05, keyword=0.0, threshold=0.5)
+    assert not reconsider(far, 0.6, threshold=0.5).covered  # as close as out-of-corpus questions get to a sentence
+    assert not decide("Who?", CHUNKS, best_dense=0.05, keyword=0.4, threshold=0.9).could_be_covered_by_a_sentence(0.9)
+    too_short = decide("q1", CHUNKS, best_dense=0.9, keyword=1.0, threshold=0.5)
+    assert reconsider(too_short, 1.0, threshold=0.5) is too_short
+
+
+# The calibrated threshold is MiniLM's: these go through the real model and the whole answer path.
+DEBUG_PAGE = """# Debug Mode
+
+In debug mode, the server reloads on changes and shows a debugger. To enable debug mode, use the `--debug` option.
+
+```console
+$ flask --app hello --debug run
+ * Serving Flask app "hello"
+ * Debug mode: on
+ * Running on http://127.0.0.1:5000/ (Press CTRL+C to quit)
+ * Restarting with inotify reloader
+ * Debugger is active!
+ * Debugger PIN: 223-456-919
+```
+"""
+
+
+@pytest.fixture
+def real_engine(tmp_path: Path, real_embedder: Embedder) -> Engine:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "deploy.md").write_text(DEPLOY)
+    (docs / "debug.md").write_text(DEBUG_PAGE)
+    engine = Engine(RagSettings(data_dir=tmp_path / "data", index_refresh_seconds=0.0), embedder=real_embedder)
+    engine.ingest_files(sorted(docs.iterdir()))
+    return engine
+
+
+@pytest.mark.parametrize("question", ["When do releases go out? FAULT_BROKEN", "How do I roll back a release? FAULT_BROKEN"])
+def test_an_on_topic_question_with_one_unknown_name_is_answered(real_engine: Engine, question: str) -> None:
+    answer = real_engine.answer(question)
+    assert not answer.not_covered and answer.text.startswith(NOTICE)
+
+
+def test_a_question_one_sentence_answers_is_answered_though_its_chunk_is_mostly_console_output(real_engine: Engine) -> None:
+    answer = real_engine.answer("How do I turn on debug mode?")
+    assert not answer.not_covered and "--debug" in answer.text
+
+
+@pytest.mark.parametrize("question", ["What is the price of an enterprise license?", "How do I roll back a database migration?",
+                                      "What is the capital of France?"])
+def test_questions_the_documents_do_not_cover_are_still_declined(real_engine: Engine, question: str) -> None:
+    answer = real_engine.answer(question)
+    assert answer.not_covered and answer.text.startswith(NOT_COVERED)

@@ -196,3 +196,15 @@ def test_a_database_restart_keeps_readers_serving_and_fails_writes_transiently_u
     wait_for(lambda: reader.document_info("during") == ("v", 1), 3.0)
     assert_agrees(open_index(name), corpus | {"during": ["glacier"]})
     assert chunk_ids("during", ["glacier"]) == ["during#0"]
+
+
+def test_segments_are_stored_with_fast_compression_so_ingest_keeps_pace_with_the_folder(name: str) -> None:
+    # pglz, the server's default, cost more than the rest of a commit (benchmarks/keyword_stores.py).
+    open_index(name).add("a", "v1", ["a#0"], ["glacier pathway"])
+    with psycopg.connect(DATABASE_URL, autocommit=True) as conn:
+        found = conn.execute(
+            "SELECT attrelid::regclass::text, attname, attcompression, attstorage FROM pg_attribute "
+            "WHERE attrelid IN ('rag_bm25_segment'::regclass, 'rag_bm25_deletions'::regclass) "
+            "AND atttypid = 'bytea'::regtype").fetchall()
+    assert len(found) == 6
+    assert all(compression == "l" or storage == "e" for _t, _c, compression, storage in found), found

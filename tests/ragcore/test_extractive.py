@@ -230,3 +230,67 @@ def test_a_how_to_answer_brings_the_example_after_its_paragraph() -> None:
     assert "every value is recorded. [1]\n\n```python\n@click.option('--message', '-m', multiple=True)\n```" in how
     why = compose("Why is every value of an option recorded?", [chunk(text)], same_vector)
     assert "multiple=True" not in why
+
+
+CONFIG_REFERENCE = """SESSION_COOKIE_NAME
+
+The name of the session cookie. Can be changed in case you already have a cookie with the same name.
+
+Default: `'session'`
+
+SESSION_COOKIE_DOMAIN
+
+The domain match rule that the session cookie will be valid for.
+
+Default: `None`
+"""
+
+
+def test_a_definitions_default_is_quoted_with_it() -> None:
+    answer = compose("What is the default name of the session cookie?", [chunk(CONFIG_REFERENCE)], encode)
+    assert "- `SESSION_COOKIE_NAME`: The name of the session cookie. (Default: `'session'`) [1]" in answer
+    assert "(Default: `None`)" not in answer.split("SESSION_COOKIE_NAME")[1].split("\n")[0]
+    assert not markup_problems(answer)
+
+
+def test_a_short_lead_in_is_never_a_bullet_of_its_own() -> None:
+    text = ("Values of an option given several times are all recorded, not just the last one. For instance, "
+            "`commit -m foo -m bar` records two lines. This can be accomplished with the `multiple` flag:\n\n"
+            "```python\n@click.option('--message', '-m', multiple=True)\n```\n\nAnd on the command line:\n\n"
+            "```\n$ commit -m foo -m bar\n```")
+    answer = compose("How can an option be given several times on the command line?", [chunk(text)], encode)
+    assert "- And on the command line" not in answer
+    # The paragraph's last sentence introduces the example: it comes along, the sentence skipped between marked.
+    assert ("all recorded, not just the last one. … This can be accomplished with the `multiple` flag [1]:\n\n"
+            "```python\n@click.option('--message', '-m', multiple=True)\n```") in answer
+
+
+def test_a_condition_on_it_keeps_the_sentence_that_names_it() -> None:
+    text = ("Variadic arguments accept any number of values. This is controlled with the `nargs` parameter. "
+            "If it is set to `-1`, then an unlimited number of arguments is accepted.")
+    answer = compose("How do I accept an unlimited number of arguments?", [chunk(text)], encode)
+    assert "`nargs` parameter. If it is set to `-1`, then an unlimited number of arguments is accepted. [1]" in answer
+
+
+def test_a_sentence_is_never_appended_after_a_quoted_code_block() -> None:
+    text = ("To ask for input, use the `prompt()` function. Any Unicode string is accepted by default. "
+            "For instance, ask for an integer:\n\n"
+            "```\nvalue = click.prompt('Please enter a valid integer', type=int)\n```")
+    answer = compose("How do I ask for input? Is any Unicode string accepted by default?", [chunk(text)], same_vector)
+    assert "``` To ask" not in answer and not markup_problems(answer)
+    assert answer.endswith("```\n\n- To ask for input, use the `prompt()` function. [1]")  # a bullet of its own
+
+
+def test_a_pointer_elsewhere_loses_to_the_sentence_that_answers() -> None:
+    pointer = chunk("See Running Commands with the CLI Runner for an overview of how to test your custom commands.", 1)
+    answer = chunk("Flask provides `test_cli_runner()` to create a runner, which runs CLI commands in isolation.", 2)
+    evidence = select_evidence("How do I test a custom CLI command?", [pointer, answer], same_vector)
+    assert "test_cli_runner" in evidence[0].text
+
+
+def test_a_how_to_answer_that_finds_the_problem_brings_the_remedy_that_follows() -> None:
+    text = ("In some circumstances, the code connecting receivers to signals may run multiple times. This can cause "
+            "your receiver function to be registered more than once. For example, the `ready()` method may run twice "
+            "during testing.\n\nIf this behavior is problematic, pass a unique identifier as the `dispatch_uid` argument.")
+    answer = compose("How do I prevent a signal receiver from being registered more than once?", [chunk(text)], encode)
+    assert "registered more than once. … If this behavior is problematic, pass a unique identifier as the `dispatch_uid` argument. [1]" in answer

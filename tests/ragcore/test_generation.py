@@ -297,3 +297,28 @@ async def test_astream_stopped_early_releases_the_stream(fake: FakeGroqServer) -
     stream = make_generator(fake).astream(ask("q"))
     assert await stream.__anext__() == "According"
     await stream.aclose()
+
+
+# -- the wire ----------------------------------------------------------------------------------
+
+RAGGED_REPLY = "Déployez d’abord — puis vérifiez ✓ 日本語 [1]."
+
+
+def test_a_ragged_stream_reads_as_the_same_text_and_usage(fake: FakeGroqServer) -> None:
+    # \r\n endings, comments and event lines, and every line and character cut across HTTP chunks.
+    fake.reply = RAGGED_REPLY
+    stream = make_generator(fake).stream(ask("q FAULT_RAGGED"))
+    tokens = list(stream)
+    assert "".join(tokens) == RAGGED_REPLY
+    assert stream.finish_reason == "stop"
+    assert stream.usage.completion_tokens == len(tokens) and stream.usage.prompt_tokens > 0
+
+
+async def test_a_ragged_stream_reads_the_same_on_the_event_loop(fake: FakeGroqServer) -> None:
+    fake.reply = RAGGED_REPLY
+    generator = make_generator(fake)
+    stream = generator.astream(ask("q FAULT_RAGGED"))
+    tokens = [t async for t in stream]
+    assert "".join(tokens) == RAGGED_REPLY
+    assert stream.usage.completion_tokens == len(tokens)
+    await generator.aclose()

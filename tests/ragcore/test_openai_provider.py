@@ -210,3 +210,14 @@ def test_the_async_engine_path_uses_the_openai_server(engine, fake: FakeOpenAISe
 
     done = asyncio.run(run())
     assert done.answer.provider == "openai" and done.answer.usage.completion_tokens > 0
+
+
+async def test_a_ragged_stream_reads_as_the_same_text_and_usage(fake: FakeOpenAIServer) -> None:
+    # \r\n endings, comments and event lines, cut across HTTP chunks; the usage in its choice-less chunk.
+    fake.reply = "Déployez d’abord — puis vérifiez ✓ 日本語 [1]."
+    generator = make_openai(fake)
+    stream = generator.astream(ask("q FAULT_RAGGED"))
+    tokens = [t async for t in stream]
+    assert "".join(tokens) == fake.reply
+    assert stream.finish_reason == "stop" and stream.usage.completion_tokens == len(tokens)
+    await generator.aclose()

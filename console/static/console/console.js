@@ -201,3 +201,19 @@
   }
   window.setTimeout(poll, 1000);
 })();
+
+/* Sources: only the chosen kind's settings show (without script, every kind's fieldset shows; the server
+   reads only the chosen one's). */
+(function () {
+  "use strict";
+  document.querySelectorAll("form[data-source-form]").forEach(function (form) {
+    function show() {
+      var checked = form.querySelector('input[name="kind"]:checked');
+      form.querySelectorAll("fieldset[data-kind]").forEach(function (set) {
+        set.hidden = !!checked && set.getAttribute("data-kind") !== checked.value;
+      });
+    }
+    form.querySelectorAll('input[name="kind"]').forEach(function (input) { input.addEventListener("change", show); });
+    show();
+  });
+})();

@@ -73,7 +73,7 @@ async def test_a_dropped_gateway_is_resumed_and_the_answer_in_flight_still_finis
 async def test_when_the_llm_fails_mid_answer_the_extractive_answer_replaces_it(
     fake: FakeDiscord, groq: FakeGroqServer, bot: LorebotClient
 ) -> None:
-    answer = await answer_to(fake, fake.send_message(mention("How do I roll back a release with the rollback pipeline? FAULT_BROKEN")))
+    answer = await answer_to(fake, fake.send_message(mention("How do I roll back a release? FAULT_BROKEN")))
     head, _, tail = answer["content"].partition("\n\n---\n\n")
     assert head == "According to the"  # the three tokens that had streamed
     assert tail.startswith(NOTICE) and "**Sources**" in tail and _buttons(answer)

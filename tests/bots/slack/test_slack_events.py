@@ -265,7 +265,7 @@ async def test_a_channel_error_is_counted_and_does_not_affect_other_answers(slac
 
 
 async def test_the_llm_failing_mid_answer_ends_with_the_extractive_answer(slack: Slack) -> None:
-    event = mention("How do I roll back a release with the rollback pipeline? FAULT_BROKEN")
+    event = mention("How do I roll back a release? FAULT_BROKEN")
     await slack.send_event(event)
     reply = await answer_of(slack.fake, "C0GENERAL", event["ts"])
     text = reply.block_text

@@ -1,0 +1,214 @@
+"""The source form: a name, a kind, that kind's settings and a schedule, validated by the kind's connector.
+
+Each kind's settings are form fields named "<kind>-<setting>" (one fieldset per kind on the page); the
+chosen kind's become the source's `config`, and `Connector.from_config` checks them, so an error is
+shown on the field it names. A URL's password (a Git token written in the URL) is never sent back to
+the page: the field shows "***" in its place and keeps the stored one when left so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from django import forms
+
+from console.models import Source
+from console.syncing.service import validate_settings
+from ragcore.connectors import ConnectorConfigError
+
+MASK = "***"
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    label: str
+    kind: str = "text"  # text, lines (one pattern per line), int, float
+    help: str = ""
+    required: bool = False
+
+
+KIND_SETTINGS: dict[str, tuple[Setting, ...]] = {
+    "folder": (
+        Setting("path", "Folder on the server", help="An absolute path the server can read, e.g. /srv/handbook.",
+                required=True),
+        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore (*.md, docs/). "
+                                               "Empty: every document type Lorebot reads."),
+        Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line (drafts/, *.tmp.md)."),
+    ),
+    "git": (
+        Setting("url", "Repository URL", help="https://, ssh:// or file://; a private repository's token goes in "
+                                              "the URL (https://user:TOKEN@host/…) and is never shown again.",
+                required=True),
+        Setting("branch", "Branch", help="Empty: the repository's default branch."),
+        Setting("subdirectory", "Folder in the repository", help="Empty: the whole repository."),
+        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore."),
+        Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line."),
+        Setting("web", "Web host", help="github, gitlab or gitea to link each file there; none for the source viewer; "
+                                        "empty: guessed from the URL."),
+    ),
+    "web": (
+        Setting("start_url", "Start URL", help="The page the crawl starts from (same-site links are followed)."),
+        Setting("sitemap_url", "Sitemap URL", help="A sitemap.xml listing the pages, instead of or beside a start URL."),
+        Setting("page_limit", "Page limit", "int", "At most this many pages (default 500)."),
+        Setting("delay_seconds", "Delay between requests (s)", "float", "Politeness delay (default 0.5)."),
+        Setting("include", "Include", "lines", "Only URLs under these paths, one per line (/docs/)."),
+        Setting("exclude", "Exclude", "lines", "URLs under these paths are left out, one per line."),
+    ),
+}
+
+UNITS = (("minutes", "minutes"), ("hours", "hours"), ("days", "days"))
+_MINUTES = {"minutes": 1, "hours": 60, "days": 1440}
+
+
+def field_name(kind: str, setting: str) -> str:
+    return f"{kind}-{setting}"
+
+
+def mask_url(value: str) -> str:
+    """The URL with its password replaced by MASK (nothing secret goes back to a page)."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if not parts.password:
+        return value
+    netloc = f"{parts.username}:{MASK}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _unmask_url(value: str, stored: str) -> str:
+    """The submitted URL, with the stored password put back where the page showed MASK."""
+    try:
+        parts, old = urlsplit(value), urlsplit(stored)
+    except ValueError:
+        return value
+    if parts.password != MASK or not old.password:
+        return value
+    netloc = f"{parts.username}:{old.password}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def masked_config(source: Source) -> dict[str, Any]:
+    """The source's settings as a page may show them."""
+    return {k: mask_url(v) if isinstance(v, str) else v for k, v in (source.config or {}).items()}
+
+
+class SourceForm(forms.Form):
+    name = forms.CharField(max_length=100)
+    kind = forms.ChoiceField(choices=Source.Kind.choices, widget=forms.RadioSelect)
+    schedule = forms.ChoiceField(choices=(("manual", "Manual: only when asked"), ("every", "Every")), initial="manual",
+                                 widget=forms.RadioSelect)
+    every = forms.IntegerField(min_value=1, max_value=100_000, required=False, initial=1)
+    unit = forms.ChoiceField(choices=UNITS, initial="hours", required=False)
+
+    def __init__(self, *args: Any, instance: Source | None = None, **kwargs: Any) -> None:
+        self.instance = instance
+        if instance is not None and "initial" not in kwargs:
+            kwargs["initial"] = self._initial_from(instance)
+        super().__init__(*args, **kwargs)
+        for kind, settings in KIND_SETTINGS.items():
+            for s in settings:
+                self.fields[field_name(kind, s.name)] = self._settings_field(s)
+
+    @staticmethod
+    def _settings_field(s: Setting) -> forms.Field:
+        # Not required at the form level: only the chosen kind's settings count (checked in clean()).
+        if s.kind == "lines":
+            return forms.CharField(label=s.label, help_text=s.help, required=False,
+                                   widget=forms.Textarea(attrs={"rows": 3}))
+        if s.kind == "int":
+            return forms.IntegerField(label=s.label, help_text=s.help, required=False, min_value=1)
+        if s.kind == "float":
+            return forms.FloatField(label=s.label, help_text=s.help, required=False, min_value=0)
+        return forms.CharField(label=s.label, help_text=s.help, required=False, max_length=2000)
+
+    @staticmethod
+    def _initial_from(source: Source) -> dict[str, Any]:
+        initial: dict[str, Any] = {"name": source.name, "kind": source.kind}
+        minutes = source.every_minutes
+        if minutes:
+            unit = "days" if minutes % 1440 == 0 else "hours" if minutes % 60 == 0 else "minutes"
+            initial.update(schedule="every", every=minutes // _MINUTES[unit], unit=unit)
+        for key, value in masked_config(source).items():
+            initial[field_name(source.kind, key)] = "\n".join(value) if isinstance(value, list) else value
+        return initial
+
+    def kind_fieldsets(self) -> list[tuple[str, str, list[forms.BoundField]]]:
+        """(kind, label, its bound fields) for the template, one fieldset per kind."""
+        labels = dict(Source.Kind.choices)
+        return [(kind, labels.get(kind, kind), [self[field_name(kind, s.name)] for s in settings])
+                for kind, settings in KIND_SETTINGS.items()]
+
+    def clean_name(self) -> str:
+        name = str(self.cleaned_data["name"]).strip()
+        taken = Source.objects.filter(name__iexact=name)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError("Another source already has this name.")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        kind = data.get("kind")
+        if not kind:
+            return data
+        if data.get("schedule") == "every":
+            if not data.get("every"):
+                self.add_error("every", "How often? A number of minutes, hours or days.")
+            else:
+                data["every_minutes"] = int(data["every"]) * _MINUTES[data.get("unit") or "hours"]
+        else:
+            data["every_minutes"] = None
+        config = self._config(kind, data)
+        data["config"] = config
+        for s in KIND_SETTINGS.get(kind, ()):
+            if s.required and not config.get(s.name):
+                self.add_error(field_name(kind, s.name), "This setting is required.")
+        if self.errors:
+            return data
+        try:
+            data["description"] = validate_settings(kind, config, source_id=self.instance.pk if self.instance else None)
+        except ConnectorConfigError as exc:
+            message = str(exc).removeprefix(f"{exc.field}: ")
+            target = field_name(kind, exc.field)
+            if target in self.fields:
+                self.add_error(target, message)
+            elif exc.field == "kind":
+                self.add_error("kind", message)
+            else:  # a setting this form has no field for: named in the message
+                self.add_error(None, str(exc))
+        except ImportError:  # a kind registered but not installed on this server
+            self.add_error("kind", f"The {kind} kind is not available on this server.")
+        return data
+
+    def _config(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        stored = self.instance.config if self.instance is not None and self.instance.kind == kind else {}
+        config: dict[str, Any] = {}
+        for s in KIND_SETTINGS.get(kind, ()):
+            value = data.get(field_name(kind, s.name))
+            if value in (None, ""):
+                continue
+            if s.kind == "lines":
+                lines = [line.strip() for line in str(value).splitlines() if line.strip()]
+                if lines:
+                    config[s.name] = lines
+            elif isinstance(value, str):
+                value = value.strip()
+                if value:
+                    config[s.name] = _unmask_url(value, str(stored.get(s.name, "")))
+            else:
+                config[s.name] = value
+        return config
+
+    def save(self, user: Any = None) -> Source:
+        """The new or edited source (unsaved fields set from the form; the caller saves through the service)."""
+        source = self.instance or Source(created_by=user if getattr(user, "is_authenticated", False) else None)
+        source.name = self.cleaned_data["name"]
+        source.kind = self.cleaned_data["kind"]
+        source.config = self.cleaned_data["config"]
+        source.every_minutes = self.cleaned_data["every_minutes"]
+        return source

@@ -1,0 +1,58 @@
+"""Fixtures of the synced-sources tests: an engine whose embedder counts what it embeds, and a folder to sync."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.test import override_settings
+
+from console.engine import set_engine
+from console.models import Source
+from console.syncing import service
+from ragcore import Engine
+from tests.support import HashingEmbedder, make_engine
+
+
+class CountingEmbedder(HashingEmbedder):
+    """The hashing embedder, counting the texts it embeds: a sync with nothing changed embeds none."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedded = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.embedded += len(texts)
+        return super().embed(texts)
+
+
+@pytest.fixture
+def embedder() -> CountingEmbedder:
+    return CountingEmbedder()
+
+
+@pytest.fixture
+def engine(tmp_path: Path, embedder: CountingEmbedder) -> Iterator[Engine]:
+    data = tmp_path / "data"
+    with override_settings(RAG_DATA_DIR=data):
+        built = make_engine(data, embedder=embedder)
+        set_engine(built)
+        yield built
+    set_engine(None)
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "handbook"
+    (root / "ops").mkdir(parents=True)
+    (root / "ops" / "rotation.md").write_text("# Key rotation\n\nRotate the API key every ninety days.\n")
+    (root / "deploy.md").write_text("# Deploys\n\nDeploys go out on Tuesdays after review.\n")
+    (root / "notes.txt").write_text("The zebra migration finishes on Friday.\n")
+    return root
+
+
+@pytest.fixture
+def source(folder: Path, engine: Engine) -> Source:
+    return service.save_source(Source(name="handbook", kind="folder", config={"path": str(folder)}))
