@@ -141,3 +141,26 @@ async def _probe_every_surface(tmp_path: Path) -> None:
     print(f"access leak test: {probes} probes, {leaks} leaks")
     assert probes >= 200
     assert leaks == 0
+
+
+def test_a_slack_channel_and_dm_search_what_their_scope_and_link_allow(tmp_path: Path) -> None:
+    from console import chat
+    from console.models import AccountLink, ChannelScope
+    from tests.support import ask_chat
+
+    with override_settings(RAG_DATA_DIR=tmp_path / "data", CHAT_RATE_LIMIT_USER="0", CHAT_RATE_LIMIT_CONVERSATION="0"):
+        (insider, _), _, doc = _plant(tmp_path)
+        scope = ChannelScope.objects.create(platform="slack", workspace="T1", channel="CBOARD")
+        scope.collections.add(doc.collection)
+        AccountLink.link(platform="slack", external_user="T1:UIN", user=insider, by=None)
+
+        def asked(channel: str, user: str, n: int) -> str:
+            asker = chat.Asker(platform="slack", workspace="T1", channel=channel, external_user=user,
+                               direct=channel.startswith("D"))
+            return str(ask_chat(surface="slack", conversation_key=f"T1:{channel}:{n}", user_key=user,
+                                text=QUESTIONS[0], asker=asker))
+
+        assert SECRET in asked("CBOARD", "UOUT", 1)  # the board's channel is scoped to the vault
+        assert SECRET not in asked("CGENERAL", "UIN", 2)  # an unscoped channel: everyone's collections only
+        assert SECRET in asked("DIN", "UIN", 3)  # a DM of the linked insider
+        assert SECRET not in asked("DOUT", "UOUT", 4)  # an unlinked DM
