@@ -11,6 +11,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from console.models import (
+    AccountLink,
+    ChannelScope,
+    Collection,
     Conversation,
     Document,
     Feedback,
@@ -188,3 +191,47 @@ class SyncItemAdmin(ReadOnlyAdmin):
     list_filter = ("source",)
     search_fields = ("key",)
     list_select_related = ("source", "document")
+
+
+# Collections and access: staff manage them here (every change is a LogEntry, the admin's audit trail).
+
+
+@admin.register(Collection)
+class CollectionAdmin(admin.ModelAdmin):
+    """Name, description and who may see it; the key is what the indexes know, so it is fixed once made."""
+
+    list_display = ("name", "key", "visibility", "created_at")
+    list_filter = ("visibility",)
+    search_fields = ("name", "key")
+    filter_horizontal = ("groups",)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("key",) if obj is not None else ()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # PROTECT refuses a collection with documents anyway; the default one is never deleted.
+        return obj is None or not obj.is_default
+
+
+@admin.register(ChannelScope)
+class ChannelScopeAdmin(admin.ModelAdmin):
+    """Which collections a Slack channel, or a Discord server or channel ("" channel: the server's default), answers from."""
+
+    list_display = ("platform", "workspace", "channel", "label")
+    list_filter = ("platform",)
+    search_fields = ("workspace", "channel", "label")
+    filter_horizontal = ("collections",)
+
+
+@admin.register(AccountLink)
+class AccountLinkAdmin(admin.ModelAdmin):
+    """A Slack ("TEAM:USER") or Discord (user id) account known as a Lorebot user: their DMs search what it may see."""
+
+    list_display = ("platform", "external_user", "user", "created_by", "created_at")
+    list_filter = ("platform",)
+    search_fields = ("external_user", "user__username")
+    readonly_fields = ("created_by", "created_at")
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        obj.created_by = obj.created_by or request.user
+        super().save_model(request, obj, form, change)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -9,11 +10,17 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.text import slugify
 
 from console.ingest import storage
 
 if TYPE_CHECKING:
     from ragcore.types import Answer
+
+
+def default_collection_id() -> int:
+    """The default collection's pk (created on first use): where a document goes when nobody chose one."""
+    return Collection.default().pk
 
 
 class Document(models.Model):
@@ -41,6 +48,10 @@ class Document(models.Model):
     version = models.PositiveIntegerField(default=1)
     previous = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="next_versions")
     uploaded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # Who may find it: every chunk carries this collection's key, and retrieval filters on it.
+    # PROTECT: a collection is deleted only once empty (Collection.delete_if_empty).
+    collection = models.ForeignKey("Collection", on_delete=models.PROTECT, related_name="documents",
+                                   default=default_collection_id)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     indexed_at = models.DateTimeField(null=True, blank=True)
@@ -121,6 +132,11 @@ class Document(models.Model):
         """Found at its origin by a sync of `source` (`url`: its address there, "" for none)."""
         self.source, self.origin_url, self.synced_at = source, url, at
         self.save(update_fields=["source", "origin_url", "synced_at", "updated_at"])
+
+    def move_to(self, collection: Collection) -> None:
+        """In another collection (the caller re-labels its chunks: console.access.moves)."""
+        self.collection = collection
+        self.save(update_fields=["collection", "updated_at"])
 
     def mark_deleting(self) -> None:
         """On its way out: the worker removes its chunks, then its row."""
@@ -382,6 +398,11 @@ class Conversation(models.Model):
     user_key = models.CharField(max_length=255, blank=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     title = models.CharField(max_length=200, blank=True)
+    # The collection keys its first question could search (console.chat.access), kept for the whole
+    # conversation: a thread started in a channel keeps that channel's scope. None: not limited
+    # (staff, or a conversation older than collections); each question is further limited to what
+    # its asker may search now, so a narrower grant applies at once.
+    scope = models.JSONField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -437,6 +458,8 @@ class Message(models.Model):
     error = models.CharField(max_length=200, blank=True)
     # The documents do not cover the question: Lorebot declined, or the model said so.
     not_covered = models.BooleanField(default=False)
+    # The collection keys this answer searched (an audit record: what the asker could see then).
+    collections = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     # The process writing an answer in progress (console.ops.orphans.process_token) and when it last
     # said so: an answer whose process died is finished as ORPHANED by whoever notices first.
@@ -457,11 +480,12 @@ class Message(models.Model):
         return f"{self.role}: {self.text[:60]}"
 
     @classmethod
-    def open_exchange(cls, conversation: Conversation, question: str, *, owner: str) -> tuple[Message, Message]:
-        """The question and its answer in progress (owned by `owner`), stored in one INSERT."""
+    def open_exchange(cls, conversation: Conversation, question: str, *, owner: str,
+                      collections: list[str] | None = None) -> tuple[Message, Message]:
+        """The question and its answer in progress (owned by `owner`, searching `collections`), stored in one INSERT."""
         rows = [Message(conversation=conversation, role=cls.Role.USER, text=question),
                 Message(conversation=conversation, role=cls.Role.ASSISTANT, error=cls.IN_PROGRESS, owner=owner,
-                        heartbeat_at=timezone.now())]
+                        heartbeat_at=timezone.now(), collections=collections or [])]
         # One statement rather than two saves: a round trip less per question (SQLite and PostgreSQL
         # both hand back the new ids, so the rows are whole).
         Message.objects.bulk_create(rows)
@@ -780,3 +804,174 @@ class SyncItem(models.Model):
         """Synced at `version`: the next sync fetches it only if its version changes."""
         self.version, self.url, self.synced_at, self.pending, self.run = version, url, at, self.Pending.NONE, run
         self.save(update_fields=["version", "url", "synced_at", "pending", "run"])
+
+
+# Collections and access --------------------------------------------------------------------------
+
+
+class Collection(models.Model):
+    """A set of documents and who may find them: everyone, or the members of chosen groups.
+
+    `key` is what the engine knows (every chunk carries it) and never changes; the name may.
+    """
+
+    DEFAULT_KEY = "default"
+
+    class Visibility(models.TextChoices):
+        EVERYONE = "everyone"
+        GROUPS = "groups", "chosen groups"
+
+    key = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, unique=True)
+    description = models.TextField(blank=True)
+    visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.EVERYONE)
+    groups = models.ManyToManyField("auth.Group", blank=True, related_name="collections")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def default(cls) -> Collection:
+        """The collection every document is in until someone makes another (created on first use)."""
+        found, _ = cls.objects.get_or_create(key=cls.DEFAULT_KEY, defaults={"name": "Default"})
+        return found
+
+    @classmethod
+    def create(cls, name: str, *, description: str = "", visibility: str = Visibility.EVERYONE) -> Collection:
+        """A new collection with a key made from its name (a slug, made unique with a number)."""
+        base = slugify(name)[:50] or "collection"
+        key, n = base, 1
+        while cls.objects.filter(key=key).exists():
+            n += 1
+            key = f"{base}-{n}"
+        return cls.objects.create(key=key, name=name, description=description, visibility=visibility)
+
+    @property
+    def is_default(self) -> bool:
+        return self.key == self.DEFAULT_KEY
+
+    @property
+    def is_restricted(self) -> bool:
+        return self.visibility == self.Visibility.GROUPS
+
+    def describe_access(self) -> str:
+        """Who may find its documents, in words ("everyone", "HR, Finance", "staff only")."""
+        if not self.is_restricted:
+            return "everyone"
+        names = [g.name for g in self.groups.all()]
+        return ", ".join(names) if names else "staff only"
+
+    def edit(self, *, name: str, description: str, visibility: str, groups: Any) -> None:
+        """Renames it and sets who may see it (its key, and so its chunks, stay as they are)."""
+        self.name, self.description, self.visibility = name, description, visibility
+        self.save(update_fields=["name", "description", "visibility", "updated_at"])
+        self.groups.set(groups if visibility == self.Visibility.GROUPS else [])
+
+    def delete_if_empty(self) -> str:
+        """Deletes it when it holds no document and is not the default; else says why not (nothing deleted)."""
+        if self.is_default:
+            return "the default collection cannot be deleted"
+        count = self.documents.count()
+        if count:
+            return f"it still holds {count} document{'s' if count != 1 else ''}; move them to another collection first"
+        self.delete()
+        return ""
+
+
+class ChannelScope(models.Model):
+    """The collections one Slack channel, or one Discord server or channel, answers from.
+
+    Discord: `channel` "" is the server-wide default, a channel's own row overrides it.
+    Without a row a channel answers from the collections everyone may see.
+    """
+
+    class Platform(models.TextChoices):
+        SLACK = "slack"
+        DISCORD = "discord"
+
+    platform = models.CharField(max_length=10, choices=Platform.choices)
+    workspace = models.CharField(max_length=64)  # Slack team id, or Discord guild id
+    channel = models.CharField(max_length=64, blank=True)  # "" only for a Discord server's default
+    label = models.CharField(max_length=100, blank=True)  # "#support", for people reading the list
+    collections = models.ManyToManyField(Collection, blank=True, related_name="channel_scopes")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["platform", "workspace", "channel"]
+        constraints = [models.UniqueConstraint(fields=["platform", "workspace", "channel"], name="channel_scope_unique")]
+
+    def __str__(self) -> str:
+        where = self.channel or "whole server"
+        return f"{self.platform} {self.workspace}/{where}" + (f" ({self.label})" if self.label else "")
+
+
+class AccountLink(models.Model):
+    """A Slack or Discord user known as a Lorebot user: their DMs search what that user may see.
+
+    `external_user` is "TEAM:USER" for Slack (user ids are per workspace) and the user id for Discord.
+    """
+
+    platform = models.CharField(max_length=10, choices=ChannelScope.Platform.choices)
+    external_user = models.CharField(max_length=100)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_links")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["platform", "external_user"]
+        constraints = [models.UniqueConstraint(fields=["platform", "external_user"], name="account_link_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.platform} {self.external_user} → {self.user}"
+
+    @classmethod
+    def link(cls, *, platform: str, external_user: str, user: Any, by: Any) -> AccountLink:
+        """Links (or re-links to `user`) this platform account."""
+        found, _ = cls.objects.update_or_create(platform=platform, external_user=external_user,
+                                                defaults={"user": user, "created_by": by})
+        return found
+
+
+class LinkCode(models.Model):
+    """A one-time code a user shows in the web chat and sends to the bot, to link their Slack or Discord account."""
+
+    code = models.CharField(max_length=20, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"link code for {self.user} (until {self.expires_at:%H:%M})"
+
+    @classmethod
+    def issue(cls, user: Any, *, minutes: int) -> LinkCode:
+        """A fresh code for `user`, valid `minutes`; the user's earlier unused codes stop working."""
+        now = timezone.now()
+        cls.objects.filter(user=user, used_at__isnull=True).update(used_at=now)
+        return cls.objects.create(code=_fresh_code(), user=user, expires_at=now + timedelta(minutes=minutes))
+
+    @classmethod
+    def redeem(cls, code: str, *, platform: str, external_user: str) -> AccountLink | None:
+        """Links the account to the code's user if the code is valid (once, before it expires); else None."""
+        now = timezone.now()
+        found = cls.objects.select_for_update().filter(code=code.strip().upper(), used_at__isnull=True,
+                                                       expires_at__gt=now).first()
+        if found is None:
+            return None
+        found.used_at = now
+        found.save(update_fields=["used_at"])
+        return AccountLink.link(platform=platform, external_user=external_user, user=found.user, by=found.user)
+
+
+def _fresh_code() -> str:
+    # 8 characters of an alphabet without look-alikes (0/O, 1/I): 32^8 ≈ 10^12, short-lived and single-use.
+    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(8))

@@ -74,6 +74,12 @@ class Question:
     def conversation_key(self) -> str:
         return f"{self.team}:{self.channel}:{self.thread_ts}"
 
+    @property
+    def asker(self) -> chat.Asker:
+        """Who asks from where, for the chat service to decide what it may search (a "D…" channel is a DM)."""
+        return chat.Asker(platform=PLATFORM, workspace=self.team, channel=self.channel, external_user=self.user,
+                          direct=self.channel.startswith("D"))
+
 
 def api_error(exc: SlackApiError, action: str, **where: Any) -> str:
     """Logs and counts an error of Slack's Web API; returns its code (e.g. "not_in_channel")."""
@@ -206,7 +212,7 @@ async def _follow(question: Question, update: Update, *, interval: float | None 
     try:
         snap = await follow(
             chat.areply(surface=PLATFORM, conversation_key=question.conversation_key, user_key=question.user,
-                        text=question.text, rate_limit=settings.SLACK_RATE_LIMIT_USER),
+                        text=question.text, rate_limit=settings.SLACK_RATE_LIMIT_USER, asker=question.asker),
             update, interval=settings.SLACK_UPDATE_INTERVAL if interval is None else interval, budget=budget,
         )
     except Exception:

@@ -6,6 +6,7 @@ What the consumer, the bots and `manage.py ask` use is imported from here: the o
 
 from __future__ import annotations
 
+from console.chat.access import Asker
 from console.chat.events import (
     AnswerCitations,
     AnswerDone,
@@ -33,7 +34,7 @@ from console.syncing.origins import synced_text
 from ragcore.types import Citation, Usage
 
 __all__ = [
-    "AnswerCitations", "AnswerDone", "AnswerError", "AnswerStarted", "AnswerToken", "ChatError", "ChatEvent",
+    "Asker", "AnswerCitations", "AnswerDone", "AnswerError", "AnswerStarted", "AnswerToken", "ChatError", "ChatEvent",
     "Citation", "ConversationSummary", "absolute_source_url", "source_url", "StoredAnswer", "StoredConversation", "StoredMessage", "Usage",
     "aconversation_history", "ahas_conversation", "aowns_answer", "arecent_conversations", "areply",
     "arecord_feedback", "astored_answer", "in_thread_pool", "record_feedback", "synced_text", "warm_up",

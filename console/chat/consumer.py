@@ -202,7 +202,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         conversation_id = _field(content, "conversation_id", int)
         try:
             found = await chat.aconversation_history(conversation_id=conversation_id, surface=SURFACE,
-                                                     user_key=self.user_key)
+                                                     user_key=self.user_key, user=_user(self.scope))
         except chat.ChatError as exc:
             await self._error(exc.code, exc.message)
             return

@@ -5,9 +5,12 @@ Each read has an async twin (`a…`) for the consumer and the bots, through the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
+from typing import Any
 
+from console.access.metrics import ACCESS_REFUSED
+from console.access.visibility import visible_documents
 from console.chat.events import ChatError
 from console.chat.orm import in_thread_pool
 from console.models import Conversation, Feedback, Message
@@ -76,8 +79,15 @@ def recent_turns(conversation: Conversation, limit: int) -> list[Turn]:
     return [Turn(m.role, m.text) for m in earlier]
 
 
-def conversation_history(*, conversation_id: int, surface: str, user_key: str) -> StoredConversation:
-    """The conversation as a surface shows it; ChatError "not_found" or "forbidden" otherwise."""
+HIDDEN_ANSWER = "This answer cited documents you can no longer see, so it is not shown."
+
+
+def conversation_history(*, conversation_id: int, surface: str, user_key: str, user: Any = None) -> StoredConversation:
+    """The conversation as a surface shows it; ChatError "not_found" or "forbidden" otherwise.
+
+    An answer citing a document `user` may no longer see (its collection was moved or its grant
+    removed since) is shown as HIDDEN_ANSWER, without its text or citations.
+    """
     conversation = Conversation.objects.filter(pk=conversation_id, surface=surface).first()
     if conversation is None:
         raise ChatError("not_found", "No such conversation.")
@@ -86,8 +96,13 @@ def conversation_history(*, conversation_id: int, surface: str, user_key: str) -
     votes = dict(
         Feedback.objects.filter(message__conversation=conversation, user_key=user_key).values_list("message_id", "value")
     )
-    messages = tuple(_stored_message(m, votes.get(m.pk)) for m in conversation.messages.all())
-    return StoredConversation(conversation.pk, conversation.title, messages)
+    messages = [_stored_message(m, votes.get(m.pk)) for m in conversation.messages.all()]
+    visible = visible_documents(user, {c.document_id for m in messages for c in m.citations})
+    for i, m in enumerate(messages):
+        if any(c.document_id not in visible for c in m.citations):
+            ACCESS_REFUSED.labels(surface, "citation").inc()
+            messages[i] = replace(m, text=HIDDEN_ANSWER, citations=())
+    return StoredConversation(conversation.pk, conversation.title, tuple(messages))
 
 
 def _stored_message(message: Message, vote: int | None) -> StoredMessage:

@@ -21,6 +21,9 @@ import structlog
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from console.access.visibility import all_keys
+from console.chat.access import Asker, scope_for, stored_scope
+from console.chat.access import searchable as searchable_keys
 from console.chat.events import (
     AnswerCitations,
     AnswerDone,
@@ -70,12 +73,15 @@ def _validate(text: str) -> str:
     return text
 
 
+Searchable = tuple[str, list[Turn], frozenset[str] | None]  # the question, its history, the collections it searches
+
+
 def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None,
-           rate_limit: str | None, history_turns: int, searchable: Future[tuple[str, list[Turn]]]) -> _Exchange:
+           rate_limit: str | None, history_turns: int, searchable: Future[Searchable], asker: Asker) -> _Exchange:
     """Validates, rate-limits, finds the conversation and stores the question (in the writer's transaction).
 
-    `searchable` gets the question and its history as soon as they are known, before the rows are
-    written and committed: the search needs nothing else, so it starts at once.
+    `searchable` gets the question, its history and the collections it may search as soon as they
+    are known, before the rows are written and committed: the search needs nothing else, so it starts at once.
     """
     text = _validate(text)
     for name, key in (("conversation key", conversation_key), ("user key", user_key)):
@@ -84,6 +90,7 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
             raise ChatError("bad_text", f"The {name} {problem}.")
     check_rate("user", f"{surface}:{user_key}", rate_limit or settings.CHAT_RATE_LIMIT_USER)
     created = False
+    now = scope_for(asker)  # what this asker may search here and now (console.chat.access)
     if conversation_id is not None:
         conversation = Conversation.objects.select_for_update().get(pk=conversation_id, surface=surface)
         if conversation.user_key != user_key:
@@ -91,26 +98,29 @@ def _begin(surface: str, conversation_key: str, user_key: str, text: str, user: 
     else:
         conversation, created = Conversation.find_or_start(
             surface, conversation_key, likely_new=surface == Conversation.Surface.WEB,
-            defaults={"user_key": user_key, "user": user if getattr(user, "pk", None) else None, "title": text[:200]},
+            defaults={"user_key": user_key, "user": user if getattr(user, "pk", None) else None, "title": text[:200],
+                      "scope": stored_scope(now)},  # kept for the conversation's life
         )
     check_rate("conversation", str(conversation.pk), settings.CHAT_RATE_LIMIT_CONVERSATION)
     # A conversation created just now has no history and a fresh updated_at: two queries fewer (every
     # web question opens one).
     history = [] if created else recent_turns(conversation, history_turns)
-    searchable.set_result((text, history))
-    question, answer = Message.open_exchange(conversation, text, owner=orphans.process_token())
+    keys = searchable_keys(conversation, now)
+    searchable.set_result((text, history, keys))
+    question, answer = Message.open_exchange(conversation, text, owner=orphans.process_token(),
+                                             collections=sorted(all_keys() if keys is None else keys))
     if not created:
         conversation.save(update_fields=["updated_at"])
     return _Exchange(conversation, question, answer, history, time.perf_counter())
 
 
 def _open(surface: str, conversation_key: str, user_key: str, text: str, user: Any, conversation_id: int | None,
-          rate_limit: str | None, history_turns: int,
-          searchable: Future[tuple[str, list[Turn]]]) -> _Exchange | AnswerError:
+          rate_limit: str | None, history_turns: int, searchable: Future[Searchable],
+          asker: Asker) -> _Exchange | AnswerError:
     """`_begin`, or the fatal error event that refuses the question."""
     try:
         return _begin(surface, conversation_key, user_key, text, user, conversation_id, rate_limit, history_turns,
-                      searchable)
+                      searchable, asker)
     except ChatError as exc:
         CHAT_QUESTIONS.labels(surface, "refused").inc()
         return AnswerError(exc.code, exc.message)
@@ -171,8 +181,12 @@ def _finish(ex: _Exchange, interrupted: str = "") -> None:
 async def areply(
     *, surface: str, conversation_key: str, user_key: str, text: str, user: Any = None,
     conversation_id: int | None = None, mode: str | None = None, rate_limit: str | None = None,
+    asker: Asker | None = None,
 ) -> AsyncGenerator[ChatEvent, None]:
     """Answers one question, yielding AnswerStarted, AnswerTokens, AnswerCitations, AnswerDone (or AnswerError).
+
+    `asker`: who asks from where (platform ids; console.chat.access decides what that may search).
+    Without it the question searches what `user` may see (no user: only collections open to everyone).
 
     `mode` forces a retrieval mode (the engine picks one otherwise). `rate_limit` ("N/seconds")
     replaces CHAT_RATE_LIMIT_USER for surfaces that have their own (the bots). Close the stream
@@ -182,9 +196,10 @@ async def areply(
         yield _still_warming(surface)
         return
     engine = get_engine()
-    searchable: Future[tuple[str, list[Turn]]] = Future()
+    searchable: Future[Searchable] = Future()
     opening = asyncio.ensure_future(in_writer(_open)(surface, conversation_key, user_key, text, user, conversation_id,
-                                                     rate_limit, engine.settings.history_turns, searchable))
+                                                     rate_limit, engine.settings.history_turns, searchable,
+                                                     asker or Asker(user=user)))
     first: asyncio.Future[Event] | None = None
     events: AsyncIterator[Event] | None = None
     try:
@@ -192,8 +207,8 @@ async def areply(
         known: asyncio.Future[Any] = asyncio.wrap_future(searchable)
         await asyncio.wait([opening, known], return_when=asyncio.FIRST_COMPLETED)
         if searchable.done():
-            question, history = searchable.result()
-            events = engine.astream(question, history=history, mode=mode)
+            question, history, keys = searchable.result()
+            events = engine.astream(question, history=history, mode=mode, collections=keys)
             first = asyncio.ensure_future(anext(events))
         ex = await opening
     except BaseException:  # the client left before the question was stored: store it as cancelled once it is

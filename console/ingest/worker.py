@@ -202,7 +202,7 @@ class _JobRun:
             parsed = replace(parsed, title=doc.title)
         self._check_stop()  # cancelled as the parser finished: nothing embedded yet
         self._progress("chunking", force=True)
-        item = ParsedItem(doc.engine_id, parsed, doc.original_filename, doc.checksum)
+        item = ParsedItem(doc.engine_id, parsed, doc.original_filename, doc.checksum, collection=doc.collection.key)
         force = f.action == IngestJobFile.Action.REINDEX
         self.current = f
         try:

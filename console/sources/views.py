@@ -11,6 +11,8 @@ from django.shortcuts import render
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET
 
+from console.access.metrics import ACCESS_REFUSED
+from console.access.visibility import can_see_document
 from console.engine import get_engine
 from console.ingest import storage
 from console.models import Document
@@ -67,6 +69,24 @@ def _newest_version(doc: Document) -> Document | None:
     return cursor if cursor.pk != doc.pk else None
 
 
+def _visible(request: HttpRequest, doc_id: int, what: str) -> Document | None:
+    """The document if the reader may see its collection. None when there is no such row, and also when
+    the reader may not see it: the answer is then byte for byte the one for an id that never existed,
+    so not even its existence leaks."""
+    doc = Document.objects.filter(pk=doc_id).select_related("previous", "collection").first()
+    if doc is not None and not can_see_document(request.user, doc):
+        ACCESS_REFUSED.labels("web", what).inc()
+        log.info("source.refused", document_id=doc.pk, what=what)
+        return None
+    return doc
+
+
+def _newer_visible(request: HttpRequest, doc: Document) -> Document | None:
+    """The version that replaced a superseded one, when the reader may see it too."""
+    newer = _newest_version(doc) if doc.status == Document.Status.SUPERSEDED else None
+    return newer if newer is not None and can_see_document(request.user, newer) else None
+
+
 def _gone(request: HttpRequest, doc_id: int, doc: Document | None) -> HttpResponse:
     return render(request, "sources/gone.html", {"doc_id": doc_id, "doc": doc}, status=410)
 
@@ -74,7 +94,7 @@ def _gone(request: HttpRequest, doc_id: int, doc: Document | None) -> HttpRespon
 @require_GET
 @login_required
 def document_view(request: HttpRequest, doc_id: int) -> HttpResponse:
-    doc = Document.objects.filter(pk=doc_id).select_related("previous").first()
+    doc = _visible(request, doc_id, "document")
     if doc is None or doc.status == Document.Status.DELETING:
         return _gone(request, doc_id, doc)
     passage = request.GET.get("passage", "")
@@ -97,7 +117,7 @@ def document_view(request: HttpRequest, doc_id: int) -> HttpResponse:
         "passage_asked": bool(passage),
         "passage_found": found,
         "location": chunk.location if chunk else "",
-        "newer": _newest_version(doc) if doc.status == Document.Status.SUPERSEDED else None,
+        "newer": _newer_visible(request, doc),
         "has_original": not missing,
     })
 
@@ -106,7 +126,7 @@ def document_view(request: HttpRequest, doc_id: int) -> HttpResponse:
 @login_required
 def original_view(request: HttpRequest, doc_id: int) -> HttpResponse:
     """The original file, always as a download: never rendered by the browser (an HTML original could run script)."""
-    doc = Document.objects.filter(pk=doc_id).first()
+    doc = _visible(request, doc_id, "original")
     if doc is None or doc.status == Document.Status.DELETING:
         return _gone(request, doc_id, doc)
     data = _original_bytes(doc.checksum, doc.original_filename)

@@ -312,7 +312,8 @@ class _Sync:
                 doc.mark_indexing()
             si = si or SyncItem(source=source, key=item.key)
             si.begin(run, outcome, doc)
-        return _Prepared(item, si, doc, ParsedItem(doc.engine_id, parsed, name, checksum), outcome, old_checksum,
+        indexed = ParsedItem(doc.engine_id, parsed, name, checksum, collection=doc.collection.key)
+        return _Prepared(item, si, doc, indexed, outcome, old_checksum,
                          time.perf_counter())
 
     def _index(self, run: SyncRun, source: Source, batch: list[_Prepared]) -> None:

@@ -12,6 +12,7 @@ import json
 import uuid
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from console import chat
@@ -36,14 +37,19 @@ class Command(BaseCommand):
         parser.add_argument("question")
         parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming")
         parser.add_argument("--conversation", metavar="KEY", help="continue the CLI conversation with this key")
+        parser.add_argument("--as", dest="as_user", metavar="USER",
+                            help="answer as this Lorebot user, from the collections they may see (staff: all); "
+                                 "without it, only collections open to everyone are searched")
         parser.add_argument("--mode", choices=["hybrid", "bm25", "dense"],
                             help="force a retrieval mode (default: hybrid, or context for a follow-up)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         logs_for_command(options["verbosity"])
+        user = self._user(options["as_user"])
         chat.warm_up()  # load the model first, so retrieval_ms measures retrieval alone
         key = options["conversation"] or uuid.uuid4().hex
-        text, citations, done = asyncio.run(self._ask(key, options["question"], options["mode"], stream=not options["json"]))
+        text, citations, done = asyncio.run(self._ask(key, options["question"], options["mode"], stream=not options["json"],
+                                                   user=user))
         if options["json"]:
             self.stdout.write(json.dumps({
                 "answer": text, "citations": [c.to_dict() for c in citations], "provider": done.provider,
@@ -78,14 +84,23 @@ class Command(BaseCommand):
         headline = headline[0].upper() + headline[1:]
         return f"{headline}: {done.fallback_detail}" if done.fallback_detail else headline
 
-    async def _ask(self, key: str, question: str, mode: str | None, *,
-                   stream: bool) -> tuple[str, tuple[chat.Citation, ...], chat.AnswerDone]:
+    def _user(self, username: str | None) -> Any:
+        if not username:
+            return None
+        user = get_user_model().objects.filter(**{get_user_model().USERNAME_FIELD: username}).first()
+        if user is None or not user.is_active:
+            raise CommandError(f"--as {username}: no active user of that name")
+        return user
+
+    async def _ask(self, key: str, question: str, mode: str | None, *, stream: bool,
+                   user: Any = None) -> tuple[str, tuple[chat.Citation, ...], chat.AnswerDone]:
         """The answer's text, citations and done event, printing the tokens as they come when `stream`."""
         parts: list[str] = []
         citations: tuple[chat.Citation, ...] = ()
         done: chat.AnswerDone | None = None
-        async for event in chat.areply(surface="cli", conversation_key=key, user_key=getpass.getuser(),
-                                       text=question, mode=mode):
+        user_key = f"user:{user.pk}" if user is not None else getpass.getuser()
+        async for event in chat.areply(surface="cli", conversation_key=key, user_key=user_key,
+                                       text=question, mode=mode, user=user):
             if isinstance(event, chat.AnswerToken):
                 parts.append(event.text)
                 if stream:
