@@ -170,3 +170,20 @@ def test_readiness_names_a_failed_source_without_failing(folder: Path, source: S
     assert check["status"] == "failed syncs"
     assert check["detail"]["failed"][0]["source"] == "handbook"
     assert "is not a folder" in check["detail"]["failed"][0]["error"]
+
+
+def test_a_staff_user_adds_a_web_site_source_with_its_settings_checked_by_the_web_kind(
+    staff_client: Client, engine: Any
+) -> None:
+    data = {"name": "site", "kind": "web", "web-start_url": "ftp://docs.example/", "web-delay_seconds": "0",
+            "schedule": "every", "every": "6", "unit": "hours"}
+    response = staff_client.post("/console/sources/add", data)
+    assert response.status_code == 200
+    assert "must be an http:// or https:// URL" in response.context["form"].errors["web-start_url"][0]
+    assert not Source.objects.exists()
+
+    response = staff_client.post("/console/sources/add", {**data, "web-start_url": "https://docs.example/",
+                                                          "web-page_limit": "50"})
+    source = Source.objects.get(name="site")
+    assert response.status_code == 302 and source.kind == "web" and source.every_minutes == 360
+    assert source.config["start_url"] == "https://docs.example/" and source.config["page_limit"] == 50
