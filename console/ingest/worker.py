@@ -12,7 +12,7 @@ import threading
 import time
 import traceback as tb
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -358,28 +358,37 @@ def _finish_after_crash(job_id: int, exc: Exception) -> None:
 
 
 @contextmanager
-def _heartbeat(job_id: int) -> Iterator[None]:
-    """Keeps the running job's heartbeat fresh from a thread of its own, even while one long file is parsed."""
+def beating(name: str, beat: Callable[[], object], *, failed_event: str, **context: object) -> Iterator[None]:
+    """Calls `beat` every heartbeat interval from a thread of its own, even while one long file is parsed.
+
+    The ingest jobs and the syncs both mark themselves alive this way, so a dead worker's work is noticed
+    (console.ingest.recovery, console.syncing.schedule) and a living one's is not taken over.
+    """
     stop = threading.Event()
     interval = heartbeat_seconds()
 
-    def beat() -> None:
+    def loop() -> None:
         while not stop.wait(interval):
             try:
-                # CANCELLING too: its worker is alive, stopping the file, and must not look dead.
-                IngestJob.objects.filter(pk=job_id, state__in=(IngestJob.State.RUNNING, IngestJob.State.CANCELLING)).update(
-                    heartbeat_at=timezone.now())
+                beat()
             except Exception:
-                log.warning("job.heartbeat_failed", job_id=job_id, exc_info=True)
+                log.warning(failed_event, exc_info=True, **context)
         connection.close()  # this thread's own connection
 
-    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread = threading.Thread(target=loop, name=name, daemon=True)
     thread.start()
     try:
         yield
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def _heartbeat(job_id: int) -> AbstractContextManager[None]:
+    # CANCELLING too: its worker is alive, stopping the file, and must not look dead.
+    alive = IngestJob.objects.filter(pk=job_id, state__in=(IngestJob.State.RUNNING, IngestJob.State.CANCELLING))
+    return beating(f"heartbeat-{job_id}", lambda: alive.update(heartbeat_at=timezone.now()),
+                   failed_event="job.heartbeat_failed", job_id=job_id)
 
 
 def heartbeat_seconds() -> float:

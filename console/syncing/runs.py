@@ -16,11 +16,10 @@ finished with the same document (the engine's ingest is idempotent), so nothing 
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 import traceback as tb
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import PurePosixPath
@@ -28,12 +27,12 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from console.engine import get_engine
 from console.ingest import parsing, storage
-from console.ingest.worker import heartbeat_seconds, parse_limits
+from console.ingest.worker import beating, parse_limits
 from console.models import Document, Source, SyncFailure, SyncItem, SyncRun
 from console.ops.logs import bound_context
 from console.syncing.connectors import build_connector
@@ -449,24 +448,7 @@ def _fail_after_crash(run_id: int, exc: Exception) -> None:
         log.exception("sync.record_failed", run_id=run_id)
 
 
-@contextmanager
-def _heartbeat(run_id: int) -> Iterator[None]:
-    """Keeps the running sync's heartbeat fresh from a thread of its own, even while one long item is parsed."""
-    stop = threading.Event()
-    interval = heartbeat_seconds()
-
-    def beat() -> None:
-        while not stop.wait(interval):
-            try:
-                SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING).update(heartbeat_at=timezone.now())
-            except Exception:
-                log.warning("sync.heartbeat_failed", run_id=run_id, exc_info=True)
-        connection.close()  # this thread's own connection
-
-    thread = threading.Thread(target=beat, name=f"sync-heartbeat-{run_id}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+def _heartbeat(run_id: int) -> AbstractContextManager[None]:
+    alive = SyncRun.objects.filter(pk=run_id, state=SyncRun.State.RUNNING)
+    return beating(f"sync-heartbeat-{run_id}", lambda: alive.update(heartbeat_at=timezone.now()),
+                   failed_event="sync.heartbeat_failed", run_id=run_id)

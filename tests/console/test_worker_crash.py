@@ -196,8 +196,12 @@ def test_a_sync_whose_worker_is_killed_is_resumed_by_the_next_and_nothing_is_los
 
     first = site.worker(log)
     try:
-        # Two items done, the third in the worker's hands (pending, its document row made): kill it.
-        wait_for(lambda: sync_run(site, run_id)["added"] >= 2, 90, "the first worker to sync two files")
+        # Items are prepared one by one (pending, their document rows made), then embedded as a batch:
+        # kill the worker with two items in its hands and none of the batch indexed yet.
+        def pending() -> int:
+            return len(site.query("SELECT key FROM console_syncitem WHERE pending != ''"))
+
+        wait_for(lambda: pending() >= 2, 90, "the first worker to take two files in hand")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
