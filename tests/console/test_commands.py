@@ -61,7 +61,8 @@ def test_ask_json_prints_the_answer_with_numbered_citations(data_dir: Path, corp
     assert answer["provider"] == "extractive"
     assert answer["citations"], answer
     first = answer["citations"][0]
-    assert set(first) == {"n", "document_id", "title", "source", "location", "snippet", "chunk_id"}
+    assert set(first) == {"n", "document_id", "title", "source", "location", "snippet", "chunk_id",
+                          "origin_url", "synced_at"}
     assert first["source"] in {p.name for p in corpus.iterdir()}  # the folder-relative path, never a server path
     assert f"[{first['n']}]" in answer["answer"]
     assert any("GROQ_API_KEY" in c["snippet"] for c in answer["citations"])
