@@ -102,7 +102,7 @@ def test_it_fetches_an_items_bytes_and_names_a_file_deleted_meanwhile(docs: Path
     ({}, "path", "required"),
     ({"path": "relative/docs"}, "path", "absolute"),
     ({"path": "/no/such/folder"}, "path", "not a folder"),
-    ({"include": "ok", "exclude": [3]}, "exclude", "list of path patterns"),
+    ({"include": "ok", "exclude": [3]}, "exclude", "list of glob patterns"),
 ])
 def test_bad_settings_name_their_field(docs: Path, tmp_path: Path, config: dict[str, object], field: str,
                                        words: str) -> None:
