@@ -14,11 +14,12 @@ from __future__ import annotations
 import base64
 import shutil
 import subprocess
-import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
+
+from tests.fakes.http_thread import ThreadedServer
 
 PRIVATE_TOKEN = "s3cret-token-value"
 
@@ -30,7 +31,7 @@ class Request:
     authorization: str
 
 
-class FakeGitHost:
+class FakeGitHost(ThreadedServer):
     """A thread serving Git repositories over HTTP; `requests` lists what it was asked."""
 
     def __init__(self, root: Path) -> None:
@@ -48,17 +49,7 @@ class FakeGitHost:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def _handle(self, handler: BaseHTTPRequestHandler) -> None:
         auth = handler.headers.get("Authorization", "")

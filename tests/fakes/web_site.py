@@ -11,10 +11,11 @@ matches, as a real server does. Tests change `pages` between listings to edit th
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.fakes.http_thread import ThreadedServer
 
 
 @dataclass
@@ -31,7 +32,7 @@ class Request:
     status: int
 
 
-class FakeSite:
+class FakeSite(ThreadedServer):
     """A thread serving `pages`; anything else is a 404."""
 
     def __init__(self) -> None:
@@ -49,17 +50,7 @@ class FakeSite:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     def url(self, path: str) -> str:
         return self.base_url + path
