@@ -51,15 +51,20 @@ def _requeue_dead(job_id: int, cutoff: datetime) -> bool:
             job.cancel(reason="cancelled; its worker had died")
             log.warning("job.cancel_finished", job_id=job_id, reason="worker died")
             return True
-        if job.task_id:
-            DBTaskResult.objects.filter(id=job.task_id, status="RUNNING").update(
-                status="FAILED", finished_at=timezone.now(),
-                exception_class_path="console.tasks.WorkerDied", traceback="worker died; the job was queued again",
-            )
+        fail_dead_task(job.task_id, "job")
         job.requeue_after_worker_died()
         enqueue_job(job_id)
     log.warning("job.recovered", job_id=job_id, attempt=job.attempts + 1)
     return True
+
+
+def fail_dead_task(task_id: str, what: str) -> None:
+    """Marks a dead worker's task result failed, so django-tasks shows it as such and not as running forever."""
+    if task_id:
+        DBTaskResult.objects.filter(id=task_id, status="RUNNING").update(
+            status="FAILED", finished_at=timezone.now(),
+            exception_class_path="console.tasks.WorkerDied", traceback=f"worker died; the {what} was queued again",
+        )
 
 
 def recovery_loop(stop: threading.Event) -> None:

@@ -16,6 +16,7 @@ from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 from django_tasks_db.models import DBTaskResult
 
+from console.ingest.recovery import fail_dead_task
 from console.models import Source, SyncRun
 from console.syncing.service import SyncError, request_sync
 from console.tasks import enqueue_sync
@@ -60,11 +61,7 @@ def _requeue_dead(run_id: int, cutoff: datetime) -> bool:
             return False
         if run.state == SyncRun.State.RUNNING and run.heartbeat_at and run.heartbeat_at >= cutoff:
             return False  # it beat again while we looked
-        if run.task_id:
-            DBTaskResult.objects.filter(id=run.task_id, status="RUNNING").update(
-                status="FAILED", finished_at=timezone.now(),
-                exception_class_path="console.tasks.WorkerDied", traceback="worker died; the sync was queued again",
-            )
+        fail_dead_task(run.task_id, "sync")
         run.requeue_after_worker_died()
         enqueue_sync(run_id)
     log.warning("sync.recovered", run_id=run_id, attempt=run.attempts + 1)
