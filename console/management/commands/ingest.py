@@ -89,6 +89,7 @@ class Command(BaseCommand):
             return Collection.default()
         found = Collection.objects.filter(key=key).first()
         if found is None:
+            Collection.default()  # listed even in a database whose rows were emptied by hand
             known = ", ".join(Collection.objects.order_by("key").values_list("key", flat=True))
             raise CommandError(f"no collection has the key {key!r} (known: {known}); add it in the console first")
         return found
