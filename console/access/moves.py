@@ -32,17 +32,28 @@ class MoveResult:
     chunks: int = 0
 
     def summary(self, collection: Collection) -> str:
-        """ "2 documents moved to HR (14 chunks); 1 refused: a.md (being indexed; move it once its job is done)" """
-        text = f"{_count(len(self.moved), 'document')} moved to {collection.name} ({_count(self.chunks, 'chunk')})"
+        """ "2 documents moved to HR (14 chunks); 1 refused: a.md (indexing; move it once its job is done)." """
+        parts = []
+        if self.moved or not (self.unchanged or self.refused):
+            parts.append(f"{_count(len(self.moved), 'document')} moved to {collection.name} "
+                         f"({_count(self.chunks, 'chunk')})")
         if self.unchanged:
-            text += f"; {len(self.unchanged)} already there"
+            parts.append(f"{len(self.unchanged)} already in {collection.name}")
         if self.refused:
-            text += f"; {len(self.refused)} refused: " + "; ".join(f"{d} ({why})" for d, why in self.refused[:10])
-        return text + "."
+            named = "; ".join(f"{d} ({why})" for d, why in self.refused[:10])
+            more = f"; and {len(self.refused) - 10} more" if len(self.refused) > 10 else ""
+            parts.append((f"{len(self.refused)} refused: " if self.moved or self.unchanged else "not moved: ") + named + more)
+        text = "; ".join(parts)
+        return text[:1].upper() + text[1:] + "."
 
 
-def why_not_movable(doc: Document) -> str:
-    """Why this document cannot be moved now ("" when it can)."""
+def why_not_movable(doc: Document, *, with_source: bool = False) -> str:
+    """Why this document cannot be moved now ("" when it can).
+
+    A synced document follows its source (`with_source`: the source itself is being moved).
+    """
+    if doc.source_id is not None and not with_source:
+        return f"synced by the source {doc.source}; change the source's collection"
     if doc.status in MOVABLE:
         return ""
     if doc.status == Document.Status.SUPERSEDED:
@@ -52,15 +63,20 @@ def why_not_movable(doc: Document) -> str:
     return f"{doc.get_status_display().lower()}; move it once its job is done"
 
 
-def move_documents(docs: Sequence[Document], collection: Collection, *, user: Any = None) -> MoveResult:
-    """Puts `docs` in `collection`: their rows, their chunks in both indexes, and one audit entry each."""
+def move_documents(docs: Sequence[Document], collection: Collection, *, user: Any = None,
+                   with_source: bool = False) -> MoveResult:
+    """Puts `docs` in `collection`: their rows, their chunks in both indexes, and one audit entry each.
+
+    `with_source`: synced documents too (their source is moving: `move_source`).
+    """
     result = MoveResult()
     with transaction.atomic():
-        locked = Document.objects.select_for_update().select_related("collection").filter(pk__in=[d.pk for d in docs])
+        locked = (Document.objects.select_for_update(of=("self",)).select_related("collection", "source")
+                  .filter(pk__in=[d.pk for d in docs]))
         for doc in locked.order_by("pk"):
             if doc.collection_id == collection.pk:
                 result.unchanged.append(doc)
-            elif why := why_not_movable(doc):
+            elif why := why_not_movable(doc, with_source=with_source):
                 result.refused.append((doc, why))
             else:
                 result.moved.append(doc)
@@ -96,7 +112,7 @@ def move_source(source: Source, collection: Collection, *, user: Any = None) -> 
         source.collection = collection
         docs = list(Document.objects.filter(source=locked).exclude(collection=collection)
                     .exclude(status__in=Document.NOT_CURRENT))
-        result = move_documents(docs, collection, user=user)
+        result = move_documents(docs, collection, user=user, with_source=True)
         audit.record(user, locked, audit.CHANGED, f"Collection changed from {before} to {collection.name}.")
     return result
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import structlog
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import Count, Q
+from django.db.models import Count, ProtectedError, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -76,6 +76,7 @@ def collection_view(request: HttpRequest, collection_id: int) -> HttpResponse:
     return render(request, "console/collection.html", {
         "collection": collection, "form": form, "document_count": documents.count(),
         "recent": documents.order_by("-created_at", "-pk")[:10], "sources": collection.sources.order_by("name"),
+        "move": MoveForm(initial={"collection": Collection.default().pk}),
         "scopes": collection.channel_scopes.all(), "nav": "access", "tab": "collections",
     })
 
@@ -86,11 +87,14 @@ def collection_delete_view(request: HttpRequest, collection_id: int) -> HttpResp
     collection = get_object_or_404(Collection, pk=collection_id)
     if request.method == "POST":
         name, key = collection.name, collection.key
-        with transaction.atomic():
-            why = collection.why_not_deletable()
-            if not why:
-                audit.record(request.user, collection, audit.DELETED, "Deleted from the console (it was empty).")
-                collection.delete()
+        try:
+            with transaction.atomic():
+                why = collection.why_not_deletable()
+                if not why:
+                    audit.record(request.user, collection, audit.DELETED, "Deleted from the console (it was empty).")
+                    collection.delete()
+        except ProtectedError:  # a document or source arrived between the check and the delete
+            why = "documents or a source were added to it meanwhile; move them to another collection first"
         if why:
             messages.error(request, f"{name} was not deleted: {why}.")
             return redirect("console:collection", collection_id)
@@ -113,6 +117,30 @@ def _flash(request: HttpRequest, result: moves.MoveResult, collection: Collectio
         messages.warning(request, text)
     else:
         messages.success(request, text)
+
+
+@require_POST
+@staff_required
+def collection_move_all_view(request: HttpRequest, collection_id: int) -> HttpResponse:
+    """Every upload in this collection goes to another (synced documents follow their sources)."""
+    collection = get_object_or_404(Collection, pk=collection_id)
+    form = MoveForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose the collection to move them to.")
+        return redirect("console:collection", collection.pk)
+    target = form.cleaned_data["collection"]
+    current = collection.documents.exclude(status__in=Document.NOT_CURRENT)
+    try:
+        result = moves.move_documents(list(current.filter(source__isnull=True)), target, user=request.user)
+    except Exception as exc:  # the indexes are down: nothing moved
+        log.warning("documents.move_failed", collection=collection.key, error=str(exc))
+        messages.error(request, f"Could not move the documents: {exc}")
+        return redirect("console:collection", collection.pk)
+    _flash(request, result, target)
+    if synced := current.filter(source__isnull=False).count():
+        messages.info(request, f"{synced} synced document{'s' if synced != 1 else ''} stay{'' if synced != 1 else 's'} "
+                               "with their source; change the source's collection to move them.")
+    return redirect("console:collection", collection.pk)
 
 
 @require_POST

@@ -28,6 +28,7 @@ urlpatterns = [
     path("collections/", collections.collections_view, name="collections"),
     path("collections/<int:collection_id>/", collections.collection_view, name="collection"),
     path("collections/<int:collection_id>/delete", collections.collection_delete_view, name="collection-delete"),
+    path("collections/<int:collection_id>/move", collections.collection_move_all_view, name="collection-move-all"),
     path("groups/", access.groups_view, name="groups"),
     path("groups/<int:group_id>/", access.group_view, name="group"),
     path("groups/<int:group_id>/members/<int:user_id>/remove", access.group_member_remove_view,

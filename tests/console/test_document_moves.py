@@ -179,6 +179,12 @@ def test_a_sources_collection_puts_its_synced_documents_there_and_changing_it_mo
     assert doc.engine_id in cited(question, world["finance_member"])
     assert doc.engine_id not in cited(question, world["legal_member"])
 
+    # A synced document follows its source: moved on its own, it is refused.
+    response = post(client, reverse("console:document-move", args=[doc.pk]), {"collection": world["legal"].pk},
+                    follow=True)
+    assert ("Not moved: Quarterly ledger (synced by the source books; change the source's collection)."
+            in [str(m) for m in response.context["messages"]])
+
     form = client.get(reverse("syncing:edit", args=[source.pk])).content.decode()
     assert 'name="collection"' in form
     response = post(client, reverse("syncing:edit", args=[source.pk]),
@@ -196,3 +202,20 @@ def test_a_sources_collection_puts_its_synced_documents_there_and_changing_it_mo
     runs.run_sync(service.request_sync(source, enqueue=False).pk)
     assert Document.objects.get(source=source, original_filename="contract.md").collection == world["legal"]
     assert LogEntry.objects.filter(content_type__model="source", object_id=str(source.pk)).exists()
+
+
+def test_emptying_a_collection_from_its_page_then_deleting_it(engine: Engine, world: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    ledger = plant(engine, tmp_path, world["finance"], "ledger.md", LEDGER)
+    contract = plant(engine, tmp_path, world["finance"], "contract.md", CONTRACT)
+    client = csrf_client(world["staff"])
+    url = reverse("console:collection-delete", args=[world["finance"].pk])
+    assert "it still holds 2 documents" in client.get(url).content.decode()
+    response = post(client, reverse("console:collection-move-all", args=[world["finance"].pk]),
+                    {"collection": world["legal"].pk}, follow=True)
+    assert "2 documents moved to Legal (2 chunks)." in [str(m) for m in response.context["messages"]]
+    assert {d.collection for d in Document.objects.filter(pk__in=[ledger.pk, contract.pk])} == {world["legal"]}
+    assert contract.engine_id in cited("When does the vendor contract renew with the pelican clause?", world["legal_member"])
+    response = post(client, url, follow=True)
+    assert "Collection Finance deleted." in [str(m) for m in response.context["messages"]]
+    assert not Collection.objects.filter(key="finance").exists()
