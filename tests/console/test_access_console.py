@@ -25,6 +25,8 @@ class GroupPagesTestCase(AccessPagesTestCase):
         self.assertIn("bob is now in Finance.", flashes(response))
         self.assertIn("ledger", sees(self.member))
         self.assertContains(response, "Ledger")  # what the group grants, on its page
+        members = self.client.get(reverse("console:members"))
+        self.assertContains(members, f'<a href="{reverse("console:group", args=[group.pk])}">Finance</a>')
         entry = LogEntry.objects.filter(object_id=str(self.member.pk), content_type__model="user").latest("pk")
         self.assertEqual((entry.action_flag, entry.get_change_message()), (CHANGE, "Added to the group Finance from the console."))
 
