@@ -89,3 +89,16 @@ def test_ingest_refuses_an_unknown_collection_and_names_the_known_ones(engine: E
     with pytest.raises(CommandError, match=r"no collection has the key 'hr' \(known: default, finance, legal\)"):
         ingest(str(tmp_path / "a.md"), "--collection", "hr")
     assert not Document.objects.exists()
+
+
+def test_the_same_content_uploaded_for_another_collection_is_refused_naming_where_it_is(
+        engine: Engine, world: dict[str, Any]) -> None:
+    client = csrf_client(world["staff"])
+    post(client, reverse("console:documents"),
+         {"files": [SimpleUploadedFile("ledger.md", LEDGER.encode())], "collection": world["finance"].pk})
+    response = post(client, reverse("console:documents"),
+                    {"files": [SimpleUploadedFile("copy.md", LEDGER.encode())], "collection": world["legal"].pk},
+                    follow=True)
+    assert ("0 files accepted, 1 refused: copy.md (duplicate, already ingested as ledger.md in the collection Finance "
+            "(move it there from its document page)).") in [str(m) for m in response.context["messages"]]
+    assert Document.objects.get().collection == world["finance"]
