@@ -58,15 +58,40 @@ _OBJECTS = """function class method attribute data exception decorator describe 
 
 def parse_rst(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     """Sections cut at docutils' sections; the document title (a lone top heading) is the title."""
+    # docutils nests a parser per indentation level, about six frames each: lists ~165 deep exhaust
+    # Python's stack. Such a file is read as plain text before docutils runs, since a RecursionError
+    # half-way can also strike a finalizer that happens to run at that depth, where nobody can catch it.
+    if nesting_depth(text) > MAX_RST_NESTING:
+        return read_as_plain_text(text, name, "rst")
     try:
         document = publish_doctree(text, settings_overrides=_SETTINGS)
-    except RecursionError:  # docutils nests a parser per level: lists ~160 deep exhaust Python's stack
+    except RecursionError:  # deep nesting of another kind than indentation
         return read_as_plain_text(text, name, "rst")
     outline = Outline(keep_indent=True)
     _walk(document, outline)
     title = inline(str(document.get("title", ""))) or outline.lead
     sections = outline.finish(title)
     return title, sections or ((Section(title),) if title else ())
+
+
+MAX_RST_NESTING = 100
+
+
+def nesting_depth(text: str) -> int:
+    """How many indentation levels deep the text goes: the blocks docutils would nest inside each other."""
+    indents = [0]
+    deepest = 0
+    for line in text.splitlines():
+        stripped = line.lstrip()
+        if not stripped:
+            continue
+        indent = len(line) - len(stripped)
+        while indent < indents[-1]:
+            indents.pop()
+        if indent > indents[-1]:
+            indents.append(indent)
+            deepest = max(deepest, len(indents) - 1)
+    return deepest
 
 
 def _walk(root: nodes.Node, outline: Outline) -> None:

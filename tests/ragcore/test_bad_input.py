@@ -198,3 +198,16 @@ def test_an_answer_quoting_a_bad_document_renders_cleanly(name: str, source: str
     answer = compose(question, [ScoredChunk(c, 1.0 / n) for n, c in enumerate(chunks[:6], start=1)], EMBEDDER.embed)
     assert markup_problems(answer) == [], answer
     assert sum(line.startswith("- ") for line in answer.split("\n")) <= MAX_BULLETS
+
+
+def test_restructured_text_too_deep_for_docutils_never_reaches_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hitting the recursion limit inside docutils can fail in a finalizer where no except reaches: never go there."""
+    from ragcore.loaders import restructured
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("docutils was asked to parse 200 levels")
+
+    monkeypatch.setattr(restructured, "publish_doctree", refuse)
+    source = "\n\n".join("  " * depth + f"- level {depth}" for depth in range(200))
+    assert restructured.nesting_depth(source) == 199
+    assert load_bytes(source.encode(), "deeper.rst").text.split("\n")[-1].endswith("- level 199")
