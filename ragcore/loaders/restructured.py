@@ -17,7 +17,7 @@ from ragcore.loaders.outline import (
     inline,
     list_marker,
 )
-from ragcore.loaders.plaintext import read_as_plain_text
+from ragcore.loaders.plaintext import nesting_depth, read_as_plain_text
 from ragcore.types import Section
 
 _SETTINGS = {
@@ -58,9 +58,7 @@ _OBJECTS = """function class method attribute data exception decorator describe 
 
 def parse_rst(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     """Sections cut at docutils' sections; the document title (a lone top heading) is the title."""
-    # docutils nests a parser per indentation level, about six frames each: lists ~165 deep exhaust
-    # Python's stack. Such a file is read as plain text before docutils runs, since a RecursionError
-    # half-way can also strike a finalizer that happens to run at that depth, where nobody can catch it.
+    # docutils nests a parser per indentation level, about six frames each (see nesting_depth)
     if nesting_depth(text) > MAX_RST_NESTING:
         return read_as_plain_text(text, name, "rst")
     try:
@@ -74,24 +72,7 @@ def parse_rst(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     return title, sections or ((Section(title),) if title else ())
 
 
-MAX_RST_NESTING = 100
-
-
-def nesting_depth(text: str) -> int:
-    """How many indentation levels deep the text goes: the blocks docutils would nest inside each other."""
-    indents = [0]
-    deepest = 0
-    for line in text.splitlines():
-        stripped = line.lstrip()
-        if not stripped:
-            continue
-        indent = len(line) - len(stripped)
-        while indent < indents[-1]:
-            indents.pop()
-        if indent > indents[-1]:
-            indents.append(indent)
-            deepest = max(deepest, len(indents) - 1)
-    return deepest
+MAX_RST_NESTING = 100  # levels: ~165 exhaust the stack
 
 
 def _walk(root: nodes.Node, outline: Outline) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from ragcore.chunking import split_document
 from ragcore.extractive import MAX_BULLETS, compose, markup_problems
 from ragcore.loaders import load_bytes
 from ragcore.loaders.outline import MAX_INDENT_LEVELS
+from ragcore.loaders.plaintext import nesting_depth
 from ragcore.metrics import PIPELINE_ERRORS
 from ragcore.types import Chunk, ParsedDocument, ScoredChunk
 from tests.support import HashingEmbedder, make_engine
@@ -200,14 +202,19 @@ def test_an_answer_quoting_a_bad_document_renders_cleanly(name: str, source: str
     assert sum(line.startswith("- ") for line in answer.split("\n")) <= MAX_BULLETS
 
 
-def test_restructured_text_too_deep_for_docutils_never_reaches_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Hitting the recursion limit inside docutils can fail in a finalizer where no except reaches: never go there."""
-    from ragcore.loaders import restructured
+@pytest.mark.parametrize(("name", "module", "parse", "source", "depth"), [
+    ("deeper.rst", "restructured", "publish_doctree", "\n\n".join("  " * d + f"- level {d}" for d in range(200)), 199),
+    ("quotes.md", "markdown", "_parser", "> " * 700 + "the deepest quote", 700),
+])  # fmt: skip
+def test_markup_too_deep_for_its_parser_never_reaches_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, module: str, parse: str, source: str, depth: int
+) -> None:
+    """Hitting the recursion limit inside a parser can fail in a finalizer where no except reaches: never go there."""
+    loader = importlib.import_module(f"ragcore.loaders.{module}")
 
     def refuse(*args: object, **kwargs: object) -> None:
-        raise AssertionError("docutils was asked to parse 200 levels")
+        raise AssertionError(f"the parser was asked to parse {depth} levels")
 
-    monkeypatch.setattr(restructured, "publish_doctree", refuse)
-    source = "\n\n".join("  " * depth + f"- level {depth}" for depth in range(200))
-    assert restructured.nesting_depth(source) == 199
-    assert load_bytes(source.encode(), "deeper.rst").text.split("\n")[-1].endswith("- level 199")
+    monkeypatch.setattr(loader, parse, refuse)
+    assert nesting_depth(source) == depth
+    assert load_bytes(source.encode(), name).text.split("\n")[-1].endswith(("- level 199", "the deepest quote"))
