@@ -21,6 +21,8 @@ What a listing does, page by page:
   known version without downloading it (its links are remembered in the work folder from the last time);
 - only HTML, plain text, Markdown and PDF are kept; a page over the size limit is listed with a version
   that says so and fails alone at fetch, with the limit in its error.
+- when the page limit stops the crawl, pages synced before that it did not reach are listed with their
+  previous version (kept, not removed); pages it did reach and found gone are removed as usual.
 An item's version is its ETag, else its Last-Modified, else a checksum of its bytes. The pages a listing
 downloaded are kept in the work folder, so fetching the changed ones costs no second request; HTML is
 reduced to its main content at fetch (ragcore.connectors.webpages.main_content).
@@ -236,9 +238,11 @@ class WebConnector:
         queue = deque(dict.fromkeys(seeds))
         seen = set(queue)
         listed: dict[str, _Page] = {}
+        visited: set[str] = set()
         follow = bool(self.start_url)
         while queue and self.requests < self.page_limit:
             url = queue.popleft()
+            visited.add(url)
             # The start page is requested for its links even when `include` leaves it out of the listing.
             if not self._robots_allow(url) or not (self._listable(url) or url == self.start_url):
                 continue
@@ -270,6 +274,13 @@ class WebConnector:
                         queue.append(link)
         if queue:
             log.warning("web.page_limit_reached", site=self.site, limit=self.page_limit, left=len(queue))
+            # The crawl stopped short: a page synced before that it did not reach is listed as it was, not
+            # removed, so a limit reached by a different path through the site never churns documents.
+            for url, version in known.items():
+                if url not in listed and url not in visited and self._listable(url) and self._robots_allow(url):
+                    previous = state.get(url, {})
+                    listed[url] = _Page(url, version, previous.get("title", ""), previous.get("media_type", ""),
+                                        tuple(previous.get("links", ())))  # fmt: skip
         return list(listed.values())
 
     def _visit(self, url: str, known: Mapping[str, str], state: dict[str, Any]) -> _Page:
