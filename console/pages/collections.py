@@ -102,7 +102,8 @@ def collection_delete_view(request: HttpRequest, collection_id: int) -> HttpResp
         messages.success(request, f"Collection {name} deleted.")
         return redirect("console:collections")
     return render(request, "console/collection_delete.html", {
-        "collection": collection, "why": collection.why_not_deletable(), "nav": "access", "tab": "collections",
+        "collection": collection, "why": collection.why_not_deletable(), "scopes": collection.channel_scopes.all(),
+        "nav": "access", "tab": "collections",
     })
 
 

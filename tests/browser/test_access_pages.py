@@ -66,6 +66,32 @@ def test_staff_restrict_a_collection_upload_into_it_and_move_the_document_out(
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "document-moved.png"), full_page=True)
 
+    page.click("nav >> text=Access")
+    page.click("nav.tabs >> text=Channel scopes")
+    page.select_option("select[name=platform]", "slack")
+    page.fill("input[name=workspace]", "T024BE7LD")
+    page.fill("input[name=channel]", "")
+    page.click("button:text('Add scope')")
+    assert "A Slack scope needs its channel id" in page.locator("[data-field-error=channel]").inner_text()
+    page.fill("input[name=channel]", "C012AB3CD")
+    page.fill("input[name=label]", "#people")
+    page.check("label:has-text('HR') input[name=collections]")
+    page.click("button:text('Add scope')")
+    assert "answers from HR." in page.locator(".flash").inner_text()
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "channels.png"), full_page=True)
+
+    page.click("nav.tabs >> text=Account links")
+    page.select_option("select[name=platform]", "discord")
+    page.fill("input[name=external_user]", "80351110224678912")
+    page.fill("input[name=user]", "bob")
+    page.click("button:text('Link')")
+    assert "their direct messages search what bob may see" in page.locator(".flash").inner_text()
+    if SCREENSHOTS:
+        page.screenshot(path=str(Path(SCREENSHOTS) / "links.png"), full_page=True)
+
+    # HR is empty now, but a channel answers from it: deleting it says so, then deletes it.
     page.goto(f"{base}/console/collections/{hr.pk}/delete")
+    assert "One that answered only from it then answers from nothing" in page.locator("[data-scopes]").inner_text()
     page.click("button:text('Delete')")
     assert "Collection HR deleted." in page.locator(".flash").inner_text()
