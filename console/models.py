@@ -630,6 +630,11 @@ class Source(models.Model):
             self.next_sync_at = last + timedelta(minutes=self.every_minutes) if last else timezone.now()
         self.save(update_fields=["paused", "next_sync_at", "updated_at"])
 
+    def move_to(self, collection: Collection) -> None:
+        """Its next syncs put documents in `collection` (the caller moves its current ones: console.access.moves)."""
+        self.collection = collection
+        self.save(update_fields=["collection", "updated_at"])
+
     def record_run(self, run: SyncRun) -> None:
         """`run` finished: it is the last run, the origin was seen (unless it failed as a whole), the next one is due."""
         self.last_run = run

@@ -107,9 +107,8 @@ def move_source(source: Source, collection: Collection, *, user: Any = None) -> 
         if SyncRun.objects.filter(source=locked, state=SyncRun.State.RUNNING).exists():
             raise MoveError(f"{locked.name} is syncing now; change its collection once the sync has finished")
         before = locked.collection.name
-        locked.collection = collection
-        locked.save(update_fields=["collection", "updated_at"])
-        source.collection = collection
+        locked.move_to(collection)
+        source.collection = collection  # the caller's copy too (it may be saved again)
         docs = list(Document.objects.filter(source=locked).exclude(collection=collection)
                     .exclude(status__in=Document.NOT_CURRENT))
         result = move_documents(docs, collection, user=user, with_source=True)
