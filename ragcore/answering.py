@@ -75,7 +75,7 @@ class Answerer:
             yield ErrorEvent("retrieval_unavailable", f"Search is unavailable right now: {exc}")
             return
         verdict = retrieval.verdict
-        if verdict is not None and verdict.could_be_covered_by_a_sentence(self.settings.abstain_threshold):
+        if verdict is not None and verdict.needs_sentence(self.settings.abstain_threshold):
             # Sentence scoring calls the model: in a worker thread, never on the event loop.
             retrieval = await in_search_thread(partial(self._second_look, question, retrieval, verdict))
         run = _AnswerRun(question, history, retrieval, self.sentences)
@@ -100,11 +100,12 @@ class Answerer:
             yield event
 
     def _second_look(self, question: str, retrieval: Retrieval, verdict: abstention.Verdict) -> Retrieval:
-        """The retrieval with its weak verdict decided again on the closest sentence of its chunks."""
+        """The retrieval with its verdict decided again on the closest sentence of its chunks."""
         best = extractive.best_sentence_similarity(question, retrieval.chunks, self.sentences)
         second = abstention.reconsider(verdict, best, threshold=self.settings.abstain_threshold)
-        if second.covered:
-            log.info("answer.covered_by_a_sentence", chunk_score=round(verdict.score, 3), score=round(second.score, 3))
+        if second.covered != verdict.covered:
+            log.info("answer.decided_by_a_sentence", covered=second.covered, chunk_score=round(verdict.score, 3),
+                     score=round(second.score, 3))
         return replace(retrieval, relevant=second.covered, verdict=second)
 
     def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
