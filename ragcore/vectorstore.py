@@ -402,7 +402,10 @@ class VectorStore:
         if not found.ids:
             return []
         query = np.asarray(vector, dtype=np.float32)
-        similarities = found.matrix @ (query / (np.linalg.norm(query) or 1.0))
+        # einsum, not `@`: the product goes to OpenBLAS, whose threads spin against the machine's other
+        # work. Measured on this 2-core machine at load ~12, 10k x 384: `@` 22 ms p50, with one BLAS
+        # thread 5.4 ms, einsum's own SIMD loop 0.9 ms.
+        similarities = np.einsum("ij,j->i", found.matrix, query / (np.linalg.norm(query) or 1.0))
         if top_k < len(found.ids):  # partition first: sorting 25k similarities for 50 of them is waste
             best = np.argpartition(-similarities, top_k - 1)[:top_k]
             best = best[np.lexsort((best, -similarities[best]))]  # best first, ties in row order as argsort's
