@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ os.environ["WARMUP_ON_START"] = "False"
 # Nor an orphan sweeper thread that would read the test database between tests (a test turns it on).
 os.environ.setdefault("CHAT_ANSWER_STALE_SECONDS", "0")
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """Connections close after each request or pool-thread call, as CONN_MAX_AGE=0 says.
 
@@ -29,7 +31,14 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     from django.conf import settings
 
-    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    default = settings.DATABASES["default"]
+    default["CONN_MAX_AGE"] = 0
+    if default["ENGINE"] == "django.db.backends.sqlite3":
+        # A file, as in production, not Django's shared-cache in-memory default: in shared-cache mode a
+        # read that meets another thread's write fails at once with "database table is locked" instead of
+        # waiting out the busy timeout, so a test polling the database beside a bot thread that writes
+        # to it failed at random.
+        default.setdefault("TEST", {})["NAME"] = str(Path(tempfile.mkdtemp(prefix="lorebot-testdb-")) / "test.sqlite3")
 
 
 _real_connect = socket.socket.connect
@@ -81,6 +90,16 @@ def chat_writer_closed() -> Iterator[None]:
     from console.chat.orm import writer
 
     writer().close()
+
+
+@pytest.fixture(autouse=True)
+def orphan_sweeper_stopped() -> Iterator[None]:
+    """A test that turns the sweeper on (CHAT_ANSWER_STALE_SECONDS > 0) starts its thread in this process;
+    it ends with the test, so it never reads a later test's database (or one no longer allowed)."""
+    yield
+    from console.ops.orphans import sweeper
+
+    sweeper.stop()
 
 
 @pytest.fixture(scope="session")
