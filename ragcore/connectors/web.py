@@ -13,10 +13,10 @@ What a listing does, page by page:
 - redirects are followed within the site, and the page is listed under the URL it ends at; a redirect off
   the site, or a loop, skips the page;
 - 404 and 410 mean the page is gone (it is not listed, so its document is removed);
-- a 5xx answer, a timeout or a dropped connection is transient: a page synced before is listed again with
-  its previous version, so a server having a bad minute never deletes a document (the pipeline sees it
-  unchanged and keeps it; the next sync tries again); a page never synced is listed with an empty version
-  and its fetch raises a transient ItemFetchError, which the sync reports as that page's failure;
+- a 5xx answer, a timeout or a dropped connection is transient: the page is listed with its previous
+  version and `unavailable` saying what the server answered, so a server having a bad minute never
+  deletes a document (the pipeline keeps it as synced and reports the page as failed; the next sync tries
+  again); a page never synced has an empty version and its fetch raises a transient ItemFetchError;
 - a page synced before is revalidated with If-None-Match / If-Modified-Since; a 304 lists it with its
   known version without downloading it (its links are remembered in the work folder from the last time);
 - only HTML, plain text, Markdown and PDF are kept; a page over the size limit is listed with a version
@@ -91,6 +91,7 @@ class _Page:
     media_type: str = ""
     links: tuple[str, ...] = ()
     indexed: bool = True  # False for a page whose robots meta tag says noindex: followed, never listed
+    unavailable: str = ""  # the server's transient error this time (SourceItem.unavailable)
 
 
 class _Gone(Exception):
@@ -161,7 +162,8 @@ class WebConnector:
         pages = self._crawl(known)
         log.info("web.listed", site=self.site, pages=len(pages), requests=self.requests, seconds=round(time.monotonic() - started, 2))
         for page in pages:
-            yield SourceItem(key=page.key, version=page.version, url=page.key, title=page.title, filename=_filename(page.key, page.media_type))
+            yield SourceItem(key=page.key, version=page.version, url=page.key, title=page.title,
+                             filename=_filename(page.key, page.media_type), unavailable=page.unavailable)
 
     def fetch(self, item: SourceItem) -> FetchedItem:
         """The page's content (HTML reduced to its main part), from this listing's download or a new request."""
@@ -261,7 +263,7 @@ class WebConnector:
                 # Listed as it was, so a transient error never removes a document (see the module docstring).
                 previous = state.get(url, {})
                 page = _Page(url, known.get(url, ""), previous.get("title", ""), previous.get("media_type", ""),
-                             tuple(previous.get("links", ())))  # fmt: skip
+                             tuple(previous.get("links", ())), unavailable=str(exc))  # fmt: skip
             if page.key in listed:
                 continue  # a second URL redirecting to a page already listed
             seen.add(page.key)
