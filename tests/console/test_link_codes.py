@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -41,7 +41,7 @@ async def test_the_web_chat_socket_hands_a_signed_in_user_a_code_that_a_dm_redee
     assert frame["type"] == "link_code" and frame["minutes"] == 10 and frame["linked"] == []
     code = frame["code"]
     assert len(code) == 8 and code.isalnum() and code.isupper()
-    assert timezone.now() < timezone.datetime.fromisoformat(frame["expires_at"]) <= timezone.now() + timedelta(minutes=10)
+    assert timezone.now() < datetime.fromisoformat(frame["expires_at"]) <= timezone.now() + timedelta(minutes=10)
     assert codes("web", "issued") == issued + 1
 
     # Typed lower case and with a dash, as people do; the second time it is spent.
