@@ -16,12 +16,13 @@ from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client, override_settings
 
 from console.ingest import storage
-from console.models import Collection, Document
+from console.models import Collection, Conversation, Document
 from tests.console.test_ws_chat import _engine, _session_cookie, frames_until, open_socket
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -166,6 +167,15 @@ def test_a_slack_channel_and_dm_search_what_their_scope_and_link_allow(tmp_path:
         assert SECRET not in asked("CGENERAL", "UIN", 2)  # an unscoped channel: everyone's collections only
         assert SECRET in asked("DIN", "UIN", 3)  # a DM of the linked insider
         assert SECRET not in asked("DOUT", "UOUT", 4)  # an unlinked DM
+
+        # The console's conversation page names what each answer searched.
+        client = Client()
+        client.force_login(get_user_model().objects.create_user("admin", password="pw", is_staff=True))
+        pages = {key: client.get(f"/console/conversations/{pk}/").content.decode()
+                 for key, pk in Conversation.objects.values_list("external_key", "pk")}
+        assert "searched: Board vault</span>" in pages["T1:CBOARD:1"]
+        assert "searched: Default</span>" in pages["T1:CGENERAL:2"] and "Board vault" not in pages["T1:CGENERAL:2"]
+        assert "searched: Board vault, Default</span>" in pages["T1:DIN:3"]
 
 
 # -- the bots: signed Slack events and the fake Discord gateway -------------------------------------------------------
