@@ -66,7 +66,7 @@ def link_code_in(text: str) -> str | None:
 def issue_code(user: Any) -> IssuedCode:
     """A fresh code for a signed-in, active user (their earlier unused ones stop working)."""
     if user is None or not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
-        raise ChatError("forbidden", "Log in to link a Slack or Discord account.")
+        raise ChatError("login_required", "Log in to link a Slack or Discord account.")
     minutes = settings.LINK_CODE_MINUTES
     with transaction.atomic():
         row, code = LinkCode.issue(user, minutes=minutes)

@@ -70,7 +70,7 @@ async def test_an_anonymous_chat_gets_no_code() -> None:
     await comm.send_json_to({"type": "link_code"})
     frame = await comm.receive_json_from(timeout=5)
     await comm.disconnect()
-    assert frame["type"] == "error" and frame["code"] == "forbidden"
+    assert frame["type"] == "error" and frame["code"] == "login_required"
     assert not await LinkCode.objects.aexists()
 
 
