@@ -30,6 +30,12 @@ def pytest_configure(config: pytest.Config) -> None:
     from django.conf import settings
 
     settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # pytest-django reads the settings (its pytest_load_initial_conftests runs first) before the
+    # environment lines at the top of this module, so they are applied to the settings here too:
+    # otherwise importing console.asgi starts a warm-up and an orphan sweeper in the test process,
+    # whose writes lock the shared in-memory SQLite tables under other tests ("table is locked").
+    settings.WARMUP_ON_START = os.environ["WARMUP_ON_START"] == "True"
+    settings.CHAT_ANSWER_STALE_SECONDS = float(os.environ["CHAT_ANSWER_STALE_SECONDS"])
 
 
 _real_connect = socket.socket.connect
