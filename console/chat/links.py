@@ -21,7 +21,7 @@ from django.db import transaction
 
 from console.access.metrics import ACCESS_REFUSED, ACCOUNT_LINKS, LINK_CODES
 from console.chat.events import ChatError
-from console.chat.orm import in_thread_pool
+from console.chat.orm import in_thread_pool, in_writer
 from console.chat.ratelimit import check_rate
 from console.models import CODE_LENGTH, AccountLink, LinkCode, normalized_code
 
@@ -120,7 +120,9 @@ def cancel_code(code: str, *, platform: str) -> LinkResult:
                                    "works. Get a new one in the web chat and send `link CODE` to me in a DM.")
 
 
-aissue_code = in_thread_pool(issue_code)
+# Writes go through the chat's writer thread (console.chat.orm), with the answers' writes: on SQLite a
+# pool thread writing beside it would wait on the database lock.
+aissue_code = in_writer(issue_code)
 alinked_platforms = in_thread_pool(linked_platforms)
-aredeem_code = in_thread_pool(redeem_code)
-acancel_code = in_thread_pool(cancel_code)
+aredeem_code = in_writer(redeem_code)
+acancel_code = in_writer(cancel_code)
