@@ -151,6 +151,10 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            # Each thread keeps its connection, as on PostgreSQL: opening one (its PRAGMAs and SQL
+            # functions) and closing it (a WAL checkpoint) cost more than the session and user lookups
+            # of a WebSocket's connect, which 200 sockets opening at once queue for on one thread.
+            "CONN_MAX_AGE": 60,
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

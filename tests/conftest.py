@@ -1,15 +1,18 @@
-"""Guards every test runs under: no network but loopback, no real credentials, offline model."""
+"""Guards every test runs under: no network but loopback (and a test's own namespaces), no real credentials, offline model."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import netns
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -20,6 +23,7 @@ os.environ["WARMUP_ON_START"] = "False"
 # Nor an orphan sweeper thread that would read the test database between tests (a test turns it on).
 os.environ.setdefault("CHAT_ANSWER_STALE_SECONDS", "0")
 
+
 def pytest_configure(config: pytest.Config) -> None:
     """Connections close after each request or pool-thread call, as CONN_MAX_AGE=0 says.
 
@@ -29,11 +33,18 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     from django.conf import settings
 
-    settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+    default = settings.DATABASES["default"]
+    default["CONN_MAX_AGE"] = 0
+    if default["ENGINE"] == "django.db.backends.sqlite3":
+        # A file, as in production, not Django's shared-cache in-memory default: in shared-cache mode a
+        # read that meets another thread's write fails at once with "database table is locked" instead of
+        # waiting out the busy timeout, so a test polling the database beside a bot thread that writes
+        # to it failed at random.
+        default.setdefault("TEST", {})["NAME"] = str(Path(tempfile.mkdtemp(prefix="lorebot-testdb-")) / "test.sqlite3")
     # pytest-django reads the settings (its pytest_load_initial_conftests runs first) before the
     # environment lines at the top of this module, so they are applied to the settings here too:
     # otherwise importing console.asgi starts a warm-up and an orphan sweeper in the test process,
-    # whose writes lock the shared in-memory SQLite tables under other tests ("table is locked").
+    # which read and write the test database between and under the tests.
     settings.WARMUP_ON_START = os.environ["WARMUP_ON_START"] == "True"
     settings.CHAT_ANSWER_STALE_SECONDS = float(os.environ["CHAT_ANSWER_STALE_SECONDS"])
 
@@ -46,7 +57,7 @@ def _check_loopback(address: object) -> None:
     if isinstance(address, tuple) and address:
         host = str(address[0])
         try:
-            allowed = ipaddress.ip_address(host).is_loopback
+            allowed = ipaddress.ip_address(host).is_loopback or host in netns.OWN_ADDRESSES
         except ValueError:
             allowed = host == "localhost"
         if not allowed:
@@ -87,6 +98,16 @@ def chat_writer_closed() -> Iterator[None]:
     from console.chat.orm import writer
 
     writer().close()
+
+
+@pytest.fixture(autouse=True)
+def orphan_sweeper_stopped() -> Iterator[None]:
+    """A test that turns the sweeper on (CHAT_ANSWER_STALE_SECONDS > 0) starts its thread in this process;
+    it ends with the test, so it never reads a later test's database (or one no longer allowed)."""
+    yield
+    from console.ops.orphans import sweeper
+
+    sweeper.stop()
 
 
 @pytest.fixture(scope="session")

@@ -97,32 +97,40 @@ class Sweeper:
     """A daemon thread: a heartbeat for this process's answers and a sweep, at start and every heartbeat_seconds()."""
 
     def __init__(self) -> None:
-        self._started = False
         self._lock = threading.Lock()
-        self.stopped = threading.Event()
+        self._stopped: threading.Event | None = None  # set while a thread runs; each thread waits on its own
 
     @property
     def running(self) -> bool:
-        return self._started and not self.stopped.is_set()
+        return self._stopped is not None and not self._stopped.is_set()
 
     def start(self) -> bool:
         with self._lock:
-            if self._started:
+            if self._stopped is not None:
                 return False
-            self._started = True
-        threading.Thread(target=self._run, name="lorebot-orphan-sweep", daemon=True).start()
+            self._stopped = threading.Event()
+        threading.Thread(target=self._run, args=(self._stopped,), name="lorebot-orphan-sweep", daemon=True).start()
         return True
 
-    def _run(self) -> None:
+    def stop(self) -> None:
+        """Ends the thread at its next wake-up; a later start() begins a new one."""
+        with self._lock:
+            if self._stopped is not None:
+                self._stopped.set()
+                self._stopped = None
+
+    def _run(self, stopped: threading.Event) -> None:
         while True:
             try:
                 beat()  # first: this process's own answers are never taken for orphans
                 sweep()
             except Exception:  # the database is down: next time
                 log.warning("chat.orphan_sweep_failed", exc_info=True)
-            finally:
+            try:
                 close_old_connections()
-            if self.stopped.wait(heartbeat_seconds()):
+            except Exception:  # closing a broken connection must not end the thread either
+                log.warning("chat.orphan_sweep_failed", exc_info=True)
+            if stopped.wait(heartbeat_seconds()):
                 return
 
 

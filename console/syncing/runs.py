@@ -20,7 +20,7 @@ import time
 import traceback as tb
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import PurePosixPath
 from typing import Any
@@ -107,6 +107,8 @@ class _Plan:
     unchanged: list[SyncItem]
     todo: list[tuple[SourceItem, SyncItem | None]]
     gone: list[SyncItem]
+    # Synced before, but the origin could not serve them this time: kept as they are, reported as failed.
+    unavailable: list[tuple[SourceItem, SyncItem]] = field(default_factory=list)
 
 
 class _Sync:
@@ -137,9 +139,12 @@ class _Sync:
             run.listed_items(len(items), connector.describe())
             plan = self._plan(run, source, items)
             self.total = len(items) + len(plan.gone)
-            self.done = len(items) - len(plan.unchanged) - len(plan.todo)  # counted before a crash
+            self.done = len(items) - len(plan.unchanged) - len(plan.todo) - len(plan.unavailable)  # before a crash
             try:
                 self._mark_unchanged(run, plan.unchanged)
+                for item, si in plan.unavailable:
+                    kept = f"; kept as synced {si.synced_at:%Y-%m-%d %H:%M} UTC" if si.synced_at else "; kept as synced"
+                    self._failed(run, item.key, "Unavailable", f"{item.key}: {item.unavailable}{kept}")
                 self._sync_items(run, source, connector, plan.todo)
                 for gone in plan.gone:
                     self._check_ours()
@@ -178,7 +183,10 @@ class _Sync:
             doc = si.document if si is not None else None
             if (si is not None and doc is not None and not si.pending and si.version == item.version
                     and doc.status == Document.Status.INDEXED):
-                plan.unchanged.append(si)
+                if item.unavailable:
+                    plan.unavailable.append((item, si))
+                else:
+                    plan.unchanged.append(si)
             else:
                 plan.todo.append((item, si))
         listed = {item.key for item in items}

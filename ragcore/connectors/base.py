@@ -26,6 +26,9 @@ class SourceItem:
     url: str = ""  # the item at its origin (a page, a file on the Git host); "" means the source viewer
     title: str = ""  # a title known without parsing (a page's <title>); "" lets the loader decide
     filename: str = ""  # a name with an extension, for the loader; defaults to the key's last part
+    # Why the origin could not serve the item this time (a 5xx, a timeout): the version synced before is
+    # kept and the item reported as failed, so a bad minute at the origin never removes a document.
+    unavailable: str = ""
 
 
 @dataclass(frozen=True)

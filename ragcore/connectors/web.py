@@ -13,14 +13,16 @@ What a listing does, page by page:
 - redirects are followed within the site, and the page is listed under the URL it ends at; a redirect off
   the site, or a loop, skips the page;
 - 404 and 410 mean the page is gone (it is not listed, so its document is removed);
-- a 5xx answer, a timeout or a dropped connection is transient: a page synced before is listed again with
-  its previous version, so a server having a bad minute never deletes a document (the pipeline sees it
-  unchanged and keeps it; the next sync tries again); a page never synced is listed with an empty version
-  and its fetch raises a transient ItemFetchError, which the sync reports as that page's failure;
+- a 5xx answer, a timeout or a dropped connection is transient: the page is listed with its previous
+  version and `unavailable` saying what the server answered, so a server having a bad minute never
+  deletes a document (the pipeline keeps it as synced and reports the page as failed; the next sync tries
+  again); a page never synced has an empty version and its fetch raises a transient ItemFetchError;
 - a page synced before is revalidated with If-None-Match / If-Modified-Since; a 304 lists it with its
   known version without downloading it (its links are remembered in the work folder from the last time);
 - only HTML, plain text, Markdown and PDF are kept; a page over the size limit is listed with a version
   that says so and fails alone at fetch, with the limit in its error.
+- when the page limit stops the crawl, pages synced before that it did not reach are listed with their
+  previous version (kept, not removed); pages it did reach and found gone are removed as usual.
 An item's version is its ETag, else its Last-Modified, else a checksum of its bytes. The pages a listing
 downloaded are kept in the work folder, so fetching the changed ones costs no second request; HTML is
 reduced to its main content at fetch (ragcore.connectors.webpages.main_content).
@@ -89,6 +91,7 @@ class _Page:
     media_type: str = ""
     links: tuple[str, ...] = ()
     indexed: bool = True  # False for a page whose robots meta tag says noindex: followed, never listed
+    unavailable: str = ""  # the server's transient error this time (SourceItem.unavailable)
 
 
 class _Gone(Exception):
@@ -159,7 +162,8 @@ class WebConnector:
         pages = self._crawl(known)
         log.info("web.listed", site=self.site, pages=len(pages), requests=self.requests, seconds=round(time.monotonic() - started, 2))
         for page in pages:
-            yield SourceItem(key=page.key, version=page.version, url=page.key, title=page.title, filename=_filename(page.key, page.media_type))
+            yield SourceItem(key=page.key, version=page.version, url=page.key, title=page.title,
+                             filename=_filename(page.key, page.media_type), unavailable=page.unavailable)
 
     def fetch(self, item: SourceItem) -> FetchedItem:
         """The page's content (HTML reduced to its main part), from this listing's download or a new request."""
@@ -236,9 +240,11 @@ class WebConnector:
         queue = deque(dict.fromkeys(seeds))
         seen = set(queue)
         listed: dict[str, _Page] = {}
+        visited: set[str] = set()
         follow = bool(self.start_url)
         while queue and self.requests < self.page_limit:
             url = queue.popleft()
+            visited.add(url)
             # The start page is requested for its links even when `include` leaves it out of the listing.
             if not self._robots_allow(url) or not (self._listable(url) or url == self.start_url):
                 continue
@@ -257,7 +263,7 @@ class WebConnector:
                 # Listed as it was, so a transient error never removes a document (see the module docstring).
                 previous = state.get(url, {})
                 page = _Page(url, known.get(url, ""), previous.get("title", ""), previous.get("media_type", ""),
-                             tuple(previous.get("links", ())))  # fmt: skip
+                             tuple(previous.get("links", ())), unavailable=str(exc))  # fmt: skip
             if page.key in listed:
                 continue  # a second URL redirecting to a page already listed
             seen.add(page.key)
@@ -270,6 +276,13 @@ class WebConnector:
                         queue.append(link)
         if queue:
             log.warning("web.page_limit_reached", site=self.site, limit=self.page_limit, left=len(queue))
+            # The crawl stopped short: a page synced before that it did not reach is listed as it was, not
+            # removed, so a limit reached by a different path through the site never churns documents.
+            for url, version in known.items():
+                if url not in listed and url not in visited and self._listable(url) and self._robots_allow(url):
+                    previous = state.get(url, {})
+                    listed[url] = _Page(url, version, previous.get("title", ""), previous.get("media_type", ""),
+                                        tuple(previous.get("links", ())))  # fmt: skip
         return list(listed.values())
 
     def _visit(self, url: str, known: Mapping[str, str], state: dict[str, Any]) -> _Page:

@@ -21,7 +21,7 @@ from ragcore.loaders.outline import (
     inline,
     list_marker,
 )
-from ragcore.loaders.plaintext import read_as_plain_text
+from ragcore.loaders.plaintext import nesting_depth, read_as_plain_text
 from ragcore.loaders.webpage import add_html_fragment, image_alt_text
 from ragcore.types import Section
 
@@ -29,6 +29,7 @@ from ragcore.types import Section
 # maxNesting (20 in CommonMark mode). Python's own stack is the real limit (lists or quotes nested
 # ~500 deep); a file that runs into it is read as plain text rather than lose its text or fail.
 _MAX_NESTING = 10_000
+MAX_MARKDOWN_NESTING = 300  # levels: quotes ~450 deep exhaust the stack
 # Docusaurus-style ":::note Title" blocks; MkDocs' "!!! note" comes from the admon plugin.
 _CONTAINERS = ("note", "tip", "info", "important", "warning", "caution", "danger")
 
@@ -45,9 +46,11 @@ def _parser() -> MarkdownIt:
 def parse_markdown(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     """Sections cut at headings; front matter gives the title and is never content."""
     toml_title, text = _split_toml_front_matter(text)
+    if nesting_depth(text) > MAX_MARKDOWN_NESTING:  # markdown-it recurses per quote level (see nesting_depth)
+        return read_as_plain_text(text, name, "markdown")
     try:
         tokens = _parser().parse(text)
-    except RecursionError:
+    except RecursionError:  # deep nesting of another kind
         return read_as_plain_text(text, name, "markdown")
     outline = Outline(keep_indent=True)
     front_title = _MarkdownWriter(outline).write(tokens)

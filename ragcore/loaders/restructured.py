@@ -17,7 +17,7 @@ from ragcore.loaders.outline import (
     inline,
     list_marker,
 )
-from ragcore.loaders.plaintext import read_as_plain_text
+from ragcore.loaders.plaintext import nesting_depth, read_as_plain_text
 from ragcore.types import Section
 
 _SETTINGS = {
@@ -58,15 +58,21 @@ _OBJECTS = """function class method attribute data exception decorator describe 
 
 def parse_rst(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     """Sections cut at docutils' sections; the document title (a lone top heading) is the title."""
+    # docutils nests a parser per indentation level, about six frames each (see nesting_depth)
+    if nesting_depth(text) > MAX_RST_NESTING:
+        return read_as_plain_text(text, name, "rst")
     try:
         document = publish_doctree(text, settings_overrides=_SETTINGS)
-    except RecursionError:  # docutils nests a parser per level: lists ~160 deep exhaust Python's stack
+    except RecursionError:  # deep nesting of another kind than indentation
         return read_as_plain_text(text, name, "rst")
     outline = Outline(keep_indent=True)
     _walk(document, outline)
     title = inline(str(document.get("title", ""))) or outline.lead
     sections = outline.finish(title)
     return title, sections or ((Section(title),) if title else ())
+
+
+MAX_RST_NESTING = 100  # levels: ~165 exhaust the stack
 
 
 def _walk(root: nodes.Node, outline: Outline) -> None:

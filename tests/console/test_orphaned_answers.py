@@ -146,3 +146,26 @@ async def test_an_answer_in_flight_when_daphne_is_killed_is_finished_by_the_next
     finally:
         second.stop()
         db.close()
+
+
+@override_settings(CHAT_ANSWER_STALE_SECONDS=3)
+def test_the_sweeper_outlives_a_database_that_is_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failing sweep, and a failing close of the broken connection after it, are logged; the thread goes on."""
+    rounds: list[int] = []
+
+    def down() -> int:
+        rounds.append(1)
+        raise ConnectionError("the database is down")
+
+    def close_fails() -> None:
+        raise ConnectionError("closing a dead connection")
+
+    monkeypatch.setattr(orphans, "beat", down)
+    monkeypatch.setattr(orphans, "close_old_connections", close_fails)
+    assert orphans.start_sweeper()
+    deadline = time.monotonic() + 10
+    while len(rounds) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert orphans.sweeper.running and len(rounds) >= 3
+    orphans.sweeper.stop()
+    assert not orphans.sweeper.running

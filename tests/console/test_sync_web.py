@@ -62,8 +62,11 @@ def test_a_web_site_source_syncs_incrementally_and_links_each_answer_to_its_page
               title="Key rotation", etag='"rot-2"')
     site.html("/deploys", "<p>Internal error</p>", status=500)
     edited = sync(source)
-    assert edited.counts()["changed"] == 1 and edited.counts()["removed"] == 0
+    assert edited.counts() == {"added": 0, "changed": 1, "removed": 0, "unchanged": 1, "failed": 1}
     assert Document.objects.filter(source=source, origin_url=site.url("/deploys")).exists()
+    failure = edited.failures.get()
+    assert failure.key == site.url("/deploys") and failure.error_type == "Unavailable"
+    assert "the server answered 500" in failure.message and "kept as synced" in failure.message
     hits = engine.retrieve("how often is the API key rotated", mode="bm25").chunks
     assert "thirty days" in hits[0].chunk.text
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ from ragcore.chunking import split_document
 from ragcore.extractive import MAX_BULLETS, compose, markup_problems
 from ragcore.loaders import load_bytes
 from ragcore.loaders.outline import MAX_INDENT_LEVELS
+from ragcore.loaders.plaintext import nesting_depth
 from ragcore.metrics import PIPELINE_ERRORS
 from ragcore.types import Chunk, ParsedDocument, ScoredChunk
 from tests.support import HashingEmbedder, make_engine
@@ -198,3 +200,21 @@ def test_an_answer_quoting_a_bad_document_renders_cleanly(name: str, source: str
     answer = compose(question, [ScoredChunk(c, 1.0 / n) for n, c in enumerate(chunks[:6], start=1)], EMBEDDER.embed)
     assert markup_problems(answer) == [], answer
     assert sum(line.startswith("- ") for line in answer.split("\n")) <= MAX_BULLETS
+
+
+@pytest.mark.parametrize(("name", "module", "parse", "source", "depth"), [
+    ("deeper.rst", "restructured", "publish_doctree", "\n\n".join("  " * d + f"- level {d}" for d in range(200)), 199),
+    ("quotes.md", "markdown", "_parser", "> " * 700 + "the deepest quote", 700),
+])  # fmt: skip
+def test_markup_too_deep_for_its_parser_never_reaches_it(
+    monkeypatch: pytest.MonkeyPatch, name: str, module: str, parse: str, source: str, depth: int
+) -> None:
+    """Hitting the recursion limit inside a parser can fail in a finalizer where no except reaches: never go there."""
+    loader = importlib.import_module(f"ragcore.loaders.{module}")
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"the parser was asked to parse {depth} levels")
+
+    monkeypatch.setattr(loader, parse, refuse)
+    assert nesting_depth(source) == depth
+    assert load_bytes(source.encode(), name).text.split("\n")[-1].endswith(("- level 199", "the deepest quote"))

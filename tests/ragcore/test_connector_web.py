@@ -191,3 +191,17 @@ def test_bad_settings_name_their_field(tmp_path: Path, config: dict[str, object]
     with pytest.raises(ConnectorConfigError) as caught:
         connector_class("web").from_config(config, work_dir=tmp_path)
     assert caught.value.field == field
+
+
+def test_pages_the_page_limit_kept_the_crawl_from_reaching_are_kept_not_removed(tmp_path: Path, site: FakeSite) -> None:
+    for n in range(30):
+        site.html(f"/loop/{n}", f"<a href='/loop/{n + 1}'>next</a> <a href='/old/{n}'>old</a><p>Page {n}</p>",
+                  etag=f'"p{n}"')
+        site.html(f"/old/{n}", f"<p>Old page {n}</p>", etag=f'"o{n}"')
+    before = listing(connect(tmp_path, start_url=site.url("/loop/0"), page_limit=100))
+    assert len(before) == 60
+    site.html("/old/1", "gone", status=404)  # reached by the shorter crawl too: removed
+    after = listing(connect(tmp_path, start_url=site.url("/loop/0"), page_limit=10),
+                    {key: item.version for key, item in before.items()})
+    assert set(after) == set(before) - {site.url("/old/1")}
+    assert after[site.url("/loop/20")].version == before[site.url("/loop/20")].version
