@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Sequence
 
@@ -94,8 +95,11 @@ async def test_a_cancelled_question_is_not_embedded(real_embedder: object) -> No
     assert await asyncio.to_thread(embedder.started.wait, 10)
     gone = asyncio.ensure_future(batcher.aembed_query(QUESTIONS[0]))
     kept = asyncio.ensure_future(batcher.aembed_query(QUESTIONS[1]))
-    await asyncio.sleep(0.01)
+    while len(batcher._waiting) < 2:  # both queued behind the first batch
+        await asyncio.sleep(0)
     gone.cancel()  # the client went away while its query waited
+    with contextlib.suppress(asyncio.CancelledError):
+        await gone  # by then the cancel has reached the batcher's future (wrap_future chains it first)
     embedder.gate.set()
     await asyncio.gather(first, kept)
     assert embedder.batches[1] == [QUESTIONS[1]]
