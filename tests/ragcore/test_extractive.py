@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ragcore.citations import filter_citations, numbering_gaps
+from ragcore.embeddings import Embedder
 from ragcore.extractive import MAX_BULLETS, NOTICE, compose, markup_problems, select_evidence, split_units
 from ragcore.types import Chunk, ScoredChunk
 from tests.support import HashingEmbedder
@@ -324,3 +325,21 @@ def test_an_item_of_a_list_nothing_introduces_stands_alone() -> None:
     text = "Notes on the variables.\n\n- `TMPDIR` names the directory.\n\n- `TEMP` is read on Windows."
     evidence = select_evidence("Which variable is read on Windows?", [chunk(text)], encode)
     assert evidence[0].text == "`TEMP` is read on Windows." and not evidence[0].items
+
+
+STREAMING = [
+    ("Streaming Uploads", "Requests supports streaming uploads, which allow you to send large streams or files without "
+                          "reading them into memory. To stream and upload, simply provide a file-like object for your body."),
+    ("Body Content Workflow", "By default, when you make a request, the body of the response is downloaded immediately. "
+                              "You can override this behaviour and defer downloading the response body until you access "
+                              "the `Response.content` attribute with the `stream` parameter."),
+]
+
+
+def test_the_sentence_that_means_the_question_is_quoted_beside_one_that_shares_its_rare_words(real_embedder: Embedder) -> None:
+    # The upload sentence has "large", "without", "reading" and "memory"; the one that answers says "downloaded".
+    chunks = [ScoredChunk(Chunk(f"r{n}:0", f"r{n}", 0, text, "Advanced Usage", "advanced.html", f"§ {where}"), 1.0 / n)
+              for n, (where, text) in enumerate(STREAMING, start=1)]
+    evidence = select_evidence("How do I download a large response without reading it all into memory?", chunks,
+                               real_embedder.embed)
+    assert any("`stream` parameter" in e.text for e in evidence)
