@@ -343,3 +343,35 @@ def test_the_sentence_that_means_the_question_is_quoted_beside_one_that_shares_i
     evidence = select_evidence("How do I download a large response without reading it all into memory?", chunks,
                                real_embedder.embed)
     assert any("`stream` parameter" in e.text for e in evidence)
+
+
+def test_a_block_that_quotes_fences_is_one_unit_closed_by_its_own_longer_fence() -> None:
+    # A page about Markdown shows a fenced block inside a longer fence: the inner ``` lines are its content.
+    text = "To include backticks within a code block, use more backticks for the fence:\n\n````\n```\na one-line code block\n```\n````\n\nThat is all."
+    units = split_units(text)
+    assert [u.code for u in units] == [False, True, False]
+    assert units[1].text == "````\n```\na one-line code block\n```\n````"
+    answer = compose("How do I include backticks within a code block?", [chunk(text)], encode)
+    assert "````\n```\na one-line code block\n```\n````" in answer and not markup_problems(answer)
+
+
+CLI_PAGE = ("Generally, you will want the library installed to run the command line script. See the installation "
+            "instructions for details.\n\nThe command line script takes advantage of the `-m` flag of Python. Therefore, "
+            "assuming Python is on your path, use the following format:\n\n```\npython -m markdown [options] [args]\n```\n\n"
+            "That will run the module as a script.")
+
+
+def test_a_remedy_that_introduces_a_code_block_brings_the_block() -> None:
+    answer = compose("How do I run the command line script?", [chunk(CLI_PAGE)], encode)
+    assert "use the following format [1]:\n\n```\npython -m markdown [options] [args]\n```" in answer
+    assert not markup_problems(answer)
+
+
+def test_sentences_joined_into_one_bullet_keep_their_reading_order() -> None:
+    text = ("Generally, you will want the library installed to run the command line script. See the installation "
+            "instructions for details.\n\nThe command line script takes advantage of the flag of Python. Therefore, "
+            "assuming Python is on your path, use the flag of Python.")
+    evidence = select_evidence("How do I run the command line script with the flag of Python?", [chunk(text)], encode)
+    quoted = " ".join(e.text for e in evidence)
+    assert quoted.count("Therefore") == 1
+    assert quoted.index("Generally") < quoted.index("takes advantage") < quoted.index("Therefore")
