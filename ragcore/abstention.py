@@ -18,7 +18,7 @@ The question is covered when `DENSE_WEIGHT * dense + SENTENCE_WEIGHT * sentence 
 >= threshold` (`RAG_ABSTAIN_THRESHOLD`, 0.5; lower declines less). Until the sentences are scored, the chunk
 similarity stands in for the sentence one (`decide`). The weights and ABSENT_WEIGHT were chosen in the third
 round on the lorebot, python, django, click, flask and requests answer sets, checked set by set (fitted on five,
-tried on the sixth), and the new pytest set was run once, at the end (`benchmarks/answer_quality.py`).
+tried on the sixth); the new pytest and markdown sets were run once, at the end (`benchmarks/answer_quality.py`).
 A question with no searchable word at all ("q1", "??") is declined before any evidence.
 """
 

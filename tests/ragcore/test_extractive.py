@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from ragcore.citations import filter_citations, numbering_gaps
+from ragcore.embeddings import Embedder
 from ragcore.extractive import MAX_BULLETS, NOTICE, compose, markup_problems, select_evidence, split_units
 from ragcore.types import Chunk, ScoredChunk
 from tests.support import HashingEmbedder
@@ -324,3 +325,53 @@ def test_an_item_of_a_list_nothing_introduces_stands_alone() -> None:
     text = "Notes on the variables.\n\n- `TMPDIR` names the directory.\n\n- `TEMP` is read on Windows."
     evidence = select_evidence("Which variable is read on Windows?", [chunk(text)], encode)
     assert evidence[0].text == "`TEMP` is read on Windows." and not evidence[0].items
+
+
+STREAMING = [
+    ("Streaming Uploads", "Requests supports streaming uploads, which allow you to send large streams or files without "
+                          "reading them into memory. To stream and upload, simply provide a file-like object for your body."),
+    ("Body Content Workflow", "By default, when you make a request, the body of the response is downloaded immediately. "
+                              "You can override this behaviour and defer downloading the response body until you access "
+                              "the `Response.content` attribute with the `stream` parameter."),
+]
+
+
+def test_the_sentence_that_means_the_question_is_quoted_beside_one_that_shares_its_rare_words(real_embedder: Embedder) -> None:
+    # The upload sentence has "large", "without", "reading" and "memory"; the one that answers says "downloaded".
+    chunks = [ScoredChunk(Chunk(f"r{n}:0", f"r{n}", 0, text, "Advanced Usage", "advanced.html", f"§ {where}"), 1.0 / n)
+              for n, (where, text) in enumerate(STREAMING, start=1)]
+    evidence = select_evidence("How do I download a large response without reading it all into memory?", chunks,
+                               real_embedder.embed)
+    assert any("`stream` parameter" in e.text for e in evidence)
+
+
+def test_a_block_that_quotes_fences_is_one_unit_closed_by_its_own_longer_fence() -> None:
+    # A page about Markdown shows a fenced block inside a longer fence: the inner ``` lines are its content.
+    text = "To include backticks within a code block, use more backticks for the fence:\n\n````\n```\na one-line code block\n```\n````\n\nThat is all."
+    units = split_units(text)
+    assert [u.code for u in units] == [False, True, False]
+    assert units[1].text == "````\n```\na one-line code block\n```\n````"
+    answer = compose("How do I include backticks within a code block?", [chunk(text)], encode)
+    assert "````\n```\na one-line code block\n```\n````" in answer and not markup_problems(answer)
+
+
+CLI_PAGE = ("Generally, you will want the library installed to run the command line script. See the installation "
+            "instructions for details.\n\nThe command line script takes advantage of the `-m` flag of Python. Therefore, "
+            "assuming Python is on your path, use the following format:\n\n```\npython -m markdown [options] [args]\n```\n\n"
+            "That will run the module as a script.")
+
+
+def test_a_remedy_that_introduces_a_code_block_brings_the_block() -> None:
+    answer = compose("How do I run the command line script?", [chunk(CLI_PAGE)], encode)
+    assert "use the following format [1]:\n\n```\npython -m markdown [options] [args]\n```" in answer
+    assert not markup_problems(answer)
+
+
+def test_sentences_joined_into_one_bullet_keep_their_reading_order() -> None:
+    text = ("Generally, you will want the library installed to run the command line script. See the installation "
+            "instructions for details.\n\nThe command line script takes advantage of the flag of Python. Therefore, "
+            "assuming Python is on your path, use the flag of Python.")
+    evidence = select_evidence("How do I run the command line script with the flag of Python?", [chunk(text)], encode)
+    quoted = " ".join(e.text for e in evidence)
+    assert quoted.count("Therefore") == 1
+    assert quoted.index("Generally") < quoted.index("takes advantage") < quoted.index("Therefore")
