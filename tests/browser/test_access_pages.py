@@ -66,6 +66,22 @@ def test_staff_restrict_a_collection_upload_into_it_and_move_the_document_out(
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "document-moved.png"), full_page=True)
 
+    # Back into HR with the list's bulk move (the header box ticks every row), then all out from HR's page.
+    page.click("nav >> text=Documents")
+    page.check("input[data-select-all]")
+    assert page.locator("input[name=documents][form=bulk-move]").first.is_checked()
+    page.select_option("[data-bulk-move] select[name=collection]", label="HR")
+    page.click("[data-bulk-move] button")
+    assert "1 document moved to HR (1 chunk)." in page.locator(".flash").inner_text()
+    page.goto(f"{base}/console/collections/{hr.pk}/delete")
+    assert "it still holds 1 document" in page.locator("[data-not-deletable]").inner_text()
+    page.goto(f"{base}/console/collections/{hr.pk}/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.select_option("[data-move-all] select[name=collection]", label="Default")
+    page.click("[data-move-all] button")
+    assert "1 document moved to Default (1 chunk)." in page.locator(".flash").inner_text()
+    assert Document.objects.get(pk=doc.pk).collection == Collection.default()
+
     page.click("nav >> text=Access")
     page.click("nav.tabs >> text=Channel scopes")
     page.select_option("select[name=platform]", "slack")
