@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
-from console.models import Collection, Document
+from console.models import ChannelScope, Collection, Document
 from tests.browser.test_console import log_in
+from tests.browser.watch import problems_on, watch
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -23,6 +25,7 @@ def test_staff_restrict_a_collection_upload_into_it_and_move_the_document_out(
     live_server: Any, data_dir: Path, page: Any, tmp_path: Path
 ) -> None:
     base = live_server.url
+    console = watch(page)
     log_in(page, base)
     get_user_model().objects.create_user("bob", password="pw")
 
@@ -111,3 +114,12 @@ def test_staff_restrict_a_collection_upload_into_it_and_move_the_document_out(
     assert "One that answered only from it then answers from nothing" in page.locator("[data-scopes]").inner_text()
     page.click("button:text('Delete')")
     assert "Collection HR deleted." in page.locator(".flash").inner_text()
+
+    # Every access page passes the Content-Security-Policy, with no console error.
+    group = Group.objects.get(name="People team")
+    for path in ("/console/collections/", f"/console/collections/{Collection.default().pk}/",
+                 f"/console/collections/{Collection.default().pk}/delete", "/console/groups/", f"/console/groups/{group.pk}/",
+                 "/console/channels/", f"/console/channels/{ChannelScope.objects.get().pk}/", "/console/links/",
+                 "/console/documents/", f"/console/documents/{doc.pk}/"):
+        page.goto(base + path)
+        assert problems_on(page, console) == [], path
