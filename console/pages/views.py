@@ -31,6 +31,7 @@ from console.ops.counts import collect_counts
 from console.pages import charts, stats
 from console.pages.access_forms import MoveForm
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
+from console.pages.searched import name_searched_collections
 from console.sources.links import source_url
 from console.syncing.origins import synced_text
 from console.syncing.status import freshness
@@ -387,6 +388,7 @@ def conversation_view(request: HttpRequest, conversation_id: int) -> HttpRespons
                                  for c in citations_of(message)]
         if message.role == Message.Role.ASSISTANT:
             message.html = render_answer(message.text, f"cite-{message.pk}-")
+    name_searched_collections(page.object_list)  # what each answer could find: the asker's scope then
     totals = conversation.messages.aggregate(
         n=Count("id"),
         up=Count("feedback", filter=Q(feedback__value=1)),
