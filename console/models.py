@@ -852,14 +852,19 @@ class Collection(models.Model):
         return found
 
     @classmethod
-    def create(cls, name: str, *, description: str = "", visibility: str = Visibility.EVERYONE) -> Collection:
-        """A new collection with a key made from its name (a slug, made unique with a number)."""
+    def create(cls, name: str, *, description: str = "", visibility: str = Visibility.EVERYONE,
+               groups: Any = ()) -> Collection:
+        """A new collection with a key made from its name (a slug, made unique with a number); `groups`
+        may see it when its visibility is "chosen groups"."""
         base = slugify(name)[:50] or "collection"
         key, n = base, 1
         while cls.objects.filter(key=key).exists():
             n += 1
             key = f"{base}-{n}"
-        return cls.objects.create(key=key, name=name, description=description, visibility=visibility)
+        made = cls.objects.create(key=key, name=name, description=description, visibility=visibility)
+        if groups and made.is_restricted:
+            made.groups.set(groups)
+        return made
 
     @property
     def is_default(self) -> bool:

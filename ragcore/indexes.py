@@ -119,10 +119,9 @@ class Indexes:
         """
         if not collection:
             raise ValueError("a collection needs a non-empty name")
-        dense = 0
-        for document_id in document_ids:
-            known = self.bm25.document_info(document_id)
-            dense += self.store.move_document(document_id, collection, chunks=known[1] if known else 0)
+        known = [(document_id, info[1] if (info := self.bm25.document_info(document_id)) else 0)
+                 for document_id in document_ids]
+        dense = self.store.move_documents(known, collection)
         sparse = self.bm25.move_documents(document_ids, collection)
         log.info("documents.moved", documents=len(document_ids), collection=collection, chunks=max(dense, sparse))
         return max(dense, sparse)

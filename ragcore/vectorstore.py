@@ -338,12 +338,17 @@ class VectorStore:
         `chunks` is how many the caller knows it has, updated by id; with none known (or more present)
         they are found by metadata, as in `delete_document`.
         """
-        ids = [chunk_id_for(document_id, position) for position in range(chunks)]
-        beyond = self._call(self._collection.get, ids=[chunk_id_for(document_id, chunks)], include=[])["ids"]
-        if beyond or not chunks:
-            ids = self._call(self._collection.get, where={"document_id": document_id}, include=[])["ids"]
-        else:
-            ids = self._call(self._collection.get, ids=ids, include=[])["ids"]  # update fails on a missing id
+        return self.move_documents([(document_id, chunks)], collection)
+
+    def move_documents(self, documents: Sequence[tuple[str, int]], collection: str) -> int:
+        """`move_document` for many (document id, known chunk count) pairs; returns how many chunks moved.
+
+        The chunks of all of them are updated in batches: one Chroma update per document costs about
+        50 ms whatever its size (500 documents of 4 chunks: 26 s one by one, 0.6 s in batches of 500).
+        """
+        ids: list[str] = []
+        for document_id, chunks in documents:
+            ids += self._present_ids(document_id, chunks)
         for start in range(0, len(ids), self._batch):
             part = ids[start : start + self._batch]
             # Chroma merges an update's metadata into the stored one: only this field changes.
@@ -351,6 +356,14 @@ class VectorStore:
         if ids:
             self._changed()
         return len(ids)
+
+    def _present_ids(self, document_id: str, chunks: int) -> list[str]:
+        """The ids of a document's chunks in the store (an update fails on a missing id)."""
+        ids = [chunk_id_for(document_id, position) for position in range(chunks)]
+        beyond = self._call(self._collection.get, ids=[chunk_id_for(document_id, chunks)], include=[])["ids"]
+        if beyond or not chunks:
+            return list(self._call(self._collection.get, where={"document_id": document_id}, include=[])["ids"])
+        return list(self._call(self._collection.get, ids=ids, include=[])["ids"])
 
     def document_info(self, document_id: str) -> tuple[str, int, int]:
         """(checksum, chunks present, chunks expected) for one document; ("", 0, 0) if absent."""

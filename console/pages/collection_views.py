@@ -1,7 +1,8 @@
 """The console's collections pages: list, add, edit (name, description, who may see it), delete; and moves.
 
-A collection is deleted only when empty: its documents are moved first (the document page, or the
-documents list's bulk move), so nothing becomes visible to more people, or lost, by a delete.
+A collection is deleted only when empty: its documents are moved first (the document page, the
+documents list's bulk move, or the collection page's Move all), so nothing becomes visible to more
+people, or lost, by a delete.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def collections_view(request: HttpRequest) -> HttpResponse:
     form = CollectionForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        collection = Collection.create(data["name"], description=data["description"], visibility=data["visibility"])
-        collection.groups.set(data["groups"] if collection.is_restricted else [])
+        collection = Collection.create(data["name"], description=data["description"], visibility=data["visibility"],
+                                       groups=data["groups"])
         audit.record(request.user, collection, audit.ADDED,
                      f"Added from the console; visible to {collection.describe_access()}.")
         log.info("collection.created", key=collection.key, by=request.user.pk, groups=_grants(form))

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
-from console.models import Collection, Document
+from console.models import ChannelScope, Collection, Document
 from tests.browser.test_console import log_in
+from tests.browser.watch import problems_on, watch
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -23,6 +25,7 @@ def test_staff_restrict_a_collection_upload_into_it_and_move_the_document_out(
     live_server: Any, data_dir: Path, page: Any, tmp_path: Path
 ) -> None:
     base = live_server.url
+    console = watch(page)
     log_in(page, base)
     get_user_model().objects.create_user("bob", password="pw")
 
@@ -66,6 +69,22 @@ def test_staff_restrict_a_collection_upload_into_it_and_move_the_document_out(
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "document-moved.png"), full_page=True)
 
+    # Back into HR with the list's bulk move (the header box ticks every row), then all out from HR's page.
+    page.click("nav >> text=Documents")
+    page.check("input[data-select-all]")
+    assert page.locator("input[name=documents][form=bulk-move]").first.is_checked()
+    page.select_option("[data-bulk-move] select[name=collection]", label="HR")
+    page.click("[data-bulk-move] button")
+    assert "1 document moved to HR (1 chunk)." in page.locator(".flash").inner_text()
+    page.goto(f"{base}/console/collections/{hr.pk}/delete")
+    assert "it still holds 1 document" in page.locator("[data-not-deletable]").inner_text()
+    page.goto(f"{base}/console/collections/{hr.pk}/")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.select_option("[data-move-all] select[name=collection]", label="Default")
+    page.click("[data-move-all] button")
+    assert "1 document moved to Default (1 chunk)." in page.locator(".flash").inner_text()
+    assert Document.objects.get(pk=doc.pk).collection == Collection.default()
+
     page.click("nav >> text=Access")
     page.click("nav.tabs >> text=Channel scopes")
     page.select_option("select[name=platform]", "slack")
@@ -95,3 +114,12 @@ def test_staff_restrict_a_collection_upload_into_it_and_move_the_document_out(
     assert "One that answered only from it then answers from nothing" in page.locator("[data-scopes]").inner_text()
     page.click("button:text('Delete')")
     assert "Collection HR deleted." in page.locator(".flash").inner_text()
+
+    # Every access page passes the Content-Security-Policy, with no console error.
+    group = Group.objects.get(name="People team")
+    for path in ("/console/collections/", f"/console/collections/{Collection.default().pk}/",
+                 f"/console/collections/{Collection.default().pk}/delete", "/console/groups/", f"/console/groups/{group.pk}/",
+                 "/console/channels/", f"/console/channels/{ChannelScope.objects.get().pk}/", "/console/links/",
+                 "/console/documents/", f"/console/documents/{doc.pk}/"):
+        page.goto(base + path)
+        assert problems_on(page, console) == [], path

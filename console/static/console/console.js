@@ -217,3 +217,16 @@
     show();
   });
 })();
+
+/* Documents: the header's checkbox ticks every document on this page for the bulk move. */
+(function () {
+  "use strict";
+  document.querySelectorAll("input[data-select-all]").forEach(function (all) {
+    all.addEventListener("change", function () {
+      var name = all.getAttribute("data-select-all");
+      document.querySelectorAll('input[type="checkbox"][name="' + name + '"]').forEach(function (box) {
+        box.checked = all.checked;
+      });
+    });
+  });
+})();
