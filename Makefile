@@ -76,9 +76,10 @@ check: install
 test: check
 	env -u DATABASE_URL $(PY) -m pytest
 	@if [ -n "$$DATABASE_URL" ]; then \
-		echo "==> the console tests, backup/restore, the scale-out, restart and network-namespace tests and the PostgreSQL keyword store, on the DATABASE_URL server"; \
-		$(PY) -m pytest tests/console tests/ops/test_backup.py tests/ops/test_scale_out.py tests/ops/test_postgres_restart.py \
-			tests/ops/test_network_namespaces.py tests/ragcore/test_bm25_postgres.py tests/ragcore/test_bm25_collections.py; \
+		echo "==> the console tests, backup/restore, the scale-out (one machine, and one network namespace per process), restart and network-namespace tests and the PostgreSQL keyword store, on the DATABASE_URL server"; \
+		$(PY) -m pytest tests/console tests/ops/test_backup.py tests/ops/test_scale_out.py tests/ops/test_scale_out_netns.py \
+			tests/ops/test_postgres_restart.py tests/ops/test_network_namespaces.py tests/ragcore/test_bm25_postgres.py \
+			tests/ragcore/test_bm25_collections.py; \
 	fi
 
 bench: install

@@ -25,7 +25,7 @@ from ragcore.indexes import Indexes, UsesIndexes
 from ragcore.settings import RagSettings
 from ragcore.tokenize import tokenize
 from ragcore.types import ScoredChunk, Turn
-from ragcore.vectorstore import EXACT_MAX, OVERFETCH_MIN_SHARE
+from ragcore.vectorstore import EXACT_MAX, EXACT_MAX_SHARE
 
 T = TypeVar("T")
 
@@ -126,9 +126,9 @@ class Retriever(UsesIndexes):
             return self.store.query(vector, k)
         allowed = frozenset(collections)
         share = self.bm25.share(allowed)
-        if share < OVERFETCH_MIN_SHARE and share * len(self.bm25) <= EXACT_MAX:
-            version, ids = self.bm25.allowed_chunks(allowed)  # a small filter: exact search over its chunks
-            return self.store.nearest_among(vector, k, ids, key=(allowed, version))
+        if share < EXACT_MAX_SHARE and share * len(self.bm25) <= EXACT_MAX:
+            version, ids, segments = self.bm25.allowed_chunks(allowed)  # exact search over the filter's chunks
+            return self.store.nearest_among(vector, k, ids, key=allowed, version=version, stamps=segments)
         labels = self.bm25.document_collections()
 
         def visible(chunk_id: str) -> bool:

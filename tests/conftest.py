@@ -1,4 +1,4 @@
-"""Guards every test runs under: no network but loopback, no real credentials, offline model."""
+"""Guards every test runs under: no network but loopback (and a test's own namespaces), no real credentials, offline model."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import netns
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -39,6 +41,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # waiting out the busy timeout, so a test polling the database beside a bot thread that writes
         # to it failed at random.
         default.setdefault("TEST", {})["NAME"] = str(Path(tempfile.mkdtemp(prefix="lorebot-testdb-")) / "test.sqlite3")
+    # pytest-django reads the settings (its pytest_load_initial_conftests runs first) before the
+    # environment lines at the top of this module, so they are applied to the settings here too:
+    # otherwise importing console.asgi starts a warm-up and an orphan sweeper in the test process,
+    # which read and write the test database between and under the tests.
+    settings.WARMUP_ON_START = os.environ["WARMUP_ON_START"] == "True"
+    settings.CHAT_ANSWER_STALE_SECONDS = float(os.environ["CHAT_ANSWER_STALE_SECONDS"])
 
 
 _real_connect = socket.socket.connect
@@ -49,7 +57,7 @@ def _check_loopback(address: object) -> None:
     if isinstance(address, tuple) and address:
         host = str(address[0])
         try:
-            allowed = ipaddress.ip_address(host).is_loopback
+            allowed = ipaddress.ip_address(host).is_loopback or host in netns.OWN_ADDRESSES
         except ValueError:
             allowed = host == "localhost"
         if not allowed:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,14 +84,15 @@ class Daphne:
     process: subprocess.Popen[bytes]
     port: int
     log: Path
+    host: str = "127.0.0.1"
 
     @property
     def http_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/chat/"
+        return f"ws://{self.host}:{self.port}/ws/chat/"
 
     def stop(self) -> None:
         stop_process(self.process)
@@ -149,15 +151,21 @@ def free_port() -> int:
 
 
 def start_daphne(site: Site, *, name: str = "daphne", port: int = 0, timeout: float = 60.0,
-                 app: str = "console.asgi:application", **env_extra: str) -> Daphne:
-    """Starts `daphne console.asgi:application` (on a free port by default) and waits until /health answers."""
+                 app: str = "console.asgi:application", host: str = "127.0.0.1",
+                 wrap: Callable[[list[str]], list[str]] | None = None, **env_extra: str) -> Daphne:
+    """Starts `daphne console.asgi:application` (on a free port by default) and waits until /health answers.
+
+    :param host: the address to listen on; :param wrap: turns the command into the one to run (e.g. in a
+    network namespace: `NetHost.command`).
+    """
     port = port or free_port()
     log = site.data_dir / f"{name}-{port}.log"
+    argv = [DAPHNE, "-e", f"tcp:port={port}:interface={host}:backlog={BACKLOG}", *HANDSHAKE_FLAGS, app]
     process = subprocess.Popen(
-        [DAPHNE, "-e", f"tcp:port={port}:interface=127.0.0.1:backlog={BACKLOG}", *HANDSHAKE_FLAGS, app],
+        wrap(argv) if wrap else argv,
         env={**site.env, **env_extra}, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )
-    server = Daphne(process, port, log)
+    server = Daphne(process, port, log, host)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -188,19 +188,25 @@ def allowed_rows(snap: Snapshot, collections: Collection[str]) -> np.ndarray:
     return mask
 
 
-def allowed_chunk_ids(snap: Snapshot, collections: Collection[str]) -> list[str]:
-    """The ids of the live chunks `collections` allows, in row order."""
+def allowed_chunk_ids(snap: Snapshot, collections: Collection[str]) -> tuple[list[str], list[str]]:
+    """(the ids of the live chunks `collections` allows, in row order; the name of the segment each is in).
+
+    A chunk's segment names the write it came from: a document written again (or merged, or moved) is in
+    another segment, so an unchanged name means an unchanged chunk.
+    """
     key = frozenset(collections)
-    lists: dict[frozenset[str], list[str]] = snap.cache.setdefault("allowed_ids", {})
-    ids = lists.get(key)
-    if ids is None:
+    lists: dict[frozenset[str], tuple[list[str], list[str]]] = snap.cache.setdefault("allowed_ids", {})
+    found = lists.get(key)
+    if found is None:
         rows = np.flatnonzero(allowed_rows(snap, key))
         parts = np.searchsorted(snap.offsets, rows, side="right") - 1
-        ids = [snap.parts[p].segment.chunk_ids[row - int(snap.offsets[p])] for p, row in zip(parts.tolist(), rows.tolist())]
+        segments = [snap.parts[p].segment for p in parts.tolist()]
+        ids = [seg.chunk_ids[row - int(snap.offsets[p])] for seg, p, row in zip(segments, parts.tolist(), rows.tolist())]
+        found = ids, [seg.name for seg in segments]
         if len(lists) >= _FILTERS_CACHED:
             lists.pop(next(iter(lists)), None)
-        lists[key] = ids
-    return ids
+        lists[key] = found
+    return found
 
 
 def allowed_count(snap: Snapshot, collections: Collection[str]) -> int:

@@ -9,7 +9,6 @@ reach 127.0.0.1:5432 at all, sees the commit within the refresh interval.
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 import uuid
@@ -21,70 +20,27 @@ import psycopg
 import pytest
 
 from ragcore.bm25.postgres import TABLES
-from tests.fakes.tcp_relay import TcpRelay
+from tests.netns import netns_unavailable, network_hosts
 
 REPO = Path(__file__).resolve().parents[2]
 DATABASE_URL = os.getenv("DATABASE_URL", "")
 
-
-def _netns_permitted() -> str:
-    """Why network namespaces cannot be used here, or "" when they can."""
-    if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
-        return "needs DATABASE_URL (PostgreSQL); CI's PostgreSQL pass sets it"
-    probe = f"lbprobe{uuid.uuid4().hex[:6]}"
-    try:
-        added = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"`ip netns` is not available: {exc}"
-    if added.returncode:
-        return f"`ip netns add` is not permitted here: {added.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
-    return ""
-
-
 pytestmark = [pytest.mark.slow]
-
-
-def _ip(*args: str) -> None:
-    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
 
 
 @pytest.fixture
 def hosts() -> Iterator[dict[str, tuple[str, str]]]:
     """{"a": (namespace, DSN through its relay), "b": ...}; everything is removed afterwards."""
-    why = _netns_permitted()
+    if not DATABASE_URL.startswith(("postgres://", "postgresql://")):
+        pytest.skip("needs DATABASE_URL (PostgreSQL); CI's PostgreSQL pass sets it")
+    why = netns_unavailable()
     if why:
         pytest.skip(why)
-    tag = uuid.uuid4().hex[:5]
-    subnet = random.randrange(16, 250)
     upstream = urlsplit(DATABASE_URL)
-    made: list[tuple[str, str]] = []
-    relays: list[TcpRelay] = []
-    out: dict[str, tuple[str, str]] = {}
-    try:
-        for i, host in enumerate(("a", "b")):
-            ns, outer, inner = f"lb{tag}{host}", f"lb{tag}{host}0", f"lb{tag}{host}1"
-            root_ip, ns_ip = f"10.213.{subnet}.{4 * i + 1}", f"10.213.{subnet}.{4 * i + 2}"
-            _ip("netns", "add", ns)
-            made.append((ns, outer))
-            _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
-            _ip("link", "set", inner, "netns", ns)
-            _ip("addr", "add", f"{root_ip}/30", "dev", outer)
-            _ip("link", "set", outer, "up")
-            _ip("netns", "exec", ns, "ip", "addr", "add", f"{ns_ip}/30", "dev", inner)
-            _ip("netns", "exec", ns, "ip", "link", "set", inner, "up")
-            _ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-            relay = TcpRelay((upstream.hostname or "127.0.0.1", upstream.port or 5432), host=root_ip)
-            relays.append(relay)
-            user = f"{upstream.username}@" if upstream.username else ""
-            out[host] = (ns, f"postgresql://{user}{root_ip}:{relay.port}{upstream.path}")
-        yield out
-    finally:
-        for relay in relays:
-            relay.close()
-        for ns, outer in made:
-            subprocess.run(["ip", "link", "del", outer], capture_output=True, timeout=10)
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    pg = {"pg": (upstream.hostname or "127.0.0.1", upstream.port or 5432)}
+    with network_hosts({"a": pg, "b": pg}) as made:
+        yield {name: (host.ns, host.url("pg", "postgresql", upstream.path, upstream.username or ""))
+               for name, host in made.items()}
 
 
 def run_in(ns: str, code: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -7,12 +7,11 @@ Upload on web A, ingest on worker B (SIGKILLed mid-job once, worker C finishes),
 dense and hybrid, with the right citations), delete on A and see it gone on C, reindex on B, back up on C
 and restore into a fresh database, Chroma collection and data folder with the same answers.
 
-The processes share the loopback interface rather than living in network namespaces: PostgreSQL and Redis
-on this machine listen on 127.0.0.1 only and are shared with other work, so a process in another
-namespace could reach them only through forwarders of the test's own, and the test process's network
-guard admits loopback only. Separate data folders are what makes a host a host here.
+Here the processes share the loopback interface; separate data folders are what makes a host a host.
+tests/ops/test_scale_out_netns.py runs the same scenario (`run_scenario`) with web A, worker B, worker C
+and web C each in a network namespace of its own, so that only the network joins them.
 
-Needs DATABASE_URL and REDIS_URL (CI sets both); it creates and drops a database of its own and
+Needs DATABASE_URL and REDIS_URL (CI sets both); it creates and drops databases of its own and
 starts its own Chroma server on a free port.
 """
 
@@ -28,7 +27,9 @@ import sys
 import tarfile
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,35 +64,56 @@ def guide(i: int) -> tuple[str, bytes]:
     return f"guide-{i}.md", f"# Guide to {topic}\n\n{body}\n".encode()
 
 
-class Cluster:
-    """Three hosts' environments (one data folder each) over one database, Redis and Chroma server."""
+@dataclass
+class Host:
+    """Where a process runs: its data folder and environment, how its commands are wrapped (a network
+    namespace, or as they are), and the address its web process listens on."""
 
-    def __init__(self, root: Path, env: dict[str, str], db_url: str) -> None:
+    site: Site
+    wrap: Callable[[list[str]], list[str]] = list
+    address: str = "127.0.0.1"
+
+
+# The processes of the scenario; the same host may play several roles.
+ROLES = ("web-a", "worker-b", "worker-c", "web-c")
+
+
+class Cluster:
+    """Hosts (a data folder each) over one database, Redis and Chroma server, by role."""
+
+    def __init__(self, root: Path, db_url: str, hosts: dict[str, Host], restore: Host) -> None:
         self.root = root
-        self.db_url = db_url
-        self.hosts = {h: Site(root / f"host-{h}", {**env, "RAG_DATA_DIR": str(root / f"host-{h}")}) for h in HOSTS}
-        for site in self.hosts.values():
-            site.data_dir.mkdir()
+        self.db_url = db_url  # the shared database as this test process reaches it
+        self.hosts = hosts  # role -> host
+        self.restore = restore  # where the backup is restored: a fresh database, vector collection and folder
+        for host in [*hosts.values(), restore]:
+            host.site.data_dir.mkdir(exist_ok=True)
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.daphnes: dict[str, Daphne] = {}
 
-    def manage(self, host: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run([sys.executable, str(ROOT / "manage.py"), *args], cwd=ROOT, env=self.hosts[host].env,
-                              capture_output=True, text=True, timeout=180)
+    def manage(self, role: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        host = self.restore if role == "restore" else self.hosts[role]
+        done = subprocess.run(host.wrap([sys.executable, str(ROOT / "manage.py"), *args]), cwd=ROOT,
+                              env=host.site.env, capture_output=True, text=True, timeout=300)
         if ok:
             assert done.returncode == 0, done.stderr[-3000:]
         return done
 
-    def ask(self, host: str, question: str, mode: str) -> dict[str, Any]:
-        answer: dict[str, Any] = json.loads(self.manage(host, "ask", question, "--mode", mode, "--json").stdout)
+    def ask(self, role: str, question: str, mode: str) -> dict[str, Any]:
+        answer: dict[str, Any] = json.loads(self.manage(role, "ask", question, "--mode", mode, "--json").stdout)
         return answer
 
-    def start_worker(self, host: str) -> None:
-        worker_id = f"worker-{host}"
-        log = (self.hosts[host].data_dir / f"{worker_id}.log").open("ab")
-        self.workers[worker_id] = subprocess.Popen(
-            [sys.executable, str(ROOT / "manage.py"), "db_worker", "--no-startup-delay", "--interval", "0.2",
-             "--worker-id", worker_id], cwd=ROOT, env=self.hosts[host].env, stdout=log, stderr=subprocess.STDOUT)
+    def start_worker(self, role: str) -> None:
+        host = self.hosts[role]
+        log = (host.site.data_dir / f"{role}.log").open("ab")
+        self.workers[role] = subprocess.Popen(
+            host.wrap([sys.executable, str(ROOT / "manage.py"), "db_worker", "--no-startup-delay", "--interval", "0.2",
+                       "--worker-id", role]), cwd=ROOT, env=host.site.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def start_web(self, role: str) -> Daphne:
+        host = self.hosts[role]
+        self.daphnes[role] = start_daphne(host.site, name=role, host=host.address, wrap=host.wrap, timeout=120)
+        return self.daphnes[role]
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         import psycopg
@@ -129,28 +151,47 @@ class Cluster:
             daphne.stop()
 
     def logs(self) -> str:
-        return "\n".join(p.read_text(errors="replace")[-2000:] for p in self.root.glob("host-*/*.log"))
+        return "\n".join(p.read_text(errors="replace")[-2000:] for p in self.root.glob("*/*.log"))
+
+
+@contextmanager
+def new_database(prefix: str) -> Iterator[str]:
+    """A database of its own on the DATABASE_URL server, dropped afterwards; yields its URL."""
+    import psycopg
+
+    server = DATABASE_URL.rsplit("/", 1)[0]
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def cluster_env(data_dir: Path, **servers: str) -> dict[str, str]:
+    """The environment every process of the cluster shares, but for where it finds the servers."""
+    return base_env(data_dir, INGEST_STALE_SECONDS="3", INGEST_RETRY_BACKOFF_SECONDS="0.2", **slow_ingest_env(1.0),
+                    **servers)
 
 
 @pytest.fixture
 def cluster(tmp_path: Path, chroma_url: str) -> Iterator[Cluster]:  # noqa: F811
-    import psycopg
-
-    server = DATABASE_URL.rsplit("/", 1)[0] + "/postgres"
-    name = f"lorebot_scale_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    db_url = server.rsplit("/", 1)[0] + "/" + name
-    env = base_env(tmp_path, DATABASE_URL=db_url, REDIS_URL=REDIS_URL, CHROMA_URL=chroma_url,
-                   CHROMA_COLLECTION=f"scale-{uuid.uuid4().hex[:8]}", INGEST_STALE_SECONDS="3",
-                   INGEST_RETRY_BACKOFF_SECONDS="0.2", **slow_ingest_env(1.0))
-    cluster = Cluster(tmp_path, env, db_url)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with new_database("lorebot_scale") as db_url, new_database("lorebot_restore") as restore_url:
+        servers = {"DATABASE_URL": db_url, "REDIS_URL": REDIS_URL, "CHROMA_URL": chroma_url,
+                   "CHROMA_COLLECTION": f"scale-{uuid.uuid4().hex[:8]}"}
+        sites = {h: Site(tmp_path / f"host-{h}", cluster_env(tmp_path / f"host-{h}", **servers)) for h in "abc"}
+        hosts = {h: Host(site) for h, site in sites.items()}
+        restore = Host(Site(tmp_path / "restored", cluster_env(
+            tmp_path / "restored", **{**servers, "DATABASE_URL": restore_url,
+                                      "CHROMA_COLLECTION": f"restored-{uuid.uuid4().hex[:8]}"})))
+        cluster = Cluster(tmp_path, db_url, {"web-a": hosts["a"], "worker-b": hosts["b"], "worker-c": hosts["c"],
+                                             "web-c": hosts["c"]}, restore)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 def csrf(client: httpx.Client, path: str) -> str:
@@ -188,15 +229,22 @@ def cited_titles(answer: dict[str, Any]) -> list[str]:
 def test_hosts_that_share_only_the_servers_upload_ingest_answer_delete_reindex_and_restore(
     cluster: Cluster, chroma_url: str  # noqa: F811
 ) -> None:
-    cluster.manage("a", "migrate", "--noinput", "-v", "0")
-    cluster.manage("a", "shell", "-c", "from django.contrib.auth.models import User; "
+    run_scenario(cluster, chroma_url)
+
+
+def run_scenario(cluster: Cluster, chroma_url: str) -> None:
+    """Upload on web A, ingest on worker B (killed) and C, answer on web C, delete, reindex, back up, restore.
+
+    `chroma_url` is the shared Chroma server as this test process reaches it.
+    """
+    cluster.manage("web-a", "migrate", "--noinput", "-v", "0")
+    cluster.manage("web-a", "shell", "-c", "from django.contrib.auth.models import User; "
                    f"User.objects.create_user('ops', password={PASSWORD!r}, is_staff=True)")
-    cluster.daphnes = {"a": start_daphne(cluster.hosts["a"], name="web-a"),
-                       "c": start_daphne(cluster.hosts["c"], name="web-c")}
-    cluster.start_worker("b")
+    web_a, web_c = cluster.start_web("web-a"), cluster.start_web("web-c")
+    cluster.start_worker("worker-b")
 
     # Upload on A; only worker B runs, so B takes the job.
-    client = login(cluster.daphnes["a"].http_url)
+    client = login(web_a.http_url)
     upload(client, [guide(i) for i in range(FIRST_BATCH)])
     first = cluster.last_job()
     wait_for(lambda: cluster.job(first)["state"] == "running" and cluster.worker_of(first) == "worker-b", 90,
@@ -207,14 +255,15 @@ def test_hosts_that_share_only_the_servers_upload_ingest_answer_delete_reindex_a
     assert cluster.job(first)["state"] == "running" and cluster.job(first)["done"] < FIRST_BATCH
 
     # Worker C, on a host that never saw the upload, finishes B's job once its heartbeat is stale, and the next.
-    cluster.start_worker("c")
+    cluster.start_worker("worker-c")
     upload(client, [guide(i) for i in range(FIRST_BATCH, len(TOPICS))])
     second = cluster.last_job()
-    wait_for(lambda: cluster.finished(first) and cluster.finished(second), 120, "both jobs to finish")
+    wait_for(lambda: cluster.finished(first) and cluster.finished(second), 180, "both jobs to finish")
     jobs = {j: cluster.job(j) for j in (first, second)}
     assert {j["state"] for j in jobs.values()} == {"succeeded"}, cluster.logs()
     assert jobs[first]["attempts"] == 2
     assert any(e["event"] == "worker died; retrying" for e in jobs[first]["history"])
+    assert cluster.worker_of(first) == cluster.worker_of(second) == "worker-c"
 
     # Exactly once, in every shared store: database rows, the Chroma server, the keyword index in PostgreSQL.
     rows = cluster.query("SELECT id, original_filename, chunk_count, checksum, status FROM console_document")
@@ -227,7 +276,7 @@ def test_hosts_that_share_only_the_servers_upload_ingest_answer_delete_reindex_a
     from chromadb.config import Settings as ChromaSettings
 
     host, port = chroma_url.rsplit(":", 1)
-    collection_name = cluster.hosts["a"].env["CHROMA_COLLECTION"]
+    collection_name = cluster.hosts["web-a"].site.env["CHROMA_COLLECTION"]
     collection = chromadb.HttpClient(host=host.split("//")[1], port=int(port),
                                      settings=ChromaSettings(anonymized_telemetry=False)
                                      ).get_collection(collection_name)
@@ -238,19 +287,19 @@ def test_hosts_that_share_only_the_servers_upload_ingest_answer_delete_reindex_a
     assert Bm25Index(PostgresStorage(cluster.db_url, collection_name)).documents() == expected
 
     # Nothing of the index or the originals on any host's disk.
-    for site in cluster.hosts.values():
-        assert not (site.data_dir / "bm25_index").exists() and not (site.data_dir / "raw").exists(), site.data_dir
+    for h in cluster.hosts.values():
+        assert not (h.site.data_dir / "bm25_index").exists() and not (h.site.data_dir / "raw").exists(), h.site.data_dir
 
     # Web C answers from documents it never saw uploaded or ingested: keyword, dense and hybrid.
     question = "What is step 3 of the on-call rota?"
     for mode in ("bm25", "dense"):
-        assert cited_titles(cluster.ask("c", question, mode))[:1] == ["Guide to the on-call rota"], mode
+        assert cited_titles(cluster.ask("web-c", question, mode))[:1] == ["Guide to the on-call rota"], mode
     cookie = f"sessionid={client.cookies['sessionid']}"
-    frames, closed = asyncio.run(ask_over(cluster.daphnes["c"], cookie, question))
+    frames, closed = asyncio.run(ask_over(web_c, cookie, question))
     assert closed is None and frames[-1]["type"] == "done", frames[-3:]
     cited = frames[-2]["items"]
     assert cited[0]["title"] == "Guide to the on-call rota" and cited[0]["document_id"] in expected
-    ready = httpx.get(f"{cluster.daphnes['c'].http_url}/health/ready", timeout=30).json()
+    ready = httpx.get(f"{web_c.http_url}/health/ready", timeout=30).json()
     keyword = ready["checks"]["bm25_index"]["detail"]
     assert keyword["store"] == "postgresql" and collection_name in keyword["location"]
     assert keyword["behind_versions"] == 0
@@ -265,52 +314,28 @@ def test_hosts_that_share_only_the_servers_upload_ingest_answer_delete_reindex_a
     assert cluster.job(deleting)["state"] == "succeeded", cluster.logs()
 
     def rota_cited_on_c() -> bool:
-        frames, _ = asyncio.run(ask_over(cluster.daphnes["c"], cookie, question))
+        frames, _ = asyncio.run(ask_over(web_c, cookie, question))
         return any(c["document_id"] == f"doc-{rota}" for c in frames[-2]["items"] if frames[-2]["type"] == "citations")
 
     wait_for(lambda: not rota_cited_on_c(), 10, "web C to stop citing the deleted guide")
-    assert "Guide to the on-call rota" not in cited_titles(cluster.ask("c", question, "bm25"))
+    assert "Guide to the on-call rota" not in cited_titles(cluster.ask("web-c", question, "bm25"))
 
     # Reindex on B, whose folder holds nothing: it rebuilds the shared indexes from the shared originals.
-    reindexed = cluster.manage("b", "reindex", "--now")
+    reindexed = cluster.manage("worker-b", "reindex", "--now")
     assert f"{len(TOPICS) - 1} re-indexed, 0 failed, 0 originals missing" in reindexed.stdout
     onboarding = "How do I onboard a new engineer, step 5?"
-    before = {mode: cited_titles(cluster.ask("c", onboarding, mode)) for mode in ("bm25", "dense")}
+    before = {mode: cited_titles(cluster.ask("web-c", onboarding, mode)) for mode in ("bm25", "dense")}
     assert before["bm25"][:1] == before["dense"][:1] == ["Guide to onboarding a new engineer"]
 
-    # Backed up on C, restored into a new database, Chroma collection and data folder: the same answers.
-    archive = cluster.root / "backup.tar.gz"
-    cluster.manage("c", "backup", str(archive))
+    # Backed up on C, restored into a new database, vector collection and data folder: the same answers.
+    archive = cluster.hosts["web-c"].site.data_dir / "backup.tar.gz"
+    cluster.manage("web-c", "backup", str(archive))
     with tarfile.open(archive) as tar:
         manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
     assert manifest["vectors"]["source"] == "server" and manifest["bm25"]["store"] == "postgresql"
     assert manifest["raw"] == {"files": len(TOPICS) - 1, "storage": "database"}
-    restored = restore_elsewhere(cluster, archive)
-    assert f"{len(TOPICS) - 1} indexed documents checked, 0 broken" in restored["out"]
+    restored = cluster.manage("restore", "restore", str(archive))
+    assert f"{len(TOPICS) - 1} indexed documents checked, 0 broken" in restored.stdout
     for mode in ("bm25", "dense"):
-        assert restored[mode] == before[mode], mode
+        assert cited_titles(cluster.ask("restore", onboarding, mode)) == before[mode], mode
     assert "Traceback" not in "\n".join(d.log.read_text() for d in cluster.daphnes.values()), cluster.logs()
-
-
-def restore_elsewhere(cluster: Cluster, archive: Path) -> dict[str, Any]:
-    import psycopg
-
-    server, _ = cluster.db_url.rsplit("/", 1)
-    name = f"lorebot_restore_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    data = cluster.root / "restored"
-    data.mkdir()
-    env = {**cluster.hosts["c"].env, "DATABASE_URL": f"{server}/{name}", "RAG_DATA_DIR": str(data),
-           "CHROMA_COLLECTION": f"restored-{uuid.uuid4().hex[:8]}"}
-    cluster.hosts["restored"] = Site(data, env)
-    try:
-        done = subprocess.run([sys.executable, str(ROOT / "manage.py"), "restore", str(archive)], cwd=ROOT, env=env,
-                              capture_output=True, text=True, timeout=180)
-        assert done.returncode == 0, done.stderr[-3000:]
-        question = "How do I onboard a new engineer, step 5?"
-        return {"out": done.stdout, **{mode: cited_titles(cluster.ask("restored", question, mode))
-                                       for mode in ("bm25", "dense")}}
-    finally:
-        with psycopg.connect(server + "/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

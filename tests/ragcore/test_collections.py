@@ -95,13 +95,13 @@ def test_an_unchanged_document_ingested_into_another_collection_is_moved(engine:
     assert engine.store.get_chunks(["public-0:0"])["public-0:0"].collection == "finance"
 
 
-def test_dense_over_fetching_finds_what_chromas_own_filter_finds(tmp_path: Path) -> None:
+def test_filtered_dense_search_finds_what_chromas_own_filter_finds(tmp_path: Path) -> None:
     engine = make_engine(tmp_path / "data")
     words = "glacier meadow canyon river forest desert island valley summit harbor".split()
     items = [item(f"doc-{i}", f"{words[i % 10]} {words[(i * 3) % 10]} {words[(i * 7) % 10]} note {i}",
                   "hr" if i % 4 == 0 else DEFAULT_COLLECTION) for i in range(120)]
     engine.ingest_parsed(items)
-    before = DENSE_FILTERED_SEARCHES.labels("overfetch")._value.get()
+    before = {path: DENSE_FILTERED_SEARCHES.labels(path)._value.get() for path in ("overfetch", "exact")}
     for query in ("glacier river", "summit harbor note", "desert", "island valley canyon"):
         vector = engine.embedder.embed_query(query)
         for allowed in ({"hr"}, {DEFAULT_COLLECTION}):
@@ -110,8 +110,10 @@ def test_dense_over_fetching_finds_what_chromas_own_filter_finds(tmp_path: Path)
             assert [cid for cid, _ in fast] == [cid for cid, _ in exact] or np.allclose(
                 [s for _, s in fast], [s for _, s in exact], atol=1e-6)  # ties may pick either chunk
             assert all(engine.store.get_chunks([cid])[cid].collection in allowed for cid, _ in fast)
-    # Over-fetching answered them (a rare query whose over-fetch came back short falls back to Chroma's filter).
-    assert DENSE_FILTERED_SEARCHES.labels("overfetch")._value.get() >= before + 6
+    # Exact search answered the 25 % filter; over-fetching the 75 % one (a rare query whose over-fetch came
+    # back short falls back to Chroma's filter).
+    assert DENSE_FILTERED_SEARCHES.labels("exact")._value.get() == before["exact"] + 4
+    assert DENSE_FILTERED_SEARCHES.labels("overfetch")._value.get() >= before["overfetch"] + 3
 
 
 def test_an_index_built_before_collections_reads_as_the_default_collection(tmp_path: Path) -> None:

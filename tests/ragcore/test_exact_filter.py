@@ -1,0 +1,129 @@
+"""Dense search under a mid-size collection filter: exact search over the filter's own vectors, kept in memory
+and brought up to date at each index version by fetching only what changed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ragcore import Engine
+from ragcore.ingest import ParsedItem
+from ragcore.metrics import DENSE_FILTERED_SEARCHES
+from ragcore.types import DEFAULT_COLLECTION, ParsedDocument, Section
+from ragcore.vectorstore import EXACT_MAX_SHARE
+from tests.support import make_engine
+
+WORDS = ("glacier meadow canyon river forest desert island valley summit harbor lantern copper velvet orchard "
+         "pebble thunder marble willow saffron tundra").split()
+
+
+def item(n: int, collection: str, text: str = "") -> ParsedItem:
+    text = text or " ".join(WORDS[(n * k) % len(WORDS)] for k in (1, 3, 7, 11)) + f" note {n}"
+    return ParsedItem(f"doc-{n}", ParsedDocument(f"doc-{n}", "text", (Section(text),)), f"doc-{n}.txt",
+                      f"sum-{n}-{collection}-{len(text)}", collection)
+
+
+def collection_of(n: int) -> str:
+    return "ten" if n % 10 == 0 else DEFAULT_COLLECTION
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    engine = make_engine(tmp_path / "data")
+    results = engine.ingest_parsed([item(n, collection_of(n)) for n in range(300)])
+    assert {r.status for r in results} == {"indexed"}
+    return engine
+
+
+def assert_exact(found: list[tuple[str, float]], engine: Engine, vector: np.ndarray, k: int, collection: str) -> None:
+    """`found` is a true top k by cosine similarity over every vector of the collection in the store (the
+    hashing embedder gives many chunks the same vector, so ties may come in any order)."""
+    got = engine.store._collection.get(where={"collection": collection}, include=["embeddings"])
+    matrix = np.asarray(got["embeddings"], dtype=np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    truth = dict(zip(got["ids"], (matrix @ (vector / np.linalg.norm(vector))).tolist()))
+    best = sorted(truth.values(), reverse=True)[:k]
+    assert [s for _, s in found] == pytest.approx(best, abs=1e-5)
+    assert all(truth[cid] == pytest.approx(s, abs=1e-5) for cid, s in found)
+
+
+@pytest.fixture
+def fetched(engine: Engine) -> Iterator[list[str]]:
+    """The ids whose vectors the store fetched for exact search, as the test goes."""
+    ids: list[str] = []
+    real = engine.store._read
+
+    def spy(method: str, **kwargs: Any) -> Any:
+        if method == "get" and "embeddings" in kwargs.get("include", ()):
+            ids.extend(kwargs.get("ids") or ())
+        return real(method, **kwargs)
+
+    engine.store._read = spy  # type: ignore[method-assign]
+    yield ids
+
+
+def exact_searches() -> float:
+    return float(DENSE_FILTERED_SEARCHES.labels("exact")._value.get())
+
+
+def test_a_ten_percent_filter_is_searched_exactly_and_finds_the_true_top_k(engine: Engine) -> None:
+    assert engine.bm25.share({"ten"}) == pytest.approx(0.1) and EXACT_MAX_SHARE > 0.1
+    before = exact_searches()
+    for query in ("forest island", "copper lantern thunder", "willow note 40"):
+        vector = engine.embedder.embed_query(query)
+        found = engine.retriever._dense(vector, 10, {"ten"})
+        assert_exact(found, engine, vector, 10, "ten")
+    assert exact_searches() == before + 3
+
+
+def test_more_than_the_filter_holds_returns_all_of_it_best_first(engine: Engine) -> None:
+    vector = engine.embedder.embed_query("forest island")
+    found = engine.retriever._dense(vector, 100, {"ten"})
+    assert_exact(found, engine, vector, 100, "ten")
+    assert len(found) == 30
+
+
+def test_a_broad_filter_over_fetches_from_hnsw_instead(engine: Engine) -> None:
+    before = (exact_searches(), DENSE_FILTERED_SEARCHES.labels("overfetch")._value.get())
+    vector = engine.embedder.embed_query("forest island")
+    found = engine.retriever._dense(vector, 10, {DEFAULT_COLLECTION})  # 90 %
+    assert len(found) == 10 and not any(cid.rpartition(":")[0] in {"doc-0", "doc-10"} for cid, _ in found)
+    assert (exact_searches(), DENSE_FILTERED_SEARCHES.labels("overfetch")._value.get()) == (before[0], before[1] + 1)
+
+
+def test_the_vectors_are_fetched_once_and_a_commit_fetches_only_what_it_wrote(
+    engine: Engine, fetched: list[str]
+) -> None:
+    vector = engine.embedder.embed_query("forest island")
+    engine.retriever._dense(vector, 10, {"ten"})
+    assert sorted(fetched) == sorted(f"doc-{n}:0" for n in range(0, 300, 10))
+    fetched.clear()
+    engine.retriever._dense(engine.embedder.embed_query("copper lantern"), 10, {"ten"})
+    assert fetched == []  # same version: the kept matrix answers
+
+    # A new document in the collection, another outside it, one rewritten and one deleted.
+    engine.ingest_parsed([item(300, "ten", "forest island forest island harbor"), item(301, DEFAULT_COLLECTION),
+                          item(20, "ten", "saffron tundra pebble")])
+    engine.delete_document("doc-40")
+    found = engine.retriever._dense(vector, 10, {"ten"})
+    assert sorted(fetched) == ["doc-20:0", "doc-300:0"]
+    assert_exact(found, engine, vector, 10, "ten")
+    assert found[0][0] == "doc-300:0" and "doc-40:0" not in {cid for cid, _ in found}
+    # The rewritten document scores with its new vector, not the one kept from before.
+    saffron = engine.embedder.embed_query("saffron tundra pebble")
+    rewritten = engine.retriever._dense(saffron, 40, {"ten"})
+    assert_exact(rewritten, engine, saffron, 40, "ten")  # every kept row against the store's vectors
+    assert rewritten[0][0] == "doc-20:0"
+
+
+def test_a_document_moved_into_the_filter_is_found_and_one_moved_out_is_not(engine: Engine) -> None:
+    vector = engine.embedder.embed_query(" ".join(WORDS[(7 * k) % len(WORDS)] for k in (1, 3, 7, 11)) + " note 7")
+    assert "doc-7:0" not in dict(engine.retriever._dense(vector, 40, {"ten"}))
+    engine.move_document("doc-7", "ten")
+    engine.move_document("doc-10", DEFAULT_COLLECTION)
+    found = dict(engine.retriever._dense(vector, 40, {"ten"}))
+    assert next(iter(found)) == "doc-7:0" and "doc-10:0" not in found and len(found) == 30
