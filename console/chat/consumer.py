@@ -19,6 +19,7 @@ from contextlib import aclosing
 from typing import Any
 
 import structlog
+from channels.consumer import get_handler_name
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
@@ -66,6 +67,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_UNAUTHENTICATED)
             return
         WEBSOCKET_CONNECTIONS.labels("accepted").inc()
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Runs the handler of one message, as channels' dispatch does but without its hop to the DB thread
+        before each (`aclose_old_connections`, one thread hand-off per frame received): this consumer's
+        ORM calls all go through console.chat.orm, whose threads look after their own connections."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def disconnect(self, code: int) -> None:
         """Leaves an answer in flight running: the service stores it, and a reconnect shows it."""

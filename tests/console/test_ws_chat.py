@@ -141,6 +141,25 @@ async def test_it_streams_an_answer_and_stores_the_exchange(engine: Engine, alic
     await comm.disconnect()
 
 
+async def test_frames_are_handled_without_a_hop_to_the_db_thread_each(
+    engine: Engine, alice: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """channels hands every received frame to the DB thread first to close old connections; this consumer
+    does not (its ORM calls run in threads that close their own), so an ask costs one thread hand-off fewer."""
+    import channels.consumer
+
+    hops: list[int] = []
+
+    async def counted() -> None:
+        hops.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counted)
+    comm = await open_socket(alice)
+    frames = await answer(comm, "How do I roll back a release?")
+    assert frames[-1]["type"] == "done" and hops == []
+    await comm.disconnect()
+
+
 async def test_tokens_share_frames_but_the_first_goes_at_once(
     groq_engine: Engine, alice: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
