@@ -127,7 +127,8 @@ class Document(models.Model):
     def create_synced(cls, source: Source, *, checksum: str, name: str, kind: str, size: int, url: str) -> Document:
         """A new document of `source`, being indexed by its sync (its row first: its engine id names the chunks)."""
         return cls.objects.create(checksum=checksum, original_filename=name, kind=kind, size=size,
-                                  status=cls.Status.INDEXING, source=source, origin_url=url)
+                                  status=cls.Status.INDEXING, source=source, origin_url=url,
+                                  collection_id=source.collection_id)
 
     def mark_synced(self, source: Source, *, url: str, at: datetime) -> None:
         """Found at its origin by a sync of `source` (`url`: its address there, "" for none)."""
@@ -570,6 +571,9 @@ class Source(models.Model):
     next_sync_at = models.DateTimeField(null=True, blank=True)
     last_run = models.ForeignKey("SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     last_synced_at = models.DateTimeField(null=True, blank=True)  # the last run that could list the origin finished
+    # Where its documents go (their chunks carry its key); changing it moves them (console.access.moves).
+    collection = models.ForeignKey("Collection", on_delete=models.PROTECT, related_name="sources",
+                                   default=default_collection_id)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -626,6 +630,11 @@ class Source(models.Model):
         if self.every_minutes:
             self.next_sync_at = last + timedelta(minutes=self.every_minutes) if last else timezone.now()
         self.save(update_fields=["paused", "next_sync_at", "updated_at"])
+
+    def move_to(self, collection: Collection) -> None:
+        """Its next syncs put documents in `collection` (the caller moves its current ones: console.access.moves)."""
+        self.collection = collection
+        self.save(update_fields=["collection", "updated_at"])
 
     def record_run(self, run: SyncRun) -> None:
         """`run` finished: it is the last run, the origin was seen (unless it failed as a whole), the next one is due."""
@@ -873,15 +882,24 @@ class Collection(models.Model):
         self.save(update_fields=["name", "description", "visibility", "updated_at"])
         self.groups.set(groups if visibility == self.Visibility.GROUPS else [])
 
-    def delete_if_empty(self) -> str:
-        """Deletes it when it holds no document and is not the default; else says why not (nothing deleted)."""
+    def why_not_deletable(self) -> str:
+        """Why it cannot be deleted ("" when it can): the default one, or one still holding documents or sources."""
         if self.is_default:
             return "the default collection cannot be deleted"
         count = self.documents.count()
         if count:
             return f"it still holds {count} document{'s' if count != 1 else ''}; move them to another collection first"
-        self.delete()
+        sources = list(self.sources.values_list("name", flat=True)[:3])
+        if sources:
+            return f"the source {', '.join(sources)} puts its documents here; give it another collection first"
         return ""
+
+    def delete_if_empty(self) -> str:
+        """Deletes it when it holds no document and is not the default; else says why not (nothing deleted)."""
+        why = self.why_not_deletable()
+        if not why:
+            self.delete()
+        return why
 
 
 class ChannelScope(models.Model):
