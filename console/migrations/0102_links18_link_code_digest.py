@@ -11,7 +11,7 @@ def forget_codes(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('console', '0102_console18_source_collection'),  # on main before this branch's last merge: one line of history
+        ('console', '0101_collections'),
     ]
 
     operations = [
