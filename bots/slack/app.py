@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import lru_cache
 from typing import Any
 
@@ -150,11 +150,7 @@ async def _on_mention(event: dict[str, Any], context: AsyncBoltContext, client: 
         log.info("slack.channel_not_allowed", channel=event["channel"])
         return
     question = _question(event, context, question_text(event.get("text", ""), context.bot_user_id))
-    code = chat.link_code_in(question.text)
-    if code is not None and not question.asker.direct:
-        answering.spawn(answering.refuse_exposed_code(client, question, code), question.event_id)
-        return
-    answering.spawn(answering.answer_in_thread(client, question), question.event_id)
+    answering.spawn(_answer_or_link(client, question), question.event_id)
 
 
 async def _on_message(event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient) -> None:
@@ -168,18 +164,25 @@ async def _on_message(event: dict[str, Any], context: AsyncBoltContext, client: 
     mentioned = bool(context.bot_user_id) and f"<@{context.bot_user_id}>" in text
     question = _question(event, context, question_text(text, context.bot_user_id))
     if event.get("channel_type") == "im":
-        code = chat.link_code_in(question.text)
-        if code is not None:  # "link CODE": links this Slack account; never a question
-            answering.spawn(answering.link_account(client, question, code), question.event_id)
-        else:
-            answering.spawn(answering.answer_in_thread(client, question), question.event_id)
+        answering.spawn(_answer_or_link(client, question), question.event_id)
         return
     # A mention also arrives as app_mention, which answers it; a channel message outside a thread is chatter.
     if (not mentioned and event.get("thread_ts") and not settings.SLACK_MENTION_ONLY and allowed(question.channel)
             and await chat.ahas_conversation(surface=PLATFORM, conversation_key=question.conversation_key)):
-        answering.spawn(answering.answer_in_thread(client, question), question.event_id)
+        answering.spawn(_answer_or_link(client, question), question.event_id)
         return
     BOT_EVENTS.labels(PLATFORM, "ignored").inc()
+
+
+def _answer_or_link(client: AsyncWebClient, question: Question) -> Coroutine[Any, Any, None]:
+    """The work for a question: "link CODE" links the account in a DM (and is cancelled anywhere else, where
+    others could read it); it never reaches the chat service as a question. Anything else is answered."""
+    code = chat.link_code_in(question.text)
+    if code is None:
+        return answering.answer_in_thread(client, question)
+    if question.asker.direct:
+        return answering.link_account(client, question, code)
+    return answering.refuse_exposed_code(client, question, code)
 
 
 async def _on_ask(ack: Callable[..., Awaitable[None]], command: dict[str, Any], context: AsyncBoltContext,

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from bots.slack.app import LOREBOT_USAGE
 from console import chat
 from console.models import AccountLink, Conversation, Message
-from tests.bots.slack.conftest import Slack
+from tests.bots.slack.conftest import Slack, finished
 from tests.fakes.slack import TEAM_ID, mention, message
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,3 +65,14 @@ async def test_a_code_posted_in_a_channel_is_cancelled_and_its_sender_told_priva
     await slack.send_event(message(f"link {code}", channel="D0CAROL", user="U0CAROL", channel_type="im"))
     assert "used already" in await _reply_in(slack, "D0CAROL")
     assert not await AccountLink.objects.aexists()
+
+
+async def test_a_code_sent_as_a_thread_follow_up_is_cancelled_too(slack: Slack) -> None:
+    asked = mention("How do I roll back a release?", channel="C0GENERAL", user="U0DAN")
+    await slack.send_event(asked)
+    await finished(slack.fake, "C0GENERAL", asked["ts"])
+    code = await sync_to_async(_code_for)("dan")
+    await slack.send_event(message(f"link {code}", channel="C0GENERAL", user="U0DAN", thread_ts=asked["ts"]))
+    warning, = await slack.fake.wait_for("chat.postEphemeral")
+    assert warning.args["thread_ts"] == asked["ts"] and "no longer works" in warning.args["text"]
+    assert not await Message.objects.filter(text__contains=code).aexists()
