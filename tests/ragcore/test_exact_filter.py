@@ -156,3 +156,14 @@ def test_searches_arriving_together_fetch_the_filter_once(engine: Engine, fetche
         results = list(pool.map(lambda _: search(), range(4)))
     assert sorted(fetched) == sorted(f"doc-{n}:0" for n in range(0, 300, 10))  # one rebuild, not four
     assert all(r == results[0] for r in results)
+
+
+def test_the_filter_evicted_is_the_one_used_longest_ago(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "data")
+    engine.ingest_parsed([item(n, f"c{n % 12}") for n in range(240)])
+    vector = engine.embedder.embed_query("forest island")
+    for c in range(EXACT_CACHED):
+        engine.retriever._dense(vector, 5, {f"c{c}"})
+    engine.retriever._dense(vector, 5, {"c0"})  # used again: now the newest
+    engine.retriever._dense(vector, 5, {f"c{EXACT_CACHED}"})
+    assert frozenset({"c0"}) in engine.store._exact and frozenset({"c1"}) not in engine.store._exact
