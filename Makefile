@@ -59,7 +59,7 @@ run: migrate samples
 	$(PY) manage.py db_worker & worker=$$!; \
 	trap 'kill -TERM $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
 	trap 'exit 130' INT TERM; \
-	$(VENV)/bin/daphne -v 0 -b $(HOST) -p $(PORT) console.asgi:application
+	$(VENV)/bin/daphne -v 0 -e tcp:port=$(PORT):interface=$(HOST):backlog=1024 --websocket_connect_timeout 30 console.asgi:application
 
 # An ingest worker on its own (for a second worker, or when the web server runs elsewhere).
 worker: migrate

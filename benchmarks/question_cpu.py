@@ -55,6 +55,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> Counter[str]:
+    """utime and stime so far of `pid`'s threads, by kind: "python user", "python sys" (threads named after
+    the process, i.e. Python's own: the interpreter does not name its threads), "<name> user/sys" (native
+    threads that name themselves, e.g. Chroma's tokio workers)."""
+    found: Counter[str] = Counter()
+    tick = os.sysconf("SC_CLK_TCK")
+    process = Path(f"/proc/{pid}/comm").read_text().strip()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+        kind = "python" if name == process else re.sub(r"[-_]?\d+$", "", name)
+        found[f"{kind} user"] += int(fields[11]) / tick
+        found[f"{kind} sys"] += int(fields[12]) / tick
+    return found
+
+
 async def _socket(url: str, origin: str, cookie: str, questions: list[str]) -> list[str]:
     """One socket asking its questions one after another; the errors it saw."""
     from websockets.asyncio.client import connect
@@ -152,14 +171,15 @@ def main() -> int:
             raw = args.profile
             if raw:
                 py_spy = str(Path(sys.executable).with_name("py-spy"))
-                profiler = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--threads",
+                profiler = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--format", "raw", "--threads", "--gil",
                                              "--nonblocking", "--rate", "250", "--output", str(raw)],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(1.0)
-            started, cpu = time.perf_counter(), cpu_seconds(pid)
+            started, cpu, threads = time.perf_counter(), cpu_seconds(pid), thread_cpu(pid)
             errors = ask(daphne.ws_url, origin, cookie, questions(args.questions, args.distinct), args.concurrency)
             wall = time.perf_counter() - started
             used = cpu_seconds(pid) - cpu - idle_rate * wall
+            threads = thread_cpu(pid) - threads  # threads that ended during the run are missing here
             if profiler is not None:
                 profiler.send_signal(signal.SIGINT)  # py-spy writes its report on Ctrl-C
                 profiler.wait(timeout=120)
@@ -173,6 +193,8 @@ def main() -> int:
               f"sockets, {args.tokens}-token answers; errors: {len(warm) + len(errors)}")
         print(f"daphne CPU: {used:.2f} s over {wall:.1f} s (idle rate {idle_rate * 1000:.1f} ms/s subtracted): "
               f"**{per_question:.2f} ms per question**")
+        print("by thread kind (ms per question, idle rate not subtracted): " + ", ".join(
+            f"{kind} {seconds * 1000 / args.questions:.2f}" for kind, seconds in threads.most_common()))
         if raw and raw.exists():
             buckets, total = breakdown(raw)
             print(f"\nbreakdown ({total} samples; ms per question = share × {per_question:.2f} ms)")

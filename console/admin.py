@@ -54,13 +54,15 @@ class ReadOnlyInline(_NoEditing, admin.TabularInline):
 class DocumentAdmin(admin.ModelAdmin):
     """Only the title is editable: everything else mirrors the indexes and goes through the console."""
 
-    list_display = ("id", "__str__", "original_filename", "kind", "status", "chunk_count", "size", "version", "uploaded_by", "created_at")
-    list_filter = ("status", "kind", "created_at")
+    list_display = ("id", "__str__", "original_filename", "kind", "status", "chunk_count", "size", "version", "collection",
+                    "uploaded_by", "created_at")
+    list_filter = ("status", "kind", "collection", "created_at")
     search_fields = ("title", "original_filename", "checksum")
     date_hierarchy = "created_at"
-    list_select_related = ("uploaded_by",)
+    list_select_related = ("uploaded_by", "collection")
+    # The collection too: a move re-labels the chunks in both indexes, so it goes through the console's Move.
     readonly_fields = (
-        "checksum", "original_filename", "kind", "size", "status", "chunk_count", "error", "version",
+        "checksum", "original_filename", "kind", "size", "status", "chunk_count", "error", "version", "collection",
         "previous", "uploaded_by", "created_at", "updated_at", "indexed_at", "source", "origin_url", "synced_at",
     )
     fields = ("title", *readonly_fields)
@@ -165,8 +167,8 @@ class SourceAdmin(ReadOnlyAdmin):
     list_display = ("id", "name", "kind", "every_minutes", "paused", "next_sync_at", "last_synced_at", "last_run")
     list_filter = ("kind", "paused")
     search_fields = ("name",)
-    fields = ("name", "kind", "every_minutes", "paused", "next_sync_at", "last_synced_at", "last_run", "created_by",
-              "created_at", "updated_at")
+    fields = ("name", "kind", "collection", "every_minutes", "paused", "next_sync_at", "last_synced_at", "last_run",
+              "created_by", "created_at", "updated_at")
     readonly_fields = fields
 
 

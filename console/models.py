@@ -10,6 +10,7 @@ from django.conf import settings
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django.utils.text import slugify
 
 from console.ingest import storage
@@ -126,7 +127,8 @@ class Document(models.Model):
     def create_synced(cls, source: Source, *, checksum: str, name: str, kind: str, size: int, url: str) -> Document:
         """A new document of `source`, being indexed by its sync (its row first: its engine id names the chunks)."""
         return cls.objects.create(checksum=checksum, original_filename=name, kind=kind, size=size,
-                                  status=cls.Status.INDEXING, source=source, origin_url=url)
+                                  status=cls.Status.INDEXING, source=source, origin_url=url,
+                                  collection_id=source.collection_id)
 
     def mark_synced(self, source: Source, *, url: str, at: datetime) -> None:
         """Found at its origin by a sync of `source` (`url`: its address there, "" for none)."""
@@ -569,6 +571,9 @@ class Source(models.Model):
     next_sync_at = models.DateTimeField(null=True, blank=True)
     last_run = models.ForeignKey("SyncRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     last_synced_at = models.DateTimeField(null=True, blank=True)  # the last run that could list the origin finished
+    # Where its documents go (their chunks carry its key); changing it moves them (console.access.moves).
+    collection = models.ForeignKey("Collection", on_delete=models.PROTECT, related_name="sources",
+                                   default=default_collection_id)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -625,6 +630,11 @@ class Source(models.Model):
         if self.every_minutes:
             self.next_sync_at = last + timedelta(minutes=self.every_minutes) if last else timezone.now()
         self.save(update_fields=["paused", "next_sync_at", "updated_at"])
+
+    def move_to(self, collection: Collection) -> None:
+        """Its next syncs put documents in `collection` (the caller moves its current ones: console.access.moves)."""
+        self.collection = collection
+        self.save(update_fields=["collection", "updated_at"])
 
     def record_run(self, run: SyncRun) -> None:
         """`run` finished: it is the last run, the origin was seen (unless it failed as a whole), the next one is due."""
@@ -872,15 +882,24 @@ class Collection(models.Model):
         self.save(update_fields=["name", "description", "visibility", "updated_at"])
         self.groups.set(groups if visibility == self.Visibility.GROUPS else [])
 
-    def delete_if_empty(self) -> str:
-        """Deletes it when it holds no document and is not the default; else says why not (nothing deleted)."""
+    def why_not_deletable(self) -> str:
+        """Why it cannot be deleted ("" when it can): the default one, or one still holding documents or sources."""
         if self.is_default:
             return "the default collection cannot be deleted"
         count = self.documents.count()
         if count:
             return f"it still holds {count} document{'s' if count != 1 else ''}; move them to another collection first"
-        self.delete()
+        sources = list(self.sources.values_list("name", flat=True)[:3])
+        if sources:
+            return f"the source {', '.join(sources)} puts its documents here; give it another collection first"
         return ""
+
+    def delete_if_empty(self) -> str:
+        """Deletes it when it holds no document and is not the default; else says why not (nothing deleted)."""
+        why = self.why_not_deletable()
+        if not why:
+            self.delete()
+        return why
 
 
 class ChannelScope(models.Model):
@@ -940,9 +959,19 @@ class AccountLink(models.Model):
 
 
 class LinkCode(models.Model):
-    """A one-time code a user shows in the web chat and sends to the bot, to link their Slack or Discord account."""
+    """A one-time code a user gets in the web chat and sends to the bot, to link their Slack or Discord account.
 
-    code = models.CharField(max_length=20, unique=True)
+    Only a keyed hash of the code is stored (`digest`): the code itself is shown once, to the user who
+    asked for it, and a copy of the database cannot be replayed to link someone else's account.
+    """
+
+    class Outcome(models.TextChoices):
+        LINKED = "linked"
+        WRONG = "wrong"  # no such code (mistyped, or never issued)
+        EXPIRED = "expired"
+        USED = "used"  # redeemed already, replaced by a newer code, or cancelled
+
+    digest = models.CharField(max_length=64, unique=True)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
@@ -951,27 +980,54 @@ class LinkCode(models.Model):
     def __str__(self) -> str:
         return f"link code for {self.user} (until {self.expires_at:%H:%M})"
 
-    @classmethod
-    def issue(cls, user: Any, *, minutes: int) -> LinkCode:
-        """A fresh code for `user`, valid `minutes`; the user's earlier unused codes stop working."""
-        now = timezone.now()
-        cls.objects.filter(user=user, used_at__isnull=True).update(used_at=now)
-        return cls.objects.create(code=_fresh_code(), user=user, expires_at=now + timedelta(minutes=minutes))
+    @staticmethod
+    def digest_of(code: str) -> str:
+        """The stored form of a code: an HMAC under SECRET_KEY, of the code as the user may type it."""
+        return salted_hmac("lorebot.link-code", normalized_code(code), algorithm="sha256").hexdigest()
 
     @classmethod
-    def redeem(cls, code: str, *, platform: str, external_user: str) -> AccountLink | None:
-        """Links the account to the code's user if the code is valid (once, before it expires); else None."""
+    def issue(cls, user: Any, *, minutes: int) -> tuple[LinkCode, str]:
+        """A fresh code for `user`, valid `minutes`, and its text (never stored); earlier unused codes stop working."""
         now = timezone.now()
-        found = cls.objects.select_for_update().filter(code=code.strip().upper(), used_at__isnull=True,
-                                                       expires_at__gt=now).first()
+        cls.objects.filter(user=user, used_at__isnull=True).update(used_at=now)
+        code = _fresh_code()
+        return cls.objects.create(digest=cls.digest_of(code), user=user, expires_at=now + timedelta(minutes=minutes)), code
+
+    @classmethod
+    def redeem(cls, code: str, *, platform: str, external_user: str) -> tuple[str, AccountLink | None]:
+        """Links the account to the code's user if the code is valid (once, before it expires).
+
+        Returns the outcome (an `Outcome`) and the link made, if any. Run it in a transaction: the
+        row is locked so that two redemptions of one code cannot both succeed.
+        """
+        now = timezone.now()
+        found = cls.objects.select_for_update().select_related("user").filter(digest=cls.digest_of(code)).first()
         if found is None:
-            return None
+            return cls.Outcome.WRONG, None
+        if found.used_at is not None:
+            return cls.Outcome.USED, None
+        if found.expires_at <= now or not found.user.is_active:
+            return cls.Outcome.EXPIRED, None
         found.used_at = now
         found.save(update_fields=["used_at"])
-        return AccountLink.link(platform=platform, external_user=external_user, user=found.user, by=found.user)
+        return cls.Outcome.LINKED, AccountLink.link(platform=platform, external_user=external_user, user=found.user,
+                                                    by=found.user)
+
+    @classmethod
+    def cancel(cls, code: str) -> bool:
+        """Makes a code unusable (it was posted where others could read it); whether it was still usable."""
+        return bool(cls.objects.filter(digest=cls.digest_of(code), used_at__isnull=True).update(used_at=timezone.now()))
+
+
+CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+CODE_LENGTH = 8
+
+
+def normalized_code(code: str) -> str:
+    """A code as typed ("abcd-2345", " ABCD 2345 ") in its issued form ("ABCD2345")."""
+    return "".join(c for c in code.upper() if c.isalnum())
 
 
 def _fresh_code() -> str:
     # 8 characters of an alphabet without look-alikes (0/O, 1/I): 32^8 ≈ 10^12, short-lived and single-use.
-    alphabet = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-    return "".join(secrets.choice(alphabet) for _ in range(8))
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))

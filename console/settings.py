@@ -151,6 +151,10 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
+            # Each thread keeps its connection, as on PostgreSQL: opening one (its PRAGMAs and SQL
+            # functions) and closing it (a WAL checkpoint) cost more than the session and user lookups
+            # of a WebSocket's connect, which 200 sockets opening at once queue for on one thread.
+            "CONN_MAX_AGE": 60,
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -274,6 +278,12 @@ CHAT_RATE_LIMIT_CONVERSATION = envrate("CHAT_RATE_LIMIT_CONVERSATION", "10/60")
 # An answer in progress whose process has not said it is alive for this long is finished as
 # "interrupted", its partial text kept (console/ops/orphans.py); 0: this process never sweeps.
 CHAT_ANSWER_STALE_SECONDS = envfloat("CHAT_ANSWER_STALE_SECONDS", "30")
+# One-time codes that link a Slack or Discord account to a web-chat user (console/chat/links.py): how long
+# one stays valid, and how many codes one Slack/Discord user may try (COUNT/SECONDS, 0: no limit).
+LINK_CODE_MINUTES = envint("LINK_CODE_MINUTES", "10")
+if LINK_CODE_MINUTES < 1:
+    raise ImproperlyConfigured(f"LINK_CODE_MINUTES must be at least 1, got {LINK_CODE_MINUTES}")
+LINK_CODE_ATTEMPTS = envrate("LINK_CODE_ATTEMPTS", "5/600")
 
 # -- web chat over Channels (console/chat/consumer.py; appended by the web-chat change) --
 CHAT_ALLOW_ANONYMOUS = envbool("CHAT_ALLOW_ANONYMOUS", "False")

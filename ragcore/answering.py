@@ -24,7 +24,18 @@ from ragcore.errors import GenerationError, RagError
 from ragcore.generation import ChatGenerator, build_messages, make_generator
 from ragcore.retrieval import Retrieval, Retriever, choose_mode, in_search_thread
 from ragcore.settings import RagSettings
-from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn, Usage
+from ragcore.types import (
+    Answer,
+    Chunk,
+    CitationsEvent,
+    DoneEvent,
+    ErrorEvent,
+    Event,
+    TokenEvent,
+    Turn,
+    Usage,
+    chunk_id_for,
+)
 
 log = structlog.get_logger(__name__, component="engine")
 
@@ -75,10 +86,10 @@ class Answerer:
             yield ErrorEvent("retrieval_unavailable", f"Search is unavailable right now: {exc}")
             return
         verdict = retrieval.verdict
-        if verdict is not None and verdict.could_be_covered_by_a_sentence(self.settings.abstain_threshold):
+        if verdict is not None and verdict.needs_sentence(self.settings.abstain_threshold):
             # Sentence scoring calls the model: in a worker thread, never on the event loop.
             retrieval = await in_search_thread(partial(self._second_look, question, retrieval, verdict))
-        run = _AnswerRun(question, history, retrieval, self.sentences)
+        run = _AnswerRun(question, history, retrieval, self.sentences, self._next_chunk)
         run.start()
         generator = self.generator if retrieval.relevant else None
         if generator is not None:
@@ -99,12 +110,23 @@ class Answerer:
         for event in run.finish():
             yield event
 
+    def _next_chunk(self, chunk: Chunk) -> Chunk | None:
+        """The chunk after `chunk` in its document, as the index holds it (None after the last): the same
+        document, so the same collection, as the retrieved chunk."""
+        following = chunk_id_for(chunk.document_id, chunk.position + 1)
+        try:
+            return self.retriever.store.get_chunks([following]).get(following)
+        except RagError as exc:
+            log.warning("answer.next_chunk_unavailable", error=str(exc))
+            return None
+
     def _second_look(self, question: str, retrieval: Retrieval, verdict: abstention.Verdict) -> Retrieval:
-        """The retrieval with its weak verdict decided again on the closest sentence of its chunks."""
+        """The retrieval with its verdict decided again on the closest sentence of its chunks."""
         best = extractive.best_sentence_similarity(question, retrieval.chunks, self.sentences)
         second = abstention.reconsider(verdict, best, threshold=self.settings.abstain_threshold)
-        if second.covered:
-            log.info("answer.covered_by_a_sentence", chunk_score=round(verdict.score, 3), score=round(second.score, 3))
+        if second.covered != verdict.covered:
+            log.info("answer.decided_by_a_sentence", covered=second.covered, chunk_score=round(verdict.score, 3),
+                     score=round(second.score, 3))
         return replace(retrieval, relevant=second.covered, verdict=second)
 
     def stream(self, question: str, *, history: Sequence[Turn] = (), mode: str | None = None,
@@ -162,6 +184,7 @@ class _AnswerRun:
     history: Sequence[Turn]
     retrieval: Retrieval
     sentences: extractive.SentenceEncoder
+    next_chunk: extractive.NextChunk | None = None
     parts: list[str] = field(default_factory=list)
     provider: str = "extractive"
     model: str = "extractive"
@@ -216,7 +239,7 @@ class _AnswerRun:
         if self._extractive is None:
             chunks = self.retrieval.chunks
             if self.retrieval.relevant:
-                self._extractive = extractive.compose(self.question, chunks, self.sentences)
+                self._extractive = extractive.compose(self.question, chunks, self.sentences, self.next_chunk)
             else:
                 verdict = self.retrieval.verdict or abstention.Verdict(False, "no_results")
                 closest = extractive.first_sentence(chunks[0].chunk.text) if chunks else ""

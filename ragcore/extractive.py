@@ -26,12 +26,13 @@ from typing import Protocol
 import numpy as np
 
 from ragcore.tokenize import tokenize
-from ragcore.types import ScoredChunk
+from ragcore.types import Chunk, ScoredChunk
 
 NOTICE = "*Extractive answer: the sentences of your documents that answer this best, quoted without a language model.*"
 NOTHING_FOUND = "I could not find anything in the documents that answers this."
 
 Encode = Callable[[Sequence[str]], np.ndarray]  # texts -> L2-normalized rows, one model call
+NextChunk = Callable[[Chunk], "Chunk | None"]  # the chunk after this one in its document, from the index
 
 MAX_BULLETS = 4
 # Units scored with the model per answer, chosen by keyword evidence and rank first: each costs a model
@@ -130,6 +131,7 @@ def split_units(text: str) -> list[Unit]:
     def flush_prose() -> None:
         nonlocal paragraph, lists, defined
         term = ""
+        in_list = False  # the block before was a list item
         for block in re.split(r"\n[ \t]*\n", "\n".join(prose)):
             items = _items(block)
             if len(items) == 1 and not items[0][1] and _is_term(items[0][0]):
@@ -144,8 +146,11 @@ def split_units(text: str) -> list[Unit]:
                 continue
             listed = 0
             if any(is_item for _, is_item in items):
-                lists += 1
+                # The items of a loose list (a blank line between them, as HTML's <li><p>) are one list too.
+                if not (in_list and items[0][1]):
+                    lists += 1
                 listed = lists
+            in_list = bool(items) and items[-1][1]
             for item, is_item in items:
                 paragraph += 1
                 sentences = _sentences(item)
@@ -281,8 +286,9 @@ def _shortlist(question: str, chunks: Sequence[ScoredChunk]) -> tuple[list[list[
 
 
 def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode,
-                    limit: int = MAX_BULLETS) -> list[Evidence]:
-    """The units that answer `question` best, most relevant first, at most `limit` of them."""
+                    limit: int = MAX_BULLETS, next_chunk: NextChunk | None = None) -> list[Evidence]:
+    """The units that answer `question` best, most relevant first, at most `limit` of them. `next_chunk` gives
+    the chunk after a chunk in its document (None: the last), for a code block a chunk's last sentence introduces."""
     by_chunk, candidates, keyword = _shortlist(question, chunks)
     if not candidates:
         return []
@@ -311,11 +317,15 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
             continue
         if unit.code and chosen and not wants_code:
             continue  # a code block on its own answers only a question asking for code, or when nothing else does
-        text, parts = _with_neighbours(by_chunk[n - 1], i, examples=how_to)
-        follow = _continued_code(chunks, by_chunk, n, parts[-1])
-        if follow is not None and follow not in used:
-            text += "\n" + by_chunk[follow[0] - 1][follow[1]].text
-            used[follow] = len(chosen)
+        intro = _list_intro(by_chunk[n - 1], i)
+        if intro is not None and any((n, j) in used for j in intro):
+            continue  # its list is already quoted whole
+        text, parts = (_with_neighbours(by_chunk[n - 1], i, examples=how_to) if intro is None
+                       else (" ".join(by_chunk[n - 1][j].text for j in intro), intro))
+        follow = _continued_code(chunks, by_chunk, n, parts[-1], next_chunk)
+        if follow is not None and follow[0] not in used:
+            text += "\n" + follow[1]
+            used[follow[0]] = len(chosen)
         quoted = [used[(n, j)] for j in parts if (n, j) in used]
         if quoted:
             # Its neighbour is already a bullet ("It …" after the sentence it leans on): the bullet goes on with it.
@@ -425,22 +435,57 @@ def _is_lead_in(units: Sequence[Unit], i: int) -> bool:
             and i + 1 < len(units) and units[i + 1].code and (i == 0 or units[i - 1].paragraph != unit.paragraph))
 
 
-def _continued_code(chunks: Sequence[ScoredChunk], by_chunk: Sequence[Sequence[Unit]], n: int,
-                    i: int) -> tuple[int, int] | None:
-    """(source, unit) of the code block that unit i of source n introduces ("… a large CSV file:") when the
-    chunk ends there and a retrieved chunk, the next one of the same document, goes on with it."""
+def _continued_code(chunks: Sequence[ScoredChunk], by_chunk: Sequence[Sequence[Unit]], n: int, i: int,
+                    next_chunk: NextChunk | None = None) -> tuple[tuple[int, int], str] | None:
+    """((source, unit), text) of the code block that unit i of source n introduces ("… a large CSV file:") when
+    the chunk ends there and the next chunk of the same document goes on with it: a retrieved one, or, with
+    `next_chunk`, the one the index holds (keyed (0, unit): it is quoted under the lead-in's citation, the
+    same document's next lines)."""
     units = by_chunk[n - 1]
     if i != len(units) - 1 or units[i].code or not units[i].text.endswith(":"):
         return None
     chunk = chunks[n - 1].chunk
-    for m, scored in enumerate(chunks, start=1):
-        if scored.chunk.document_id == chunk.document_id and scored.chunk.position == chunk.position + 1:
-            for j, unit in enumerate(by_chunk[m - 1]):
-                if unit.code:
-                    return (m, j)
-                if unit.text not in chunk.text:
-                    return None  # the next chunk goes on with prose: the block is not there
+    following = [(m, by_chunk[m - 1]) for m, scored in enumerate(chunks, start=1)
+                 if scored.chunk.document_id == chunk.document_id and scored.chunk.position == chunk.position + 1]
+    if not following and next_chunk is not None:
+        fetched = next_chunk(chunk)
+        following = [(0, split_units(fetched.text))] if fetched is not None else []
+    for m, next_units in following:
+        for j, unit in enumerate(next_units):
+            if unit.code:
+                return (m, j), unit.text
+            if unit.text not in chunk.text:
+                return None  # the next chunk goes on with prose: the block is not there
     return None
+
+
+def _list_intro(units: Sequence[Unit], i: int) -> list[int] | None:
+    """When unit i is an item of a short list that a sentence introduces ("The list is:"), that sentence, with the
+    one before it when it is a short lead-in: the list is quoted whole, in its order, from its introduction. An
+    item alone ("The directory named by the `TEMP` environment variable.") loses what the list is of and where
+    it stands in it."""
+    unit = units[i]
+    if unit.code or not unit.listed:
+        return None
+    first = i
+    while first > 0 and units[first - 1].listed == unit.listed:
+        first -= 1
+    intro = first - 1
+    if intro < 0 or _introduced_list(units, intro)[-1:] != _list_end(units, first)[-1:] or i - first >= MAX_LIST_ITEMS:
+        return None  # not introduced, or longer than a bullet can hold: the item stands alone
+    parts = [intro]
+    if (len(_WORD.findall(units[intro].text)) <= MAX_LEAD_IN_WORDS and intro > 0 and not units[intro - 1].code
+            and units[intro - 1].paragraph == units[intro].paragraph):
+        parts.insert(0, intro - 1)  # "The list is:" needs the sentence it ends
+    return parts
+
+
+def _list_end(units: Sequence[Unit], first: int) -> list[int]:
+    """The indexes of the list that starts at unit `first`."""
+    end = first
+    while end < len(units) and units[end].listed == units[first].listed:
+        end += 1
+    return list(range(first, end))
 
 
 def _introduced_list(units: Sequence[Unit], i: int) -> list[int]:
@@ -483,9 +528,9 @@ class SentenceEncoder:
         return np.stack([known[t] if t in known else fresh[t] for t in texts])
 
 
-def compose(question: str, chunks: Sequence[ScoredChunk], encode: Encode) -> str:
+def compose(question: str, chunks: Sequence[ScoredChunk], encode: Encode, next_chunk: NextChunk | None = None) -> str:
     """The whole extractive answer as Markdown, citing sources as [n]."""
-    evidence = select_evidence(question, chunks, encode)
+    evidence = select_evidence(question, chunks, encode, next_chunk=next_chunk)
     if not evidence:
         return NOTHING_FOUND
     return "\n".join([NOTICE, "", *(render(e) for e in evidence)])

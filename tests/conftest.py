@@ -41,6 +41,12 @@ def pytest_configure(config: pytest.Config) -> None:
         # waiting out the busy timeout, so a test polling the database beside a bot thread that writes
         # to it failed at random.
         default.setdefault("TEST", {})["NAME"] = str(Path(tempfile.mkdtemp(prefix="lorebot-testdb-")) / "test.sqlite3")
+    # pytest-django reads the settings (its pytest_load_initial_conftests runs first) before the
+    # environment lines at the top of this module, so they are applied to the settings here too:
+    # otherwise importing console.asgi starts a warm-up and an orphan sweeper in the test process,
+    # which read and write the test database between and under the tests.
+    settings.WARMUP_ON_START = os.environ["WARMUP_ON_START"] == "True"
+    settings.CHAT_ANSWER_STALE_SECONDS = float(os.environ["CHAT_ANSWER_STALE_SECONDS"])
 
 
 _real_connect = socket.socket.connect

@@ -20,6 +20,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 DAPHNE = str(Path(sys.executable).with_name("daphne"))
+# daphne's flags as deploy/systemd/lorebot-web@.service runs it (tests/ops/test_deploy_files.py keeps them
+# equal). twisted listens with a backlog of 50, so a burst of more new sockets than that (a wave of
+# reconnects after a restart) lost its SYNs and retried them a second later; and daphne drops a WebSocket
+# whose handshake (the session and user lookups included) takes over 5 s, which 200 sockets opening at
+# once on a busy machine did: each was reset (behind nginx, a 502, and the upstream marked failed).
+BACKLOG = 1024
+HANDSHAKE_FLAGS = ("--websocket_connect_timeout", "30")
 
 DEPLOY = """# Deployment
 
@@ -153,7 +160,7 @@ def start_daphne(site: Site, *, name: str = "daphne", port: int = 0, timeout: fl
     """
     port = port or free_port()
     log = site.data_dir / f"{name}-{port}.log"
-    argv = [DAPHNE, "-b", host, "-p", str(port), app]
+    argv = [DAPHNE, "-e", f"tcp:port={port}:interface={host}:backlog={BACKLOG}", *HANDSHAKE_FLAGS, app]
     process = subprocess.Popen(
         wrap(argv) if wrap else argv,
         env={**site.env, **env_extra}, cwd=ROOT, stdout=log.open("wb"), stderr=subprocess.STDOUT,

@@ -25,11 +25,13 @@ log = structlog.get_logger(__name__, component="discord")
 REFUSALS = {"rate_limited": "rate_limited", "empty_question": "refused", "too_long": "refused"}
 
 
-async def deliver(outlet: Outlet, *, question: str, conversation_key: str, user_id: int, received: float) -> str:
+async def deliver(outlet: Outlet, *, question: str, conversation_key: str, user_id: int, received: float,
+                  asker: chat.Asker) -> str:
     """Shows the answer to `question` in `outlet`, streamed; returns the outcome for BOT_EVENTS.
 
     Never raises for a failed answer: the user gets an apology in place of it and the bot goes on.
-    A cancelled answer (the bot is shutting down) is closed with an apology too.
+    A cancelled answer (the bot is shutting down) is closed with an apology too. `asker` says where
+    the question comes from (server, channel, user), which decides the collections it searches.
     """
     bound = log.bind(conversation_key=conversation_key, user_id=user_id)
     try:
@@ -38,7 +40,7 @@ async def deliver(outlet: Outlet, *, question: str, conversation_key: str, user_
         if placeholder is not None and outlet.remembered:
             await remember([placeholder], conversation_key)  # a reply to it mid-answer continues too
         events = chat.areply(surface="discord", conversation_key=conversation_key, user_key=str(user_id),
-                             text=question, rate_limit=settings.DISCORD_RATE_LIMIT_USER)
+                             text=question, rate_limit=settings.DISCORD_RATE_LIMIT_USER, asker=asker)
 
         budget = budget_for(outlet.channel_id)  # shared with every answer in the channel
 

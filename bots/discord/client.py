@@ -21,10 +21,11 @@ from django.conf import settings
 
 from bots.discord import guard, render
 from bots.discord.answering import budget_for, deliver
-from bots.discord.conversations import channel_key, conversation_of, dm_key, key_for, thread_key
+from bots.discord.conversations import asker_for, channel_key, conversation_of, dm_key, key_for, thread_key
 from bots.discord.feedback import FeedbackButton
 from bots.discord.outlets import NO_MENTIONS, InteractionOutlet, ReplyOutlet
 from bots.metrics import BOT_API_ERRORS, BOT_EVENTS
+from console import chat
 from console.ops.logs import bind_context
 
 log = structlog.get_logger(__name__, component="discord")
@@ -113,6 +114,7 @@ class LorebotClient(discord.Client):
                          http_trace=_api_error_trace(), **options)
         self.tree = app_commands.CommandTree(self)
         self.tree.add_command(ask)
+        self.tree.add_command(lorebot)
         self.tree.error(self.on_command_error)
         self.answers: set[asyncio.Task[Any]] = set()
         self.reconnects = 0  # connections the supervisor replaced after an error discord.py let through
@@ -205,7 +207,10 @@ class LorebotClient(discord.Client):
         with self._in_flight():
             try:
                 question = await self._question(message)
-                if question is not None:
+                code = None if question is None else chat.link_code_in(question.text)
+                if code is not None:  # "link CODE": links this Discord account; never a question
+                    BOT_EVENTS.labels("discord", await self._link_account(message, code)).inc()
+                elif question is not None:
                     BOT_EVENTS.labels("discord", await self._answer_message(message, question, received)).inc()
             except Exception:  # one message going wrong must never stop the bot
                 guard.count_failure("failed")
@@ -252,6 +257,8 @@ class LorebotClient(discord.Client):
             await message.reply(render.EMPTY_QUESTION, allowed_mentions=NO_MENTIONS, mention_author=False)
             return "empty"
         channel: Any = message.channel
+        asker = asker_for(channel, channel_id=channel.id, guild_id=message.guild.id if message.guild else None,
+                          user_id=message.author.id)
         reply_to: discord.Message | None = message
         key = question.conversation_key
         if key is None:
@@ -262,7 +269,17 @@ class LorebotClient(discord.Client):
                 key = key_for(channel, message.id)
         async with channel.typing():
             return await deliver(ReplyOutlet(channel, reply_to), question=question.text, conversation_key=key,
-                                 user_id=message.author.id, received=received)
+                                 user_id=message.author.id, received=received, asker=asker)
+
+    async def _link_account(self, message: discord.Message, code: str) -> str:
+        """`link CODE`: in a DM the chat service links this account (or says why not); in a server channel
+        everyone could read the code, so it stops working and the sender is told to use a DM."""
+        if message.guild is None:
+            result = await chat.aredeem_code(code, platform="discord", external_user=str(message.author.id))
+        else:
+            result = await chat.acancel_code(code, platform="discord")
+        await message.reply(result.text, allowed_mentions=NO_MENTIONS, mention_author=False)
+        return "linked" if result.linked else "refused"
 
     # -- /ask ----------------------------------------------------------------------------
     async def answer_interaction(
@@ -279,10 +296,24 @@ class LorebotClient(discord.Client):
             key = channel_key(interaction.guild_id or 0, interaction.channel_id or 0, f"ask-{interaction.id}")
         else:
             key = key_for(channel, f"ask-{interaction.id}")
+        asker = asker_for(channel, channel_id=interaction.channel_id, guild_id=interaction.guild_id,
+                          user_id=interaction.user.id)
         with self._in_flight():
             outcome = await deliver(InteractionOutlet(interaction, private=private), question=question,
-                                    conversation_key=key, user_id=interaction.user.id, received=received)
+                                    conversation_key=key, user_id=interaction.user.id, received=received, asker=asker)
         BOT_EVENTS.labels("discord", outcome).inc()
+
+    async def link_interaction(self, interaction: discord.Interaction, text: str) -> None:
+        """/lorebot link CODE: links this Discord account; the reply is private, so the code shows to nobody else."""
+        bind_context(event_id=f"discord-interaction-{interaction.id}")
+        code = chat.link_code_in(f"link {text}")
+        if code is None:
+            BOT_EVENTS.labels("discord", "refused").inc()
+            await interaction.response.send_message(render.LINK_USAGE, ephemeral=True)
+            return
+        result = await chat.aredeem_code(code, platform="discord", external_user=str(interaction.user.id))
+        BOT_EVENTS.labels("discord", "linked" if result.linked else "refused").inc()
+        await interaction.response.send_message(result.text, ephemeral=True)
 
     # -- helpers -------------------------------------------------------------------------
     def allowed(self, channel: Any) -> bool:
@@ -325,6 +356,17 @@ async def ask(interaction: discord.Interaction, question: str, private: bool = F
     client = interaction.client
     assert isinstance(client, LorebotClient)
     await client.answer_interaction(interaction, question, private)
+
+
+lorebot = app_commands.Group(name="lorebot", description="Your Lorebot account.")
+
+
+@lorebot.command(name="link", description="Link this Discord account to your Lorebot login (code from the web chat).")
+@app_commands.describe(code="The one-time code the web chat showed you")
+async def link(interaction: discord.Interaction, code: str) -> None:
+    client = interaction.client
+    assert isinstance(client, LorebotClient)
+    await client.link_interaction(interaction, code)
 
 
 async def run_bot(token: str) -> None:

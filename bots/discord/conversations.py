@@ -8,9 +8,12 @@ A reply to one of the bot's answer messages continues that answer's conversation
 
 from __future__ import annotations
 
+from typing import Any
+
 import discord
 
 from bots.discord.models import AnswerMessage
+from console import chat
 from console.chat import in_thread_pool
 
 
@@ -34,6 +37,19 @@ def key_for(channel: discord.abc.Messageable, root: int | str) -> str:
     if guild is None:
         return dm_key(channel.id)  # type: ignore[attr-defined]
     return channel_key(guild.id, channel.id, root)  # type: ignore[attr-defined]
+
+
+def asker_for(channel: Any, *, channel_id: int | None, guild_id: int | None, user_id: int) -> chat.Asker:
+    """Who asks from where, as ids for the chat service (console.chat.access decides what that may search).
+
+    A DM (no guild) is direct; in a server a thread counts as its parent channel, so a channel's scope
+    covers the threads in it.
+    """
+    if guild_id is None:
+        return chat.Asker(platform="discord", channel=str(channel_id or ""), external_user=str(user_id), direct=True)
+    parent = getattr(channel, "parent_id", None) if isinstance(channel, discord.Thread) else None
+    return chat.Asker(platform="discord", workspace=str(guild_id), channel=str(parent or channel_id or ""),
+                      external_user=str(user_id))
 
 
 def _remember(message_ids: list[int], conversation_key: str) -> None:

@@ -17,6 +17,8 @@ APOLOGY = "⚠️ Sorry, something went wrong while answering. Please ask again.
 SHUTDOWN_APOLOGY = "⚠️ Sorry, Lorebot was restarted before this answer was finished. Please ask again."
 EMPTY_QUESTION = "I could not read a question there. Mention me with it, e.g. `@Lorebot how do I roll back a release?`"
 NOT_HERE = "Lorebot does not answer in this channel."
+LINK_USAGE = ("`/lorebot link CODE` links this Discord account to your Lorebot login: get the code in the web chat "
+              "(“Link Slack/Discord”), then send it here or to me in a DM.")
 NOT_COVERED_NOTE = "Not covered by your documents: an admin can add the document that answers it in the console."
 
 

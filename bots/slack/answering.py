@@ -159,6 +159,30 @@ async def answer_privately(respond: Respond, question: Question) -> None:
         await respond(text=sorry.text, blocks=sorry.blocks, response_type="ephemeral", replace_original=True)
 
 
+async def link_account(client: AsyncWebClient, question: Question, code: str) -> None:
+    """`link CODE` in a DM: the chat service links this Slack user (or says why not); the reply goes in the DM.
+
+    The code never reaches the chat service as a question, so it is never stored or logged as one.
+    """
+    result = await chat.aredeem_code(code, platform=PLATFORM, external_user=question.asker.link_key)
+    BOT_EVENTS.labels(PLATFORM, "linked" if result.linked else "refused").inc()
+    try:
+        await _post(client, question.channel, None, SlackMessage(result.text, [blocks.section(blocks.escape(result.text))]))
+    except SlackApiError as exc:
+        api_error(exc, "link_reply", channel=question.channel)
+
+
+async def refuse_exposed_code(client: AsyncWebClient, question: Question, code: str) -> None:
+    """`@Lorebot link CODE` in a channel: everyone there could read the code, so it stops working."""
+    result = await chat.acancel_code(code, platform=PLATFORM)
+    BOT_EVENTS.labels(PLATFORM, "refused").inc()
+    try:
+        await client.chat_postEphemeral(channel=question.channel, user=question.user, text=result.text,
+                                        thread_ts=question.thread_ts if question.thread_ts != question.ts else None)
+    except SlackApiError as exc:
+        api_error(exc, "link_warning", channel=question.channel)
+
+
 async def share(client: AsyncWebClient, respond: Respond, *, channel: str, user: str, message_id: int) -> None:
     """Posts a private /ask answer in the channel for everyone, then removes the private copy."""
     stored = await chat.astored_answer(message_id=message_id, surface=PLATFORM)

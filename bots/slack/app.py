@@ -60,6 +60,7 @@ def build_app() -> AsyncApp:
     app.event("app_mention")(_on_mention)
     app.event("message")(_on_message)
     app.command("/ask")(_on_ask)
+    app.command("/lorebot")(_on_lorebot)
     app.command(re.compile(".*"))(_on_unknown_command)  # after /ask: bolt runs the first listener that matches
     app.action(re.compile(f"^({blocks.FEEDBACK_UP}|{blocks.FEEDBACK_DOWN})$"))(_on_feedback)
     app.action(blocks.SHARE)(_on_share)
@@ -149,6 +150,10 @@ async def _on_mention(event: dict[str, Any], context: AsyncBoltContext, client: 
         log.info("slack.channel_not_allowed", channel=event["channel"])
         return
     question = _question(event, context, question_text(event.get("text", ""), context.bot_user_id))
+    code = chat.link_code_in(question.text)
+    if code is not None and not question.asker.direct:
+        answering.spawn(answering.refuse_exposed_code(client, question, code), question.event_id)
+        return
     answering.spawn(answering.answer_in_thread(client, question), question.event_id)
 
 
@@ -163,7 +168,11 @@ async def _on_message(event: dict[str, Any], context: AsyncBoltContext, client: 
     mentioned = bool(context.bot_user_id) and f"<@{context.bot_user_id}>" in text
     question = _question(event, context, question_text(text, context.bot_user_id))
     if event.get("channel_type") == "im":
-        answering.spawn(answering.answer_in_thread(client, question), question.event_id)
+        code = chat.link_code_in(question.text)
+        if code is not None:  # "link CODE": links this Slack account; never a question
+            answering.spawn(answering.link_account(client, question, code), question.event_id)
+        else:
+            answering.spawn(answering.answer_in_thread(client, question), question.event_id)
         return
     # A mention also arrives as app_mention, which answers it; a channel message outside a thread is chatter.
     if (not mentioned and event.get("thread_ts") and not settings.SLACK_MENTION_ONLY and allowed(question.channel)
@@ -193,6 +202,25 @@ async def _on_ask(ack: Callable[..., Awaitable[None]], command: dict[str, Any], 
         received=context.get("received_at") or time.monotonic(), event_id=str(context.get("event_id") or ""),
     )
     answering.spawn(answering.answer_privately(respond, question), question.event_id)
+
+
+LOREBOT_USAGE = ("`/lorebot link CODE` links this Slack account to your Lorebot login: get the code in the web "
+                 "chat (“Link Slack/Discord”). Ask questions with `/ask`, a mention, or a direct message.")
+
+
+async def _on_lorebot(ack: Callable[..., Awaitable[None]], command: dict[str, Any]) -> None:
+    """/lorebot link CODE: links the account (the answer is private, so the code shows to nobody else)."""
+    text = " ".join(str(command.get("text", "")).split())
+    code = chat.link_code_in(text)
+    if code is None:
+        BOT_EVENTS.labels(PLATFORM, "refused").inc()
+        await ack(text=LOREBOT_USAGE, response_type="ephemeral")
+        return
+    asker = chat.Asker(platform=PLATFORM, workspace=str(command.get("team_id", "")),
+                       external_user=str(command.get("user_id", "")))
+    result = await chat.aredeem_code(code, platform=PLATFORM, external_user=asker.link_key)
+    BOT_EVENTS.labels(PLATFORM, "linked" if result.linked else "refused").inc()
+    await ack(text=blocks.escape(result.text), response_type="ephemeral")
 
 
 async def _on_unknown_command(ack: Callable[..., Awaitable[None]], command: dict[str, Any]) -> None:

@@ -11,3 +11,5 @@ ACCESS_REFUSED = Counter("rag_access_refused", "Reads refused by collection acce
 DOCUMENTS_MOVED = Counter("rag_documents_moved", "Documents moved to another collection, by outcome.", ["outcome"])
 ACCOUNT_LINKS = Counter("rag_account_links", "Slack/Discord accounts linked, by platform and how (code, staff).",
                         ["platform", "how"])
+# outcome: issued (web chat), linked, wrong, expired, used, rate_limited, cancelled (posted in a channel).
+LINK_CODES = Counter("rag_link_codes", "One-time account-link codes, by platform and outcome.", ["platform", "outcome"])

@@ -27,6 +27,15 @@ from console.chat.history import (
     arecent_conversations,
     astored_answer,
 )
+from console.chat.links import (
+    IssuedCode,
+    LinkResult,
+    acancel_code,
+    aissue_code,
+    alinked_platforms,
+    aredeem_code,
+    link_code_in,
+)
 from console.chat.orm import in_thread_pool
 from console.chat.service import arecord_feedback, areply, record_feedback, warm_up
 from console.sources.links import absolute_source_url, source_url
@@ -38,4 +47,5 @@ __all__ = [
     "Citation", "ConversationSummary", "absolute_source_url", "source_url", "StoredAnswer", "StoredConversation", "StoredMessage", "Usage",
     "aconversation_history", "ahas_conversation", "aowns_answer", "arecent_conversations", "areply",
     "arecord_feedback", "astored_answer", "in_thread_pool", "record_feedback", "synced_text", "warm_up",
+    "IssuedCode", "LinkResult", "acancel_code", "aissue_code", "alinked_platforms", "aredeem_code", "link_code_in",
 ]

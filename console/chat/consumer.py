@@ -117,6 +117,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             "feedback": self._feedback,
             "history": self._history,
             "conversations": self._conversations,
+            "link_code": self._link_code,
         }.get(str(content.get("type")))
         if handler is None:
             await self._error("unknown_type", f"Unknown type {str(content.get('type'))[:40]!r}.")
@@ -213,6 +214,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         found = await chat.arecent_conversations(surface=SURFACE, user_key=self.user_key, limit=SIDEBAR_LIMIT)
         items = [{"id": c.id, "title": c.title, "updated_at": c.updated_at.isoformat()} for c in found]
         await self.send_json({"type": "conversations", "items": items})
+
+    async def _link_code(self, content: dict[str, Any]) -> None:
+        """A one-time code to send to the Slack or Discord bot, linking that account to this user (console.chat.links)."""
+        user = _user(self.scope)
+        try:
+            issued = await chat.aissue_code(user)
+        except chat.ChatError as exc:
+            await self._error(exc.code, exc.message)
+            return
+        await self.send_json({"type": "link_code", "code": issued.code, "expires_at": issued.expires_at.isoformat(),
+                              "minutes": issued.minutes, "linked": await chat.alinked_platforms(user)})
 
     async def _error(self, code: str, message: str) -> None:
         count_error(code)

@@ -43,7 +43,7 @@ from console.ops import orphans
 from console.ops.text_input import clean_text, text_problem
 from console.ops.warmup import await_warmup
 from console.syncing.origins import with_origins
-from ragcore.types import Answer, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
+from ragcore.types import Answer, Citation, CitationsEvent, DoneEvent, ErrorEvent, Event, TokenEvent, Turn
 
 log = structlog.get_logger(__name__, component="chat")
 
@@ -60,6 +60,7 @@ class _Exchange:
     parts: list[str] = field(default_factory=list)
     result: Answer | None = None
     error: str = ""
+    citations: tuple[Citation, ...] | None = None  # the answer's, with their origins (looked up once)
 
 
 def _validate(text: str) -> str:
@@ -165,7 +166,8 @@ def _finish(ex: _Exchange, interrupted: str = "") -> None:
     latency_ms = round((time.perf_counter() - ex.started) * 1000, 1)
     result = ex.result
     if result is not None:
-        message.store_answer(replace(result, citations=with_origins(result.citations)), latency_ms=latency_ms)
+        citations = ex.citations if ex.citations is not None else with_origins(result.citations)
+        message.store_answer(replace(result, citations=citations), latency_ms=latency_ms)
     else:
         message.store_partial("".join(ex.parts), error=interrupted or ex.error or "no_answer", latency_ms=latency_ms)
     surface = ex.conversation.surface
@@ -230,6 +232,7 @@ async def areply(
         while event is not None:
             if isinstance(event, CitationsEvent) and event.citations:  # synced documents say where and when
                 event = replace(event, citations=await in_thread_pool(with_origins)(event.citations))
+                ex.citations = event.citations  # the answer stores these: one lookup per answer, not two
             chat_event = _translate(ex, event)
             if _ends_answer(chat_event):
                 await in_writer(_finish)(ex)  # stored before the client hears "done": it may act on it at once

@@ -25,7 +25,7 @@ from django.db import IntegrityError, transaction
 from console.ingest import storage
 from console.ingest.jobs import create_job, user_or_none
 from console.ingest.storage import sanitize_path
-from console.models import Document, IngestJob, IngestJobFile
+from console.models import Collection, Document, IngestJob, IngestJobFile
 from ragcore import loaders
 from ragcore.errors import LoaderError
 from ragcore.metrics import PIPELINE_ERRORS
@@ -101,13 +101,16 @@ def parse_paths(raw: str | None, count: int) -> list[str] | None:
 
 
 def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Sequence[str] | None = None,
-                   enqueue: bool = True, event: str = "uploaded") -> SubmitResult:
+                   enqueue: bool = True, event: str = "uploaded", collection: Collection | None = None) -> SubmitResult:
     """Stores each acceptable file by checksum and queues one job for all of them; the refused are recorded on it.
 
     `paths`: each file's path within the upload (a folder upload's relative paths), in the same order.
+    `collection`: where the new documents go (None: the default collection); a new version of a file goes
+    there too, whichever collection held its earlier version.
     `enqueue` False: the caller runs the job itself (`manage.py ingest` without --queue).
     """
     result = SubmitResult(job=None)
+    target = collection or Collection.default()
     accepted: list[tuple[Document, str]] = []
     seen_paths: dict[str, str] = {}  # path → the first file that had it, in this upload
     seen_content: dict[str, str] = {}  # checksum → the file that had it, in this upload
@@ -123,7 +126,7 @@ def submit_uploads(files: Iterable[UploadedFileLike], user: Any, *, paths: Seque
             outcome, document = _refused(
                 name, "too_many", f"over the limit of {settings.UPLOAD_MAX_FILES} files per upload (UPLOAD_MAX_FILES)"), None
         else:
-            outcome, document = _accept(upload, name, user, seen_paths, seen_content)
+            outcome, document = _accept(upload, name, user, seen_paths, seen_content, target)
             if outcome.code == "disk_full":
                 disk_full = outcome.reason.removeprefix(f"{name}: ")
         result.files.append(outcome)
@@ -162,7 +165,7 @@ def _as_django_keeps_it(name: str) -> str:
 
 
 def _accept(upload: UploadedFileLike, name: str, user: Any, seen_paths: dict[str, str],
-            seen_content: dict[str, str]) -> tuple[FileOutcome, Document | None]:
+            seen_content: dict[str, str], collection: Collection) -> tuple[FileOutcome, Document | None]:
     if len(name) > settings.UPLOAD_MAX_NAME_CHARS:
         reason = f"the name is {len(name)} characters, over the {settings.UPLOAD_MAX_NAME_CHARS}-character limit"
         return _refused(_shortened(name), "name_too_long", reason), None
@@ -192,7 +195,7 @@ def _accept(upload: UploadedFileLike, name: str, user: Any, seen_paths: dict[str
         if checksum in seen_content:
             return _refused(name, "duplicate", f"the same content as {seen_content[checksum]} in this upload"), None
         seen_content[checksum] = name
-        return _register(name, kind, len(data), checksum, temp, user)
+        return _register(name, kind, len(data), checksum, temp, user, collection)
     finally:
         temp.unlink(missing_ok=True)
 
@@ -210,11 +213,12 @@ def _pieces(upload: UploadedFileLike) -> Iterator[bytes]:
             yield piece
 
 
-def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: Any) -> tuple[FileOutcome, Document | None]:
+def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: Any,
+              collection: Collection) -> tuple[FileOutcome, Document | None]:
     # Among uploads: a synced document with the same bytes follows its source, not this upload.
     existing = Document.objects.exclude(status=Document.Status.SUPERSEDED).filter(checksum=checksum, source__isnull=True).first()
     if existing is not None:
-        return _existing_content(name, existing, temp)
+        return _existing_content(name, existing, temp, collection)
     previous = _current_version(name)
     try:
         storage.keep_original(temp, checksum)
@@ -226,7 +230,7 @@ def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: 
         with transaction.atomic():
             document = Document.objects.create(
                 checksum=checksum, title="", original_filename=name, kind=kind, size=size, uploaded_by=user_or_none(user),
-                version=previous.version + 1 if previous else 1, previous=previous,
+                version=previous.version + 1 if previous else 1, previous=previous, collection=collection,
             )
     except IntegrityError:  # the same content uploaded at the same moment by someone else
         existing = Document.objects.exclude(status=Document.Status.SUPERSEDED).filter(checksum=checksum, source__isnull=True).first()
@@ -234,19 +238,24 @@ def _register(name: str, kind: str, size: int, checksum: str, temp: Path, user: 
     return FileOutcome(name, ACCEPTED, document=document), document
 
 
-def _existing_content(name: str, existing: Document, temp: Path) -> tuple[FileOutcome, Document | None]:
+def _existing_content(name: str, existing: Document, temp: Path,
+                      collection: Collection) -> tuple[FileOutcome, Document | None]:
     if existing.status == Document.Status.DELETING:
         return _refused(name, "duplicate", f"the same content ({existing.original_filename}) is being deleted; upload it again shortly"), None
     if existing.status == Document.Status.FAILED:
         # The same bytes failed before; try them again instead of refusing them as a duplicate.
         storage.keep_original(temp, existing.checksum)
+        if existing.collection_id != collection.pk:  # no chunks to re-label: it never indexed
+            existing.move_to(collection)
         existing.mark_queued()
         return FileOutcome(name, ACCEPTED, document=existing), existing
-    return _duplicate(name, existing), None
+    return _duplicate(name, existing, collection), None
 
 
-def _duplicate(name: str, existing: Document | None) -> FileOutcome:
+def _duplicate(name: str, existing: Document | None, collection: Collection | None = None) -> FileOutcome:
     where = f" as {existing.original_filename}" if existing is not None else ""
+    if existing is not None and collection is not None and existing.collection_id != collection.pk:
+        where += f" in the collection {existing.collection.name} (move it there from its document page)"
     return FileOutcome(name, REFUSED, f"{name}: duplicate, already ingested{where}", "duplicate", existing)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from django import forms
 from django.core.files.uploadedfile import UploadedFile
 
-from console.models import Conversation, Document, IngestJob
+from console.models import Collection, Conversation, Document, IngestJob
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -42,6 +42,16 @@ class UploadForm(forms.Form):
     folder = MultipleFileField(label="Folder", required=False)
     # Each file's path within the upload (a folder's relative paths), as a JSON list filled in by console.js.
     paths = forms.CharField(required=False, widget=forms.HiddenInput)
+    # Where the files go: who may find them (the default collection unless chosen).
+    collection = forms.ModelChoiceField(queryset=Collection.objects.order_by("name"), empty_label=None, required=False,
+                                        label="Collection")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["collection"].initial = Collection.default().pk
+
+    def clean_collection(self) -> Collection:
+        return self.cleaned_data.get("collection") or Collection.default()
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or self.cleaned_data
@@ -62,6 +72,8 @@ class DocumentFilterForm(forms.Form):
     q = forms.CharField(required=False, label="Search", widget=forms.TextInput(attrs={"placeholder": "Title or file name", "type": "search"}))
     status = forms.ChoiceField(required=False, choices=_choices("Current versions", Document.Status.choices))
     kind = forms.ChoiceField(required=False, label="Type", choices=[("", "Any type")])
+    collection = forms.ModelChoiceField(queryset=Collection.objects.order_by("name"), required=False,
+                                        empty_label="Any collection", to_field_name="key")
 
     def __init__(self, *args: Any, kinds: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

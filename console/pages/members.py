@@ -34,5 +34,5 @@ def members_view(request: HttpRequest) -> HttpResponse:
         log.info("account.created", user_id=user.pk, staff=user.is_staff, by=request.user.pk)
         messages.success(request, f"{user.get_username()} can now log in as a {kind}.")
         return redirect("console:members")
-    accounts = get_user_model().objects.order_by("-is_staff", "username")
+    accounts = get_user_model().objects.prefetch_related("groups").order_by("-is_staff", "username")
     return render(request, "console/members.html", {"form": form, "page": _paginate(request, accounts), "nav": "members"})

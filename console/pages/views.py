@@ -19,6 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from console.access.moves import why_not_movable
 from console.accounts.landing import home_url
 from console.chat.history import citations_of
 from console.engine import get_engine
@@ -28,7 +29,9 @@ from console.markdown import render_answer
 from console.models import Conversation, Document, Feedback, IngestJob, IngestJobFile, Message
 from console.ops.counts import collect_counts
 from console.pages import charts, stats
+from console.pages.access_forms import MoveForm
 from console.pages.forms import ConversationFilterForm, DocumentFilterForm, JobFilterForm, UploadForm
+from console.pages.searched import name_searched_collections
 from console.sources.links import source_url
 from console.syncing.origins import synced_text
 from console.syncing.status import freshness
@@ -120,7 +123,8 @@ def documents_view(request: HttpRequest) -> HttpResponse:
         if upload.is_valid():
             files = upload.chosen()
             paths = uploads.parse_paths(upload.cleaned_data["paths"], len(files))
-            result = uploads.submit_uploads(files, request.user, paths=paths)
+            result = uploads.submit_uploads(files, request.user, paths=paths,
+                                            collection=upload.cleaned_data["collection"])
             _summary_message(request, result)
             if result.job is not None:
                 return redirect("console:job", job_id=result.job.pk)
@@ -132,7 +136,7 @@ def documents_view(request: HttpRequest) -> HttpResponse:
 
     kinds = _document_kinds()
     filters = DocumentFilterForm(request.GET, kinds=kinds)
-    documents = Document.objects.select_related("uploaded_by").order_by("-created_at", "-pk")
+    documents = Document.objects.select_related("uploaded_by", "collection").order_by("-created_at", "-pk")
     if filters.is_valid():
         data = filters.cleaned_data
         if data["status"]:
@@ -141,6 +145,8 @@ def documents_view(request: HttpRequest) -> HttpResponse:
             documents = documents.exclude(status=Document.Status.SUPERSEDED)
         if data["kind"]:
             documents = documents.filter(kind=data["kind"])
+        if data["collection"]:
+            documents = documents.filter(collection=data["collection"])
         if data["q"]:
             q = data["q"].strip()
             documents = documents.filter(Q(title__icontains=q) | Q(original_filename__icontains=q))
@@ -148,7 +154,7 @@ def documents_view(request: HttpRequest) -> HttpResponse:
         request,
         "console/documents.html",
         {"page": _paginate(request, documents), "filters": filters, "upload": UploadForm(), "nav": "documents",
-         "guide_documents": guide.guide_documents().count()},
+         "guide_documents": guide.guide_documents().count(), "move": MoveForm()},
     )
 
 
@@ -188,7 +194,7 @@ def _chunk_preview(doc: Document) -> tuple[list[Any], str]:
 @require_GET
 @staff_required
 def document_view(request: HttpRequest, doc_id: int) -> HttpResponse:
-    doc = get_object_or_404(Document.objects.select_related("uploaded_by", "previous"), pk=doc_id)
+    doc = get_object_or_404(Document.objects.select_related("uploaded_by", "previous", "collection"), pk=doc_id)
     chunks, preview_error = _chunk_preview(doc)
     jobs = (
         IngestJobFile.objects.filter(document=doc).select_related("job").order_by("-job__created_at")[:10]
@@ -202,6 +208,8 @@ def document_view(request: HttpRequest, doc_id: int) -> HttpResponse:
             "chunks": chunks,
             "preview_error": preview_error,
             "job_files": jobs,
+            "move": MoveForm(initial={"collection": doc.collection_id}),
+            "why_not_movable": why_not_movable(doc),
             "nav": "documents",
         },
     )
@@ -380,6 +388,7 @@ def conversation_view(request: HttpRequest, conversation_id: int) -> HttpRespons
                                  for c in citations_of(message)]
         if message.role == Message.Role.ASSISTANT:
             message.html = render_answer(message.text, f"cite-{message.pk}-")
+    name_searched_collections(page.object_list)  # what each answer could find: the asker's scope then
     totals = conversation.messages.aggregate(
         n=Count("id"),
         up=Count("feedback", filter=Q(feedback__value=1)),

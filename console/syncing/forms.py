@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from django import forms
 
-from console.models import Source
+from console.models import Collection, Source
 from console.syncing.service import validate_settings
 from ragcore.connectors import ConnectorConfigError
 
@@ -103,12 +103,17 @@ class SourceForm(forms.Form):
                                  widget=forms.RadioSelect)
     every = forms.IntegerField(min_value=1, max_value=100_000, required=False, initial=1)
     unit = forms.ChoiceField(choices=UNITS, initial="hours", required=False)
+    # Where its documents go; changing it moves them (console.access.moves.move_source).
+    collection = forms.ModelChoiceField(queryset=Collection.objects.order_by("name"), empty_label=None, required=False,
+                                        help_text="Who may find its documents. Changing it moves them.")
 
     def __init__(self, *args: Any, instance: Source | None = None, **kwargs: Any) -> None:
         self.instance = instance
         if instance is not None and "initial" not in kwargs:
             kwargs["initial"] = self._initial_from(instance)
         super().__init__(*args, **kwargs)
+        if instance is None:
+            self.fields["collection"].initial = Collection.default().pk
         for kind, settings in KIND_SETTINGS.items():
             for s in settings:
                 self.fields[field_name(kind, s.name)] = self._settings_field(s)
@@ -127,7 +132,7 @@ class SourceForm(forms.Form):
 
     @staticmethod
     def _initial_from(source: Source) -> dict[str, Any]:
-        initial: dict[str, Any] = {"name": source.name, "kind": source.kind}
+        initial: dict[str, Any] = {"name": source.name, "kind": source.kind, "collection": source.collection_id}
         minutes = source.every_minutes
         if minutes:
             unit = "days" if minutes % 1440 == 0 else "hours" if minutes % 60 == 0 else "minutes"
@@ -150,6 +155,12 @@ class SourceForm(forms.Form):
         if taken.exists():
             raise forms.ValidationError("Another source already has this name.")
         return name
+
+    def clean_collection(self) -> Collection:
+        chosen = self.cleaned_data.get("collection")
+        if chosen is None:  # not sent: where it is (an edit), or the default (a new source)
+            return self.instance.collection if self.instance is not None else Collection.default()
+        return chosen
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -205,10 +216,22 @@ class SourceForm(forms.Form):
         return config
 
     def save(self, user: Any = None) -> Source:
-        """The new or edited source (unsaved fields set from the form; the caller saves through the service)."""
-        source = self.instance or Source(created_by=user if getattr(user, "is_authenticated", False) else None)
+        """The new or edited source (unsaved fields set from the form; the caller saves through the service).
+
+        A new source gets its collection here; an edited one keeps its own until the caller moves it
+        (`moved_to()`), with its documents.
+        """
+        source = self.instance or Source(created_by=user if getattr(user, "is_authenticated", False) else None,
+                                         collection=self.cleaned_data["collection"])
         source.name = self.cleaned_data["name"]
         source.kind = self.cleaned_data["kind"]
         source.config = self.cleaned_data["config"]
         source.every_minutes = self.cleaned_data["every_minutes"]
         return source
+
+    def moved_to(self) -> Collection | None:
+        """The collection an edit asks for, when it is not the source's own."""
+        chosen = self.cleaned_data["collection"]
+        if self.instance is not None and chosen.pk != self.instance.collection_id:
+            return chosen
+        return None

@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from console.access import moves
 from console.models import Document, Source, SyncFailure, SyncRun
 from console.pages.views import staff_required
 from console.syncing import service, status
@@ -50,8 +51,20 @@ def source_edit_view(request: HttpRequest, source_id: int) -> HttpResponse:
     if request.method == "POST":
         form = SourceForm(request.POST, instance=source)
         if form.is_valid():
+            target = form.moved_to()
             service.save_source(form.save(request.user))
-            messages.success(request, f"Source {source.name} saved.")
+            text = f"Source {source.name} saved."
+            if target is not None:
+                try:
+                    text += " " + moves.move_source(source, target, user=request.user).summary(target)
+                except moves.MoveError as exc:
+                    messages.error(request, f"{text} Its collection was not changed: {exc}.")
+                    return redirect("syncing:source", source.pk)
+                except Exception as exc:  # the indexes are down: nothing moved
+                    log.warning("source.move_failed", source_id=source.pk, error=str(exc))
+                    messages.error(request, f"{text} Its documents could not be moved: {exc}")
+                    return redirect("syncing:source", source.pk)
+            messages.success(request, text)
             return redirect("syncing:source", source.pk)
     else:
         form = SourceForm(instance=source)
@@ -61,7 +74,7 @@ def source_edit_view(request: HttpRequest, source_id: int) -> HttpResponse:
 @require_GET
 @staff_required
 def source_view(request: HttpRequest, source_id: int) -> HttpResponse:
-    source = get_object_or_404(Source.objects.select_related("last_run"), pk=source_id)
+    source = get_object_or_404(Source.objects.select_related("last_run", "collection"), pk=source_id)
     runs = list(SyncRun.objects.filter(source=source).select_related("created_by").prefetch_related(
         Prefetch("failures", queryset=SyncFailure.objects.order_by("pk")))[:RUNS_SHOWN])
     rows = []

@@ -53,11 +53,19 @@ def sniff(data: bytes, name: str) -> tuple[str, str]:
     text = _decode(data, name).replace("\r\n", "\n").replace("\r", "\n")  # parsers see only \n
     if not re.search(r"[^\s\ufeff\u200b]", text):  # a second BOM or zero-width space is still blank
         raise EmptyFile(name, "empty file")
-    return _text_kind(text, ext), text
+    return _text_kind(text, _source_extension(name) or ext), text
 
 
 def extension(name: str) -> str:
     return PurePosixPath(name.replace("\\", "/")).suffix.lower()
+
+
+def _source_extension(name: str) -> str:
+    """The extension of the source a Sphinx build copied: its `_sources/` folder and Debian's `-doc` packages
+    ship `guide.rst.txt` and `guide.md.txt` (MyST), which are reStructuredText and Markdown, not plain text."""
+    path = PurePosixPath(name.replace("\\", "/"))
+    inner = PurePosixPath(path.stem).suffix.lower()
+    return inner if path.suffix.lower() == ".txt" and inner in {".rst", ".md"} else ""
 
 
 def _sniff_zip(data: bytes, name: str) -> str:

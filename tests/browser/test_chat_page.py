@@ -236,3 +236,32 @@ def test_screenshots_on_a_laptop_and_a_phone(browser: Any, server: Daphne, site:
     phone.wait_for_timeout(300)
     phone.screenshot(path=SCREENSHOTS.format("phone-sidebar"))
     assert phone.is_visible(".conversation")
+
+
+def test_link_slack_or_discord_shows_a_one_time_code_that_the_bots_redeem(browser: Any, server: Daphne, site: Site) -> None:
+    import subprocess
+
+    from tests.daphne_server import PYTHON, ROOT
+
+    page = open_chat(browser, server, site)
+    assert not page.is_visible("#link-panel")
+    page.click("#link-account")
+    page.wait_for_function("() => /^[A-Z2-9]{8}$/.test(document.getElementById('link-code').textContent)")
+    code = page.inner_text("#link-code")
+    panel = page.inner_text("#link-panel")
+    assert f"link {code}" in panel and f"/lorebot link {code}" in panel and "works once, until" in panel
+
+    def redeem(text: str) -> str:
+        script = ("from console.chat.links import redeem_code; "
+                  f"print(redeem_code({text!r}, platform='slack', external_user='T0:U0ANN').outcome)")
+        return subprocess.run([PYTHON, str(ROOT / "manage.py"), "shell", "-c", script], env=site.env, cwd=ROOT,
+                              check=True, capture_output=True, text=True).stdout.split()[-1]
+
+    assert redeem(code) == "linked"
+    assert redeem(code) == "used"
+    page.click("#link-account")  # a new code, and the page says the Slack account is linked
+    page.wait_for_function("c => document.getElementById('link-code').textContent !== c", arg=code)
+    assert "Already linked: Slack." in page.inner_text("#link-panel")
+    page.click("#link-close")
+    assert not page.is_visible("#link-panel") and code not in page.content()
+    assert page.errors == []

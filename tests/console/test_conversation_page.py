@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.staticfiles import finders
 from django.test import TestCase
 
-from console.models import Conversation, Message
+from console.models import Collection, Conversation, Message
 
 ANSWER = (
     "**Roll back** with the pipeline [1], passing `tags[0]`.\n\n"
@@ -61,3 +61,13 @@ class ConversationPageTestCase(TestCase):
         self.client.logout()
         for path in ("/", "/accounts/login/"):
             assert 'rel="icon"' in self.client.get(path).content.decode(), path
+
+    def test_each_answer_shows_the_collections_it_searched_by_name(self) -> None:
+        Collection.create("Board vault")
+        Collection.default()
+        self.answer.collections = ["default", "board-vault", "gone-since"]
+        self.answer.save()
+        assert "searched: Board vault, Default, gone-since</span>" in self.body()
+        self.answer.collections = []  # an answer from before collections: nothing to show
+        self.answer.save()
+        assert "searched:" not in self.body()

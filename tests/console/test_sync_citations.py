@@ -72,3 +72,24 @@ def test_an_uploaded_document_is_cited_as_before(chat_engine: Any) -> None:
     events = ask_chat(surface="web", conversation_key="w2", user_key="u1", text="How do I roll back a release?")
     citation = cited(events)[0]
     assert citation.origin_url == citation.synced_at == "" and "synced" not in citation_label(citation)
+
+
+def test_an_answer_looks_its_origins_up_once_for_the_frame_and_the_stored_answer(
+    wiki: Source, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from console.chat import service as chat_service
+
+    calls: list[int] = []
+    real = chat_service.with_origins
+
+    def counting(citations: Any) -> Any:
+        calls.append(len(citations))
+        return real(citations)
+
+    monkeypatch.setattr(chat_service, "with_origins", counting)
+    events = ask_chat(surface="web", conversation_key="w3", user_key="u1",
+                      text="How often is the production API key rotated?")
+    assert any(c.origin_url for c in cited(events))
+    assert len(calls) == 1
+    stored = Message.objects.filter(role=Message.Role.ASSISTANT).get().citations
+    assert any(c["origin_url"] == "https://wiki.example/docs/key-rotation" for c in stored)

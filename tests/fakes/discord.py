@@ -174,15 +174,18 @@ class FakeDiscord(ThreadedAiohttpServer):
         return message
 
     def slash_command(self, name: str, options: dict[str, Any], *, channel_id: int | None = None,
-                      user: dict[str, Any] | None = None, malformed: bool = False) -> dict[str, Any]:
+                      user: dict[str, Any] | None = None, malformed: bool = False,
+                      subcommand: str | None = None) -> dict[str, Any]:
         """A user runs an application command: dispatches INTERACTION_CREATE (type 2).
 
-        `malformed` leaves out the member's `user`, which the docs require: discord.py 2.7.1 raises a
-        KeyError while parsing it, inside its gateway loop.
+        `subcommand` names a subcommand of a command group (`/lorebot link`), whose options `options`
+        are then. `malformed` leaves out the member's `user`, which the docs require: discord.py 2.7.1
+        raises a KeyError while parsing it, inside its gateway loop.
         """
         types = {str: 3, bool: 5, int: 4}
+        given = [{"name": k, "type": types[type(v)], "value": v} for k, v in options.items()]
         data = {"id": str(self.new_id()), "name": name, "type": 1,
-                "options": [{"name": k, "type": types[type(v)], "value": v} for k, v in options.items()]}
+                "options": given if subcommand is None else [{"name": subcommand, "type": 1, "options": given}]}
         return self._interaction(2, data, channel_id=channel_id or self.channel_ids[0], user=user,
                                  malformed=malformed)
 

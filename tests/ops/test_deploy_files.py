@@ -10,7 +10,7 @@ import pytest
 from django.core.management import get_commands
 from django.urls import resolve
 
-from tests.daphne_server import free_port
+from tests.daphne_server import BACKLOG, HANDSHAKE_FLAGS, free_port
 from tests.nginx_server import NGINX, check_config, make_certificate, nginx_prefix, render_site, write_config
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -35,10 +35,18 @@ def test_the_units_cover_web_worker_and_both_bots_and_read_the_env_file() -> Non
     units = _exec_lines()
     assert {"lorebot-web@.service", "lorebot-worker@.service", "lorebot-slack.service", "lorebot-discord.service"} <= set(units)
     web = units["lorebot-web@.service"][0]
-    assert "console.asgi:application" in web and "%i" in web
+    assert "console.asgi:application" in web and any("%i" in arg for arg in web)
     for name, lines in units.items():
         if any("manage.py" in argv or argv[0].endswith("/daphne") for argv in lines):
             assert "EnvironmentFile=/etc/lorebot/lorebot.env" in (DEPLOY / "systemd" / name).read_text(), name
+
+
+def test_the_web_unit_runs_daphne_as_the_tests_and_benchmarks_do() -> None:
+    """The backlog and handshake timeout that let a burst of sockets in are the deployment's, not only the benchmark's."""
+    web = _exec_lines()["lorebot-web@.service"][0]
+    assert "-e" in web and web[web.index("-e") + 1] == f"tcp:port=%i:interface=127.0.0.1:backlog={BACKLOG}"
+    flag = HANDSHAKE_FLAGS[0]
+    assert flag in web and tuple(web[web.index(flag): web.index(flag) + 2]) == HANDSHAKE_FLAGS
 
 
 def _blocks(conf: str, opening: str) -> list[str]:

@@ -246,3 +246,30 @@ def test_a_reindex_after_a_model_change_rebuilds_both_indexes(tmp_path: Path, do
     results = other.ingest_files(sorted(docs.iterdir()), force=True)
     assert all(r.status == "indexed" for r in results)
     assert other.store.count() == sum(r.chunks for r in results) == len(other.bm25)
+
+
+SECRETS = """# Sessions
+
+Sessions keep a user's data between requests. They are signed with the secret key, so a user can read
+their session but not change it. The key must stay out of version control and out of logs.
+
+A secret key should be as random as possible: use the following command to generate a good secret key:
+
+```sh
+python -c 'import secrets; print(secrets.token_hex())'
+```
+"""
+
+
+def test_a_command_in_the_chunk_after_the_one_found_follows_the_sentence_that_introduces_it(tmp_path: Path) -> None:
+    # The chunk that ends "… use the following command to generate a good secret key:" is found; the command is
+    # the first thing of the next chunk, which retrieval did not rank: the answer still quotes it, under [1].
+    engine = make_engine(tmp_path / "data", chunk_tokens=80, chunk_overlap_tokens=0, top_k=1)
+    (tmp_path / "sessions.md").write_text(SECRETS)
+    engine.ingest_file(tmp_path / "sessions.md")
+    chunks = engine.store.get_chunks([f"{c}:{n}" for c in [engine.retrieve("secret key").chunks[0].chunk.document_id]
+                                      for n in (0, 1)])
+    assert [c.text.endswith("generate a good secret key:") for c in chunks.values()] == [True, False]
+    answer = engine.answer("How do I generate a good secret key?")
+    assert "generate a good secret key [1]:\n\n```sh\npython -c 'import secrets; print(secrets.token_hex())'\n```" in answer.text
+    assert [c.n for c in answer.citations] == [1]

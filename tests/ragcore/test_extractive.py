@@ -294,3 +294,33 @@ def test_a_how_to_answer_that_finds_the_problem_brings_the_remedy_that_follows()
             "during testing.\n\nIf this behavior is problematic, pass a unique identifier as the `dispatch_uid` argument.")
     answer = compose("How do I prevent a signal receiver from being registered more than once?", [chunk(text)], encode)
     assert "registered more than once. … If this behavior is problematic, pass a unique identifier as the `dispatch_uid` argument. [1]" in answer
+
+
+LOOSE_LIST = """Python searches a standard list of directories to find one which the calling user can create files in. The list is:
+
+1. The directory named by the `TMPDIR` environment variable.
+
+2. The directory named by the `TEMP` environment variable.
+
+3. As a last resort, the current working directory.
+
+The result of this search is cached.
+"""
+
+
+def test_an_item_of_an_introduced_list_brings_the_whole_list_in_its_order() -> None:
+    # "In which order …?" matches the items, not the sentence that says what they are: the items alone, by
+    # relevance, would read TEMP before TMPDIR, and none would say it is a search order.
+    answer = compose("Which environment variable names the directory, TEMP or TMPDIR?", [chunk(LOOSE_LIST)], encode)
+    assert ("- Python searches a standard list of directories to find one which the calling user can create files"
+            " in. The list is [1]:\n  - The directory named by the `TMPDIR` environment variable.\n"
+            "  - The directory named by the `TEMP` environment variable.\n"
+            "  - As a last resort, the current working directory.") in answer
+    assert answer.count("TEMP`") == 1  # the items are quoted once, in the list
+    assert not markup_problems(answer)
+
+
+def test_an_item_of_a_list_nothing_introduces_stands_alone() -> None:
+    text = "Notes on the variables.\n\n- `TMPDIR` names the directory.\n\n- `TEMP` is read on Windows."
+    evidence = select_evidence("Which variable is read on Windows?", [chunk(text)], encode)
+    assert evidence[0].text == "`TEMP` is read on Windows." and not evidence[0].items

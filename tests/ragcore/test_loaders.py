@@ -223,6 +223,15 @@ def test_it_sniffs_the_kind_from_content_before_the_extension(name: str, data: b
     assert detect_kind(data, name) == kind
 
 
+def test_sphinx_source_copies_are_read_in_their_own_format() -> None:
+    # A Sphinx build's _sources/ (and Debian's -doc packages) hold guide.rst.txt and guide.md.txt.
+    rst = load_bytes(b"Fixtures\n========\n\nUse ``autouse=True``.\n\n.. code-block:: python\n\n    x = 1\n", "how-to/fixtures.rst.txt")
+    assert (rst.kind, rst.title) == ("rst", "Fixtures")
+    assert "Use `autouse=True`." in rst.text and "```python\nx = 1\n```" in rst.text
+    assert detect_kind(b"# Guide\n\nText.", "guide.md.txt") == "markdown"
+    assert detect_kind(b"Release notes: rst.txt files", "notes.txt") == "text"
+
+
 def test_it_treats_html_in_a_txt_file_as_text_unless_it_starts_like_a_page() -> None:
     # prose about HTML keeps its tags: stripping them would lose what the text is explaining
     doc = load_bytes(b"To make text bold, wrap it in <b> and </b>.", "tips.txt")

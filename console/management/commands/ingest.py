@@ -17,9 +17,10 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 from tqdm import tqdm
 
+from console.access import moves
 from console.ingest import guide, jobs, local_files, uploads, worker
 from console.management.output import logs_for_command
-from console.models import Document, IngestJob, IngestJobFile
+from console.models import Collection, Document, IngestJob, IngestJobFile
 from console.tasks import enqueue_job
 from ragcore import metrics
 
@@ -37,6 +38,9 @@ class Command(BaseCommand):
             "--reindex", action="store_true",
             help="first drop both indexes and rebuild them from every document's original (after changing the model)",
         )
+        parser.add_argument("--collection", metavar="KEY", default="",
+                            help="the collection the files go into (its key; default: the default collection); "
+                                 "files already ingested elsewhere are moved there")
         parser.add_argument("--guide", action="store_true",
                             help="these are Lorebot's own guide (make run): marked as such, never re-added once removed")
 
@@ -45,10 +49,11 @@ class Command(BaseCommand):
         if options["guide"] and (why := guide.why_guide_stays_out()):
             self.stdout.write(f"skipped: {why}")
             return ""
+        options["collection"] = self._collection(options["collection"])
         if options["reindex"]:
             call_command("reindex", now=True, stdout=self.stdout, stderr=self.stderr, verbosity=options["verbosity"])
         found = local_files.collect(options["paths"])
-        counts = {"indexed": 0, "unchanged": 0, "failed": 0, "queued": 0, "skipped": len(found.skipped)}
+        counts = {"indexed": 0, "unchanged": 0, "failed": 0, "queued": 0, "moved": 0, "skipped": len(found.skipped)}
         for name, why in found.skipped:
             self.stdout.write(f"skipped    {name}: {why}")
         for name in found.missing:
@@ -58,17 +63,36 @@ class Command(BaseCommand):
             metrics.PIPELINE_ERRORS.labels("loader").inc()
             self.stdout.write(self.style.ERROR(f"failed     {name}: file not found"))
         todo, unchanged = self._split_unchanged(found.files, force=options["force"])
+        target = options["collection"]
         for f, doc in unchanged:
-            counts["unchanged"] += 1
             also = f" as {doc.original_filename}" if doc.original_filename != f.relative else ""
-            self.stdout.write(f"unchanged  {f.relative}: skipped, already indexed{also}")
+            if doc.collection_id != target.pk and doc.source_id is None:
+                # Asked for in another collection: re-labelled there, as the engine does, without re-embedding.
+                moves.move_documents([doc], target)
+                counts["moved"] += 1
+                self.stdout.write(f"moved      {f.relative}: already indexed{also}, now in the collection {target.key}")
+                continue
+            counts["unchanged"] += 1
+            where = f" (kept in {doc.collection.key}: source {doc.source} syncs it)" if doc.collection_id != target.pk else ""
+            self.stdout.write(f"unchanged  {f.relative}: skipped, already indexed{also}{where}")
         batches = [todo[i:i + settings.UPLOAD_MAX_FILES] for i in range(0, len(todo), settings.UPLOAD_MAX_FILES)]
         for batch in batches:
             self._ingest(batch, options, counts)
         if options["force"] and (forced := self._forced(found.files)):
+            moves.move_documents([d for d in forced if d.collection_id != target.pk and d.source_id is None], target)
             job = jobs.requeue_documents(forced, None, "re-ingest forced from the command line", enqueue=options["queue"])
             self._run_or_report(job, options["queue"], counts)
         return self._summary(counts, found.hidden)
+
+    def _collection(self, key: str) -> Collection:
+        if not key:
+            return Collection.default()
+        found = Collection.objects.filter(key=key).first()
+        if found is None:
+            Collection.default()  # listed even in a database whose rows were emptied by hand
+            known = ", ".join(Collection.objects.order_by("key").values_list("key", flat=True))
+            raise CommandError(f"no collection has the key {key!r} (known: {known}); add it in the console first")
+        return found
 
     # -- which files need work ---------------------------------------------------------------
 
@@ -99,7 +123,7 @@ class Command(BaseCommand):
 
     def _ingest(self, batch: list[local_files.LocalFile], options: dict[str, Any], counts: dict[str, int]) -> None:
         result = uploads.submit_uploads(batch, None, paths=[f.relative for f in batch], enqueue=options["queue"],
-                                        event="ingested from the command line")
+                                        event="ingested from the command line", collection=options["collection"])
         for outcome in result.refused:
             if outcome.code == "duplicate":  # the same content is in Lorebot already: nothing failed
                 counts["unchanged"] += 1
@@ -165,6 +189,8 @@ class Command(BaseCommand):
 
     def _summary(self, counts: dict[str, int], hidden: int) -> str:
         parts = [f"{counts['indexed']} indexed", f"{counts['unchanged']} unchanged", f"{counts['skipped']} skipped"]
+        if counts["moved"]:
+            parts.insert(1, f"{counts['moved']} moved")
         if counts["queued"]:
             parts.insert(0, f"{counts['queued']} queued")
         if hidden:

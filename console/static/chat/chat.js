@@ -155,6 +155,21 @@
       });
       highlightConversation();
     },
+    link_code: function (f) {
+      // A one-time code for the Slack or Discord bot (console/chat/links.py); shown once, never stored here.
+      var panel = $("link-panel");
+      if (!panel) return;
+      $("link-code").textContent = f.code;
+      panel.querySelectorAll("[data-code]").forEach(function (el) { el.textContent = f.code; });
+      var until = new Date(f.expires_at);
+      $("link-expiry").textContent = "It works once, until " + until.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) +
+        " (" + f.minutes + " minutes).";
+      var names = { slack: "Slack", discord: "Discord" };
+      $("link-linked").textContent = f.linked && f.linked.length ?
+        "Already linked: " + f.linked.map(function (p) { return names[p] || p; }).join(", ") + "." : "";
+      panel.hidden = false;
+      $("link-account").setAttribute("aria-expanded", "true");
+    },
     feedback: function (f) {
       var el = messagesEl.querySelector('[data-message-id="' + Number(f.message_id) + '"]');
       if (el) markVote(el, f.value);
@@ -420,6 +435,17 @@
     void target.offsetWidth;  // restart the highlight animation
     target.classList.add("flash");
   });
+
+  if ($("link-account")) {
+    $("link-account").addEventListener("click", function () {
+      if (!send({ type: "link_code" })) notice("Not connected; try again in a moment.", false);
+    });
+    $("link-close").addEventListener("click", function () {
+      $("link-panel").hidden = true;
+      $("link-code").textContent = "········";  // the code leaves the page once it is no longer needed
+      $("link-account").setAttribute("aria-expanded", "false");
+    });
+  }
 
   connect();
   input.focus();

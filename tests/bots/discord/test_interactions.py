@@ -38,7 +38,8 @@ async def test_slash_ask_is_synced_on_start_and_answers_with_a_deferred_response
     fake: FakeDiscord, docs: object, bot: LorebotClient
 ) -> None:
     synced = fake.calls_to("PUT", rf"/applications/{APPLICATION_ID}/commands")[0].body
-    assert [(c["name"], [o["name"] for o in c["options"]]) for c in synced] == [("ask", ["question", "private"])]
+    assert [(c["name"], [o["name"] for o in c["options"]]) for c in synced] == [("ask", ["question", "private"]),
+                                                                               ("lorebot", ["link"])]
 
     interaction = fake.slash_command("ask", {"question": "When do releases go out?"})
     answer = await _original(fake, interaction)
