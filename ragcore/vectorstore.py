@@ -430,8 +430,9 @@ class VectorStore:
     def _exact_set(self, key: Hashable, version: int, chunk_ids: Sequence[str], stamps: Sequence[str]) -> _ExactSet:
         with self._exact_lock:
             found = self._exact.get(key)
-        if found is not None and found.version == version:
-            return found
+            if found is not None and found.version == version:
+                self._exact[key] = self._exact.pop(key)  # most recently used last: evicted last
+                return found
         with self._exact_build_lock:  # one rebuild at a time; a search that waited may find it done
             with self._exact_lock:
                 found = self._exact.get(key)
@@ -439,7 +440,7 @@ class VectorStore:
                 found = self._rebuild_exact(found, version, chunk_ids, stamps)
                 with self._exact_lock:
                     self._exact.pop(key, None)
-                    self._exact[key] = found  # most recently built last
+                    self._exact[key] = found
                     while len(self._exact) > 1 and (
                         len(self._exact) > EXACT_CACHED
                         or sum(e.matrix.nbytes for e in self._exact.values()) > EXACT_CACHE_BYTES

@@ -9,6 +9,7 @@ address, which is the one way through. Needs root and `ip netns`; `netns_unavail
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,6 +34,16 @@ def netns_unavailable() -> str:
         return f"`ip netns add` is not permitted here: {added.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=10)
     return ""
+
+
+def _free_subnet() -> int:
+    """A third octet of 10.213.x.0/24 no interface of the machine uses (another test run's, say)."""
+    shown = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+    used = {int(octet) for octet in re.findall(r"inet 10\.213\.(\d+)\.", shown)}
+    free = [n for n in range(16, 250) if n not in used]
+    if not free:
+        raise RuntimeError("every 10.213.x.0/24 subnet is in use")
+    return random.choice(free)
 
 
 def _ip(*args: str) -> None:
@@ -64,7 +75,7 @@ def network_hosts(wanted: Mapping[str, Mapping[str, tuple[str, int]]]) -> Iterat
     """A namespace per host of `wanted` ({host: {service: (address, port)}}), reaching each of its services
     through a relay of its own and nothing else; everything is removed afterwards."""
     tag = uuid.uuid4().hex[:5]
-    subnet = random.randrange(16, 250)
+    subnet = _free_subnet()
     made: list[tuple[str, str]] = []
     relays: list[TcpRelay] = []
     hosts: dict[str, NetHost] = {}

@@ -49,6 +49,7 @@ REDIS_URL = os.getenv("REDIS_URL", "")
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.timeout(1200),  # three hosts' processes each load Django and the model: 4-7 min at load 8-12
     pytest.mark.skipif(not (DATABASE_URL and REDIS_URL),
                        reason="the scale-out test needs DATABASE_URL (PostgreSQL) and REDIS_URL (Redis); CI sets both"),
 ]

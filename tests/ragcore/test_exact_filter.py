@@ -3,7 +3,9 @@ and brought up to date at each index version by fetching only what changed."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ from ragcore import Engine
 from ragcore.ingest import ParsedItem
 from ragcore.metrics import DENSE_FILTERED_SEARCHES
 from ragcore.types import DEFAULT_COLLECTION, ParsedDocument, Section
-from ragcore.vectorstore import EXACT_MAX_SHARE
+from ragcore.vectorstore import EXACT_CACHE_BYTES, EXACT_CACHED, EXACT_MAX_SHARE
 from tests.support import make_engine
 
 WORDS = ("glacier meadow canyon river forest desert island valley summit harbor lantern copper velvet orchard "
@@ -127,3 +129,41 @@ def test_a_document_moved_into_the_filter_is_found_and_one_moved_out_is_not(engi
     engine.move_document("doc-10", DEFAULT_COLLECTION)
     found = dict(engine.retriever._dense(vector, 40, {"ten"}))
     assert next(iter(found)) == "doc-7:0" and "doc-10:0" not in found and len(found) == 30
+
+
+def test_the_kept_filters_are_bounded_and_an_evicted_one_is_fetched_again(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "data")
+    engine.ingest_parsed([item(n, f"c{n % 12}") for n in range(240)])  # twelve filters of 1/12 each
+    vector = engine.embedder.embed_query("forest island")
+    for c in range(12):
+        assert_exact(engine.retriever._dense(vector, 5, {f"c{c}"}), engine, vector, 5, f"c{c}")
+    kept = engine.store._exact
+    assert len(kept) == EXACT_CACHED and set(kept) == {frozenset({f"c{c}"}) for c in range(12 - EXACT_CACHED, 12)}
+    assert sum(e.matrix.nbytes for e in kept.values()) <= EXACT_CACHE_BYTES
+    assert_exact(engine.retriever._dense(vector, 5, {"c0"}), engine, vector, 5, "c0")  # fetched again
+    assert frozenset({"c0"}) in kept and frozenset({f"c{12 - EXACT_CACHED}"}) not in kept
+
+
+def test_searches_arriving_together_fetch_the_filter_once(engine: Engine, fetched: list[str]) -> None:
+    vector = engine.embedder.embed_query("forest island")
+    start = threading.Barrier(4)
+
+    def search() -> list[tuple[str, float]]:
+        start.wait()
+        return engine.retriever._dense(vector, 10, {"ten"})
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: search(), range(4)))
+    assert sorted(fetched) == sorted(f"doc-{n}:0" for n in range(0, 300, 10))  # one rebuild, not four
+    assert all(r == results[0] for r in results)
+
+
+def test_the_filter_evicted_is_the_one_used_longest_ago(tmp_path: Path) -> None:
+    engine = make_engine(tmp_path / "data")
+    engine.ingest_parsed([item(n, f"c{n % 12}") for n in range(240)])
+    vector = engine.embedder.embed_query("forest island")
+    for c in range(EXACT_CACHED):
+        engine.retriever._dense(vector, 5, {f"c{c}"})
+    engine.retriever._dense(vector, 5, {"c0"})  # used again: now the newest
+    engine.retriever._dense(vector, 5, {f"c{EXACT_CACHED}"})
+    assert frozenset({"c0"}) in engine.store._exact and frozenset({"c1"}) not in engine.store._exact
