@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -40,13 +41,21 @@ def pytest_configure(config: pytest.Config) -> None:
         # read that meets another thread's write fails at once with "database table is locked" instead of
         # waiting out the busy timeout, so a test polling the database beside a bot thread that writes
         # to it failed at random.
-        default.setdefault("TEST", {})["NAME"] = str(Path(tempfile.mkdtemp(prefix="lorebot-testdb-")) / "test.sqlite3")
+        config._lorebot_test_db_dir = tempfile.mkdtemp(prefix="lorebot-testdb-")  # type: ignore[attr-defined]
+        default.setdefault("TEST", {})["NAME"] = str(Path(config._lorebot_test_db_dir) / "test.sqlite3")  # type: ignore[attr-defined]
     # pytest-django reads the settings (its pytest_load_initial_conftests runs first) before the
     # environment lines at the top of this module, so they are applied to the settings here too:
     # otherwise importing console.asgi starts a warm-up and an orphan sweeper in the test process,
     # which read and write the test database between and under the tests.
     settings.WARMUP_ON_START = os.environ["WARMUP_ON_START"] == "True"
     settings.CHAT_ANSWER_STALE_SECONDS = float(os.environ["CHAT_ANSWER_STALE_SECONDS"])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Django removes the test database file; its WAL and shared-memory files, and the folder, go here."""
+    folder = getattr(config, "_lorebot_test_db_dir", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 _real_connect = socket.socket.connect
