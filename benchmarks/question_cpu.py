@@ -56,11 +56,10 @@ def cpu_seconds(pid: int) -> float:
 
 
 def thread_cpu(pid: int) -> Counter[str]:
-    """utime and stime so far of `pid`'s threads, by kind: "python user", "python sys" (threads named after
+    """utime and stime so far of `pid`'s threads (clock ticks), by kind: "python user", "python sys" (threads named after
     the process, i.e. Python's own: the interpreter does not name its threads), "<name> user/sys" (native
     threads that name themselves, e.g. Chroma's tokio workers)."""
     found: Counter[str] = Counter()
-    tick = os.sysconf("SC_CLK_TCK")
     process = Path(f"/proc/{pid}/comm").read_text().strip()
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
@@ -69,8 +68,8 @@ def thread_cpu(pid: int) -> Counter[str]:
         except (FileNotFoundError, ProcessLookupError):
             continue  # a thread that ended meanwhile
         kind = "python" if name == process else re.sub(r"[-_]?\d+$", "", name)
-        found[f"{kind} user"] += int(fields[11]) / tick
-        found[f"{kind} sys"] += int(fields[12]) / tick
+        found[f"{kind} user"] += int(fields[11])  # clock ticks: a Counter counts in ints
+        found[f"{kind} sys"] += int(fields[12])
     return found
 
 
@@ -189,12 +188,13 @@ def main() -> int:
             daphne.stop()
             fake.stop()
         per_question = used * 1000 / args.questions
+        tick = os.sysconf("SC_CLK_TCK")
         print(f"{args.questions} questions ({'distinct' if args.distinct else 'three shared'}), {args.concurrency} "
               f"sockets, {args.tokens}-token answers; errors: {len(warm) + len(errors)}")
         print(f"daphne CPU: {used:.2f} s over {wall:.1f} s (idle rate {idle_rate * 1000:.1f} ms/s subtracted): "
               f"**{per_question:.2f} ms per question**")
         print("by thread kind (ms per question, idle rate not subtracted): " + ", ".join(
-            f"{kind} {seconds * 1000 / args.questions:.2f}" for kind, seconds in threads.most_common()))
+            f"{kind} {ticks / tick * 1000 / args.questions:.2f}" for kind, ticks in threads.most_common()))
         if raw and raw.exists():
             buckets, total = breakdown(raw)
             print(f"\nbreakdown ({total} samples; ms per question = share × {per_question:.2f} ms)")

@@ -30,6 +30,7 @@ import asyncio
 import json
 import multiprocessing
 import os
+import resource
 import signal
 import ssl
 import statistics
@@ -153,6 +154,23 @@ def summarize(results: list[dict[str, Any]], llm_first_ms: float) -> dict[str, A
     }
 
 
+def machine_busy_seconds() -> float:
+    """CPU seconds every core of the machine has spent busy so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _children_cpu() -> float:
+    """Of the child processes that ended (the wave's client processes, once their pool is closed)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
     """py-spy sampling whichever daphne thread holds the GIL: one process runs one line of Python at a
     time, so this is where its time goes. --nonblocking: pausing daphne per sample would distort it."""
@@ -184,13 +202,20 @@ def _measure(args: argparse.Namespace, site: Site, daphnes: list[Daphne], endpoi
     pids = [d.process.pid for d in daphnes]
     profiler = _start_profiler(pids[0], args.profile) if args.profile else None
     cpu = sum(cpu_seconds(pid) for pid in pids)
+    machine, ours, clients, began = machine_busy_seconds(), _self_cpu(), _children_cpu(), time.monotonic()
     wave = run_wave(*run, args.clients, args.client_processes, args.distinct, cafile=endpoint.cafile)
     cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
+    machine, ours, clients = machine_busy_seconds() - machine, _self_cpu() - ours, _children_cpu() - clients
+    wall = time.monotonic() - began
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)  # py-spy writes its report on Ctrl-C
         profiler.wait(timeout=60)
     concurrent = summarize(wave, args.first_token_ms)
     concurrent["daphne_cpu_ms_per_answer"] = round(cpu * 1000 / max(concurrent["completed"], 1), 2)
+    # Where the machine's cores went over the wave (from opening the sockets to the last answer): daphne,
+    # the fake LLM (this process), the client processes, and the rest (nginx, the kernel, other work).
+    concurrent["cores_busy"] = {name: round(seconds / wall, 2) for name, seconds in (
+        ("machine", machine), ("daphne", cpu), ("fake_llm", ours), ("clients", clients))}
     return {
         "processes": len(daphnes),
         "via": "nginx" if endpoint.cafile else "direct",
@@ -308,6 +333,9 @@ def main() -> int:
                       + (f"  questions/s={r['questions_per_second']}" if name == "concurrent" else ""))
             print(f"daphne CPU per answer in the wave: {run['concurrent']['daphne_cpu_ms_per_answer']} ms; "
                   f"peak RSS (VmHWM): {run['daphne_peak_rss_mb']} MB")
+            busy = run["concurrent"]["cores_busy"]
+            print(f"cores busy over the wave (of {cores}): machine {busy['machine']}, daphne {busy['daphne']}, "
+                  f"fake LLM {busy['fake_llm']}, clients {busy['clients']}")
         if report["floor_ms"] is not None:
             print(f"floor: {args.clients} × {args.cpu_ms} ms ÷ {cores} cores = {report['floor_ms']} ms")
     failed = any(run[name]["errors"] for run in runs for name in ("single_user", "concurrent"))
