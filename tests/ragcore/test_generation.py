@@ -135,6 +135,17 @@ def test_it_sends_the_model_and_knobs_from_settings(fake: FakeGroqServer) -> Non
     assert request.headers["authorization"] == "Bearer gsk-test"
 
 
+def test_it_sends_what_the_sdks_own_create_would_send(fake: FakeGroqServer) -> None:
+    generator = make_generator(fake)
+    list(generator.stream(ask("q")))
+    with generator._client.chat.completions.with_streaming_response.create(**generator._request(ask("q"), True)) as r:
+        r.read()
+    ours, sdks = fake.chat_requests()
+    assert (ours.method, ours.path, ours.body) == (sdks.method, sdks.path, sdks.body)
+    same = ("authorization", "content-type", "user-agent", "x-stainless-retry-count", "x-stainless-read-timeout")
+    assert {h: ours.headers.get(h) for h in same} == {h: sdks.headers.get(h) for h in same}
+
+
 def test_it_warns_when_the_answer_hits_max_tokens(fake: FakeGroqServer) -> None:
     with captured_logs() as logs:
         stream = make_generator(fake, max_answer_tokens=3).stream(ask("q"))

@@ -85,6 +85,17 @@ def test_it_streams_tokens_and_reads_the_usage_chunk(fake: FakeOpenAIServer) -> 
     assert body["max_tokens"] == RagSettings().max_answer_tokens  # what Ollama and llama.cpp read
 
 
+def test_it_sends_what_the_sdks_own_create_would_send(fake: FakeOpenAIServer) -> None:
+    generator = make_openai(fake, llm_api_key="sk-local-123")
+    list(generator.stream(ask("q")))
+    with generator._client.chat.completions.with_streaming_response.create(**generator._request(ask("q"), True)) as r:
+        r.read()
+    ours, sdks = fake.chat_requests()
+    assert (ours.method, ours.path, ours.body) == (sdks.method, sdks.path, sdks.body)
+    same = ("authorization", "content-type", "user-agent", "x-stainless-retry-count", "x-stainless-read-timeout")
+    assert {h: ours.headers.get(h) for h in same} == {h: sdks.headers.get(h) for h in same}
+
+
 def test_it_asks_openai_itself_for_max_completion_tokens() -> None:
     generator = OpenAIGenerator(RagSettings(llm_provider="openai", llm_model="gpt-4o-mini", llm_api_key="sk-x"))
     request = generator._request(ask("q"), True)
