@@ -37,7 +37,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,10 +113,10 @@ def _client_batch(args: tuple[str, str, str, int, int, float, bool, str]) -> lis
 
 
 def run_wave(url: str, origin: str, cookie: str, clients: int, processes: int,
-             distinct: bool = False, cafile: str = "") -> list[dict[str, Any]]:
+             distinct: bool = False, cafile: str = "", at_ask: Callable[[], None] | None = None) -> list[dict[str, Any]]:
     """`clients` sockets spread over `processes` client processes, all asking at the same moment.
 
-    Each result also holds `start_at`, the moment every client asked (time.time()).
+    Each result also holds `start_at`, the moment every client asked (time.time()); `at_ask` is called then.
     """
     processes = max(1, min(processes, clients))
     share = [clients // processes + (1 if i < clients % processes else 0) for i in range(processes)]
@@ -122,6 +124,8 @@ def run_wave(url: str, origin: str, cookie: str, clients: int, processes: int,
     if cafile:
         start_at += clients / 100  # and their TLS handshakes
     jobs = [(url, origin, cookie, sum(share[:i]), n, start_at, distinct, cafile) for i, n in enumerate(share)]
+    if at_ask is not None:
+        threading.Timer(start_at - time.time(), at_ask).start()
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         return [{**r, "start_at": start_at} for batch in pool.map(_client_batch, jobs) for r in batch]
 
@@ -165,12 +169,6 @@ def _self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _children_cpu() -> float:
-    """Of the child processes that ended (the wave's client processes, once their pool is closed)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _start_profiler(pid: int, out: str) -> subprocess.Popen[bytes]:
     """py-spy sampling whichever daphne thread holds the GIL: one process runs one line of Python at a
     time, so this is where its time goes. --nonblocking: pausing daphne per sample would distort it."""
@@ -202,20 +200,24 @@ def _measure(args: argparse.Namespace, site: Site, daphnes: list[Daphne], endpoi
     pids = [d.process.pid for d in daphnes]
     profiler = _start_profiler(pids[0], args.profile) if args.profile else None
     cpu = sum(cpu_seconds(pid) for pid in pids)
-    machine, ours, clients, began = machine_busy_seconds(), _self_cpu(), _children_cpu(), time.monotonic()
-    wave = run_wave(*run, args.clients, args.client_processes, args.distinct, cafile=endpoint.cafile)
+    # From the common ask to the last answer: the machine's and daphne's CPU, and this process's (the fake
+    # LLM's). The client processes' CPU is only known once they end, so theirs counts from their start.
+    asked: list[float] = []
+    wave = run_wave(*run, args.clients, args.client_processes, args.distinct, cafile=endpoint.cafile, at_ask=lambda: asked.extend(
+        (time.monotonic(), machine_busy_seconds(), sum(cpu_seconds(pid) for pid in pids), _self_cpu())))
+    ended = (time.monotonic(), machine_busy_seconds(), sum(cpu_seconds(pid) for pid in pids), _self_cpu())
     cpu = sum(cpu_seconds(pid) for pid in pids) - cpu
-    machine, ours, clients = machine_busy_seconds() - machine, _self_cpu() - ours, _children_cpu() - clients
-    wall = time.monotonic() - began
     if profiler is not None:
         profiler.send_signal(signal.SIGINT)  # py-spy writes its report on Ctrl-C
         profiler.wait(timeout=60)
     concurrent = summarize(wave, args.first_token_ms)
     concurrent["daphne_cpu_ms_per_answer"] = round(cpu * 1000 / max(concurrent["completed"], 1), 2)
-    # Where the machine's cores went over the wave (from opening the sockets to the last answer): daphne,
-    # the fake LLM (this process), the client processes, and the rest (nginx, the kernel, other work).
-    concurrent["cores_busy"] = {name: round(seconds / wall, 2) for name, seconds in (
-        ("machine", machine), ("daphne", cpu), ("fake_llm", ours), ("clients", clients))}
+    # Where the machine's cores went while the questions were answered: daphne, the fake LLM (this process),
+    # and the rest (nginx, the clients, the kernel, other work on the machine).
+    if len(asked) == 4:
+        wall = ended[0] - asked[0]
+        concurrent["cores_busy"] = {name: round((ended[i] - asked[i]) / wall, 2)
+                                    for i, name in ((1, "machine"), (2, "daphne"), (3, "fake_llm"))}
     return {
         "processes": len(daphnes),
         "via": "nginx" if endpoint.cafile else "direct",
@@ -333,9 +335,10 @@ def main() -> int:
                       + (f"  questions/s={r['questions_per_second']}" if name == "concurrent" else ""))
             print(f"daphne CPU per answer in the wave: {run['concurrent']['daphne_cpu_ms_per_answer']} ms; "
                   f"peak RSS (VmHWM): {run['daphne_peak_rss_mb']} MB")
-            busy = run["concurrent"]["cores_busy"]
-            print(f"cores busy over the wave (of {cores}): machine {busy['machine']}, daphne {busy['daphne']}, "
-                  f"fake LLM {busy['fake_llm']}, clients {busy['clients']}")
+            busy = run["concurrent"].get("cores_busy")
+            if busy:
+                print(f"cores busy from the ask to the last answer (of {cores}): machine {busy['machine']}, "
+                      f"daphne {busy['daphne']}, fake LLM {busy['fake_llm']}")
         if report["floor_ms"] is not None:
             print(f"floor: {args.clients} × {args.cpu_ms} ms ÷ {cores} cores = {report['floor_ms']} ms")
     failed = any(run[name]["errors"] for run in runs for name in ("single_user", "concurrent"))
