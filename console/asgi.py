@@ -7,6 +7,7 @@ through the same-origin check (scheme, host and port) and the session/auth middl
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
@@ -24,6 +25,8 @@ from console.ops.orphans import start_sweeper  # noqa: E402
 from console.ops.warmup import start_warmup  # noqa: E402
 from console.ops.ws_origin import SameOriginValidator  # noqa: E402
 from console.routing import websocket_urlpatterns  # noqa: E402
+
+sys.setswitchinterval(settings.GIL_SWITCH_INTERVAL_MS / 1000)  # the web process only (see the setting)
 
 # Answers a killed process left "in progress" are finished now, and then every few seconds.
 start_sweeper()

@@ -226,6 +226,12 @@ TRUSTED_PROXIES = _networks("TRUSTED_PROXIES", "")
 LOG_CONTENT = envbool("LOG_CONTENT", "False")  # True: questions and document text may appear in logs
 WARMUP_ON_START = envbool("WARMUP_ON_START", "True")  # the server loads the model and indexes in the background
 WARMUP_WAIT_SECONDS = envfloat("WARMUP_WAIT_SECONDS", "60")  # a question waits this long for the warm-up
+# How long a web process's thread may hold the GIL while another wants it (Python's default is 5 ms). The
+# chat's writer and pool threads release it on every database call and then wait up to this long to get it
+# back from the busy event loop: at 5 ms, 200 questions at once queued behind each other's stores.
+GIL_SWITCH_INTERVAL_MS = envfloat("GIL_SWITCH_INTERVAL_MS", "0.5")
+if not 0 < GIL_SWITCH_INTERVAL_MS <= 1000:
+    raise ImproperlyConfigured(f"GIL_SWITCH_INTERVAL_MS must be above 0 and at most 1000, got {GIL_SWITCH_INTERVAL_MS:g}")
 # -- end of the operations block ---------------------------------------------------------
 
 # -- the engine (ragcore) --------------------------------------------------------------
