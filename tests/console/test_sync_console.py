@@ -187,3 +187,75 @@ def test_a_staff_user_adds_a_web_site_source_with_its_settings_checked_by_the_we
     source = Source.objects.get(name="site")
     assert response.status_code == 302 and source.kind == "web" and source.every_minutes == 360
     assert source.config["start_url"] == "https://docs.example/" and source.config["page_limit"] == 50
+
+
+class Terminal(StringIO):
+    """What a person's terminal is to tqdm: a stream that says it is a TTY."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_sync_command_shows_a_progress_bar_on_a_terminal_and_none_in_a_log(source: Source) -> None:
+    terminal = Terminal()
+    call_command("sync", "handbook", stdout=StringIO(), stderr=terminal)
+    assert "handbook: 100%" in terminal.getvalue() and "3/3" in terminal.getvalue()
+    log = StringIO()  # not a terminal: a cron job's log gets no carriage-return bars
+    call_command("sync", "handbook", stdout=StringIO(), stderr=log)
+    assert "%|" not in log.getvalue()
+
+
+def test_a_source_page_shows_when_its_last_sync_ran_how_long_it_took_and_the_dashboard_its_freshness(
+    staff_client: Client, source: Source
+) -> None:
+    run = SyncRun.objects.get(pk=run_sync(SyncRun.objects.create(source=source).pk)["run_id"])
+    assert run.seconds is not None
+    page = staff_client.get(f"/console/sources/{source.pk}/").content.decode()
+    assert f'data-run="{run.pk}"' in page and f"{run.seconds:.1f} s" in page
+    assert "(0\xa0minutes ago)" in page  # "Last synced", from the run that just finished
+    dashboard = staff_client.get("/console/").content.decode()
+    row = dashboard.split('data-source="handbook"', 1)[1].split("</tr>", 1)[0]
+    assert "0\xa0minutes ago" in row and "succeeded" in row and "3 added" in row and "data-failed" not in row
+
+
+def test_the_django_admin_lists_sources_syncs_with_their_failures_and_items_read_only(
+    folder: Path, source: Source, engine: Any
+) -> None:
+    (folder / "empty.md").write_bytes(b"")
+    run_sync(SyncRun.objects.create(source=source).pk)
+    run = SyncRun.objects.get(source=source)
+    repo = Source.objects.create(name="repo", kind="git", config={"url": "https://bot:s3cr3t-token@git.example/r.git"})
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    sources = admin.get("/admin/console/source/").content.decode()
+    assert "handbook" in sources and "repo" in sources
+    assert "s3cr3t-token" not in admin.get(f"/admin/console/source/{repo.pk}/change/").content.decode()
+    detail = admin.get(f"/admin/console/syncrun/{run.pk}/change/").content.decode()
+    assert "empty.md: empty file" in detail  # the run's failure, inline
+    items = admin.get("/admin/console/syncitem/").content.decode()
+    assert "ops/rotation.md" in items and "deploy.md" in items
+    for model in ("source", "syncrun", "syncitem", "syncfailure"):
+        assert admin.get(f"/admin/console/{model}/add/").status_code in (403, 404), model
+
+
+def test_metrics_count_sync_runs_items_per_outcome_and_sync_duration(folder: Path, source: Source) -> None:
+    from tests.console.test_metrics import scrape, value
+
+    before = scrape()
+    run_sync(SyncRun.objects.create(source=source).pk)
+    (folder / "notes.txt").unlink()
+    (folder / "empty.md").write_bytes(b"")
+    run_sync(SyncRun.objects.create(source=source).pk)
+    after = scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("rag_sync_runs_total", kind="folder", outcome="succeeded") == 1
+    assert grew("rag_sync_runs_total", kind="folder", outcome="partially_failed") == 1
+    assert grew("rag_sync_items_total", kind="folder", outcome="added") == 3
+    assert grew("rag_sync_items_total", kind="folder", outcome="unchanged") == 2
+    assert grew("rag_sync_items_total", kind="folder", outcome="removed") == 1
+    assert grew("rag_sync_items_total", kind="folder", outcome="failed") == 1
+    assert grew("rag_sync_duration_seconds_count", kind="folder") == 2
+    assert grew("rag_sync_duration_seconds_sum", kind="folder") > 0
