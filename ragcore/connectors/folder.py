@@ -22,14 +22,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 from ragcore.connectors.base import ConnectorConfigError, ConnectorError, FetchedItem, ItemFetchError, SourceItem
-from ragcore.connectors.paths import PathFilter, pattern_list
+from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, pattern_list
 
-# What the loaders read (ragcore.loaders): the default when no `include` is given.
-DOCUMENT_SUFFIXES = (
-    ".md", ".markdown", ".mdown", ".mkd", ".rst", ".txt", ".text", ".html", ".htm", ".xhtml",
-    ".pdf", ".docx", ".csv", ".tsv", ".json",
-)
-DEFAULT_INCLUDE = tuple(f"*{suffix}" for suffix in DOCUMENT_SUFFIXES)
 STAT_CACHE = "stat-cache.json"
 READ_BYTES = 1 << 20
 

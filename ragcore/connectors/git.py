@@ -2,7 +2,8 @@
 
 Settings: `url` (https://, http://, ssh://, git@host:owner/repo.git or file:///path; a bare local path is
 refused so a typo cannot read the server's own disk by accident), `branch` (default: the remote's default
-branch), `include` / `exclude` (path patterns with .gitignore's meaning, relative to `subdirectory`),
+branch), `include` / `exclude` (path patterns with .gitignore's meaning, relative to `subdirectory`; no
+`include` means every document type Lorebot reads, as for a folder, so images and code are left out),
 `subdirectory` (only the files under it), `web` ("github", "gitlab", "gitea" for a self-hosted host whose
 name does not say it; "none" for no links), `max_file_bytes`, `timeout_seconds`.
 
@@ -40,7 +41,7 @@ from ragcore.connectors.base import (
     ItemFetchError,
     SourceItem,
 )
-from ragcore.connectors.paths import PathFilter, pattern_list
+from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, pattern_list
 
 log = structlog.get_logger(__name__, component="git")
 
@@ -116,7 +117,7 @@ class GitConnector:
             url=url,
             branch=branch,
             subdirectory=subdirectory,
-            paths=PathFilter(pattern_list(config, "include"), pattern_list(config, "exclude")),
+            paths=PathFilter(pattern_list(config, "include") or list(DEFAULT_INCLUDE), pattern_list(config, "exclude")),
             web=web,
             max_file_bytes=_positive_int(config, "max_file_bytes", 50 * 1024 * 1024),
             timeout_seconds=_positive_int(config, "timeout_seconds", 600),
