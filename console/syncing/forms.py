@@ -44,7 +44,8 @@ KIND_SETTINGS: dict[str, tuple[Setting, ...]] = {
                 required=True),
         Setting("branch", "Branch", help="Empty: the repository's default branch."),
         Setting("subdirectory", "Folder in the repository", help="Empty: the whole repository."),
-        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore."),
+        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore (*.md, docs/). "
+                                               "Empty: every document type Lorebot reads."),
         Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line."),
         Setting("web", "Web host", help="github, gitlab or gitea to link each file there; none for the source viewer; "
                                         "empty: guessed from the URL."),
