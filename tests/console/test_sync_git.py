@@ -191,3 +191,25 @@ def test_a_repository_needing_credentials_fails_with_a_hint_and_its_token_is_nev
     assert "user:***@" in pages[1]  # the settings, and the failed run's error, masked
     for text in (logged, ready, *pages):
         assert PRIVATE_TOKEN not in text
+
+
+def test_a_staff_user_adds_a_git_source_in_the_console_syncs_it_now_and_sees_its_counts(
+    repo: WorkRepo, engine: Engine, django_capture_on_commit_callbacks: Any
+) -> None:
+    staff = Client()
+    staff.force_login(User.objects.create_user("ada", is_staff=True))
+    form = {"name": "docs", "kind": "git", "git-url": f"file://{repo.served}", "git-branch": "main",
+            "git-exclude": "guide/style.md\n", "schedule": "every", "every": "30", "unit": "minutes"}
+    response = staff.post("/console/sources/add", {**form, "git-url": str(repo.served)})  # a bare path is refused
+    assert "file:///path/to/repo" in response.context["form"].errors["git-url"][0]
+    response = staff.post("/console/sources/add", form)
+    source = Source.objects.get(name="docs")
+    assert response.status_code == 302 and source.every_minutes == 30 and source.next_sync_at is not None
+    assert source.config == {"url": f"file://{repo.served}", "branch": "main", "exclude": ["guide/style.md"]}
+    with django_capture_on_commit_callbacks(execute=True):
+        staff.post(f"/console/sources/{source.pk}/sync")
+    run_sync(SyncRun.objects.get(source=source).pk)
+    page = staff.get(f"/console/sources/{source.pk}/").content.decode()
+    assert f"git file://{repo.served} @ main ({repo.head()[:7]})" in page and "every 30 minutes" in page
+    run = SyncRun.objects.get(source=source)
+    assert run.counts() == {"added": 2, "changed": 0, "removed": 0, "unchanged": 0, "failed": 0}
