@@ -49,6 +49,8 @@ KIND_SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line."),
         Setting("web", "Web host", help="github, gitlab or gitea to link each file there; none for the source viewer; "
                                         "empty: guessed from the URL."),
+        Setting("max_file_bytes", "Largest file (bytes)", "int", "Larger files fail alone (default 50 MB)."),
+        Setting("timeout_seconds", "Timeout per git command (s)", "int", "Default 600."),
     ),
     "web": (
         Setting("start_url", "Start URL", help="The page the crawl starts from (same-site links are followed)."),
@@ -57,6 +59,8 @@ KIND_SETTINGS: dict[str, tuple[Setting, ...]] = {
         Setting("delay_seconds", "Delay between requests (s)", "float", "Politeness delay (default 0.5)."),
         Setting("include", "Include", "lines", "Only URLs under these paths, one per line (/docs/)."),
         Setting("exclude", "Exclude", "lines", "URLs under these paths are left out, one per line."),
+        Setting("max_page_bytes", "Largest page (bytes)", "int", "Larger pages fail alone (default 10 MB)."),
+        Setting("timeout_seconds", "Timeout per request (s)", "float", "Default 20."),
     ),
 }
 

@@ -183,10 +183,13 @@ def test_a_staff_user_adds_a_web_site_source_with_its_settings_checked_by_the_we
     assert not Source.objects.exists()
 
     response = staff_client.post("/console/sources/add", {**data, "web-start_url": "https://docs.example/",
-                                                          "web-page_limit": "50"})
+                                                          "web-page_limit": "50", "web-max_page_bytes": "200000",
+                                                          "web-timeout_seconds": "5"})
     source = Source.objects.get(name="site")
     assert response.status_code == 302 and source.kind == "web" and source.every_minutes == 360
     assert source.config["start_url"] == "https://docs.example/" and source.config["page_limit"] == 50
+    # Every setting the README documents can be set from the console.
+    assert source.config["max_page_bytes"] == 200000 and source.config["timeout_seconds"] == 5
 
 
 class Terminal(StringIO):
