@@ -258,3 +258,21 @@ def test_requests_are_spaced_by_the_politeness_delay_and_robots_crawl_delay_wins
     listing(connect(tmp_path, start_url=site.url("/"), delay_seconds=0.1))
     times = [request.at for request in site.requests]
     assert len(times) == 4 and min(b - a for a, b in zip(times, times[1:], strict=False)) >= 1.0
+
+
+def test_robots_txt_names_the_sitemap_and_meta_robots_and_rel_nofollow_are_honoured(tmp_path: Path, site: FakeSite) -> None:
+    site.set("/robots.txt", f"User-agent: *\nDisallow: /private/\nSitemap: {site.url('/map.xml')}\n".encode(),
+             content_type="text/plain")
+    site.set("/map.xml", f"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url><loc>{site.url('/mapped')}"
+             "</loc></url></urlset>".encode(), content_type="application/xml")
+    site.html("/mapped", "<p>Only the sitemap links here.</p>", title="Mapped")
+    site.html("/", "<a href='/hub'>hub</a> <a href='/ads' rel='nofollow sponsored'>ads</a>", title="Home")
+    # Followed for its links, never listed; and a page whose links are not followed.
+    site.html("/hub", "<meta name='robots' content='noindex'><a href='/leaf'>leaf</a>", title="Hub")
+    site.html("/leaf", "<meta name='ROBOTS' content='nofollow'><p>A leaf.</p><a href='/beyond'>beyond</a>", title="Leaf")
+    site.html("/ads", "<p>Ads</p>")
+    site.html("/beyond", "<p>Beyond</p>")
+    items = listing(connect(tmp_path, start_url=site.url("/")))
+    assert set(items) == {site.url(p) for p in ("/", "/mapped", "/leaf")}
+    assert site.requests_for("/ads") == [] and site.requests_for("/beyond") == []
+    assert len(site.requests_for("/hub")) == 1
