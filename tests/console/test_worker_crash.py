@@ -50,7 +50,8 @@ class Site:
             import psycopg
 
             with psycopg.connect(self.db_url, autocommit=True) as conn:
-                return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
+                cursor = conn.execute(sql.replace("?", "%s"), params)
+                return list(cursor.fetchall()) if cursor.description else []  # an UPDATE returns no rows
         import sqlite3
 
         lite = sqlite3.connect(self.data / "lorebot.sqlite3", timeout=20)
