@@ -96,6 +96,22 @@ def _unmask_url(value: str, stored: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class MaskedInput(forms.TextInput):
+    """A text input that never sends a URL's password back to the page, even when re-showing a submitted form
+    (as Django's PasswordInput does not re-render its value): the page shows MASK, and the stored one is kept."""
+
+    def format_value(self, value: Any) -> str | None:
+        formatted = super().format_value(value)
+        return mask_url(formatted) if formatted else formatted
+
+
+def _has_masked_password(value: str) -> bool:
+    try:
+        return urlsplit(value).password == MASK
+    except ValueError:
+        return False
+
+
 def masked_config(source: Source) -> dict[str, Any]:
     """The source's settings as a page may show them."""
     return {k: mask_url(v) if isinstance(v, str) else v for k, v in (source.config or {}).items()}
@@ -133,7 +149,7 @@ class SourceForm(forms.Form):
             return forms.IntegerField(label=s.label, help_text=s.help, required=False, min_value=1)
         if s.kind == "float":
             return forms.FloatField(label=s.label, help_text=s.help, required=False, min_value=0)
-        return forms.CharField(label=s.label, help_text=s.help, required=False, max_length=2000)
+        return forms.CharField(label=s.label, help_text=s.help, required=False, max_length=2000, widget=MaskedInput)
 
     @staticmethod
     def _initial_from(source: Source) -> dict[str, Any]:
@@ -216,6 +232,9 @@ class SourceForm(forms.Form):
                 value = value.strip()
                 if value:
                     config[s.name] = _unmask_url(value, str(stored.get(s.name, "")))
+                    if _has_masked_password(config[s.name]):  # nothing stored to put back (a new source)
+                        self.add_error(field_name(kind, s.name), "Type the token again: it is never sent back "
+                                                                 f"to the page, so the form showed {MASK} in its place.")
             else:
                 config[s.name] = value
         return config

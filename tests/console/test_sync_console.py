@@ -112,6 +112,25 @@ def test_a_git_token_in_the_url_is_never_shown_and_survives_an_edit(staff_client
     assert form.cleaned_data["config"]["url"] == "https://bot:s3cr3t-token@git.example/r.git"
 
 
+def test_a_token_typed_into_a_new_source_is_not_shown_again_when_the_form_has_an_error(
+    staff_client: Client, engine: Any
+) -> None:
+    form = {"name": "repo", "kind": "git", "git-url": "https://bot:s3cr3t-token@git.example/r.git",
+            "git-branch": "-x", "schedule": "manual"}
+    response = staff_client.post("/console/sources/add", form)
+    page = response.content.decode()
+    assert response.status_code == 200 and "not a branch name" in page
+    assert "s3cr3t-token" not in page and 'value="https://bot:***@git.example/r.git"' in page
+    # Sent back as the page showed it: nothing stored to put back, so it asks for the token again.
+    response = staff_client.post("/console/sources/add", {**form, "git-url": "https://bot:***@git.example/r.git",
+                                                          "git-branch": "main"})
+    assert "Type the token again" in response.context["form"].errors["git-url"][0]
+    assert not Source.objects.exists()
+    response = staff_client.post("/console/sources/add", {**form, "git-branch": "main"})
+    assert response.status_code == 302
+    assert Source.objects.get().config["url"] == "https://bot:s3cr3t-token@git.example/r.git"
+
+
 def test_deleting_a_source_from_the_console_removes_its_documents(
     staff_client: Client, folder: Path, engine: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
