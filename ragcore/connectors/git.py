@@ -39,6 +39,7 @@ from ragcore.connectors.base import (
     ConnectorError,
     FetchedItem,
     ItemFetchError,
+    Setting,
     SourceItem,
 )
 from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, pattern_list
@@ -73,6 +74,21 @@ class GitConnector:
     """The files of one branch of a Git repository, at the newest commit."""
 
     kind: ClassVar[str] = "git"
+    label: ClassVar[str] = "Git repository"
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("url", "Repository URL", help="https://, ssh:// or file://; a private repository's token goes in "
+                                              "the URL (https://user:TOKEN@host/…) and is never shown again.",
+                required=True),
+        Setting("branch", "Branch", help="Empty: the repository's default branch."),
+        Setting("subdirectory", "Folder in the repository", help="Empty: the whole repository."),
+        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore (*.md, docs/). "
+                                               "Empty: every document type Lorebot reads."),
+        Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line."),
+        Setting("web", "Web host", help="github, gitlab or gitea to link each file there; none for the source viewer; "
+                                        "empty: guessed from the URL."),
+        Setting("max_file_bytes", "Largest file (bytes)", "int", "Larger files fail alone (default 50 MB)."),
+        Setting("timeout_seconds", "Timeout per git command (s)", "int", "Default 600."),
+    )
 
     def __init__(
         self,

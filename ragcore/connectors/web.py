@@ -60,6 +60,7 @@ from ragcore.connectors.base import (
     ConnectorError,
     FetchedItem,
     ItemFetchError,
+    Setting,
     SourceItem,
 )
 from ragcore.connectors.webpages import main_content, normalise_url, origin, read_page, read_sitemap
@@ -112,6 +113,17 @@ class WebConnector:
     """The pages of one web site."""
 
     kind: ClassVar[str] = "web"
+    label: ClassVar[str] = "Web site"
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("start_url", "Start URL", help="The page the crawl starts from (same-site links are followed)."),
+        Setting("sitemap_url", "Sitemap URL", help="A sitemap.xml listing the pages, instead of or beside a start URL."),
+        Setting("page_limit", "Page limit", "int", "At most this many pages (default 500)."),
+        Setting("delay_seconds", "Delay between requests (s)", "float", "Politeness delay (default 0.5)."),
+        Setting("include", "Include", "lines", "Only URLs under these paths, one per line (/docs/)."),
+        Setting("exclude", "Exclude", "lines", "URLs under these paths are left out, one per line."),
+        Setting("max_page_bytes", "Largest page (bytes)", "int", "Larger pages fail alone (default 10 MB)."),
+        Setting("timeout_seconds", "Timeout per request (s)", "float", "Default 20."),
+    )
 
     def __init__(
         self,

@@ -281,3 +281,25 @@ def test_metrics_count_sync_runs_items_per_outcome_and_sync_duration(folder: Pat
     assert grew("rag_sync_items_total", kind="folder", outcome="failed") == 1
     assert grew("rag_sync_duration_seconds_count", kind="folder") == 2
     assert grew("rag_sync_duration_seconds_sum", kind="folder") > 0
+
+
+def test_a_new_kind_is_one_module_and_one_line_in_kinds_and_the_console_asks_for_its_settings(
+    staff_client: Client, engine: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    from ragcore import connectors
+
+    monkeypatch.setitem(connectors.KINDS, "notes", "tests.console.sync_kind:NotesConnector")
+    form = staff_client.get("/console/sources/add?kind=notes").content.decode()
+    assert "Notes typed in" in form and 'name="notes-notes"' in form and "One per line: name = text." in form
+    data = {"name": "notes", "kind": "notes", "schedule": "manual", "notes-notes": "no equals sign"}
+    response = staff_client.post("/console/sources/add", data)  # its own check, shown on its own field
+    assert response.context["form"].errors["notes-notes"] == ["each line is name = text"]
+    response = staff_client.post("/console/sources/add", {**data, "notes-notes": "rota = The rota changes on Mondays."})
+    source = Source.objects.get(name="notes")
+    assert response.status_code == 302 and source.config == {"notes": ["rota = The rota changes on Mondays."]}
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(f"/console/sources/{source.pk}/sync")
+    run_sync(SyncRun.objects.get(source=source).pk)
+    assert SyncRun.objects.get(source=source).counts()["added"] == 1
+    page = staff_client.get(f"/console/sources/{source.pk}/").content.decode()
+    assert "<dd>Notes typed in</dd>" in page and "1 notes" in page
