@@ -303,3 +303,19 @@ def test_a_new_kind_is_one_module_and_one_line_in_kinds_and_the_console_asks_for
     assert SyncRun.objects.get(source=source).counts()["added"] == 1
     page = staff_client.get(f"/console/sources/{source.pk}/").content.decode()
     assert "<dd>Notes typed in</dd>" in page and "1 notes" in page
+
+
+def test_deleting_a_source_is_refused_while_it_syncs_and_drops_a_queued_sync(
+    staff_client: Client, source: Source, django_capture_on_commit_callbacks: Any
+) -> None:
+    run = SyncRun.objects.create(source=source)
+    run.start("task-1")
+    response = staff_client.post(f"/console/sources/{source.pk}/delete", follow=True)
+    assert "handbook is syncing now; delete it once the sync has finished" in response.content.decode()
+    assert Source.objects.filter(pk=source.pk).exists()
+    run.finish()
+    queued = SyncRun.objects.create(source=source)
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(f"/console/sources/{source.pk}/delete")
+    assert not Source.objects.exists() and not SyncRun.objects.filter(pk=queued.pk).exists()
+    assert run_sync(queued.pk)["state"] == "skipped"  # its task, if a worker takes it, does nothing
