@@ -223,3 +223,12 @@ def test_files_link_to_their_page_on_the_web_host(tmp_path: Path, url: str, conf
     connect(tmp_path, url=url, **config)  # a valid source's settings
     commit = "a" * 40
     assert file_page_url(url, config.get("web", ""), commit, "guide/a b.md") == expected.format(c=commit)
+
+
+def test_symlinks_and_submodules_are_not_listed(tmp_path: Path, repo: WorkRepo) -> None:
+    (repo.path / "link.md").symlink_to("README.md")
+    inner = WorkRepo(tmp_path / "inner", tmp_path / "served" / "inner.git")
+    inner.commit({"inner.md": "# Inner\n\nText.\n"})
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "--quiet", f"file://{inner.served}", "vendor/inner")
+    repo.commit({}, "a symlink and a submodule")
+    assert set(listing(connect(tmp_path, url=f"file://{repo.served}"))) == {"README.md", "guide/install.md", "faq.html"}
