@@ -13,7 +13,7 @@ import structlog
 
 from ragcore.bm25 import Bm25Index, FolderStorage, Storage
 from ragcore.embeddings import Embedder
-from ragcore.errors import IndexMismatch, StoreUnavailable
+from ragcore.errors import IndexMismatch, KeywordIndexUnavailable, StoreUnavailable
 from ragcore.settings import RagSettings
 from ragcore.vectorstore import VectorStore
 
@@ -154,6 +154,10 @@ class Indexes:
                 out[name] = IndexState(name, "ok")
             except IndexMismatch as exc:
                 out[name] = IndexState(name, "mismatch", str(exc))
+            except KeywordIndexUnavailable as exc:
+                # PostgreSQL not answering: down, not damaged. Setting it "aside" would move a folder the
+                # index does not use and let a reindex drop the vectors with the keyword index unreached.
+                out[name] = IndexState(name, "unavailable", str(exc))
             except StoreUnavailable as exc:
                 # A local directory that will not open is damaged; a server that does not answer is down.
                 kind = "unavailable" if self.settings.chroma_url else "corrupt"

@@ -119,6 +119,26 @@ def test_opening_the_indexes_with_another_model_says_to_reindex(tmp_path: Path, 
     assert result.status == "failed" and "reindex" in result.error
 
 
+def test_an_unreachable_keyword_index_is_down_not_damaged_and_nothing_is_dropped(tmp_path: Path, docs: Path) -> None:
+    import socket
+
+    from ragcore.indexes import IndexesUnavailable
+
+    engine = make_engine(tmp_path / "data")
+    engine.ingest_files(sorted(docs.iterdir()))
+    chunks = engine.store.count()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = make_engine(tmp_path / "data", embedder=engine.embedder, keyword_store="postgresql",
+                       database_url=f"postgresql://127.0.0.1:{port}/x")
+    state = down.index_states()["bm25_index"]
+    assert state.kind == "unavailable" and f"127.0.0.1:{port}/x" in state.detail
+    with pytest.raises(IndexesUnavailable, match="neither index was changed"):
+        down.reset_indexes()
+    assert make_engine(tmp_path / "data", embedder=engine.embedder).store.count() == chunks > 0
+
+
 def test_deleting_a_document_removes_it_from_both_indexes(engine: Engine, docs: Path) -> None:
     result = engine.ingest_file(docs / "handbook.md")
     assert engine.delete_document(result.document_id) == result.chunks
