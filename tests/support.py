@@ -81,6 +81,27 @@ def make_engine(data_dir: Path, *, embedder: Embedder | None = None, **changes: 
     return Engine(settings, embedder=embedder or HashingEmbedder())
 
 
+@contextmanager
+def serving_deploy(folder: Path, *, embedder: Embedder | None = None, **changes: Any) -> Iterator[Engine]:
+    """An engine (in `folder`/data) holding the DEPLOY document, as the process's engine for the block,
+    with Django's cache cleared on both sides (rate-limit counters of other tests)."""
+    from django.core.cache import cache
+
+    from console.engine import set_engine
+
+    engine = make_engine(folder / "data", embedder=embedder, **changes)
+    doc = folder / "deploy.md"
+    doc.write_text(DEPLOY)
+    engine.ingest_file(doc)
+    set_engine(engine)
+    cache.clear()
+    try:
+        yield engine
+    finally:
+        cache.clear()
+        set_engine(None)
+
+
 def ask_chat(**kwargs: Any) -> list[Any]:
     """Every event of one answer from the chat service's one async path (`areply`), for synchronous tests.
 
