@@ -82,6 +82,22 @@ def make_engine(data_dir: Path, *, embedder: Embedder | None = None, **changes: 
 
 
 @contextmanager
+def process_engine(data_dir: Path, *, embedder: Embedder | None = None) -> Iterator[Engine]:
+    """An engine on `data_dir` as the process's engine, with RAG_DATA_DIR pointing there, for the block."""
+    from django.test import override_settings
+
+    from console.engine import set_engine
+
+    try:
+        with override_settings(RAG_DATA_DIR=data_dir):
+            engine = make_engine(data_dir, embedder=embedder)
+            set_engine(engine)
+            yield engine
+    finally:
+        set_engine(None)
+
+
+@contextmanager
 def serving_deploy(folder: Path, *, embedder: Embedder | None = None, **changes: Any) -> Iterator[Engine]:
     """An engine (in `folder`/data) holding the DEPLOY document, as the process's engine for the block,
     with Django's cache cleared on both sides (rate-limit counters of other tests)."""
