@@ -11,13 +11,18 @@ from pathlib import Path
 
 import structlog
 
-from ragcore.bm25 import Bm25Index, FolderStorage, Storage
+from ragcore import metrics
+from ragcore.bm25 import DAMAGED_INDEX_ERRORS, Bm25Index, FolderStorage, Storage
 from ragcore.embeddings import Embedder
-from ragcore.errors import IndexMismatch, StoreUnavailable
+from ragcore.errors import IndexMismatch, KeywordIndexUnavailable, RagError, StoreUnavailable
 from ragcore.settings import RagSettings
 from ragcore.vectorstore import VectorStore
 
 log = structlog.get_logger(__name__, component="engine")
+
+# What counting an open index can raise: the engine's own errors (a Chroma server down, another model)
+# and those of a damaged keyword index.
+_COUNT_ERRORS: tuple[type[Exception], ...] = (RagError, *DAMAGED_INDEX_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -139,8 +144,10 @@ class Indexes:
             if index is not None:
                 try:
                     counts[name] = index.count() if isinstance(index, VectorStore) else len(index)
-                except Exception:  # down or damaged: readiness says which and why
-                    continue
+                except _COUNT_ERRORS as exc:
+                    # Down or damaged: this scrape leaves its series out, and says so (readiness says why too).
+                    metrics.PIPELINE_ERRORS.labels("vector_store" if name == "vector_store" else "bm25").inc()
+                    log.warning("index.count_failed", index=name, error=f"{type(exc).__name__}: {exc}"[:300])
         return counts
 
     # -- repair: reconcile and reindex never crash on an index they cannot open ---------------
@@ -154,6 +161,10 @@ class Indexes:
                 out[name] = IndexState(name, "ok")
             except IndexMismatch as exc:
                 out[name] = IndexState(name, "mismatch", str(exc))
+            except KeywordIndexUnavailable as exc:
+                # PostgreSQL not answering: down, not damaged. Setting it "aside" would move a folder the
+                # index does not use and let a reindex drop the vectors with the keyword index unreached.
+                out[name] = IndexState(name, "unavailable", str(exc))
             except StoreUnavailable as exc:
                 # A local directory that will not open is damaged; a server that does not answer is down.
                 kind = "unavailable" if self.settings.chroma_url else "corrupt"

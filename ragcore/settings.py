@@ -116,9 +116,8 @@ class RagSettings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> RagSettings:
-        """Build settings from `RAG_*` / `GROQ_*` / `CHROMA_URL` variables, for use outside Django."""
-        env = os.environ if environ is None else environ
+    def env_variables(cls) -> dict[str, str]:
+        """The variable `from_env` reads for each field (`max_file_bytes` comes from RAG_MAX_FILE_MB, in MB)."""
         names = {
             "data_dir": "RAG_DATA_DIR",
             "chroma_url": "CHROMA_URL",
@@ -134,7 +133,14 @@ class RagSettings:
         }
         for f in fields(cls):
             names.setdefault(f.name, "RAG_" + f.name.upper())
-        del names["max_file_bytes"]  # configured in MB, as in the Django settings (below)
+        del names["max_file_bytes"]  # configured in MB, as in the Django settings (from_env)
+        return names
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RagSettings:
+        """Build settings from `RAG_*` / `GROQ_*` / `CHROMA_URL` variables, for use outside Django."""
+        env = os.environ if environ is None else environ
+        names = cls.env_variables()
         kinds = {f.name: f.type for f in fields(cls)}
         values: dict[str, object] = {}
         for attr, var in names.items():

@@ -146,20 +146,10 @@ def data_dir(tmp_path: Path, real_embedder: object) -> Iterator[Path]:
 @pytest.fixture
 def chat_engine(tmp_path: Path) -> Iterator[object]:
     """A small engine (hashing embedder) holding the DEPLOY document, answering for the chat service."""
-    from django.core.cache import cache
+    from tests.support import serving_deploy
 
-    from console.engine import set_engine
-    from tests.support import DEPLOY, make_engine
-
-    engine = make_engine(tmp_path / "data")
-    doc = tmp_path / "deploy.md"
-    doc.write_text(DEPLOY)
-    engine.ingest_file(doc)
-    set_engine(engine)
-    cache.clear()  # rate-limit counters of earlier tests
-    yield engine
-    cache.clear()
-    set_engine(None)
+    with serving_deploy(tmp_path) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,43 @@ def make_engine(data_dir: Path, *, embedder: Embedder | None = None, **changes: 
     return Engine(settings, embedder=embedder or HashingEmbedder())
 
 
+@contextmanager
+def process_engine(data_dir: Path, *, embedder: Embedder | None = None) -> Iterator[Engine]:
+    """An engine on `data_dir` as the process's engine, with RAG_DATA_DIR pointing there, for the block."""
+    from django.test import override_settings
+
+    from console.engine import set_engine
+
+    try:
+        with override_settings(RAG_DATA_DIR=data_dir):
+            engine = make_engine(data_dir, embedder=embedder)
+            set_engine(engine)
+            yield engine
+    finally:
+        set_engine(None)
+
+
+@contextmanager
+def serving_deploy(folder: Path, *, embedder: Embedder | None = None, **changes: Any) -> Iterator[Engine]:
+    """An engine (in `folder`/data) holding the DEPLOY document, as the process's engine for the block,
+    with Django's cache cleared on both sides (rate-limit counters of other tests)."""
+    from django.core.cache import cache
+
+    from console.engine import set_engine
+
+    engine = make_engine(folder / "data", embedder=embedder, **changes)
+    doc = folder / "deploy.md"
+    doc.write_text(DEPLOY)
+    engine.ingest_file(doc)
+    set_engine(engine)
+    cache.clear()
+    try:
+        yield engine
+    finally:
+        cache.clear()
+        set_engine(None)
+
+
 def ask_chat(**kwargs: Any) -> list[Any]:
     """Every event of one answer from the chat service's one async path (`areply`), for synchronous tests.
 

@@ -13,6 +13,6 @@ from __future__ import annotations
 
 from ragcore.bm25.index import Bm25Index, Freshness
 from ragcore.bm25.segments import DocumentChunks
-from ragcore.bm25.storage import LOCK, MANIFEST, FolderStorage, Storage
+from ragcore.bm25.storage import DAMAGED_INDEX_ERRORS, LOCK, MANIFEST, FolderStorage, Storage
 
-__all__ = ["LOCK", "MANIFEST", "Bm25Index", "DocumentChunks", "FolderStorage", "Freshness", "Storage"]
+__all__ = ["DAMAGED_INDEX_ERRORS", "LOCK", "MANIFEST", "Bm25Index", "DocumentChunks", "FolderStorage", "Freshness", "Storage"]

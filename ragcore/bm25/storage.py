@@ -38,6 +38,12 @@ import numpy as np
 from ragcore.bm25.segments import LiveSegment, Segment
 from ragcore.types import DEFAULT_COLLECTION
 
+# What loading a damaged stored index raises: a missing or unreadable file (OSError), garbage JSON or
+# arrays (ValueError, EOFError), a format this code does not know or a segment the manifest names but
+# the store lacks (RuntimeError), a manifest without its keys (KeyError). An unreachable PostgreSQL is
+# not damage: that is KeywordIndexUnavailable.
+DAMAGED_INDEX_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, EOFError, RuntimeError, KeyError)
+
 FORMAT = 1
 MANIFEST = "manifest.json"
 LOCK = "lock"

@@ -12,16 +12,14 @@ from pathlib import Path
 import pytest
 from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.core.management import call_command
 from django.test import Client
 
-from console.engine import set_engine
 from console.models import Message
 from ragcore import Engine
 from tests.console.test_ws_chat import _session_cookie, ask, open_socket
 from tests.fakes.groq import FakeGroqServer
-from tests.support import DEPLOY, ask_chat, make_engine
+from tests.support import ask_chat, serving_deploy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,16 +37,9 @@ def fake_groq() -> Iterator[FakeGroqServer]:
 
 @pytest.fixture
 def engine(tmp_path: Path, fake_groq: FakeGroqServer) -> Iterator[Engine]:
-    engine = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=fake_groq.base_url,
-                         groq_max_retries=0)
-    doc = tmp_path / "deploy.md"
-    doc.write_text(DEPLOY)
-    engine.ingest_file(doc)
-    set_engine(engine)
-    cache.clear()
-    yield engine
-    cache.clear()
-    set_engine(None)
+    with serving_deploy(tmp_path, groq_api_key="gsk-test", groq_base_url=fake_groq.base_url,
+                        groq_max_retries=0) as engine:
+        yield engine
 
 
 def _second_source(fake: FakeGroqServer) -> str:

@@ -15,15 +15,13 @@ from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.management import call_command
-from django.test import override_settings
 from django.urls import reverse
 
-from console.engine import set_engine
 from console.models import Collection, Document, Source
 from console.syncing import runs, service
 from ragcore import Engine
 from tests.console.test_collections_console import csrf_client, post
-from tests.support import make_engine
+from tests.support import process_engine
 
 # `ask` answers through the chat service, whose ORM calls run on other threads: committed rows only.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -34,11 +32,8 @@ CONTRACT = "# Vendor contract\n\nThe vendor contract renews with the pelican cla
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    with override_settings(RAG_DATA_DIR=tmp_path / "data"):
-        built = make_engine(tmp_path / "data")
-        set_engine(built)
+    with process_engine(tmp_path / "data") as built:
         yield built
-    set_engine(None)
 
 
 @pytest.fixture

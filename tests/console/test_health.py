@@ -12,7 +12,6 @@ from typing import Any, cast
 import numpy as np
 import pytest
 from django.conf import settings
-from django.core.cache import cache
 from django.test import Client, override_settings
 
 from console import chat
@@ -21,7 +20,7 @@ from console.ops import warmup as warmups
 from console.ops.warmup import Warmup
 from ragcore import Engine
 from tests.fakes.groq import FakeGroqServer, FakeOpenAIServer
-from tests.support import DEPLOY, HashingEmbedder, ask_chat, make_engine
+from tests.support import HashingEmbedder, ask_chat, make_engine, serving_deploy
 
 pytestmark = pytest.mark.django_db
 
@@ -63,15 +62,9 @@ def warmup(monkeypatch: pytest.MonkeyPatch) -> Warmup:
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """The process's engine, with a model that loads only when the test says so (`release`)."""
     embedder = HeldEmbedder()
-    engine = make_engine(tmp_path / "data", embedder=embedder)
-    doc = tmp_path / "deploy.md"
-    doc.write_text(DEPLOY)
-    engine.ingest_file(doc)
-    set_engine(engine)
-    cache.clear()
-    yield engine
-    embedder.release.set()
-    cache.clear()
+    with serving_deploy(tmp_path, embedder=embedder) as engine:
+        yield engine
+        embedder.release.set()
 
 
 def release(engine: Engine) -> None:

@@ -16,7 +16,7 @@ from django.test import Client, override_settings
 from console.engine import set_engine
 from console.ingest import guide
 from console.models import Document, IngestJob, IngestJobFile
-from tests.support import make_engine
+from tests.support import make_engine, process_engine
 
 # The job runs in this process and its progress is read from another thread: committed rows only.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -27,11 +27,8 @@ NESTED = b"# Zebras\n\nThe zebra migration finishes on Friday.\n"
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Any]:
-    with override_settings(RAG_DATA_DIR=tmp_path / "data"):
-        engine = make_engine(tmp_path / "data")
-        set_engine(engine)
+    with process_engine(tmp_path / "data") as engine:
         yield engine
-    set_engine(None)
 
 
 @pytest.fixture

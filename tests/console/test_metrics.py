@@ -6,18 +6,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.core.cache import cache
 from django.test import Client, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from console import chat
-from console.engine import set_engine
 from console.models import IngestJob
 from ragcore import Engine
 from ragcore.metrics import PIPELINE_ERRORS
 from tests.fakes.groq import DEFAULT_MODEL, FakeGroqServer
-from tests.support import DEPLOY, ask_chat, make_engine
+from tests.support import DEPLOY, ask_chat, make_engine, serving_deploy
 
 pytestmark = pytest.mark.django_db
 
@@ -120,19 +118,10 @@ def test_retrieval_is_timed_for_every_mode(engine: Engine, mode: str) -> None:
 
 @pytest.mark.django_db(transaction=True)  # the chat service's ORM calls run on pool threads' connections
 def test_an_answer_counts_its_question_latency_and_tokens(tmp_path: Path) -> None:
-    with FakeGroqServer() as fake:
-        engine = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=fake.base_url)
-        doc = tmp_path / "deploy.md"
-        doc.write_text(DEPLOY)
-        engine.ingest_file(doc)
-        set_engine(engine)
-        cache.clear()
-        try:
-            before = scrape()
-            events = ask_chat(surface="cli", conversation_key="m1", user_key="u1", text="How do I roll back a release?")
-            after = scrape()
-        finally:
-            set_engine(None)
+    with FakeGroqServer() as fake, serving_deploy(tmp_path, groq_api_key="gsk-test", groq_base_url=fake.base_url):
+        before = scrape()
+        events = ask_chat(surface="cli", conversation_key="m1", user_key="u1", text="How do I roll back a release?")
+        after = scrape()
     done = events[-1]
     assert isinstance(done, chat.AnswerDone) and done.provider == "groq"
     groq = {"provider": "groq", "model": DEFAULT_MODEL}

@@ -205,6 +205,19 @@ def test_reindex_now_rebuilds_both_even_when_one_cannot_be_opened(
         assert status.dense_chunks == status.sparse_chunks == doc.chunk_count > 0
 
 
+def test_reindex_says_a_damaged_keyword_index_is_set_aside_and_what_it_cannot_check(
+    indexed: dict[str, Document], data_dir: Path, django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    _garbage_manifest(data_dir)
+    _forget_open_indexes()
+    err = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = call_command("reindex", stdout=io.StringIO(), stderr=err)
+    assert f"the BM25 index at {data_dir / 'bm25_index'} cannot be opened (JSONDecodeError" in err.getvalue()
+    assert "set aside and rebuilt" in err.getvalue() and "re-queues 3 documents" in summary
+    assert list(data_dir.glob("bm25_index.corrupt-*")), "the damaged files are kept, set aside"
+
+
 def test_reindex_drops_nothing_when_the_vector_store_cannot_be_reached(
     indexed: dict[str, Document], settings: Any, django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
@@ -229,6 +242,32 @@ def test_reindex_drops_nothing_when_the_vector_store_cannot_be_reached(
     set_engine(None)
     assert len(get_engine().bm25) == bm25_before > 0
     assert Document.objects.filter(status=Document.Status.INDEXED).count() == 3
+
+
+def test_reindex_drops_nothing_when_the_keyword_index_cannot_be_reached(
+    indexed: dict[str, Document], django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """The finding: with the PostgreSQL keyword index down, reindex went on and dropped every Chroma vector."""
+    import socket
+    from dataclasses import replace
+
+    from console.engine import rag_settings, set_engine
+    from ragcore import Engine
+
+    embedder = get_engine().embedder
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = replace(rag_settings(), keyword_store="postgresql", database_url=f"postgresql://postgres@127.0.0.1:{port}/x")
+    set_engine(Engine(down, embedder=embedder))
+    with pytest.raises(CommandError) as refused:
+        run("reindex", capture=django_capture_on_commit_callbacks)
+    assert f"keyword index at postgres@127.0.0.1:{port}/x" in str(refused.value) and "unreachable" in str(refused.value)
+    assert "nothing was dropped" in str(refused.value)
+    set_engine(None)
+    for doc in indexed.values():
+        assert get_engine().document_status(doc.engine_id).dense_chunks == doc.chunk_count > 0
+    assert IngestJob.objects.count() == 1 and Document.objects.filter(status=Document.Status.INDEXED).count() == 3
 
 
 def test_reconcile_picks_up_documents_stuck_in_queued_or_indexing(

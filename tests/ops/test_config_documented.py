@@ -1,4 +1,5 @@
-"""Every environment variable console/settings.py reads is in the env template and the README table.
+"""Every environment variable console/settings.py reads is in the env template and the README table,
+and so is every one the engine's own `RagSettings.from_env()` reads; the table names nothing else.
 
 Helpers are found, not listed: any function in settings.py that calls os.getenv counts, so a new
 helper or a new setting cannot slip past. Other helpers add settings all the time; this is what
@@ -14,6 +15,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = REPO / "console" / "settings.py"
 ENV_TEMPLATE = REPO / "deploy" / "lorebot.env.example"
+MAKEFILE = REPO / "Makefile"
 README = REPO / "README.md"
 
 
@@ -74,6 +76,27 @@ def test_every_setting_is_in_the_env_template() -> None:
 def test_every_setting_is_in_the_readme_configuration_table() -> None:
     missing = sorted(settings_variables() - readme_variables())
     assert not missing, f"add these to the Configuration table in README.md: {missing}"
+
+
+def engine_variables() -> set[str]:
+    from ragcore.settings import RagSettings
+
+    return {*RagSettings.env_variables().values(), "RAG_MAX_FILE_MB"}
+
+
+def make_variables() -> set[str]:
+    """`NAME ?= default` lines: variables `make` takes from the environment."""
+    return set(re.findall(r"^([A-Z][A-Z0-9_]+)\s*\?=", MAKEFILE.read_text(), re.M))
+
+
+def test_every_engine_variable_is_in_the_readme_configuration_table() -> None:
+    missing = sorted(engine_variables() - readme_variables())
+    assert not missing, f"add these to the Configuration table in README.md: {missing}"
+
+
+def test_the_readme_table_names_no_setting_that_does_not_exist() -> None:
+    extra = sorted(readme_variables() - settings_variables() - engine_variables() - make_variables())
+    assert not extra, f"the README's Configuration table names variables nothing reads: {extra}"
 
 
 def test_the_env_template_names_no_setting_that_does_not_exist() -> None:

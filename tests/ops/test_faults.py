@@ -18,16 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.core.cache import cache
 from prometheus_client import REGISTRY
 
 from console import chat
-from console.engine import set_engine
 from console.models import Message
 from ragcore import Engine
 from tests.daphne_server import Daphne, free_port, make_site, start_daphne
 from tests.fakes.groq import FakeGroqServer
-from tests.support import DEPLOY, answer_text, ask_chat, make_engine
+from tests.support import answer_text, ask_chat, serving_deploy
 
 QUESTIONS = 20
 
@@ -45,16 +43,9 @@ def flaky_groq() -> Iterator[FakeGroqServer]:
 
 @pytest.fixture
 def engine(tmp_path: Path, flaky_groq: FakeGroqServer) -> Iterator[Engine]:
-    engine = make_engine(tmp_path / "data", groq_api_key="gsk-test", groq_base_url=flaky_groq.base_url,
-                         groq_timeout=0.5, groq_max_retries=1)
-    doc = tmp_path / "deploy.md"
-    doc.write_text(DEPLOY)
-    engine.ingest_file(doc)
-    set_engine(engine)
-    cache.clear()
-    yield engine
-    cache.clear()
-    set_engine(None)
+    with serving_deploy(tmp_path, groq_api_key="gsk-test", groq_base_url=flaky_groq.base_url,
+                        groq_timeout=0.5, groq_max_retries=1) as engine:
+        yield engine
 
 
 @pytest.mark.slow  # twenty answers, some waiting out a hung LLM call

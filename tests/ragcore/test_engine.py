@@ -119,6 +119,41 @@ def test_opening_the_indexes_with_another_model_says_to_reindex(tmp_path: Path, 
     assert result.status == "failed" and "reindex" in result.error
 
 
+def test_an_unreachable_keyword_index_is_down_not_damaged_and_nothing_is_dropped(tmp_path: Path, docs: Path) -> None:
+    import socket
+
+    from ragcore.indexes import IndexesUnavailable
+
+    engine = make_engine(tmp_path / "data")
+    engine.ingest_files(sorted(docs.iterdir()))
+    chunks = engine.store.count()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    down = make_engine(tmp_path / "data", embedder=engine.embedder, keyword_store="postgresql",
+                       database_url=f"postgresql://127.0.0.1:{port}/x")
+    state = down.index_states()["bm25_index"]
+    assert state.kind == "unavailable" and f"127.0.0.1:{port}/x" in state.detail
+    with pytest.raises(IndexesUnavailable, match="neither index was changed"):
+        down.reset_indexes()
+    assert make_engine(tmp_path / "data", embedder=engine.embedder).store.count() == chunks > 0
+
+
+def test_an_index_that_cannot_be_counted_for_metrics_is_logged_and_counted(engine: Engine, docs: Path) -> None:
+    from tests.support import captured_logs
+
+    engine.ingest_files(sorted(docs.iterdir()))
+    assert set(engine.indexes.open_counts()) == {"vector_store", "bm25_index"}
+    (engine.settings.bm25_path / "manifest.json").write_text("{ not a manifest")
+    before = PIPELINE_ERRORS.labels("bm25")._value.get()
+    with captured_logs() as logs:
+        counts = engine.indexes.open_counts()
+    assert set(counts) == {"vector_store"}
+    failed, = [e for e in logs if e["event"] == "index.count_failed"]
+    assert failed["index"] == "bm25_index" and "JSONDecodeError" in failed["error"]
+    assert PIPELINE_ERRORS.labels("bm25")._value.get() - before == 1
+
+
 def test_deleting_a_document_removes_it_from_both_indexes(engine: Engine, docs: Path) -> None:
     result = engine.ingest_file(docs / "handbook.md")
     assert engine.delete_document(result.document_id) == result.chunks

@@ -16,7 +16,9 @@ from console.engine import get_engine
 from console.ingest import jobs, storage, worker
 from console.models import Document, IngestJob, IngestJobFile
 from console.tasks import enqueue_job
-from ragcore.indexes import IndexesUnavailable
+from ragcore.bm25 import DAMAGED_INDEX_ERRORS
+from ragcore.errors import KeywordIndexUnavailable
+from ragcore.indexes import IndexesUnavailable, keyword_storage
 
 _CURRENT = (Document.Status.INDEXED, Document.Status.FAILED, Document.Status.QUEUED, Document.Status.INDEXING)
 SHOWN = 5  # names listed in a refusal
@@ -39,7 +41,15 @@ class Command(BaseCommand):
         known = {d.engine_id for d in present}
         try:
             orphans = sorted(set(engine.bm25.documents()) - known)
-        except Exception:  # an index that cannot be opened is set aside below; it has nothing to compare
+        except KeywordIndexUnavailable as exc:  # PostgreSQL down: dropping Chroma alone would empty every host
+            raise CommandError(f"{exc}; nothing was dropped. Bring it back, then run reindex again.") from exc
+        except DAMAGED_INDEX_ERRORS as exc:
+            # Set aside below (kept, renamed) and rebuilt from the originals; what it held cannot be listed.
+            self.stderr.write(self.style.WARNING(
+                f"the BM25 index at {keyword_storage(engine.settings).location} cannot be opened "
+                f"({type(exc).__name__}: {exc}); it is set aside and rebuilt, so documents it alone held "
+                "(e.g. from `manage.py ingest`) are not checked and not rebuilt"
+            ))
             orphans = []
         if (missing or orphans) and not options["drop_missing"]:
             raise CommandError(self._refusal(missing, orphans))

@@ -12,7 +12,7 @@ from bots.slack.app import LOREBOT_USAGE
 from console import chat
 from console.models import AccountLink, Conversation, Message
 from tests.bots.slack.conftest import Slack, finished
-from tests.fakes.slack import TEAM_ID, mention, message
+from tests.fakes.slack import APP_ID, TEAM_ID, FakeSlackServer, mention, message
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -53,6 +53,32 @@ async def test_slash_lorebot_link_links_privately(slack: Slack) -> None:
 
     response, _ = await slack.command("help", name="/lorebot", user="U0BOB")
     assert json.loads(response.content) == {"text": LOREBOT_USAGE, "response_type": "ephemeral"}
+
+
+def _slash_lorebot(fake: FakeSlackServer, text: str, *, user: str, trigger_id: str) -> str:
+    """`/lorebot text` as Slack delivers it over Socket Mode; returns the envelope id its ack answers."""
+    return fake.send_envelope("slash_commands", {
+        "team_id": TEAM_ID, "channel_id": "C0GENERAL", "channel_name": "general", "user_id": user,
+        "command": "/lorebot", "text": text, "api_app_id": APP_ID, "response_url": fake.response_url(),
+        "trigger_id": trigger_id})
+
+
+async def test_slash_lorebot_link_over_socket_mode_links_privately_in_the_ack(socket_bot: FakeSlackServer) -> None:
+    code = await sync_to_async(_code_for)("dave")
+    ack = await socket_bot.wait_for_ack(_slash_lorebot(socket_bot, f"link {code}", user="U0DAVE", trigger_id="1.2.link"))
+    assert ack["payload"]["response_type"] == "ephemeral"
+    assert "Linked" in ack["payload"]["text"] and "dave" in ack["payload"]["text"]
+    link = await AccountLink.objects.select_related("user").aget(platform="slack")
+    assert link.external_user == f"{TEAM_ID}:U0DAVE" and link.user.username == "dave"
+    assert not socket_bot.calls("chat.postMessage"), "nothing is posted where others could read it"
+
+    # The same code from someone else, then no code at all: each told why, privately.
+    ack = await socket_bot.wait_for_ack(_slash_lorebot(socket_bot, f"link {code}", user="U0MALLORY", trigger_id="1.2.again"))
+    assert ack["payload"]["response_type"] == "ephemeral" and "used already" in ack["payload"]["text"]
+    ack = await socket_bot.wait_for_ack(_slash_lorebot(socket_bot, "", user="U0MALLORY", trigger_id="1.2.empty"))
+    assert ack["payload"] == {"text": LOREBOT_USAGE, "response_type": "ephemeral"}
+    assert await AccountLink.objects.acount() == 1
+    assert not socket_bot.calls("response_url") and not socket_bot.calls("chat.postMessage")
 
 
 async def test_a_code_posted_in_a_channel_is_cancelled_and_its_sender_told_privately(slack: Slack) -> None:

@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from bots.slack import answering, blocks
 from tests.bots.slack.conftest import Slack, finished
-from tests.fakes.slack import FakeSlackServer, event_body, mention
+from tests.fakes.slack import FakeSlackServer, event_body, mention, sign
 from tests.support import captured_logs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -37,6 +37,20 @@ async def test_a_body_that_is_not_utf8_gets_400_even_with_a_fresh_forged_signatu
                                        content_type="application/json", headers=headers)
     assert response.status_code == 400 and b"not UTF-8" in response.content
     assert metric("rag_http_refused_total", reason="not_utf8") - bad == 1
+    assert not slack.fake.calls()
+
+
+@pytest.mark.parametrize("body", [b'{"type": "event_callback", "x": "\xff\xfe"}', b'{"type": "event_callback"}'],
+                         ids=["not-utf8", "utf8"])
+async def test_a_multipart_body_which_slack_never_sends_gets_400_naming_its_type(slack: Slack, body: bytes) -> None:
+    # Multipart is the one body the request-input middleware leaves to the view (uploads): refused before decoding.
+    bad = outcome("bad_request")
+    boundary = "lorebot"
+    response = await slack.client.post("/slack/events", data=body, content_type=f"multipart/form-data; boundary={boundary}",
+                                       headers=sign(body.decode("utf-8", "replace")))
+    assert response.status_code == 400
+    assert response.content == b"malformed request body: Slack sends JSON or a form, not multipart/form-data\n"
+    assert outcome("bad_request") - bad == 1
     assert not slack.fake.calls()
 
 
