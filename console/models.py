@@ -14,6 +14,8 @@ from django.utils.crypto import salted_hmac
 from django.utils.text import slugify
 
 from console.ingest import storage
+from ragcore.connectors import connector_class
+from ragcore.errors import RagError
 
 if TYPE_CHECKING:
     from ragcore.types import Answer
@@ -591,6 +593,14 @@ class Source(models.Model):
     @property
     def is_scheduled(self) -> bool:
         return bool(self.every_minutes)
+
+    @property
+    def kind_label(self) -> str:
+        """What the console calls its kind: the connector's label ("Git repository"), for any registered kind."""
+        try:
+            return connector_class(self.kind).label
+        except (ImportError, AttributeError, RagError):
+            return self.get_kind_display()
 
     @property
     def last_failed(self) -> bool:

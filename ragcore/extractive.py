@@ -82,7 +82,8 @@ _SOFT_BREAK = re.compile(r"(?<!\n)\n(?!\n)")
 # A sentence that leans on the one before it: a pronoun, or a connective that continues an argument.
 _ANAPHORA = re.compile(
     r"^(?:(?:it|this|these|that|those|they|its|such|here|there|thus|therefore|hence|however|otherwise|instead|"
-    r"consequently|likewise|similarly|as a result|in (?:this|that|these|those|such|which) \w+)\b"
+    r"consequently|likewise|similarly|additionally|furthermore|moreover|as a result|in addition|"
+    r"to do (?:so|this|that)|in (?:this|that|these|those|such|which) \w+)\b"
     r"|(?:so|then|for example|for instance),"
     # "If it is set to `-1`, …": the condition's subject is what the sentence before named.
     r"|(?:if|when|once|unless|until|while) (?:it|this|these|they|that|those)\b(?! (?:is|are) (?:not )?(?:possible|necessary|needed|required)))",
@@ -96,6 +97,7 @@ _TERM_PREFIX = re.compile(r"^`[^`]+`: ")
 _DEFAULT_FIELD = re.compile(r"^Default(?: value)?:\s+\S.{0,150}$")
 MAX_TERM_CHARS = 160
 MAX_LEAD_IN_WORDS = 6  # "Example:", "And on the command line:": a lead-in, not a sentence of its own
+MAX_LEANING_BACK = 2  # sentences before a quoted one that it may bring because each leans on the one before
 REMEDY_LOOKAHEAD = 3  # sentences after a how-to answer's problem statement searched for its remedy
 MAX_LIST_ITEMS = 8  # a sentence that introduces a list ("… in this order:") brings at most this many items
 _WORD = re.compile(r"\w+")
@@ -156,7 +158,7 @@ def split_units(text: str) -> list[Unit]:
             in_list = bool(items) and items[-1][1]
             for item, is_item in items:
                 paragraph += 1
-                sentences = _sentences(item)
+                sentences = _sentences(item, short=is_item)
                 if term and sentences:
                     sentences[0] = f"{_as_code(term)}: {sentences[0]}"
                     defined = len(units)
@@ -226,8 +228,9 @@ def _as_code(term: str) -> str:
     return term if term.startswith("`") else f"`{term}`"
 
 
-def _sentences(item: str) -> list[str]:
-    """Whole sentences of one paragraph or list item."""
+def _sentences(item: str, *, short: bool = False) -> list[str]:
+    """Whole sentences of one paragraph or list item. With `short` (a list item), a piece of fewer than
+    MIN_UNIT_WORDS words is kept: a list of names ("- Abbreviations", "- Tables") is quoted whole or not at all."""
     pieces: list[str] = []
     for part in _SENTENCE_END.split(_SOFT_BREAK.sub(" ", item)):
         if pieces and _ABBREVIATION.search(pieces[-1]):
@@ -237,7 +240,7 @@ def _sentences(item: str) -> list[str]:
     out: list[str] = []
     for piece in pieces:
         piece = _clean(piece)
-        if len(_WORD.findall(piece)) < MIN_UNIT_WORDS or piece.endswith("?"):
+        if not _WORD.search(piece) or (len(_WORD.findall(piece)) < MIN_UNIT_WORDS and not short) or piece.endswith("?"):
             continue  # a question (an FAQ's, a heading's) restates what was asked rather than answering it
         if len(piece) <= MAX_UNIT_CHARS:
             out.append(piece)
@@ -280,6 +283,8 @@ def _shortlist(question: str, chunks: Sequence[ScoredChunk]) -> tuple[list[list[
         for i, unit in enumerate(units):
             if _is_lead_in(units, i):
                 continue  # "And on the command line:" says nothing alone; it comes with the block it introduces
+            if unit.listed and len(_WORD.findall(unit.text)) < MIN_UNIT_WORDS:
+                continue  # "- Tables": an item of a list of names comes with the list, never alone
             key = " ".join(tokenize(_TERM_PREFIX.sub("", unit.text))) or unit.text
             if key in seen:
                 continue  # the same sentence in the overlap of two chunks (with or without its term)
@@ -302,8 +307,7 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
     by_chunk, candidates, keyword = _shortlist(question, chunks)
     if not candidates:
         return []
-    vectors = encode([question] + [u.text for _, _, u in candidates])
-    dense = vectors[1:] @ vectors[0]
+    dense = _dense_scores(question, by_chunk, candidates, encode)
     how_to = bool(_HOW_TO.match(question))
     wants_code = how_to or bool(CODE_CUES.intersection(tokenize(question)))  # "how do I" is often answered by code
     scored_units: list[tuple[float, int, int, Unit]] = []
@@ -357,9 +361,33 @@ def select_evidence(question: str, chunks: Sequence[ScoredChunk], encode: Encode
         used.update({(n, j): len(chosen) for j in [*parts, *listed]})
         chunk = chunks[n - 1].chunk
         where = " › ".join(p for p in (chunk.title, chunk.location) if p)
-        items = tuple(by_chunk[n - 1][j].text for j in listed)
+        items = _list_items(by_chunk[n - 1], listed)
         chosen.append(Evidence(text, n, score, code=unit.code, where=where, items=items))
     return chosen
+
+
+def _leans(units: Sequence[Unit], i: int) -> bool:
+    """Whether unit i means little without the sentence before it: it refers back ("To do so, subclass …",
+    "Thus, …") or introduces what follows ("Specify a tuple if you would like to set the values separately:")."""
+    unit = units[i]
+    return (not unit.code and i > 0 and not units[i - 1].code and not units[i - 1].listed
+            and (unit.text.endswith(":") or bool(_ANAPHORA.match(unit.text))))
+
+
+def _dense_scores(question: str, by_chunk: Sequence[Sequence[Unit]], candidates: Sequence[tuple[int, int, Unit]],
+                  encode: Encode) -> np.ndarray:
+    """Each candidate's similarity to the question; a unit that leans on the sentence before it is also read with
+    it, and the closer reading counts: "Specify a tuple if you would like to set the values separately:" is far
+    from "How do I set the connect and read timeouts separately?" until it follows "The timeout value will be
+    applied to both the `connect` and the `read` timeouts." (one encode call for both readings)."""
+    leaning = [(k, f"{by_chunk[n - 1][i - 1].text} {u.text}") for k, (n, i, u) in enumerate(candidates)
+               if _leans(by_chunk[n - 1], i)]
+    vectors = encode([question] + [u.text for _, _, u in candidates] + [text for _, text in leaning])
+    scores = vectors[1:] @ vectors[0]
+    dense = scores[: len(candidates)].copy()
+    for (k, _), read_with in zip(leaning, scores[len(candidates):]):
+        dense[k] = max(dense[k], float(read_with))
+    return dense
 
 
 def best_sentence_similarity(question: str, chunks: Sequence[ScoredChunk], encode: Encode) -> float:
@@ -400,8 +428,13 @@ def _with_neighbours(units: Sequence[Unit], i: int, *, examples: bool = False) -
     with its short lead-in ("Example:")."""
     parts = [i]
     unit = units[i]
-    if not unit.code and _ANAPHORA.match(unit.text) and i > 0 and units[i - 1].paragraph == unit.paragraph:
-        parts.insert(0, i - 1)
+    # "Additionally, … Therefore, the script has been named `markdown_py`": the sentence it leans on may lean in
+    # turn, and the reason is two sentences back (MAX_LEANING_BACK at most).
+    first = i
+    while (first > 0 and i - first < MAX_LEANING_BACK and not units[first].code and _ANAPHORA.match(units[first].text)
+           and units[first - 1].paragraph == unit.paragraph):
+        first -= 1
+        parts.insert(0, first)
     if examples and not unit.code and not _INSTRUCTION.search(unit.text):
         # A how-to question matched the problem ("… may run multiple times. This can cause your receiver to be
         # registered more than once"): the remedy that follows and leans on it ("If this behavior is problematic,
@@ -423,9 +456,11 @@ def _with_neighbours(units: Sequence[Unit], i: int, *, examples: bool = False) -
         i = end
     after = i + 1
     if (examples and not unit.code and after + 1 < len(units) and units[after].paragraph != unit.paragraph
-            and units[after].text.endswith(":") and len(_WORD.findall(units[after].text)) <= MAX_LEAD_IN_WORDS
-            and units[after + 1].code):
-        parts.append(after)  # "… multiple times." "Example:" and its block
+            and units[after].text.endswith(":") and units[after + 1].code
+            and (len(_WORD.findall(units[after].text)) <= MAX_LEAD_IN_WORDS or _ANAPHORA.match(units[after].text))):
+        # "… multiple times." "Example:" and its block; "… the syntax of PHP Markdown Extra." "Thus, the following
+        # text:" and its block
+        parts.append(after)
         after += 1
     last = units[parts[-1]]
     if not unit.code and (last.text.endswith(":") or examples) and after < len(units) and units[after].code:
@@ -509,6 +544,18 @@ def _list_end(units: Sequence[Unit], first: int) -> list[int]:
     while end < len(units) and units[end].listed == units[first].listed:
         end += 1
     return list(range(first, end))
+
+
+def _list_items(units: Sequence[Unit], listed: Sequence[int]) -> tuple[str, ...]:
+    """The items of a list as quoted: the sentences of one item ("`marker`: Text to find … Defaults to `[TOC]`.")
+    stay one item."""
+    items: list[tuple[int, str]] = []
+    for j in listed:
+        if items and items[-1][0] == units[j].paragraph:
+            items[-1] = (units[j].paragraph, f"{items[-1][1]} {units[j].text}")
+        else:
+            items.append((units[j].paragraph, units[j].text))
+    return tuple(text for _, text in items)
 
 
 def _introduced_list(units: Sequence[Unit], i: int) -> list[int]:

@@ -13,12 +13,13 @@ Usage example:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import html
 import json
 import re
 import threading
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any
 
 import groq
@@ -238,6 +239,8 @@ class ChatGenerator:
 
     provider = ""
     label = ""  # how messages name the service
+    path = ""  # the chat-completions endpoint, under the SDK's base URL
+    request_options: Any = {}  # what the SDK's own chat.completions.create passes to `post` besides the body
     sdk: Any = None  # the SDK module: its client classes and exception types
     transport: Any = None  # the httpx flavour that SDK is built on (its stream errors surface as-is)
     error: type[Exception] = Exception  # the SDK's base exception
@@ -277,17 +280,22 @@ class ChatGenerator:
 
     def stream(self, messages: list[dict[str, str]]) -> TokenStream:
         """Stream the answer's text deltas; see TokenStream."""
-        # with_streaming_response: the SDK sends, retries and maps errors; the body is left to us.
-        return TokenStream(
-            self, lambda: self._client.chat.completions.with_streaming_response.create(**self._request(messages, True))
-        )
+        return TokenStream(self, lambda: contextlib.closing(self._post(self._client, messages)))
 
     def astream(self, messages: list[dict[str, str]]) -> AsyncTokenStream:
         """Stream the answer's text deltas on the running event loop; see AsyncTokenStream."""
-        return AsyncTokenStream(
-            self,
-            lambda: self._async_client().chat.completions.with_streaming_response.create(**self._request(messages, True)),
-        )
+        return AsyncTokenStream(self, lambda: _aclosing_response(self._post(self._async_client(), messages)))
+
+    def _post(self, client: Any, messages: list[dict[str, str]]) -> Any:
+        """The streamed completion request, sent by the SDK's `post` (its auth, base URL, timeout, retries
+        honouring Retry-After, and status errors mapped to its exceptions), the response left unread.
+
+        Not `chat.completions.create`: that first runs the request through the SDK's type-driven transform
+        (~0.5 ms of CPU for a prompt of a few sources, a third of the SDK's request path), which for
+        our plain dicts of strings and numbers changes nothing.
+        """
+        return client.post(self.path, body=self._request(messages, True), cast_to=self.transport.Response,
+                           options=self.request_options, stream=True)
 
     def check(self) -> str:
         """Health probe: reach the server with this key and find our model; raises GenerationError if not."""
@@ -337,7 +345,7 @@ class ChatGenerator:
             with open_stream() as response:
                 started = True
                 # The SDK sent the request (retries, error mapping); its body we read as bytes.
-                for data in response.http_response.iter_bytes():
+                for data in response.iter_bytes():
                     yield from acc.feed(data)
                 yield from acc.end()
         except (self.error, self.transport.HTTPError, json.JSONDecodeError, _StreamFailed) as exc:
@@ -349,7 +357,7 @@ class ChatGenerator:
         try:
             async with open_stream() as response:
                 started = True
-                async for data in response.http_response.aiter_bytes():
+                async for data in response.aiter_bytes():
                     for delta in acc.feed(data):
                         yield delta
                 for delta in acc.end():
@@ -410,6 +418,7 @@ class GroqGenerator(ChatGenerator):
     sdk = groq
     transport = httpx
     error = groq.GroqError
+    path = "/openai/v1/chat/completions"
 
     def _config(self, settings: RagSettings) -> tuple[str, str, str, float, int]:
         return (settings.groq_base_url or DEFAULT_BASE_URL, settings.groq_api_key, settings.groq_model,
@@ -430,6 +439,8 @@ class OpenAIGenerator(ChatGenerator):
     sdk = openai
     transport = httpx2  # this openai SDK is built on httpx2, not httpx
     error = openai.OpenAIError
+    path = "/chat/completions"
+    request_options = {"security": {"bearer_auth": True}}  # as its create() asks: the key as a bearer token
 
     def _config(self, settings: RagSettings) -> tuple[str, str, str, float, int]:
         return (settings.llm_base_url or OPENAI_BASE_URL, settings.llm_api_key or NO_KEY, settings.llm_model,
@@ -446,15 +457,29 @@ class OpenAIGenerator(ChatGenerator):
         client.organization = client.project = None
         return client
 
+    def __init__(self, settings: RagSettings) -> None:
+        super().__init__(settings)
+        self._openai_itself = httpx2.URL(self._base_url).host.endswith("openai.com")
+
     def _request(self, messages: list[dict[str, str]], stream: bool) -> dict[str, Any]:
         request = super()._request(messages, stream)
-        if not httpx2.URL(self._base_url).host.endswith("openai.com"):
+        if not self._openai_itself:
             # OpenAI's own newer models want max_completion_tokens; Ollama, llama.cpp and LM Studio read
             # only the older max_tokens.
             request["max_tokens"] = request.pop("max_completion_tokens")
         if stream:
             request["stream_options"] = {"include_usage": True}  # the usage comes in a last, choice-less chunk
         return request
+
+
+@contextlib.asynccontextmanager
+async def _aclosing_response(request: Awaitable[Any]) -> AsyncGenerator[Any, None]:
+    """The response `request` gives, closed (its connection back to the pool) however the block ends."""
+    response = await request
+    try:
+        yield response
+    finally:
+        await response.aclose()
 
 
 def make_generator(settings: RagSettings) -> ChatGenerator | None:

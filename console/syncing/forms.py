@@ -1,6 +1,8 @@
 """The source form: a name, a kind, that kind's settings and a schedule, validated by the kind's connector.
 
-Each kind's settings are form fields named "<kind>-<setting>" (one fieldset per kind on the page); the
+The kinds are those registered in ragcore.connectors.KINDS, each with the `label` and `settings` its class
+declares, so a new kind needs no change here. Each kind's settings are form fields named "<kind>-<setting>"
+(one fieldset per kind on the page); the
 chosen kind's become the source's `config`, and `Connector.from_config` checks them, so an error is
 shown on the field it names. A URL's password (a Git token written in the URL) is never sent back to
 the page: the field shows "***" in its place and keeps the stored one when left so.
@@ -8,7 +10,6 @@ the page: the field shows "***" in its place and keeps the stored one when left 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -16,48 +17,10 @@ from django import forms
 
 from console.models import Collection, Source
 from console.syncing.service import validate_settings
-from ragcore.connectors import ConnectorConfigError
+from ragcore.connectors import ConnectorConfigError, Setting, available_kinds
 
 MASK = "***"
 
-
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    label: str
-    kind: str = "text"  # text, lines (one pattern per line), int, float
-    help: str = ""
-    required: bool = False
-
-
-KIND_SETTINGS: dict[str, tuple[Setting, ...]] = {
-    "folder": (
-        Setting("path", "Folder on the server", help="An absolute path the server can read, e.g. /srv/handbook.",
-                required=True),
-        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore (*.md, docs/). "
-                                               "Empty: every document type Lorebot reads."),
-        Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line (drafts/, *.tmp.md)."),
-    ),
-    "git": (
-        Setting("url", "Repository URL", help="https://, ssh:// or file://; a private repository's token goes in "
-                                              "the URL (https://user:TOKEN@host/…) and is never shown again.",
-                required=True),
-        Setting("branch", "Branch", help="Empty: the repository's default branch."),
-        Setting("subdirectory", "Folder in the repository", help="Empty: the whole repository."),
-        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore."),
-        Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line."),
-        Setting("web", "Web host", help="github, gitlab or gitea to link each file there; none for the source viewer; "
-                                        "empty: guessed from the URL."),
-    ),
-    "web": (
-        Setting("start_url", "Start URL", help="The page the crawl starts from (same-site links are followed)."),
-        Setting("sitemap_url", "Sitemap URL", help="A sitemap.xml listing the pages, instead of or beside a start URL."),
-        Setting("page_limit", "Page limit", "int", "At most this many pages (default 500)."),
-        Setting("delay_seconds", "Delay between requests (s)", "float", "Politeness delay (default 0.5)."),
-        Setting("include", "Include", "lines", "Only URLs under these paths, one per line (/docs/)."),
-        Setting("exclude", "Exclude", "lines", "URLs under these paths are left out, one per line."),
-    ),
-}
 
 UNITS = (("minutes", "minutes"), ("hours", "hours"), ("days", "days"))
 _MINUTES = {"minutes": 1, "hours": 60, "days": 1440}
@@ -91,6 +54,22 @@ def _unmask_url(value: str, stored: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+class MaskedInput(forms.TextInput):
+    """A text input that never sends a URL's password back to the page, even when re-showing a submitted form
+    (as Django's PasswordInput does not re-render its value): the page shows MASK, and the stored one is kept."""
+
+    def format_value(self, value: Any) -> str | None:
+        formatted = super().format_value(value)
+        return mask_url(formatted) if formatted else formatted
+
+
+def _has_masked_password(value: str) -> bool:
+    try:
+        return urlsplit(value).password == MASK
+    except ValueError:
+        return False
+
+
 def masked_config(source: Source) -> dict[str, Any]:
     """The source's settings as a page may show them."""
     return {k: mask_url(v) if isinstance(v, str) else v for k, v in (source.config or {}).items()}
@@ -98,7 +77,7 @@ def masked_config(source: Source) -> dict[str, Any]:
 
 class SourceForm(forms.Form):
     name = forms.CharField(max_length=100)
-    kind = forms.ChoiceField(choices=Source.Kind.choices, widget=forms.RadioSelect)
+    kind = forms.ChoiceField(choices=(), widget=forms.RadioSelect)  # the registered kinds: see __init__
     schedule = forms.ChoiceField(choices=(("manual", "Manual: only when asked"), ("every", "Every")), initial="manual",
                                  widget=forms.RadioSelect)
     every = forms.IntegerField(min_value=1, max_value=100_000, required=False, initial=1)
@@ -114,8 +93,12 @@ class SourceForm(forms.Form):
         super().__init__(*args, **kwargs)
         if instance is None:
             self.fields["collection"].initial = Collection.default().pk
-        for kind, settings in KIND_SETTINGS.items():
-            for s in settings:
+        self.kinds = available_kinds()
+        kind_field = self.fields["kind"]
+        assert isinstance(kind_field, forms.ChoiceField)
+        kind_field.choices = [(kind, cls.label) for kind, cls in self.kinds.items()]
+        for kind, cls in self.kinds.items():
+            for s in cls.settings:
                 self.fields[field_name(kind, s.name)] = self._settings_field(s)
 
     @staticmethod
@@ -128,7 +111,7 @@ class SourceForm(forms.Form):
             return forms.IntegerField(label=s.label, help_text=s.help, required=False, min_value=1)
         if s.kind == "float":
             return forms.FloatField(label=s.label, help_text=s.help, required=False, min_value=0)
-        return forms.CharField(label=s.label, help_text=s.help, required=False, max_length=2000)
+        return forms.CharField(label=s.label, help_text=s.help, required=False, max_length=2000, widget=MaskedInput)
 
     @staticmethod
     def _initial_from(source: Source) -> dict[str, Any]:
@@ -143,9 +126,12 @@ class SourceForm(forms.Form):
 
     def kind_fieldsets(self) -> list[tuple[str, str, list[forms.BoundField]]]:
         """(kind, label, its bound fields) for the template, one fieldset per kind."""
-        labels = dict(Source.Kind.choices)
-        return [(kind, labels.get(kind, kind), [self[field_name(kind, s.name)] for s in settings])
-                for kind, settings in KIND_SETTINGS.items()]
+        return [(kind, cls.label, [self[field_name(kind, s.name)] for s in cls.settings])
+                for kind, cls in self.kinds.items()]
+
+    def _settings_of(self, kind: str) -> tuple[Setting, ...]:
+        cls = self.kinds.get(kind)
+        return cls.settings if cls is not None else ()
 
     def clean_name(self) -> str:
         name = str(self.cleaned_data["name"]).strip()
@@ -176,7 +162,7 @@ class SourceForm(forms.Form):
             data["every_minutes"] = None
         config = self._config(kind, data)
         data["config"] = config
-        for s in KIND_SETTINGS.get(kind, ()):
+        for s in self._settings_of(kind):
             if s.required and not config.get(s.name):
                 self.add_error(field_name(kind, s.name), "This setting is required.")
         if self.errors:
@@ -199,7 +185,7 @@ class SourceForm(forms.Form):
     def _config(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         stored = self.instance.config if self.instance is not None and self.instance.kind == kind else {}
         config: dict[str, Any] = {}
-        for s in KIND_SETTINGS.get(kind, ()):
+        for s in self._settings_of(kind):
             value = data.get(field_name(kind, s.name))
             if value in (None, ""):
                 continue
@@ -211,6 +197,9 @@ class SourceForm(forms.Form):
                 value = value.strip()
                 if value:
                     config[s.name] = _unmask_url(value, str(stored.get(s.name, "")))
+                    if _has_masked_password(config[s.name]):  # nothing stored to put back (a new source)
+                        self.add_error(field_name(kind, s.name), "Type the token again: it is never sent back "
+                                                                 f"to the page, so the form showed {MASK} in its place.")
             else:
                 config[s.name] = value
         return config

@@ -109,6 +109,8 @@ class _Plan:
     gone: list[SyncItem]
     # Synced before, but the origin could not serve them this time: kept as they are, reported as failed.
     unavailable: list[tuple[SourceItem, SyncItem]] = field(default_factory=list)
+    # Unchanged items whose address at the origin moved (a Git file's link names the new commit).
+    moved: set[int] = field(default_factory=set)
 
 
 class _Sync:
@@ -141,7 +143,7 @@ class _Sync:
             self.total = len(items) + len(plan.gone)
             self.done = len(items) - len(plan.unchanged) - len(plan.todo) - len(plan.unavailable)  # before a crash
             try:
-                self._mark_unchanged(run, plan.unchanged)
+                self._mark_unchanged(run, plan.unchanged, plan.moved)
                 for item, si in plan.unavailable:
                     kept = f"; kept as synced {si.synced_at:%Y-%m-%d %H:%M} UTC" if si.synced_at else "; kept as synced"
                     self._failed(run, item.key, "Unavailable", f"{item.key}: {item.unavailable}{kept}")
@@ -186,6 +188,9 @@ class _Sync:
                 if item.unavailable:
                     plan.unavailable.append((item, si))
                 else:
+                    if si.url != item.url:  # the same file at a newer commit: its link follows the synced one
+                        si.url = doc.origin_url = item.url
+                        plan.moved.add(si.pk)
                     plan.unchanged.append(si)
             else:
                 plan.todo.append((item, si))
@@ -238,14 +243,19 @@ class _Sync:
 
     # -- unchanged -----------------------------------------------------------------------------
 
-    def _mark_unchanged(self, run: SyncRun, items: list[SyncItem]) -> None:
-        """Seen at the origin as they were: only their synced time moves (one statement per batch, no fetch)."""
+    def _mark_unchanged(self, run: SyncRun, items: list[SyncItem], moved: set[int]) -> None:
+        """Seen at the origin as they were: only their synced time moves (one statement per batch, no fetch),
+        and the address of those in `moved` (a row each, only when it changed)."""
         now = timezone.now()
         for start in range(0, len(items), BATCH):
             batch = items[start:start + BATCH]
             with transaction.atomic():
                 n = SyncItem.objects.filter(pk__in=[si.pk for si in batch]).update(synced_at=now, run=run)
                 Document.objects.filter(pk__in=[si.document_id for si in batch if si.document_id]).update(synced_at=now)
+                relinked = [si for si in batch if si.pk in moved]
+                if relinked:
+                    SyncItem.objects.bulk_update(relinked, ["url"])
+                    Document.objects.bulk_update([si.document for si in relinked if si.document], ["origin_url"])
                 run.count("unchanged", n)
             SYNC_ITEMS.labels(self.kind, "unchanged").inc(n)
             self._progressed(n)

@@ -14,6 +14,7 @@ from console.models import Document, Source, SyncFailure, SyncRun
 from console.pages.views import staff_required
 from console.syncing import service, status
 from console.syncing.forms import SourceForm, masked_config
+from ragcore.connectors import KINDS
 
 log = structlog.get_logger(__name__, component="sync")
 
@@ -39,7 +40,7 @@ def source_add_view(request: HttpRequest) -> HttpResponse:
             return redirect("syncing:source", source.pk)
     else:
         kind = request.GET.get("kind", "")
-        form = SourceForm(initial={"kind": kind if kind in Source.Kind.values else Source.Kind.FOLDER,
+        form = SourceForm(initial={"kind": kind if kind in KINDS else "folder",
                                    "schedule": "manual", "every": 1, "unit": "hours"})
     return render(request, "syncing/source_form.html", {"form": form, "source": None, "nav": "sources"})
 

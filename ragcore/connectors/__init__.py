@@ -1,7 +1,8 @@
 """Where synced documents come from: one module per kind of source, each implementing `Connector`.
 
 A kind is registered by name in `KINDS`; the sync pipeline (console.syncing) only ever sees this interface,
-so adding Confluence, Google Drive or Notion is one new module and one line here.
+and the console's form asks for the settings the class declares (`label`, `settings`), so adding Confluence,
+Google Drive or Notion is one new module and one line here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ragcore.connectors.base import (
     ConnectorError,
     FetchedItem,
     ItemFetchError,
+    Setting,
     SourceItem,
 )
 
@@ -35,13 +37,26 @@ def connector_class(kind: str) -> type[Connector]:
     return cls
 
 
+def available_kinds() -> dict[str, type[Connector]]:
+    """Every registered kind whose module imports on this server, in registration order."""
+    found: dict[str, type[Connector]] = {}
+    for kind in KINDS:
+        try:
+            found[kind] = connector_class(kind)
+        except ImportError:  # a kind whose dependencies are not installed here is not offered
+            continue
+    return found
+
+
 __all__ = [
     "KINDS",
+    "available_kinds",
     "connector_class",
     "Connector",
     "ConnectorConfigError",
     "ConnectorError",
     "FetchedItem",
     "ItemFetchError",
+    "Setting",
     "SourceItem",
 ]

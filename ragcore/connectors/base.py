@@ -66,10 +66,23 @@ class ItemFetchError(ConnectorError):
         super().__init__(f"{key}: {reason}")
 
 
+@dataclass(frozen=True)
+class Setting:
+    """One setting of a kind, as the console's form asks for it (the kind's `from_config` still checks it)."""
+
+    name: str  # the key in the source's settings
+    label: str
+    kind: str = "text"  # text, lines (a list, one per line), int, float
+    help: str = ""
+    required: bool = False
+
+
 class Connector(Protocol):
     """A kind of source. Built from its settings (a JSON object) and a private working folder."""
 
     kind: ClassVar[str]  # "folder", "git", "web": the name stored on the source
+    label: ClassVar[str]  # what the console calls it: "Git repository"
+    settings: ClassVar[tuple[Setting, ...]]  # what the console's form asks for, in order
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, work_dir: Path) -> Connector:

@@ -21,15 +21,16 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
-from ragcore.connectors.base import ConnectorConfigError, ConnectorError, FetchedItem, ItemFetchError, SourceItem
-from ragcore.connectors.paths import PathFilter, pattern_list
-
-# What the loaders read (ragcore.loaders): the default when no `include` is given.
-DOCUMENT_SUFFIXES = (
-    ".md", ".markdown", ".mdown", ".mkd", ".rst", ".txt", ".text", ".html", ".htm", ".xhtml",
-    ".pdf", ".docx", ".csv", ".tsv", ".json",
+from ragcore.connectors.base import (
+    ConnectorConfigError,
+    ConnectorError,
+    FetchedItem,
+    ItemFetchError,
+    Setting,
+    SourceItem,
 )
-DEFAULT_INCLUDE = tuple(f"*{suffix}" for suffix in DOCUMENT_SUFFIXES)
+from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, pattern_list
+
 STAT_CACHE = "stat-cache.json"
 READ_BYTES = 1 << 20
 
@@ -38,6 +39,14 @@ class FolderConnector:
     """Every document under one folder on the server, recursively."""
 
     kind: ClassVar[str] = "folder"
+    label: ClassVar[str] = "Folder on the server"
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("path", "Folder on the server", help="An absolute path the server can read, e.g. /srv/handbook.",
+                required=True),
+        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore (*.md, docs/). "
+                                               "Empty: every document type Lorebot reads."),
+        Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line (drafts/, *.tmp.md)."),
+    )
 
     def __init__(self, root: Path, include: list[str], exclude: list[str], work_dir: Path) -> None:
         self.root = root

@@ -2,7 +2,8 @@
 
 Settings: `url` (https://, http://, ssh://, git@host:owner/repo.git or file:///path; a bare local path is
 refused so a typo cannot read the server's own disk by accident), `branch` (default: the remote's default
-branch), `include` / `exclude` (path patterns with .gitignore's meaning, relative to `subdirectory`),
+branch), `include` / `exclude` (path patterns with .gitignore's meaning, relative to `subdirectory`; no
+`include` means every document type Lorebot reads, as for a folder, so images and code are left out),
 `subdirectory` (only the files under it), `web` ("github", "gitlab", "gitea" for a self-hosted host whose
 name does not say it; "none" for no links), `max_file_bytes`, `timeout_seconds`.
 
@@ -38,9 +39,10 @@ from ragcore.connectors.base import (
     ConnectorError,
     FetchedItem,
     ItemFetchError,
+    Setting,
     SourceItem,
 )
-from ragcore.connectors.paths import PathFilter, pattern_list
+from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, pattern_list
 
 log = structlog.get_logger(__name__, component="git")
 
@@ -72,6 +74,21 @@ class GitConnector:
     """The files of one branch of a Git repository, at the newest commit."""
 
     kind: ClassVar[str] = "git"
+    label: ClassVar[str] = "Git repository"
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("url", "Repository URL", help="https://, ssh:// or file://; a private repository's token goes in "
+                                              "the URL (https://user:TOKEN@host/…) and is never shown again.",
+                required=True),
+        Setting("branch", "Branch", help="Empty: the repository's default branch."),
+        Setting("subdirectory", "Folder in the repository", help="Empty: the whole repository."),
+        Setting("include", "Include", "lines", "Patterns, one per line, as in .gitignore (*.md, docs/). "
+                                               "Empty: every document type Lorebot reads."),
+        Setting("exclude", "Exclude", "lines", "Patterns to leave out, one per line."),
+        Setting("web", "Web host", help="github, gitlab or gitea to link each file there; none for the source viewer; "
+                                        "empty: guessed from the URL."),
+        Setting("max_file_bytes", "Largest file (bytes)", "int", "Larger files fail alone (default 50 MB)."),
+        Setting("timeout_seconds", "Timeout per git command (s)", "int", "Default 600."),
+    )
 
     def __init__(
         self,
@@ -116,7 +133,7 @@ class GitConnector:
             url=url,
             branch=branch,
             subdirectory=subdirectory,
-            paths=PathFilter(pattern_list(config, "include"), pattern_list(config, "exclude")),
+            paths=PathFilter(pattern_list(config, "include") or list(DEFAULT_INCLUDE), pattern_list(config, "exclude")),
             web=web,
             max_file_bytes=_positive_int(config, "max_file_bytes", 50 * 1024 * 1024),
             timeout_seconds=_positive_int(config, "timeout_seconds", 600),

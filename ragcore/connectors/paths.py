@@ -10,6 +10,14 @@ import pathspec
 
 from ragcore.connectors.base import ConnectorConfigError
 
+# What the loaders read (ragcore.loaders): what a folder or a repository syncs when no `include` is given,
+# so a repository's images, archives and build files are neither fetched nor reported failed on every sync.
+DOCUMENT_SUFFIXES = (
+    ".md", ".markdown", ".mdown", ".mkd", ".rst", ".txt", ".text", ".html", ".htm", ".xhtml",
+    ".pdf", ".docx", ".csv", ".tsv", ".json",
+)
+DEFAULT_INCLUDE = tuple(f"*{suffix}" for suffix in DOCUMENT_SUFFIXES)
+
 
 class PathFilter:
     """Which relative paths a source keeps: any include pattern (or none given), and no exclude pattern."""

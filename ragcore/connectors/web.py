@@ -11,7 +11,8 @@ What a listing does, page by page:
   rel="nofollow" links; excluded prefixes are never requested, and with `include` only those are (plus the
   start page, for its links);
 - redirects are followed within the site, and the page is listed under the URL it ends at; a redirect off
-  the site, or a loop, skips the page;
+  the site, or a loop, is not followed: the page is listed with `unavailable` saying so, so the sync reports
+  it as a failed item naming the URL (a page synced before is kept as it was);
 - 404 and 410 mean the page is gone (it is not listed, so its document is removed);
 - a 5xx answer, a timeout or a dropped connection is transient: the page is listed with its previous
   version and `unavailable` saying what the server answered, so a server having a bad minute never
@@ -22,7 +23,8 @@ What a listing does, page by page:
 - only HTML, plain text, Markdown and PDF are kept; a page over the size limit is listed with a version
   that says so and fails alone at fetch, with the limit in its error.
 - when the page limit stops the crawl, pages synced before that it did not reach are listed with their
-  previous version (kept, not removed); pages it did reach and found gone are removed as usual.
+  previous version (kept, not removed); pages it did reach and found gone are removed as usual; describe()
+  then says how many links were left, so the run's page shows that the limit cut the crawl short.
 An item's version is its ETag, else its Last-Modified, else a checksum of its bytes. The pages a listing
 downloaded are kept in the work folder, so fetching the changed ones costs no second request; HTML is
 reduced to its main content at fetch (ragcore.connectors.webpages.main_content).
@@ -58,6 +60,7 @@ from ragcore.connectors.base import (
     ConnectorError,
     FetchedItem,
     ItemFetchError,
+    Setting,
     SourceItem,
 )
 from ragcore.connectors.webpages import main_content, normalise_url, origin, read_page, read_sitemap
@@ -102,10 +105,25 @@ class _Unavailable(Exception):
     """A page the server could not serve just now: 5xx, timeout, dropped connection."""
 
 
+class _Refused(_Gone):
+    """A page whose redirects leave the site or loop: not followed, and reported (a broken link to fix)."""
+
+
 class WebConnector:
     """The pages of one web site."""
 
     kind: ClassVar[str] = "web"
+    label: ClassVar[str] = "Web site"
+    settings: ClassVar[tuple[Setting, ...]] = (
+        Setting("start_url", "Start URL", help="The page the crawl starts from (same-site links are followed)."),
+        Setting("sitemap_url", "Sitemap URL", help="A sitemap.xml listing the pages, instead of or beside a start URL."),
+        Setting("page_limit", "Page limit", "int", "At most this many pages (default 500)."),
+        Setting("delay_seconds", "Delay between requests (s)", "float", "Politeness delay (default 0.5)."),
+        Setting("include", "Include", "lines", "Only URLs under these paths, one per line (/docs/)."),
+        Setting("exclude", "Exclude", "lines", "URLs under these paths are left out, one per line."),
+        Setting("max_page_bytes", "Largest page (bytes)", "int", "Larger pages fail alone (default 10 MB)."),
+        Setting("timeout_seconds", "Timeout per request (s)", "float", "Default 20."),
+    )
 
     def __init__(
         self,
@@ -134,6 +152,7 @@ class WebConnector:
         self._robots: urllib.robotparser.RobotFileParser | None = None
         self._last_request = 0.0
         self.requests = 0  # page requests made by the last listing (the page limit counts these)
+        self.left_unvisited = 0  # links the page limit kept the last listing from visiting
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, work_dir: Path) -> WebConnector:
@@ -167,8 +186,10 @@ class WebConnector:
 
     def fetch(self, item: SourceItem) -> FetchedItem:
         """The page's content (HTML reduced to its main part), from this listing's download or a new request."""
+        if item.unavailable and not item.version:  # never synced, and the listing could not read it just now
+            raise self._count(ItemFetchError(item.key, item.unavailable, transient=True))
         if item.version.startswith(_TOO_LARGE):
-            raise self._count(ItemFetchError(item.key, f"{item.version.removeprefix(_TOO_LARGE)} is over the {self.max_page_bytes}-byte page limit"))
+            raise self._count(ItemFetchError(item.key, f"{item.version.removeprefix(_TOO_LARGE)} bytes is over the {self.max_page_bytes}-byte page limit"))
         stored = self._stored_body(item.key)
         if stored is not None:
             data, media_type = stored
@@ -190,7 +211,11 @@ class WebConnector:
     def describe(self) -> str:
         """ "web https://docs.example.org/ (sitemap, at most 500 pages)"."""
         how = " + ".join(part for part in ("links" if self.start_url else "", "sitemap" if self.sitemap_url else "") if part)
-        return f"web {self.start_url or self.sitemap_url} ({how}, at most {self.page_limit} pages)"
+        described = f"web {self.start_url or self.sitemap_url} ({how}, at most {self.page_limit} pages)"
+        if self.left_unvisited:
+            described += (f"; the page limit stopped the crawl with {self.left_unvisited} "
+                          f"link{'s' if self.left_unvisited != 1 else ''} not visited")
+        return described
 
     # --- the crawl ---
 
@@ -253,13 +278,16 @@ class WebConnector:
             except _Gone as exc:
                 if url == self.start_url:
                     raise self._count(ConnectorConfigError("start_url", f"{url}: {exc}")) from None
-                log.info("web.page_skipped", url=url, reason=str(exc))
-                continue
+                if not isinstance(exc, _Refused):
+                    log.info("web.page_skipped", url=url, reason=str(exc))
+                    continue
+                # A redirect off the site or in a loop: not followed, but reported like an unavailable page
+                # (listed, so the sync names it as a failed item), never silently dropped.
+                page = self._unavailable(url, known, state, exc)
             except _Unavailable as exc:
                 if url == self.start_url:  # the site is down: list nothing rather than half of it
                     raise self._count(ConnectorError(f"start_url {url}: {exc}")) from None
-                metrics.PIPELINE_ERRORS.labels("web").inc()
-                log.warning("web.page_unavailable", url=url, reason=str(exc))
+                page = self._unavailable(url, known, state, exc)
                 # Listed as it was, so a transient error never removes a document (see the module docstring).
                 previous = state.get(url, {})
                 page = _Page(url, known.get(url, ""), previous.get("title", ""), previous.get("media_type", ""),
@@ -274,6 +302,7 @@ class WebConnector:
                     if link not in seen and origin(link) == self.site:
                         seen.add(link)
                         queue.append(link)
+        self.left_unvisited = len(queue)
         if queue:
             log.warning("web.page_limit_reached", site=self.site, limit=self.page_limit, left=len(queue))
             # The crawl stopped short: a page synced before that it did not reach is listed as it was, not
@@ -284,6 +313,15 @@ class WebConnector:
                     listed[url] = _Page(url, version, previous.get("title", ""), previous.get("media_type", ""),
                                         tuple(previous.get("links", ())))  # fmt: skip
         return list(listed.values())
+
+    def _unavailable(self, url: str, known: Mapping[str, str], state: dict[str, Any], exc: Exception) -> _Page:
+        """The page listed as it was last time, with why it could not be read now (SourceItem.unavailable)."""
+        metrics.PIPELINE_ERRORS.labels("web").inc()
+        log.warning("web.page_unavailable", url=url, reason=str(exc))
+        # Listed as it was, so a transient error never removes a document (see the module docstring).
+        previous = state.get(url, {})
+        return _Page(url, known.get(url, ""), previous.get("title", ""), previous.get("media_type", ""),
+                     tuple(previous.get("links", ())), unavailable=str(exc))  # fmt: skip
 
     def _visit(self, url: str, known: Mapping[str, str], state: dict[str, Any]) -> _Page:
         """Requests one page (following redirects within the site) and reads what the listing needs from it."""
@@ -308,9 +346,12 @@ class WebConnector:
                 target = normalise_url(response.headers.get("Location", ""), current)
                 hops.append(current)
                 if not target or origin(target) != self.site:
-                    raise _Gone(f"redirects off the site to {target or response.headers.get('Location')!r}")
+                    raise _Refused(f"redirects off the site to {target or response.headers.get('Location')!r} "
+                                   f"(only {self.site} is synced; exclude the path to leave it out)")
                 if target in hops or len(hops) > _MAX_REDIRECTS:
-                    raise _Gone("redirect loop")
+                    path = " → ".join(urlsplit(hop).path or "/" for hop in [*hops, target])
+                    raise _Refused(f"redirect loop ({path})" if target in hops
+                                   else f"more than {_MAX_REDIRECTS} redirects ({path})")
                 if not self._robots_allow(target):
                     raise _Gone(f"redirects to {target}, which robots.txt forbids")
                 current = target

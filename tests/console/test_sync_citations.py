@@ -93,3 +93,21 @@ def test_an_answer_looks_its_origins_up_once_for_the_frame_and_the_stored_answer
     assert len(calls) == 1
     stored = Message.objects.filter(role=Message.Role.ASSISTANT).get().citations
     assert any(c["origin_url"] == "https://wiki.example/docs/key-rotation" for c in stored)
+
+
+def test_the_consoles_conversation_page_links_a_synced_citation_to_its_origin_with_its_synced_time(
+    wiki: Source
+) -> None:
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    from console.models import Conversation
+
+    doc = Document.objects.get(source=wiki)
+    assert doc.synced_at is not None
+    ask_chat(surface="web", conversation_key="w4", user_key="u1", text="How often is the production API key rotated?")
+    staff = Client()
+    staff.force_login(User.objects.create_user("ada", is_staff=True))
+    page = staff.get(f"/console/conversations/{Conversation.objects.get().pk}/").content.decode()
+    assert '<a href="https://wiki.example/docs/key-rotation">' in page
+    assert f'<span class="muted small synced">synced {doc.synced_at.day} {doc.synced_at:%b %Y, %H:%M} UTC</span>' in page

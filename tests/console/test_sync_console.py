@@ -112,6 +112,25 @@ def test_a_git_token_in_the_url_is_never_shown_and_survives_an_edit(staff_client
     assert form.cleaned_data["config"]["url"] == "https://bot:s3cr3t-token@git.example/r.git"
 
 
+def test_a_token_typed_into_a_new_source_is_not_shown_again_when_the_form_has_an_error(
+    staff_client: Client, engine: Any
+) -> None:
+    form = {"name": "repo", "kind": "git", "git-url": "https://bot:s3cr3t-token@git.example/r.git",
+            "git-branch": "-x", "schedule": "manual"}
+    response = staff_client.post("/console/sources/add", form)
+    page = response.content.decode()
+    assert response.status_code == 200 and "not a branch name" in page
+    assert "s3cr3t-token" not in page and 'value="https://bot:***@git.example/r.git"' in page
+    # Sent back as the page showed it: nothing stored to put back, so it asks for the token again.
+    response = staff_client.post("/console/sources/add", {**form, "git-url": "https://bot:***@git.example/r.git",
+                                                          "git-branch": "main"})
+    assert "Type the token again" in response.context["form"].errors["git-url"][0]
+    assert not Source.objects.exists()
+    response = staff_client.post("/console/sources/add", {**form, "git-branch": "main"})
+    assert response.status_code == 302
+    assert Source.objects.get().config["url"] == "https://bot:s3cr3t-token@git.example/r.git"
+
+
 def test_deleting_a_source_from_the_console_removes_its_documents(
     staff_client: Client, folder: Path, engine: Any, django_capture_on_commit_callbacks: Any
 ) -> None:
@@ -183,7 +202,120 @@ def test_a_staff_user_adds_a_web_site_source_with_its_settings_checked_by_the_we
     assert not Source.objects.exists()
 
     response = staff_client.post("/console/sources/add", {**data, "web-start_url": "https://docs.example/",
-                                                          "web-page_limit": "50"})
+                                                          "web-page_limit": "50", "web-max_page_bytes": "200000",
+                                                          "web-timeout_seconds": "5"})
     source = Source.objects.get(name="site")
     assert response.status_code == 302 and source.kind == "web" and source.every_minutes == 360
     assert source.config["start_url"] == "https://docs.example/" and source.config["page_limit"] == 50
+    # Every setting the README documents can be set from the console.
+    assert source.config["max_page_bytes"] == 200000 and source.config["timeout_seconds"] == 5
+
+
+class Terminal(StringIO):
+    """What a person's terminal is to tqdm: a stream that says it is a TTY."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_sync_command_shows_a_progress_bar_on_a_terminal_and_none_in_a_log(source: Source) -> None:
+    terminal = Terminal()
+    call_command("sync", "handbook", stdout=StringIO(), stderr=terminal)
+    assert "handbook: 100%" in terminal.getvalue() and "3/3" in terminal.getvalue()
+    log = StringIO()  # not a terminal: a cron job's log gets no carriage-return bars
+    call_command("sync", "handbook", stdout=StringIO(), stderr=log)
+    assert "%|" not in log.getvalue()
+
+
+def test_a_source_page_shows_when_its_last_sync_ran_how_long_it_took_and_the_dashboard_its_freshness(
+    staff_client: Client, source: Source
+) -> None:
+    run = SyncRun.objects.get(pk=run_sync(SyncRun.objects.create(source=source).pk)["run_id"])
+    assert run.seconds is not None
+    page = staff_client.get(f"/console/sources/{source.pk}/").content.decode()
+    assert f'data-run="{run.pk}"' in page and f"{run.seconds:.1f} s" in page
+    assert "(0\xa0minutes ago)" in page  # "Last synced", from the run that just finished
+    dashboard = staff_client.get("/console/").content.decode()
+    row = dashboard.split('data-source="handbook"', 1)[1].split("</tr>", 1)[0]
+    assert "0\xa0minutes ago" in row and "succeeded" in row and "3 added" in row and "data-failed" not in row
+
+
+def test_the_django_admin_lists_sources_syncs_with_their_failures_and_items_read_only(
+    folder: Path, source: Source, engine: Any
+) -> None:
+    (folder / "empty.md").write_bytes(b"")
+    run_sync(SyncRun.objects.create(source=source).pk)
+    run = SyncRun.objects.get(source=source)
+    repo = Source.objects.create(name="repo", kind="git", config={"url": "https://bot:s3cr3t-token@git.example/r.git"})
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("root", "root@example.com", "pw"))
+    sources = admin.get("/admin/console/source/").content.decode()
+    assert "handbook" in sources and "repo" in sources
+    assert "s3cr3t-token" not in admin.get(f"/admin/console/source/{repo.pk}/change/").content.decode()
+    detail = admin.get(f"/admin/console/syncrun/{run.pk}/change/").content.decode()
+    assert "empty.md: empty file" in detail  # the run's failure, inline
+    items = admin.get("/admin/console/syncitem/").content.decode()
+    assert "ops/rotation.md" in items and "deploy.md" in items
+    for model in ("source", "syncrun", "syncitem", "syncfailure"):
+        assert admin.get(f"/admin/console/{model}/add/").status_code in (403, 404), model
+
+
+def test_metrics_count_sync_runs_items_per_outcome_and_sync_duration(folder: Path, source: Source) -> None:
+    from tests.console.test_metrics import scrape, value
+
+    before = scrape()
+    run_sync(SyncRun.objects.create(source=source).pk)
+    (folder / "notes.txt").unlink()
+    (folder / "empty.md").write_bytes(b"")
+    run_sync(SyncRun.objects.create(source=source).pk)
+    after = scrape()
+
+    def grew(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    assert grew("rag_sync_runs_total", kind="folder", outcome="succeeded") == 1
+    assert grew("rag_sync_runs_total", kind="folder", outcome="partially_failed") == 1
+    assert grew("rag_sync_items_total", kind="folder", outcome="added") == 3
+    assert grew("rag_sync_items_total", kind="folder", outcome="unchanged") == 2
+    assert grew("rag_sync_items_total", kind="folder", outcome="removed") == 1
+    assert grew("rag_sync_items_total", kind="folder", outcome="failed") == 1
+    assert grew("rag_sync_duration_seconds_count", kind="folder") == 2
+    assert grew("rag_sync_duration_seconds_sum", kind="folder") > 0
+
+
+def test_a_new_kind_is_one_module_and_one_line_in_kinds_and_the_console_asks_for_its_settings(
+    staff_client: Client, engine: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    from ragcore import connectors
+
+    monkeypatch.setitem(connectors.KINDS, "notes", "tests.console.sync_kind:NotesConnector")
+    form = staff_client.get("/console/sources/add?kind=notes").content.decode()
+    assert "Notes typed in" in form and 'name="notes-notes"' in form and "One per line: name = text." in form
+    data = {"name": "notes", "kind": "notes", "schedule": "manual", "notes-notes": "no equals sign"}
+    response = staff_client.post("/console/sources/add", data)  # its own check, shown on its own field
+    assert response.context["form"].errors["notes-notes"] == ["each line is name = text"]
+    response = staff_client.post("/console/sources/add", {**data, "notes-notes": "rota = The rota changes on Mondays."})
+    source = Source.objects.get(name="notes")
+    assert response.status_code == 302 and source.config == {"notes": ["rota = The rota changes on Mondays."]}
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(f"/console/sources/{source.pk}/sync")
+    run_sync(SyncRun.objects.get(source=source).pk)
+    assert SyncRun.objects.get(source=source).counts()["added"] == 1
+    page = staff_client.get(f"/console/sources/{source.pk}/").content.decode()
+    assert "<dd>Notes typed in</dd>" in page and "1 notes" in page
+
+
+def test_deleting_a_source_is_refused_while_it_syncs_and_drops_a_queued_sync(
+    staff_client: Client, source: Source, django_capture_on_commit_callbacks: Any
+) -> None:
+    run = SyncRun.objects.create(source=source)
+    run.start("task-1")
+    response = staff_client.post(f"/console/sources/{source.pk}/delete", follow=True)
+    assert "handbook is syncing now; delete it once the sync has finished" in response.content.decode()
+    assert Source.objects.filter(pk=source.pk).exists()
+    run.finish()
+    queued = SyncRun.objects.create(source=source)
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_client.post(f"/console/sources/{source.pk}/delete")
+    assert not Source.objects.exists() and not SyncRun.objects.filter(pk=queued.pk).exists()
+    assert run_sync(queued.pk)["state"] == "skipped"  # its task, if a worker takes it, does nothing

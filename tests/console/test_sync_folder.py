@@ -227,3 +227,23 @@ def test_a_git_repository_source_syncs_each_commit_incrementally(tmp_path: Path,
     assert counts(sync(source)) == {"added": 0, "changed": 0, "removed": 0, "unchanged": 2, "failed": 0}
     assert sorted(Document.objects.filter(source=source).values_list("original_filename", flat=True)) == [
         "faq.md", "guide/install.md"]
+
+
+def test_the_database_itself_refuses_a_second_active_sync_of_a_source(source: Source) -> None:
+    # What makes "never two at once" hold across processes and hosts: a unique constraint, not a check in Python.
+    from django.db import IntegrityError, transaction
+
+    SyncRun.objects.create(source=source, state=SyncRun.State.RUNNING)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        SyncRun.objects.create(source=source, state=SyncRun.State.QUEUED)
+    SyncRun.objects.create(source=source, state=SyncRun.State.SUCCEEDED)  # finished ones are history
+
+
+def test_a_file_over_the_upload_size_limit_fails_alone_named_with_the_limit(
+    source: Source, folder: Path, settings: Any
+) -> None:
+    settings.RAG_MAX_FILE_MB = 1
+    (folder / "huge.txt").write_text("word " * 300_000)  # 1.5 MB
+    run = sync(source)
+    assert counts(run) == {"added": 3, "changed": 0, "removed": 0, "unchanged": 0, "failed": 1}
+    assert run.failures.get().message == "huge.txt: 1.4 MB is over the 1 MB limit (RAG_MAX_FILE_MB)"

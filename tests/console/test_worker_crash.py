@@ -64,12 +64,15 @@ class Site:
             import psycopg
 
             with psycopg.connect(self.db_url, autocommit=True) as conn:
-                return list(conn.execute(sql.replace("?", "%s"), params).fetchall())
+                cursor = conn.execute(sql.replace("?", "%s"), params)
+                return list(cursor.fetchall()) if cursor.description else []  # an UPDATE returns no rows
         import sqlite3
 
         lite = sqlite3.connect(self.data / "lorebot.sqlite3", timeout=20)
         try:
-            return list(lite.execute(sql, params).fetchall())
+            rows = list(lite.execute(sql, params).fetchall())
+            lite.commit()  # an UPDATE is kept, as on PostgreSQL's autocommit connection
+            return rows
         finally:
             lite.close()
 
@@ -237,3 +240,47 @@ def test_a_sync_whose_worker_is_killed_is_resumed_by_the_next_and_nothing_is_los
     assert synced.store.count() == len(synced.bm25) == sum(expected.values())  # no duplicates
     items = site.query("SELECT key, pending, document_id FROM console_syncitem")
     assert sorted(k for k, _, _ in items) == sorted(p.name for p in docs) and {p for _, p, _ in items} == {""}
+
+
+def test_a_scheduled_source_is_synced_by_the_worker_across_restarts_with_no_scheduler_process(
+    site: Site, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "rota.md").write_text("# Rota\n\nThe on-call rota changes every Monday.\n")
+    (docs / "keys.md").write_text("# Keys\n\nRotate the API key every ninety days.\n")
+    site.env["SYNC_CHECK_SECONDS"] = "1"
+    code = (  # written before any worker runs: the due time is a row, not a timer in some process
+        "from django.core.management import call_command\n"
+        "call_command('migrate', '--noinput', verbosity=0)\n"
+        "from console.models import Source\n"
+        "from console.syncing import service\n"
+        f"service.save_source(Source(name='rota', kind='folder', every_minutes=60, config={{'path': {str(docs)!r}}}))\n"
+    )
+    site.manage("shell", "-c", code)
+
+    def runs() -> list[tuple[str, str, int, int]]:
+        return site.query("SELECT trigger, state, added, unchanged FROM console_syncrun ORDER BY id")
+
+    def come_due() -> None:  # an hour passes
+        site.query("UPDATE console_source SET next_sync_at = ? WHERE name = 'rota'", "2000-01-01 00:00:00")
+
+    log = tmp_path / "worker.log"
+    for started, expected in ((0, 1), (1, 2)):
+        worker = site.worker(log)
+        try:
+            # At start: the sync that came due while no worker ran (first: never synced; then: due while stopped).
+            wait_for(lambda n=expected: len(runs()) == n and runs()[-1][1] == "succeeded", 90,
+                     f"the worker to run scheduled sync {expected}")
+            if started:  # and while it runs: every SYNC_CHECK_SECONDS it looks for due sources
+                come_due()
+                wait_for(lambda: len(runs()) == 3 and runs()[-1][1] == "succeeded", 60, "the worker's next check")
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(20)
+        if not started:
+            come_due()  # while no worker runs
+    assert runs() == [("schedule", "succeeded", 2, 0), ("schedule", "succeeded", 0, 2),
+                      ("schedule", "succeeded", 0, 2)], log.read_text()[-3000:]
+    next_due = site.query("SELECT next_sync_at FROM console_source")[0][0]
+    assert str(next_due) > "2026"  # rescheduled an hour after its last run, not left in the past

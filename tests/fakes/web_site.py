@@ -11,6 +11,7 @@ matches, as a real server does. Tests change `pages` between listings to edit th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -30,6 +31,7 @@ class Request:
     path: str
     headers: dict[str, str]
     status: int
+    at: float = field(default_factory=time.monotonic)  # when it arrived: politeness delays are asserted on it
 
 
 class FakeSite(ThreadedServer):

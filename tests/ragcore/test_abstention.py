@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from ragcore import Engine, RagSettings
-from ragcore.abstention import NOT_COVERED, Verdict, decide, decline_text, is_decline, keyword_evidence, reconsider
+from ragcore.abstention import (
+    NOT_COVERED,
+    Verdict,
+    decide,
+    decline_text,
+    is_decline,
+    keyword_evidence,
+    reconsider,
+    unheld_share,
+)
 from ragcore.embeddings import Embedder
 from ragcore.extractive import NOTICE
 from ragcore.types import Chunk, ScoredChunk
@@ -109,6 +118,23 @@ def test_a_sentence_never_rescues_a_question_with_nothing_in_common_or_nothing_t
     assert not decide("Who?", CHUNKS, best_dense=0.05, keyword=0.4, threshold=0.9).needs_sentence(0.9)
     too_short = decide("q1", CHUNKS, best_dense=0.9, keyword=1.0, threshold=0.5)
     assert reconsider(too_short, 1.0, threshold=0.5) is too_short
+
+
+def test_a_question_whose_distinctive_words_no_document_holds_is_declined_however_close_its_topic() -> None:
+    # "How do I syntax-highlight code in a Jupyter notebook?" against a page on syntax highlighting: the chunk
+    # and its sentences are close, but "jupyter" and "notebook" are in no chunk of the index.
+    df = {"syntax": 5, "highlight": 4, "code": 60, "jupyter": 0, "notebook": 0}
+    question = "How do I syntax-highlight code in a Jupyter notebook?"
+    share = unheld_share(question, 150, df)
+    assert share > 0.6
+    assert unheld_share("How do I syntax-highlight code?", 150, df) == 0.0
+    close = decide(question, CHUNKS, best_dense=0.68, keyword=0.13, threshold=0.5)
+    assert close.covered  # without the unheld share, a close topic passes
+    verdict = decide(question, CHUNKS, best_dense=0.68, keyword=0.13, threshold=0.5, unheld=share)
+    assert not reconsider(verdict, 0.62, threshold=0.5).covered
+    # A paraphrase with one word the documents say otherwise ("feed input to a prompt") costs nothing.
+    assert reconsider(decide("How do I feed input to a prompt in a test?", CHUNKS, best_dense=0.66, keyword=0.37,
+                             threshold=0.5, unheld=0.41), 0.68, threshold=0.5).covered
 
 
 # The calibrated threshold is MiniLM's: these go through the real model and the whole answer path.

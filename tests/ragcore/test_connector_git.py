@@ -116,9 +116,15 @@ def test_a_subdirectory_that_is_not_there_fails_rather_than_listing_nothing(tmp_
     assert caught.value.field == "subdirectory"
 
 
-def test_a_binary_file_is_listed_and_fails_alone_in_the_loader(tmp_path: Path, repo: WorkRepo) -> None:
+def test_without_include_only_document_types_are_listed(tmp_path: Path, repo: WorkRepo) -> None:
+    repo.commit({"logo.png": b"\x89PNG\r\n\x1a\n", "src/app.py": "print(1)\n", "Makefile": "all:\n"})
+    assert set(listing(connect(tmp_path, url=f"file://{repo.served}"))) == {"README.md", "guide/install.md", "faq.html"}
+    assert "src/app.py" in listing(connect(tmp_path, url=f"file://{repo.served}", include=["*.md", "*.py"]))
+
+
+def test_a_binary_file_let_in_by_include_is_listed_and_fails_alone_in_the_loader(tmp_path: Path, repo: WorkRepo) -> None:
     repo.commit({"logo.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256))})
-    connector = connect(tmp_path, url=f"file://{repo.served}")
+    connector = connect(tmp_path, url=f"file://{repo.served}", include=["*"])
     items = listing(connector)
     fetched = connector.fetch(items["logo.png"])
     with pytest.raises(LoaderError, match="logo.png"):
@@ -217,3 +223,12 @@ def test_files_link_to_their_page_on_the_web_host(tmp_path: Path, url: str, conf
     connect(tmp_path, url=url, **config)  # a valid source's settings
     commit = "a" * 40
     assert file_page_url(url, config.get("web", ""), commit, "guide/a b.md") == expected.format(c=commit)
+
+
+def test_symlinks_and_submodules_are_not_listed(tmp_path: Path, repo: WorkRepo) -> None:
+    (repo.path / "link.md").symlink_to("README.md")
+    inner = WorkRepo(tmp_path / "inner", tmp_path / "served" / "inner.git")
+    inner.commit({"inner.md": "# Inner\n\nText.\n"})
+    repo.git("-c", "protocol.file.allow=always", "submodule", "add", "--quiet", f"file://{inner.served}", "vendor/inner")
+    repo.commit({}, "a symlink and a submodule")
+    assert set(listing(connect(tmp_path, url=f"file://{repo.served}"))) == {"README.md", "guide/install.md", "faq.html"}

@@ -62,7 +62,9 @@ def listing(connector: WebConnector, known: dict[str, str] | None = None) -> dic
 
 def test_a_crawl_lists_the_sites_own_pages(tmp_path: Path, site: FakeSite, offsite: FakeSite) -> None:
     items = listing(connect(tmp_path, start_url=site.url("/")))
-    assert set(items) == {site.url(p) for p in ("/", "/guide/install", "/guide/new", "/broken", "/faq.md")}
+    assert set(items) == {site.url(p) for p in ("/", "/guide/install", "/guide/new", "/broken", "/faq.md", "/away")}
+    away = items.pop(site.url("/away"))  # listed only to be reported: its redirect leaves the site
+    assert away.version == "" and away.unavailable.startswith(f"redirects off the site to '{offsite.url('/')}'")
     install = items[site.url("/guide/install")]
     assert install.version == 'etag:"v1"' and install.url == install.key and install.title == "Install Lorebot"
     assert items[site.url("/guide/new")].version == f"modified:{MODIFIED}"  # the redirect's target is the key
@@ -205,3 +207,72 @@ def test_pages_the_page_limit_kept_the_crawl_from_reaching_are_kept_not_removed(
                     {key: item.version for key, item in before.items()})
     assert set(after) == set(before) - {site.url("/old/1")}
     assert after[site.url("/loop/20")].version == before[site.url("/loop/20")].version
+
+
+def test_a_redirect_loop_or_off_site_redirect_is_reported_naming_the_page(
+    tmp_path: Path, site: FakeSite, offsite: FakeSite
+) -> None:
+    site.html("/", "<a href='/loop/a'>a</a> <a href='/away'>away</a> <a href='/faq.md'>faq</a>", title="Home")
+    site.redirect("/loop/a", "/loop/b")
+    site.redirect("/loop/b", "/loop/a")
+    connector = connect(tmp_path, start_url=site.url("/"))
+    items = listing(connector)
+    assert items[site.url("/loop/a")].unavailable == "redirect loop (/loop/a → /loop/b → /loop/a)"
+    assert "redirects off the site" in items[site.url("/away")].unavailable
+    assert items[site.url("/faq.md")].unavailable == ""  # the other pages are listed as usual
+    assert len(site.requests_for("/loop/a")) == 1 and offsite.requests == []
+    with pytest.raises(ItemFetchError) as caught:  # never synced: its fetch names it, without another request
+        connector.fetch(items[site.url("/loop/a")])
+    assert caught.value.key == site.url("/loop/a") and "redirect loop" in caught.value.reason
+    assert len(site.requests_for("/loop/a")) == 1
+
+
+def test_a_start_url_that_redirects_off_the_site_fails_the_listing_naming_it(
+    tmp_path: Path, site: FakeSite, offsite: FakeSite
+) -> None:
+    with pytest.raises(ConnectorConfigError) as caught:
+        listing(connect(tmp_path, start_url=site.url("/away")))
+    assert caught.value.field == "start_url" and "redirects off the site" in str(caught.value)
+
+
+def test_a_crawl_cut_short_by_the_page_limit_says_so(tmp_path: Path, site: FakeSite) -> None:
+    for n in range(30):
+        site.html(f"/loop/{n}", f"<a href='/loop/{n + 1}'>next</a><p>Page {n}</p>")
+    connector = connect(tmp_path, start_url=site.url("/loop/0"), page_limit=10)
+    listing(connector)
+    assert connector.describe().endswith("the page limit stopped the crawl with 1 link not visited")
+    whole = connect(tmp_path, start_url=site.url("/loop/0"), page_limit=100)
+    listing(whole)
+    assert "page limit" not in whole.describe().split(")", 1)[1]
+
+
+def test_requests_are_spaced_by_the_politeness_delay_and_robots_crawl_delay_wins(tmp_path: Path, site: FakeSite) -> None:
+    site.html("/", "<a href='/faq.md'>faq</a> <a href='/guide/install'>install</a>", title="Home")
+    listing(connect(tmp_path, start_url=site.url("/"), delay_seconds=0.3))
+    times = [request.at for request in site.requests]
+    assert len(times) == 4  # robots.txt, the home page and its two links
+    assert min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.3
+
+    site.requests.clear()
+    site.set("/robots.txt", b"User-agent: *\nCrawl-delay: 1\n", content_type="text/plain")
+    listing(connect(tmp_path, start_url=site.url("/"), delay_seconds=0.1))
+    times = [request.at for request in site.requests]
+    assert len(times) == 4 and min(b - a for a, b in zip(times, times[1:], strict=False)) >= 1.0
+
+
+def test_robots_txt_names_the_sitemap_and_meta_robots_and_rel_nofollow_are_honoured(tmp_path: Path, site: FakeSite) -> None:
+    site.set("/robots.txt", f"User-agent: *\nDisallow: /private/\nSitemap: {site.url('/map.xml')}\n".encode(),
+             content_type="text/plain")
+    site.set("/map.xml", f"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url><loc>{site.url('/mapped')}"
+             "</loc></url></urlset>".encode(), content_type="application/xml")
+    site.html("/mapped", "<p>Only the sitemap links here.</p>", title="Mapped")
+    site.html("/", "<a href='/hub'>hub</a> <a href='/ads' rel='nofollow sponsored'>ads</a>", title="Home")
+    # Followed for its links, never listed; and a page whose links are not followed.
+    site.html("/hub", "<meta name='robots' content='noindex'><a href='/leaf'>leaf</a>", title="Hub")
+    site.html("/leaf", "<meta name='ROBOTS' content='nofollow'><p>A leaf.</p><a href='/beyond'>beyond</a>", title="Leaf")
+    site.html("/ads", "<p>Ads</p>")
+    site.html("/beyond", "<p>Beyond</p>")
+    items = listing(connect(tmp_path, start_url=site.url("/")))
+    assert set(items) == {site.url(p) for p in ("/", "/mapped", "/leaf")}
+    assert site.requests_for("/ads") == [] and site.requests_for("/beyond") == []
+    assert len(site.requests_for("/hub")) == 1

@@ -77,10 +77,20 @@ def test_the_sentence_that_states_the_default_is_quoted_not_the_example_line() -
     assert not any("timeout=10.0" in e.text for e in evidence)
 
 
-def test_a_sentence_starting_with_it_keeps_the_one_before() -> None:
+def test_a_sentence_starting_with_it_keeps_the_one_before_and_the_one_that_one_leans_on() -> None:
     evidence = select_evidence("Does it reuse the TCP connection?", [chunk(CLIENT, location="§ Clients")], encode)
-    assert evidence[0].text == ("This can bring significant performance improvements. "
-                                "It also reuses the underlying TCP connection.")
+    # "It" leans on "This …", which leans on the sentence that names what "this" is.
+    assert evidence[0].text == ("A Client instance uses HTTP connection pooling. This can bring significant "
+                                "performance improvements. It also reuses the underlying TCP connection.")
+
+
+def test_a_reason_two_sentences_back_comes_with_additionally_and_therefore() -> None:
+    text = ("Unrelated setup notes come first.\n\nThe script is not called `markdown` because the Perl implementation "
+            "took that name. Additionally, a script named `markdown.py` would import itself. Therefore, the script has "
+            "been named `markdown_py` as a compromise.")
+    evidence = select_evidence("Why has the script been named markdown_py as a compromise?", [chunk(text)], same_vector)
+    assert evidence[0].text.startswith("The script is not called `markdown` because the Perl implementation")
+    assert evidence[0].text.endswith("as a compromise.")
 
 
 def test_a_code_block_introduced_by_a_sentence_is_included_whole() -> None:
@@ -375,3 +385,48 @@ def test_sentences_joined_into_one_bullet_keep_their_reading_order() -> None:
     quoted = " ".join(e.text for e in evidence)
     assert quoted.count("Therefore") == 1
     assert quoted.index("Generally") < quoted.index("takes advantage") < quoted.index("Therefore")
+
+
+def test_a_list_of_short_names_is_quoted_whole() -> None:
+    text = ("A compilation of extensions.\n\nThe supported extensions include:\n\n- Abbreviations\n- Attribute Lists\n"
+            "- Fenced Code Blocks\n- Footnotes\n- Tables\n\nSee each extension for its syntax.")
+    answer = compose("Which extensions are supported?", [chunk(text)], encode)
+    assert ("- The supported extensions include [1]:\n  - Abbreviations\n  - Attribute Lists\n  - Fenced Code Blocks\n"
+            "  - Footnotes\n  - Tables") in answer
+    units = split_units(text)
+    assert all(select.text != "Tables" for select in select_evidence("Tables", [chunk(text)], encode))
+    assert [u.text for u in units if u.listed][-1] == "Tables"  # kept for its list, never a bullet alone
+
+
+def test_an_item_of_two_sentences_is_one_item_of_the_list() -> None:
+    text = ("The following options are provided:\n\n- `marker`: Text to find and replace. Defaults to `[TOC]`.\n\n"
+            "- `title`: Title to insert. Defaults to `None`.")
+    answer = compose("Which options are provided?", [chunk(text)], encode)
+    assert "  - `marker`: Text to find and replace. Defaults to `[TOC]`.\n  - `title`: Title to insert." in answer
+
+
+TIMEOUT_TUPLE = ("The connect timeout is the number of seconds Requests will wait for your client to establish a "
+                 "connection to a remote machine. It is a good practice to set connect timeouts to slightly larger than "
+                 "a multiple of 3. Once your client has connected to the server and sent the HTTP request, the read "
+                 "timeout is the number of seconds the client will wait for the server to send a response.\n\n"
+                 "If you specify a single value for the timeout, like this:\n\n```\nr = requests.get(url, timeout=5)\n```\n\n"
+                 "The timeout value will be applied to both the `connect` and the `read` timeouts. "
+                 "Specify a tuple if you would like to set the values separately:")
+
+
+def test_a_lead_in_is_read_with_the_sentence_it_leans_on(real_embedder: Embedder) -> None:
+    # Alone, "Specify a tuple if you would like to set the values separately:" is far from the question (0.14);
+    # after the sentence it leans on, it is what the question asks. Its block is the next chunk's beginning.
+    first = ScoredChunk(Chunk("t:0", "t", 0, TIMEOUT_TUPLE, "Advanced", "advanced.html", "§ Timeouts"), 1.0)
+    second = ScoredChunk(Chunk("t:1", "t", 1, "```\nr = requests.get(url, timeout=(3.05, 27))\n```\n\nThat is all.",
+                               "Advanced", "advanced.html", "§ Timeouts"), 0.5)
+    answer = compose("How do I set the connect and read timeouts separately?", [first, second], real_embedder.embed)
+    assert "set the values separately [1]:\n\n```\nr = requests.get(url, timeout=(3.05, 27))" in answer
+
+
+def test_a_how_to_answer_brings_the_example_a_thus_paragraph_introduces() -> None:
+    text = ("Abbreviations are defined using the syntax of PHP Markdown Extra.\n\n"
+            "Thus, the following text (taken from the PHP documentation):\n\n```\n*[HTML]: Hyper Text Markup Language\n```\n\n"
+            "will be rendered as an abbr tag.")
+    answer = compose("How do I define an abbreviation?", [chunk(text)], encode)
+    assert "*[HTML]: Hyper Text Markup Language" in answer and not markup_problems(answer)

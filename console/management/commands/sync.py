@@ -67,7 +67,10 @@ class Command(BaseCommand):
         except service.SyncError as exc:
             self.stdout.write(self.style.ERROR(f"{source.name}: {exc}"))
             return None
-        bar = tqdm(total=0, unit="item", file=sys.stderr, disable=None, desc=source.name)
+        # On the command's stderr (call_command(stderr=...) redirects it too), shown only on a terminal
+        # (disable=None): a cron job's log gets the summary lines, not carriage returns.
+        bar = tqdm(total=0, unit="item", file=getattr(self.stderr, "_out", sys.stderr), disable=None,
+                   desc=source.name)
 
         def progress(done: int, total: int) -> None:
             if bar.total != total:
