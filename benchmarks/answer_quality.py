@@ -29,7 +29,7 @@ from pathlib import Path
 
 from common import ROOT, percentile
 
-from ragcore import Engine, RagSettings
+from ragcore import Engine, RagSettings, abstention, extractive
 from ragcore.citations import cited_numbers, numbering_gaps
 from ragcore.engine import IngestRequest
 from ragcore.extractive import markup_problems
@@ -52,10 +52,26 @@ class Outcome:
     not_covered: bool
     ttft_ms: float
     gaps: bool
-    score: float | None  # the abstention evidence score
+    score: float | None  # the abstention evidence score the decision compares with the threshold
     markup: list[str] = field(default_factory=list)  # what would render broken (ragcore.extractive.markup_problems)
     dense: float | None = None
     keyword: float = 0.0
+    sentence: float | None = None
+    unheld: float = 0.0
+
+    def evidence(self) -> str:
+        """The score and the signals it is made of, as --show prints them."""
+        if self.score is None:
+            return "no score"
+        parts = [f"score {self.score:.3f}"]
+        if self.dense is not None:
+            parts.append(f"chunk {self.dense:.3f}")
+        if self.sentence is not None:
+            parts.append(f"sentence {self.sentence:.3f}")
+        parts.append(f"keyword {self.keyword:.3f}")
+        if self.unheld:
+            parts.append(f"unheld {self.unheld:.2f}")
+        return ", ".join(parts)
 
     @property
     def states_fact(self) -> bool:
@@ -143,18 +159,28 @@ def ask(engine: Engine, question: Question) -> Outcome:
     gaps = numbering_gaps(answer.text) or shown != cited_numbers(answer.text)
     retrieval = engine.retrieve(question.text)
     verdict = retrieval.verdict
+    if verdict is None:
+        return Outcome(question, answer.text, [c.source for c in answer.citations], answer.not_covered,
+                       ttft or 0.0, gaps, None, markup_problems(answer.text))
+    sentence = None
+    score = verdict.score
+    if verdict.reason in ("covered", "weak_evidence") and verdict.dense is not None:
+        # The score with the closest sentence scored: at any threshold the answer's decision is this score's
+        # (the engine scores the sentence only when it could change the decision, `Verdict.needs_sentence`).
+        sentence = extractive.best_sentence_similarity(question.text, retrieval.chunks, engine.answerer.sentences)
+        score = abstention.evidence(verdict.dense, sentence, verdict.keyword, verdict.unheld)
     return Outcome(question, answer.text, [c.source for c in answer.citations], answer.not_covered,
-                   ttft or 0.0, gaps, verdict.score if verdict else None, markup_problems(answer.text),
-                   verdict.dense if verdict else None, verdict.keyword if verdict else 0.0)
+                   ttft or 0.0, gaps, score, markup_problems(answer.text),
+                   verdict.dense, verdict.keyword, sentence, verdict.unheld)
 
 
-def calibrate(outcomes: list[Outcome], dense_weight: float) -> None:
-    """Decline precision and recall, and answerable questions wrongly declined, per threshold."""
-    print(f"dense weight {dense_weight}\nthreshold  decline_recall  wrongly_declined  decline_precision")
+def calibrate(outcomes: list[Outcome]) -> None:
+    """Decline precision and recall, and answerable questions wrongly declined, per threshold
+    (`RAG_ABSTAIN_THRESHOLD`), with the evidence as `ragcore.abstention` weighs it."""
+    print("threshold  decline_recall  wrongly_declined  decline_precision")
     for step in range(30, 71, 2):
         threshold = step / 100
-        declined = [o for o in outcomes if o.score is not None and o.dense is not None
-                    and dense_weight * o.dense + (1 - dense_weight) * o.keyword < threshold]
+        declined = [o for o in outcomes if o.score is not None and o.score < threshold]
         right = sum(not o.question.covered for o in declined)
         uncovered = sum(not o.question.covered for o in outcomes) or 1
         answerable = sum(o.question.covered for o in outcomes) or 1
@@ -205,12 +231,11 @@ def main() -> None:
                 good = good and not o.gaps and not o.markup
                 if args.show_misses and good:
                     continue
-                print(f"\n[{'ok ' if good else 'BAD'}] {o.question.text}  (score {o.score:.3f}, declined {o.not_covered}, "
+                print(f"\n[{'ok ' if good else 'BAD'}] {o.question.text}  ({o.evidence()}, declined {o.not_covered}, "
                       f"sources {o.sources}{', numbering gaps' if o.gaps else ''}"
                       f"{', markup: ' + '; '.join(o.markup) if o.markup else ''})\n{o.answer}")
         if args.calibrate:
-            for weight in (0.3, 0.5, 0.7):
-                calibrate(report.outcomes, weight)
+            calibrate(report.outcomes)
     figures = [r.figures() for r in reports]
     if args.json:
         print(json.dumps({"set": args.set.name, "results": figures}, indent=2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from collections.abc import Sequence
 
@@ -10,8 +11,12 @@ import yaml
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 from mdit_py_plugins.admon import admon_plugin
+from mdit_py_plugins.colon_fence import colon_fence_plugin
 from mdit_py_plugins.container import container_plugin
+from mdit_py_plugins.deflist import deflist_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
+from mdit_py_plugins.myst_blocks import myst_block_plugin
+from mdit_py_plugins.myst_role import myst_role_plugin
 
 from ragcore.loaders.outline import (
     MAX_INDENT_LEVELS,
@@ -34,10 +39,24 @@ MAX_MARKDOWN_NESTING = 300  # levels: quotes ~450 deep exhaust the stack
 _CONTAINERS = ("note", "tip", "info", "important", "warning", "caution", "danger")
 
 
+# MyST (Sphinx's Markdown: Jupyter Book, Sphinx `_sources/*.md.txt`): roles ({func}`name`), directives in
+# ```{name} and :::{name} fences, definition lists, (label)= targets and % comments. Read with mdit-py-plugins'
+# MyST plugins, only for a document that uses MyST syntax: "% 10 of users" starts a line of plain Markdown too.
+_MYST = re.compile(r"\{[a-z][\w:-]*\}`|^[ \t]*(?:```+|:::+)[ \t]*\{[a-z]", re.M)
+_LINK_ROLES = frozenset({"doc", "ref", "numref", "term", "download", "eq", "external"})  # their text is prose
+_DROPPED_DIRECTIVES = frozenset({"toctree", "include", "literalinclude", "image", "contents", "mermaid", "raw",
+                                 "only", "testsetup", "testcleanup", "autofunction", "autoclass", "automodule"})
+_CODE_DIRECTIVES = frozenset({"code", "code-block", "sourcecode", "code-cell", "doctest"})
+_DIRECTIVE_OPTION = re.compile(r"^:[\w-]+:.*$")
+_ROLE_TARGET = re.compile(r"^(.*?)\s*<[^<>]+>$", re.S)  # "processors <processors>": the text before the target
+
+
 @functools.cache
-def _parser() -> MarkdownIt:
+def _parser(myst: bool = False) -> MarkdownIt:
     md = MarkdownIt("commonmark", {"maxNesting": _MAX_NESTING}).enable(["table", "strikethrough"])
     md.use(front_matter_plugin).use(admon_plugin)
+    if myst:
+        md.use(myst_role_plugin).use(myst_block_plugin).use(colon_fence_plugin).use(deflist_plugin)
     for name in _CONTAINERS:
         md.use(container_plugin, name=name)
     return md
@@ -48,12 +67,13 @@ def parse_markdown(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
     toml_title, text = _split_toml_front_matter(text)
     if nesting_depth(text) > MAX_MARKDOWN_NESTING:  # markdown-it recurses per quote level (see nesting_depth)
         return read_as_plain_text(text, name, "markdown")
+    myst = bool(_MYST.search(text))
     try:
-        tokens = _parser().parse(text)
+        tokens = _parser(myst).parse(text)
     except RecursionError:  # deep nesting of another kind
         return read_as_plain_text(text, name, "markdown")
     outline = Outline(keep_indent=True)
-    front_title = _MarkdownWriter(outline).write(tokens)
+    front_title = _MarkdownWriter(outline, myst=myst).write(tokens)
     title = toml_title or front_title or outline.first_h1 or outline.lead
     return title, outline.finish(title)
 
@@ -61,8 +81,10 @@ def parse_markdown(text: str, name: str) -> tuple[str, tuple[Section, ...]]:
 class _MarkdownWriter:
     """Walks markdown-it's flat token stream (no recursion, however deep the nesting) into an Outline."""
 
-    def __init__(self, outline: Outline) -> None:
+    def __init__(self, outline: Outline, *, myst: bool = False) -> None:
         self.outline = outline
+        self.myst = myst
+        self.term = False  # the next paragraph is a definition list's term: "logger:" and its definition
         self.lists: list[list[int]] = []  # per open list: [next number], or [] for a bullet list
         self.item_depth = 0  # the list depth of the item whose blocks are being written, 0 outside lists
         self.row: list[str] | None = None
@@ -84,21 +106,31 @@ class _MarkdownWriter:
                     skip_inline = False
                 elif self.row is not None:
                     self.row.append(inline(render_inline(token.children or [])))
+                elif self.term:
+                    self.term = False
+                    self._paragraph(render_inline(token.children or []).rstrip(":") + ":")
                 else:
                     self._paragraph(render_inline(token.children or []))
             elif kind == "heading_open":
                 pending_heading = int(token.tag[1:])
             elif kind == "front_matter":
                 self.front_title = _front_matter_title(token.content)
+            elif kind == "fence" and self.myst and token.info.strip().startswith("{"):
+                self._directive(token.info, token.content, fenced_code=True)
+            elif kind == "colon_fence":
+                self._directive(token.info, token.content, fenced_code=False)
             elif kind in ("fence", "code_block"):
                 self.outline.code(token.content, token.info if kind == "fence" else "")
             elif kind == "html_block":
                 self.outline.gap(2)
                 add_html_fragment(token.content, self.outline)
                 self.outline.end_block(2)
-            elif kind in ("bullet_list_open", "ordered_list_open"):
+            elif kind in ("bullet_list_open", "ordered_list_open", "dl_open"):
                 self.lists.append([int(token.attrs.get("start") or 1)] if kind == "ordered_list_open" else [])
-            elif kind in ("bullet_list_close", "ordered_list_close"):
+            elif kind == "dt_open":  # a definition list reads as a list of "term: definition" items
+                self._start_item()
+                self.term = True
+            elif kind in ("bullet_list_close", "ordered_list_close", "dl_close"):
                 self.lists.pop()
                 self.item_depth = len(self.lists)  # back in the item that held this list, if any
                 self.outline.end_block(1 if self.lists else 2)
@@ -121,6 +153,28 @@ class _MarkdownWriter:
                 kind_name, _, title = token.info.strip().partition(" ")
                 self.outline.label(admonition_header(kind_name, title))
         return self.front_title
+
+    def _directive(self, info: str, content: str, *, fenced_code: bool) -> None:
+        """A MyST directive: an admonition or any other prose directive is its label and its content read as
+        Markdown; a code directive is a code block; a table of contents, an image or an include is nothing."""
+        name, _, argument = info.strip().partition("}")
+        name = name.lstrip("{").strip().casefold()
+        argument = argument.strip()
+        lines = content.split("\n")
+        while lines and _DIRECTIVE_OPTION.match(lines[0].strip()):
+            lines.pop(0)  # ":maxdepth: 2", ":align: center"
+        body = "\n".join(lines)
+        if name in _DROPPED_DIRECTIVES or (not name and not fenced_code):
+            return
+        if name in _CODE_DIRECTIVES or name == "eval-rst" or (fenced_code and not name):
+            self.outline.code(body, "rst" if name == "eval-rst" else argument.split(" ")[0])
+            return
+        self.outline.gap(2)
+        header = admonition_header(name, argument)
+        if header:
+            self.outline.label(header)
+        self.write(_parser(True).parse(body))
+        self.outline.end_block(2)
 
     def _start_item(self) -> None:
         numbers = self.lists[-1]
@@ -153,11 +207,23 @@ def render_inline(children: Sequence[Token]) -> str:
             parts.append("\n")
         elif kind == "code_inline":
             parts.append(code_span(child.content))
+        elif kind == "myst_role":
+            parts.append(_role_text(str(child.meta.get("name", "")), child.content))
         elif kind == "image":
             parts.append(render_inline(child.children or []))
         elif kind == "html_inline":
             parts.append(_inline_html(child.content))
     return "".join(parts)
+
+
+def _role_text(name: str, content: str) -> str:
+    """A MyST role as Sphinx shows it: a link role's text as prose ({doc}`processors <processors>`: "processors"),
+    a name as a code span ({func}`~structlog.get_logger`: `structlog.get_logger`)."""
+    titled = _ROLE_TARGET.match(content)
+    text = titled.group(1) if titled and titled.group(1) else content
+    if name in _LINK_ROLES:
+        return text
+    return code_span(text.lstrip("~!"))
 
 
 def _inline_html(tag: str) -> str:

@@ -204,3 +204,51 @@ def test_html_headings_inside_markdown_cut_sections_too() -> None:
 
 def test_a_blockquote_and_a_rule_are_plain_paragraphs() -> None:
     assert md("> Quoted *words*\n> continue.\n\n---\n\nAfter.").text == "Quoted words continue.\n\nAfter."
+
+
+def test_myst_roles_directives_and_definition_lists_read_as_sphinx_shows_them() -> None:
+    # Sphinx's `_sources/*.md.txt` (and Jupyter Book) are MyST: what the rendered page says, not its markup.
+    doc = md("""\
+        (chains)=
+
+        # Processors
+
+        Call {func}`~structlog.get_logger`, see {doc}`the processors page <processors>` and {ref}`adapting`.
+
+        Each processor receives three positional arguments:
+
+        **logger**
+
+        : Your wrapped logger object.
+
+        **method_name**
+
+        : The name of the wrapped method.
+
+        :::{important}
+        You may modify the `event_dict`.
+        :::
+
+        ```{toctree}
+        :maxdepth: 2
+
+        getting-started
+        ```
+
+        ```{code-block} python
+        log.info("hi")
+        ```
+        % a comment nobody reads
+        """, "processors.md.txt")
+    assert doc.text == (
+        "Call `structlog.get_logger`, see the processors page and adapting.\n\n"
+        "Each processor receives three positional arguments:\n\n"
+        "- logger:\n  Your wrapped logger object.\n- method_name:\n  The name of the wrapped method.\n\n"
+        "Important:\nYou may modify the `event_dict`.\n\n"
+        "```python\nlog.info(\"hi\")\n```"
+    )
+
+
+def test_plain_markdown_keeps_lines_that_only_look_like_myst() -> None:
+    doc = md("% of users who asked: 40.\n\nterm\n: not a definition list in CommonMark\n")
+    assert doc.text == "% of users who asked: 40.\n\nterm : not a definition list in CommonMark"
