@@ -248,6 +248,21 @@ def test_reindex_drops_nothing_when_the_keyword_index_cannot_be_reached(
     indexed: dict[str, Document], django_capture_on_commit_callbacks: Callable[..., Any],
 ) -> None:
     """The finding: with the PostgreSQL keyword index down, reindex went on and dropped every Chroma vector."""
+    from console.engine import set_engine
+
+    port = _keyword_index_down()
+    with pytest.raises(CommandError) as refused:
+        run("reindex", capture=django_capture_on_commit_callbacks)
+    assert f"keyword index at postgres@127.0.0.1:{port}/x" in str(refused.value) and "unreachable" in str(refused.value)
+    assert "nothing was dropped" in str(refused.value)
+    set_engine(None)
+    for doc in indexed.values():
+        assert get_engine().document_status(doc.engine_id).dense_chunks == doc.chunk_count > 0
+    assert IngestJob.objects.count() == 1 and Document.objects.filter(status=Document.Status.INDEXED).count() == 3
+
+
+def _keyword_index_down() -> int:
+    """The process's engine, on the same model and folder, with its keyword index in a PostgreSQL that is down."""
     import socket
     from dataclasses import replace
 
@@ -257,17 +272,22 @@ def test_reindex_drops_nothing_when_the_keyword_index_cannot_be_reached(
     embedder = get_engine().embedder
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        port: int = s.getsockname()[1]
     down = replace(rag_settings(), keyword_store="postgresql", database_url=f"postgresql://postgres@127.0.0.1:{port}/x")
     set_engine(Engine(down, embedder=embedder))
-    with pytest.raises(CommandError) as refused:
-        run("reindex", capture=django_capture_on_commit_callbacks)
-    assert f"keyword index at postgres@127.0.0.1:{port}/x" in str(refused.value) and "unreachable" in str(refused.value)
-    assert "nothing was dropped" in str(refused.value)
-    set_engine(None)
-    for doc in indexed.values():
-        assert get_engine().document_status(doc.engine_id).dense_chunks == doc.chunk_count > 0
-    assert IngestJob.objects.count() == 1 and Document.objects.filter(status=Document.Status.INDEXED).count() == 3
+    return port
+
+
+def test_reconcile_changes_nothing_when_the_keyword_index_cannot_be_reached(
+    indexed: dict[str, Document], data_dir: Path, django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """The finding: an unreachable PostgreSQL keyword index was taken for a damaged one, to be set aside."""
+    port = _keyword_index_down()
+    dry, _ = run("reconcile", "--dry-run", capture=django_capture_on_commit_callbacks)
+    assert f"BM25 index cannot be reached: keyword index at postgres@127.0.0.1:{port}/x" in dry
+    with pytest.raises(CommandError, match="neither index was changed. Bring it back, then run reconcile again"):
+        run("reconcile", capture=django_capture_on_commit_callbacks)
+    assert not list(data_dir.glob("*.corrupt-*")) and IngestJob.objects.count() == 1
 
 
 def test_reconcile_picks_up_documents_stuck_in_queued_or_indexing(

@@ -40,6 +40,20 @@ class Site:
         assert done.returncode == 0, done.stderr[-3000:]
         return done.stdout
 
+    def submit_folder(self, folder: Path, *, timeout: float = 60) -> int:
+        """Migrates, then submits every file of `folder` as one upload; returns the job's id. One process
+        does both, so Django starts once."""
+        code = (
+            "from pathlib import Path\n"
+            "from django.core.management import call_command\n"
+            "call_command('migrate', '--noinput', verbosity=0)\n"
+            "from django.core.files.uploadedfile import SimpleUploadedFile\n"
+            "from console.ingest import uploads\n"
+            f"files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(Path({str(folder)!r}).iterdir())]\n"
+            "print('JOB', uploads.submit_uploads(files, None).job.pk)\n"
+        )
+        return int(self.manage("shell", "-c", code, timeout=timeout).split("JOB", 1)[1].split()[0])
+
     def worker(self, log: Path) -> subprocess.Popen[bytes]:
         with log.open("ab") as out:
             return subprocess.Popen([sys.executable, "manage.py", "db_worker", "--no-startup-delay", "--interval", "0.2"],
@@ -122,16 +136,7 @@ def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
     site: Site, tmp_path: Path, real_embedder: Any
 ) -> None:
     docs = write_docs(tmp_path / "docs")
-    code = (  # one process migrates and submits: Django starts once
-        "from pathlib import Path\n"
-        "from django.core.management import call_command\n"
-        "call_command('migrate', '--noinput', verbosity=0)\n"
-        "from django.core.files.uploadedfile import SimpleUploadedFile\n"
-        "from console.ingest import uploads\n"
-        f"files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(Path({str(docs[0].parent)!r}).iterdir())]\n"
-        "print('JOB', uploads.submit_uploads(files, None).job.pk)\n"
-    )
-    job_id = int(site.manage("shell", "-c", code).split("JOB", 1)[1].split()[0])
+    job_id = site.submit_folder(docs[0].parent)
     log = tmp_path / "worker.log"
 
     first = site.worker(log)

@@ -74,16 +74,7 @@ def test_an_ingest_job_resumes_after_a_database_restart_with_every_document_inde
 ) -> None:
     direct, relay = site
     docs = write_docs(tmp_path / "docs")
-    code = (
-        "from pathlib import Path\n"
-        "from django.core.management import call_command\n"
-        "call_command('migrate', '--noinput', verbosity=0)\n"
-        "from django.core.files.uploadedfile import SimpleUploadedFile\n"
-        "from console.ingest import uploads\n"
-        f"files = [SimpleUploadedFile(p.name, p.read_bytes()) for p in sorted(Path({str(docs[0].parent)!r}).iterdir())]\n"
-        "print('JOB', uploads.submit_uploads(files, None).job.pk)\n"
-    )
-    job_id = int(direct.manage("shell", "-c", code, timeout=300).split("JOB", 1)[1].split()[0])
+    job_id = direct.submit_folder(docs[0].parent, timeout=300)
     # The worker knows the database only through the relay.
     worker_site = Site(direct.data, {**direct.env, "DATABASE_URL": via(direct.db_url, relay.port)}, direct.db_url)
     log = tmp_path / "worker.log"
