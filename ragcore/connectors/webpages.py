@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import lxml.etree
 import lxml.html
+import structlog
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _SITEMAP_NS = re.compile(r"^\{[^}]*\}")
@@ -27,6 +28,7 @@ _SITEMAP_NS = re.compile(r"^\{[^}]*\}")
 # the text and drops navigation, sidebars, headers and footers; its output is HTML, so our HTML loader still
 # keeps headings, code blocks (with their language) and tables. Its log is chatty at INFO about its retries.
 logging.getLogger("readability.readability").setLevel(logging.WARNING)
+log = structlog.get_logger(__name__, component="web")
 
 
 def normalise_url(url: str, base: str = "") -> str:
@@ -122,7 +124,8 @@ def main_content(body: bytes, title: str) -> bytes:
 
     try:
         summary = Document(body.decode("utf-8", "replace") if _is_utf8(body) else body).summary(html_partial=True)
-    except Exception:  # readability gives up on some markup (an empty or odd page): keep the whole page then
+    except Exception as error:  # readability gives up on some markup (an empty or odd page): keep the whole page then
+        log.info("web.main_content_failed", title=title, error=f"{type(error).__name__}: {error}")
         return body
     if not lxml.html.fromstring(summary).text_content().strip():
         return body

@@ -127,7 +127,8 @@ async def test_daphne_acknowledges_at_once_and_answers_in_the_background(site: S
             response = await http.post("/slack/events", content=body,
                                        headers={**sign(body), "Content-Type": "application/json"})
             acked = time.perf_counter() - started
-            assert response.status_code == 200 and acked < 1.0, f"ack took {acked:.3f} s"
+            # Slack retries an event it has not seen acknowledged within 3 s: that is the bound a user notices.
+            assert response.status_code == 200 and acked < 3.0, f"ack took {acked:.3f} s, past Slack's 3 s deadline"
             reply = await finished(fake, "C0GENERAL", event["ts"], timeout=ANSWER_TIMEOUT)
             assert "Tuesday" in reply.block_text
 
