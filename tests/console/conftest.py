@@ -10,10 +10,19 @@ import pytest
 from django.test import override_settings
 
 from console.engine import set_engine
-from console.models import Source
+from console.models import Source, SyncRun
 from console.syncing import service
+from console.syncing.runs import run_sync
 from ragcore import Engine
 from tests.support import HashingEmbedder, make_engine
+
+
+def sync(source: Source) -> SyncRun:
+    """One sync of `source`, run here as the worker would run it, and its finished run."""
+    run = service.request_sync(source, enqueue=False)
+    run_sync(run.pk)
+    run.refresh_from_db()
+    return run
 
 
 class CountingEmbedder(HashingEmbedder):

@@ -20,7 +20,7 @@ from console.models import Document, Source, SyncItem, SyncRun
 from console.syncing import schedule, service
 from console.syncing.runs import run_sync
 from ragcore import Engine
-from tests.console.conftest import CountingEmbedder
+from tests.console.conftest import CountingEmbedder, sync
 
 pytestmark = pytest.mark.django_db
 
@@ -31,13 +31,6 @@ def run_worker() -> None:
     with mock.patch("django_tasks_db.management.commands.db_worker.close_old_connections"):
         Worker(queue_names=["default"], interval=0, batch=True, backend_name="default", startup_delay=False,
                max_tasks=None, worker_id="test-worker", excluded_queue_names=[]).run()
-
-
-def sync(source: Source) -> SyncRun:
-    run = service.request_sync(source, enqueue=False)
-    run_sync(run.pk)
-    run.refresh_from_db()
-    return run
 
 
 def counts(run: SyncRun) -> dict[str, int]:

@@ -23,7 +23,7 @@ from console.ops.warmup import Warmup
 from console.syncing import service
 from console.syncing.runs import run_sync
 from ragcore import Engine
-from tests.console.conftest import CountingEmbedder
+from tests.console.conftest import CountingEmbedder, sync
 from tests.fakes.git_http import PRIVATE_TOKEN, FakeGitHost, WorkRepo
 from tests.support import ask_chat
 
@@ -46,13 +46,6 @@ def repo(tmp_path: Path) -> WorkRepo:
 def host(tmp_path: Path) -> Iterator[FakeGitHost]:
     with FakeGitHost(tmp_path / "served") as fake:
         yield fake
-
-
-def sync(source: Source) -> SyncRun:
-    run = service.request_sync(source, enqueue=False)
-    run_sync(run.pk)
-    run.refresh_from_db()
-    return run
 
 
 def git_source(url: str, **config: Any) -> Source:

@@ -15,9 +15,8 @@ from bots.text import citation_link
 from console import chat
 from console.models import Document, Source, SyncRun
 from console.syncing import service
-from console.syncing.runs import run_sync
 from ragcore import Engine
-from tests.console.conftest import CountingEmbedder
+from tests.console.conftest import CountingEmbedder, sync
 from tests.fakes.web_site import FakeSite
 from tests.support import ask_chat
 
@@ -44,13 +43,6 @@ def site() -> Iterator[FakeSite]:
         fake.set("/sitemap.xml", b"<urlset xmlns='http://www.sitemaps.org/schemas/sitemap/0.9'><url><loc>"
                  + fake.url("/faq").encode() + b"</loc></url></urlset>", content_type="application/xml")
         yield fake
-
-
-def sync(source: Source) -> SyncRun:
-    run = service.request_sync(source, enqueue=False)
-    run_sync(run.pk)
-    run.refresh_from_db()
-    return run
 
 
 def site_source(site: FakeSite, **config: Any) -> Source:

@@ -488,3 +488,16 @@ class FakeOpenAIServer(FakeGroqServer):
 
     def chat_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path == OPENAI_CHAT_PATH]
+
+
+def assert_sends_what_create_sends(generator: Any, fake: FakeGroqServer | FakeOpenAIServer,
+                                   messages: list[dict[str, str]]) -> None:
+    """`generator`'s streamed request for `messages` equals the one its SDK's own `chat.completions.create`
+    sends (path, body, auth and the SDK's headers): the generator posts through the SDK's low-level client."""
+    list(generator.stream(messages))
+    with generator._client.chat.completions.with_streaming_response.create(**generator._request(messages, True)) as r:
+        r.read()
+    ours, sdks = fake.chat_requests()[-2:]
+    assert (ours.method, ours.path, ours.body) == (sdks.method, sdks.path, sdks.body)
+    same = ("authorization", "content-type", "user-agent", "x-stainless-retry-count", "x-stainless-read-timeout")
+    assert {h: ours.headers.get(h) for h in same} == {h: sdks.headers.get(h) for h in same}

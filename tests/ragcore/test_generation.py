@@ -16,7 +16,7 @@ from ragcore.errors import GenerationError
 from ragcore.generation import SYSTEM_PROMPT, GroqGenerator, build_messages
 from ragcore.settings import RagSettings
 from ragcore.types import Chunk, ScoredChunk, Turn
-from tests.fakes.groq import FakeGroqServer, grounded_reply
+from tests.fakes.groq import FakeGroqServer, assert_sends_what_create_sends, grounded_reply
 from tests.support import PROMPT_CHUNKS as CHUNKS
 from tests.support import PROMPT_REPLY as EXPECTED
 from tests.support import captured_logs
@@ -137,13 +137,7 @@ def test_it_sends_the_model_and_knobs_from_settings(fake: FakeGroqServer) -> Non
 
 def test_it_sends_what_the_sdks_own_create_would_send(fake: FakeGroqServer) -> None:
     generator = make_generator(fake)
-    list(generator.stream(ask("q")))
-    with generator._client.chat.completions.with_streaming_response.create(**generator._request(ask("q"), True)) as r:
-        r.read()
-    ours, sdks = fake.chat_requests()
-    assert (ours.method, ours.path, ours.body) == (sdks.method, sdks.path, sdks.body)
-    same = ("authorization", "content-type", "user-agent", "x-stainless-retry-count", "x-stainless-read-timeout")
-    assert {h: ours.headers.get(h) for h in same} == {h: sdks.headers.get(h) for h in same}
+    assert_sends_what_create_sends(generator, fake, ask("q"))
 
 
 def test_it_warns_when_the_answer_hits_max_tokens(fake: FakeGroqServer) -> None:

@@ -13,7 +13,7 @@ from ragcore.errors import GenerationError
 from ragcore.generation import OpenAIGenerator, build_messages, make_generator
 from ragcore.settings import RagSettings
 from ragcore.types import DoneEvent, ErrorEvent, TokenEvent
-from tests.fakes.groq import INVALID_KEY, FakeOpenAIServer
+from tests.fakes.groq import INVALID_KEY, FakeOpenAIServer, assert_sends_what_create_sends
 from tests.support import DEPLOY, make_engine
 from tests.support import PROMPT_CHUNKS as CHUNKS
 from tests.support import PROMPT_REPLY as EXPECTED
@@ -87,13 +87,7 @@ def test_it_streams_tokens_and_reads_the_usage_chunk(fake: FakeOpenAIServer) -> 
 
 def test_it_sends_what_the_sdks_own_create_would_send(fake: FakeOpenAIServer) -> None:
     generator = make_openai(fake, llm_api_key="sk-local-123")
-    list(generator.stream(ask("q")))
-    with generator._client.chat.completions.with_streaming_response.create(**generator._request(ask("q"), True)) as r:
-        r.read()
-    ours, sdks = fake.chat_requests()
-    assert (ours.method, ours.path, ours.body) == (sdks.method, sdks.path, sdks.body)
-    same = ("authorization", "content-type", "user-agent", "x-stainless-retry-count", "x-stainless-read-timeout")
-    assert {h: ours.headers.get(h) for h in same} == {h: sdks.headers.get(h) for h in same}
+    assert_sends_what_create_sends(generator, fake, ask("q"))
 
 
 def test_it_asks_openai_itself_for_max_completion_tokens() -> None:
