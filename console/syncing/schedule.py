@@ -32,11 +32,12 @@ def due_sources(now: datetime | None = None) -> list[Source]:
 def enqueue_due_sources(now: datetime | None = None) -> list[int]:
     """Queues a run of every due source that has none queued or running; returns the runs' ids."""
     queued = []
+    now = now or timezone.now()
     for source in due_sources(now):
         try:
-            run = request_sync(source, trigger=SyncRun.Trigger.SCHEDULE)
+            run = request_sync(source, trigger=SyncRun.Trigger.SCHEDULE, due_by=now)
         except SyncError:
-            continue  # it is syncing; its finish sets the next due time
+            continue  # it is syncing (its finish sets the next due time), or a run just finished and did
         queued.append(run.pk)
     if queued:
         log.info("sync.scheduled", runs=queued)

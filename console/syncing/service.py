@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -50,14 +51,20 @@ def active_run(source: Source) -> SyncRun | None:
 
 
 def request_sync(source: Source, *, trigger: str = SyncRun.Trigger.MANUAL, user: Any = None,
-                 enqueue: bool = True) -> SyncRun:
-    """A new run of the source, queued for the worker (or, `enqueue` False, for the caller to run)."""
+                 enqueue: bool = True, due_by: datetime | None = None) -> SyncRun:
+    """A new run of the source, queued for the worker (or, `enqueue` False, for the caller to run).
+
+    `due_by` (the scheduler's): only if the source is still due then. The scheduler read it as due before
+    taking the lock; a run finishing meanwhile reschedules it, and must not be followed by a second run.
+    """
     try:
         with transaction.atomic():
             locked = Source.objects.select_for_update().get(pk=source.pk)
             running = active_run(locked)
             if running is not None:
                 raise SyncError(f"{locked.name} is already syncing (run {running.pk}, {running.get_state_display()})")
+            if due_by is not None and (locked.paused or locked.next_sync_at is None or locked.next_sync_at > due_by):
+                raise SyncError(f"{locked.name} is no longer due (next sync {locked.next_sync_at})")
             run = SyncRun.objects.create(source=locked, trigger=trigger, created_by=user_or_none(user))
             if enqueue:
                 transaction.on_commit(lambda: _enqueue_into(run))

@@ -181,6 +181,21 @@ def test_a_scheduled_source_is_due_and_its_next_sync_follows_the_interval(source
     assert source.next_sync_at is not None and (source.next_sync_at - run.finished_at).total_seconds() == 30 * 60
 
 
+def test_a_source_whose_sync_finished_since_the_scheduler_looked_is_not_synced_twice(source: Source) -> None:
+    source.every_minutes = 30
+    service.save_source(source)
+    now = Source.objects.get(pk=source.pk).next_sync_at
+    seen_due = schedule.due_sources(now)  # the scheduler reads the source as due...
+    assert seen_due == [source]
+    finished = sync(source)  # ...and a run finishes (rescheduling it) before the scheduler takes the row's lock
+    with mock.patch.object(schedule, "due_sources", return_value=seen_due):
+        assert schedule.enqueue_due_sources(now=now) == []
+    assert list(SyncRun.objects.all()) == [finished]
+    later = Source.objects.get(pk=source.pk).next_sync_at
+    assert now is not None and later is not None and later > now
+    assert schedule.enqueue_due_sources(now=later) != []  # due again on its interval
+
+
 def test_a_sync_whose_worker_died_is_queued_again_and_resumed_without_doubling(
     source: Source, folder: Path, engine: Engine
 ) -> None:

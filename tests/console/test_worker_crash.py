@@ -123,13 +123,14 @@ def write_docs(folder: Path) -> list[Path]:
     return paths
 
 
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
+def wait_for(predicate: Any, timeout: float, what: str, *, explain: Any = None) -> None:
+    """Polls `predicate`; on a timeout the error carries what `explain()` says (the rows, the worker's log)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    raise AssertionError(f"timed out waiting for {what}" + (f"\n{explain()}" if explain else ""))
 
 
 def test_a_killed_worker_is_replaced_and_every_document_is_indexed_exactly_once(
@@ -189,7 +190,7 @@ def test_a_sync_whose_worker_is_killed_is_resumed_by_the_next_and_nothing_is_los
     site: Site, tmp_path: Path, real_embedder: Any
 ) -> None:
     docs = write_docs(tmp_path / "docs")
-    site.env["SYNC_CHECK_SECONDS"] = "1"
+    site.env.update(SYNC_CHECK_SECONDS="1", LOG_LEVEL="INFO")  # INFO: a failure shows each step the worker took
     code = (
         "from django.core.management import call_command\n"
         "call_command('migrate', '--noinput', verbosity=0)\n"
@@ -266,15 +267,21 @@ def test_a_scheduled_source_is_synced_by_the_worker_across_restarts_with_no_sche
         site.query("UPDATE console_source SET next_sync_at = ? WHERE name = 'rota'", "2000-01-01 00:00:00")
 
     log = tmp_path / "worker.log"
+
+    def explain() -> str:
+        return f"runs: {site.query('SELECT id, trigger, state, stage, attempts, error FROM console_syncrun')}\n" \
+               f"worker log:\n{log.read_text()[-4000:] if log.exists() else ''}"
+
     for started, expected in ((0, 1), (1, 2)):
         worker = site.worker(log)
         try:
             # At start: the sync that came due while no worker ran (first: never synced; then: due while stopped).
             wait_for(lambda n=expected: len(runs()) == n and runs()[-1][1] == "succeeded", 90,
-                     f"the worker to run scheduled sync {expected}")
+                     f"the worker to run scheduled sync {expected}", explain=explain)
             if started:  # and while it runs: every SYNC_CHECK_SECONDS it looks for due sources
                 come_due()
-                wait_for(lambda: len(runs()) == 3 and runs()[-1][1] == "succeeded", 60, "the worker's next check")
+                wait_for(lambda: len(runs()) == 3 and runs()[-1][1] == "succeeded", 60, "the worker's next check",
+                         explain=explain)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(20)
