@@ -13,7 +13,8 @@ What a listing does, page by page:
 - redirects are followed within the site, and the page is listed under the URL it ends at; a redirect off
   the site, or a loop, is not followed: the page is listed with `unavailable` saying so, so the sync reports
   it as a failed item naming the URL (a page synced before is kept as it was);
-- 404 and 410 mean the page is gone (it is not listed, so its document is removed);
+- 404 and 410 mean the page is gone (it is not listed, so its document is removed); 401 and 403 (a page
+  behind a login) are reported like a refused redirect, and a start URL behind one fails the listing;
 - a 5xx answer, a timeout or a dropped connection is transient: the page is listed with its previous
   version and `unavailable` saying what the server answered, so a server having a bad minute never
   deletes a document (the pipeline keeps it as synced and reports the page as failed; the next sync tries
@@ -106,7 +107,8 @@ class _Unavailable(Exception):
 
 
 class _Refused(_Gone):
-    """A page whose redirects leave the site or loop: not followed, and reported (a broken link to fix)."""
+    """A page whose redirects leave the site or loop, or that needs a login (401, 403): not followed, and
+    reported (a broken link or a permission to fix)."""
 
 
 class WebConnector:
@@ -281,7 +283,7 @@ class WebConnector:
                 if not isinstance(exc, _Refused):
                     log.info("web.page_skipped", url=url, reason=str(exc))
                     continue
-                # A redirect off the site or in a loop: not followed, but reported like an unavailable page
+                # A redirect off the site or in a loop, or a login wall: reported like an unavailable page
                 # (listed, so the sync names it as a failed item), never silently dropped.
                 page = self._unavailable(url, known, state, exc)
             except _Unavailable as exc:
@@ -389,6 +391,9 @@ class WebConnector:
         if status == 304 or response.is_redirect:
             response.close()
             return response
+        if status in (401, 403):  # behind a login: reported, and a page synced before is kept, never removed
+            response.close()
+            raise _Refused(f"the server answered {status}: the page needs a login Lorebot does not have")
         if status != 200:
             response.close()
             raise _Gone(f"the server answered {status}")

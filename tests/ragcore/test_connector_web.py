@@ -227,6 +227,26 @@ def test_a_redirect_loop_or_off_site_redirect_is_reported_naming_the_page(
     assert len(site.requests_for("/loop/a")) == 1
 
 
+def test_a_page_behind_a_login_is_reported_naming_it_and_kept_if_it_was_synced(tmp_path: Path, site: FakeSite) -> None:
+    site.html("/", "<a href='/members'>members</a> <a href='/staff'>staff</a> <a href='/faq.md'>faq</a>", title="Home")
+    site.html("/members", "<p>Members only</p>", status=401)
+    site.html("/staff", "<p>Staff only</p>", status=403)
+    connector = connect(tmp_path, start_url=site.url("/"))
+    items = listing(connector, {site.url("/staff"): '"s1"'})
+    assert items[site.url("/members")].unavailable.startswith("the server answered 401: the page needs a login")
+    assert items[site.url("/members")].version == ""
+    assert "403" in items[site.url("/staff")].unavailable
+    assert items[site.url("/staff")].version == '"s1"'  # synced before: kept as it was, not removed
+    assert items[site.url("/faq.md")].unavailable == ""
+    with pytest.raises(ItemFetchError) as caught:
+        connector.fetch(items[site.url("/members")])
+    assert caught.value.key == site.url("/members") and "needs a login" in caught.value.reason
+    site.html("/", "<p>Sign in</p>", status=401)
+    with pytest.raises(ConnectorConfigError) as refused:
+        listing(connect(tmp_path, start_url=site.url("/")))
+    assert refused.value.field == "start_url" and "401" in str(refused.value)
+
+
 def test_a_start_url_that_redirects_off_the_site_fails_the_listing_naming_it(
     tmp_path: Path, site: FakeSite, offsite: FakeSite
 ) -> None:
