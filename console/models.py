@@ -618,6 +618,10 @@ class Source(models.Model):
             return "every hour" if minutes == 60 else f"every {minutes // 60} hours"
         return "every minute" if minutes == 1 else f"every {minutes} minutes"
 
+    def is_due(self, now: datetime) -> bool:
+        """A scheduled sync is due by `now` (console.syncing.schedule.due_sources asks the database the same)."""
+        return not self.paused and self.next_sync_at is not None and self.next_sync_at <= now
+
     # -- transitions: the only code that assigns the schedule ------------------------------------------
 
     def reschedule(self, *, after: datetime | None = None) -> None:

@@ -25,7 +25,7 @@ log = structlog.get_logger(__name__, component="sync")
 
 
 def due_sources(now: datetime | None = None) -> list[Source]:
-    """Sources whose next sync is due (not paused)."""
+    """Sources whose next sync is due (not paused): Source.is_due, asked of the database."""
     return list(Source.objects.filter(paused=False, next_sync_at__lte=now or timezone.now()).order_by("next_sync_at"))
 
 
@@ -37,7 +37,7 @@ def enqueue_due_sources(now: datetime | None = None) -> list[int]:
         try:
             run = request_sync(source, trigger=SyncRun.Trigger.SCHEDULE, due_by=now)
         except SyncError:
-            continue  # it is syncing (its finish sets the next due time), or a run just finished and did
+            continue  # it is syncing (its finish sets the next due time), or a run that just finished set it
         queued.append(run.pk)
     if queued:
         log.info("sync.scheduled", runs=queued)

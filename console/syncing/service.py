@@ -63,7 +63,7 @@ def request_sync(source: Source, *, trigger: str = SyncRun.Trigger.MANUAL, user:
             running = active_run(locked)
             if running is not None:
                 raise SyncError(f"{locked.name} is already syncing (run {running.pk}, {running.get_state_display()})")
-            if due_by is not None and (locked.paused or locked.next_sync_at is None or locked.next_sync_at > due_by):
+            if due_by is not None and not locked.is_due(due_by):
                 raise SyncError(f"{locked.name} is no longer due (next sync {locked.next_sync_at})")
             run = SyncRun.objects.create(source=locked, trigger=trigger, created_by=user_or_none(user))
             if enqueue:
