@@ -115,7 +115,7 @@ class Answerer:
         document, so the same collection, as the retrieved chunk."""
         following = chunk_id_for(chunk.document_id, chunk.position + 1)
         try:
-            return self.retriever.store.get_chunks([following]).get(following)
+            return self.retriever.chunks([following]).get(following)
         except RagError as exc:
             log.warning("answer.next_chunk_unavailable", error=str(exc))
             return None

@@ -424,7 +424,8 @@ class VectorStore:
             best = best[np.lexsort((best, -similarities[best]))]  # best first, ties in row order as argsort's
         else:
             best = np.argsort(-similarities, kind="stable")
-        metrics.DENSE_FILTERED_SEARCHES.labels("exact").inc()
+        if key is not None:  # None: the whole index (ragcore.retrieval), not a filter
+            metrics.DENSE_FILTERED_SEARCHES.labels("exact").inc()
         return [(found.ids[i], float(similarities[i])) for i in best.tolist()]
 
     def _exact_set(self, key: Hashable, version: int, chunk_ids: Sequence[str], stamps: Sequence[str]) -> _ExactSet:

@@ -165,9 +165,9 @@ class Bm25Index:
             return 0.0
         return allowed_count(snap, collections) / snap.n
 
-    def allowed_chunks(self, collections: Collection[str]) -> tuple[int, list[str], list[str]]:
-        """(the version, the ids of the live chunks `collections` allows, the segment each is in), computed
-        once per version; a chunk in the same segment at two versions is the same chunk."""
+    def allowed_chunks(self, collections: Collection[str] | None) -> tuple[int, list[str], list[str]]:
+        """(the version, the ids of the live chunks `collections` allows (None: all of them), the segment each
+        is in), computed once per version; a chunk in the same segment at two versions is the same chunk."""
         self.reload_if_changed()
         snap = self._snapshot
         return snap.version, *allowed_chunk_ids(snap, collections)

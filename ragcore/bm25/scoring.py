@@ -188,13 +188,14 @@ def allowed_rows(snap: Snapshot, collections: Collection[str]) -> np.ndarray:
     return mask
 
 
-def allowed_chunk_ids(snap: Snapshot, collections: Collection[str]) -> tuple[list[str], list[str]]:
-    """(the ids of the live chunks `collections` allows, in row order; the name of the segment each is in).
+def allowed_chunk_ids(snap: Snapshot, collections: Collection[str] | None) -> tuple[list[str], list[str]]:
+    """(the ids of the live chunks `collections` allows (None: every live chunk), in row order; the name of
+    the segment each is in).
 
     A chunk's segment names the write it came from: a document written again (or merged, or moved) is in
     another segment, so an unchanged name means an unchanged chunk.
     """
-    key = frozenset(collections)
+    key = frozenset(_row_collections(snap)[0] if collections is None else collections)
     lists: dict[frozenset[str], tuple[list[str], list[str]]] = snap.cache.setdefault("allowed_ids", {})
     found = lists.get(key)
     if found is None:

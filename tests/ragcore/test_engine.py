@@ -268,7 +268,7 @@ def test_a_fatal_error_ends_the_stream_when_search_is_unavailable(engine: Engine
     def down(*args: object, **kwargs: object) -> None:
         raise StoreUnavailable("vector store unavailable (http://127.0.0.1:9): connection refused")
 
-    monkeypatch.setattr(engine.store, "query", down)
+    monkeypatch.setattr(engine.store, "_read", down)  # every read of the store: a query, a get, an exact set's vectors
     events = list(engine.stream("roll back"))
     assert len(events) == 1 and isinstance(events[0], ErrorEvent) and events[0].fatal
     assert "unavailable" in events[0].message

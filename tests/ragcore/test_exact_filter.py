@@ -167,3 +167,59 @@ def test_the_filter_evicted_is_the_one_used_longest_ago(tmp_path: Path) -> None:
     engine.retriever._dense(vector, 5, {"c0"})  # used again: now the newest
     engine.retriever._dense(vector, 5, {f"c{EXACT_CACHED}"})
     assert frozenset({"c0"}) in engine.store._exact and frozenset({"c1"}) not in engine.store._exact
+
+
+# --- the whole index, when small: searched exactly too, and its chunks read from Chroma once per version -----
+
+
+@pytest.fixture
+def reads(engine: Engine) -> Iterator[list[str]]:
+    """Every read the vector store makes of Chroma, by method ("query", "get"), as the test goes."""
+    methods: list[str] = []
+    real = engine.store._read
+
+    def spy(method: str, **kwargs: Any) -> Any:
+        methods.append(method)
+        return real(method, **kwargs)
+
+    engine.store._read = spy  # type: ignore[method-assign]
+    yield methods
+
+
+def test_a_small_index_is_searched_exactly_without_a_chroma_query(engine: Engine, reads: list[str]) -> None:
+    for query in ("forest island", "copper lantern thunder"):
+        vector = engine.embedder.embed_query(query)
+        found = engine.retriever._dense(vector, 10, None)
+        got = engine.store._collection.get(include=["embeddings"])
+        matrix = np.asarray(got["embeddings"], dtype=np.float32)
+        truth = sorted((matrix @ vector / (np.linalg.norm(matrix, axis=1) * np.linalg.norm(vector))).tolist(),
+                       reverse=True)[:10]
+        assert [s for _, s in found] == pytest.approx(truth, abs=1e-5)
+    assert "query" not in reads and reads.count("get") == 1  # the vectors, fetched once for both questions
+
+
+def test_a_large_index_is_searched_by_hnsw(engine: Engine, reads: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("ragcore.retrieval.EXACT_MAX", 299)  # the index holds 300
+    found = engine.retriever._dense(engine.embedder.embed_query("forest island"), 10, None)
+    assert len(found) == 10 and reads == ["query"]
+
+
+def test_the_same_question_again_reads_no_chunk_from_chroma(engine: Engine, reads: list[str]) -> None:
+    first = engine.retrieve("willow note 40", mode="hybrid")
+    reads.clear()
+    again = engine.retrieve("willow note 40", mode="hybrid")
+    assert reads == [] and [c.chunk for c in again.chunks] == [c.chunk for c in first.chunks]
+
+
+def test_a_rewritten_moved_or_deleted_chunk_is_never_served_from_memory(engine: Engine) -> None:
+    """Every change commits a new keyword index version after Chroma's write, and a version starts afresh."""
+    def found(query: str) -> dict[str, Any]:
+        return {c.chunk.document_id: c.chunk for c in engine.retrieve(query, mode="hybrid").chunks}
+
+    assert "note 40" in found("willow note 40")["doc-40"].text
+    engine.ingest_parsed([item(40, DEFAULT_COLLECTION, "willow harbor rewritten note forty")])
+    assert found("willow note 40")["doc-40"].text == "willow harbor rewritten note forty"
+    engine.move_document("doc-40", "ten")
+    assert found("willow harbor rewritten")["doc-40"].collection == "ten"
+    engine.delete_document("doc-40")
+    assert "doc-40" not in found("willow harbor rewritten")
