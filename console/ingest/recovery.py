@@ -34,8 +34,12 @@ def recover_stale_jobs(*, stale_seconds: float | None = None) -> list[int]:
         DBTaskResult.objects.filter(status="RUNNING", started_at__lt=cutoff).values_list("id", flat=True)
     )
     orphans = IngestJob.objects.filter(state=IngestJob.State.QUEUED, task_id__in=[str(i) for i in claimed])
+    # Created by a process that stopped between its commit and queueing the task (create_job queues it once
+    # the job is committed): no worker would ever run it.
+    untasked = IngestJob.objects.filter(state=IngestJob.State.QUEUED, task_id="", created_at__lt=cutoff)
     recovered = []
-    for pk in {*running.values_list("pk", flat=True), *orphans.values_list("pk", flat=True)}:
+    for pk in {*running.values_list("pk", flat=True), *orphans.values_list("pk", flat=True),
+               *untasked.values_list("pk", flat=True)}:
         if _requeue_dead(pk, cutoff):
             recovered.append(pk)
     return sorted(recovered)
@@ -47,6 +51,10 @@ def _requeue_dead(job_id: int, cutoff: datetime) -> bool:
         alive = job.heartbeat_at and job.heartbeat_at >= cutoff
         if job.is_finished or (job.state in (IngestJob.State.RUNNING, IngestJob.State.CANCELLING) and alive):
             return False  # it finished or beat again while we looked
+        if job.state == IngestJob.State.QUEUED and not job.task_id:  # never started: nothing to fail or count
+            enqueue_job(job_id)
+            log.warning("job.task_queued_late", job_id=job_id)
+            return True
         if job.state == IngestJob.State.CANCELLING:  # its worker died while stopping it: finish the cancel
             job.cancel(reason="cancelled; its worker had died")
             log.warning("job.cancel_finished", job_id=job_id, reason="worker died")

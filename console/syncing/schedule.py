@@ -52,7 +52,11 @@ def recover_stale_runs(*, stale_seconds: float | None = None) -> list[int]:
     # Claimed by a worker that died before it could mark the run running.
     claimed = [str(i) for i in DBTaskResult.objects.filter(status="RUNNING", started_at__lt=cutoff).values_list("id", flat=True)]
     orphans = SyncRun.objects.filter(state=SyncRun.State.QUEUED, task_id__in=claimed).values_list("pk", flat=True)
-    return sorted(pk for pk in {*running, *orphans} if _requeue_dead(pk, cutoff))
+    # Requested by a process that stopped between its commit and queueing the task (request_sync queues it
+    # once the run is committed): no worker would ever run it, and the source's schedule would wait on it.
+    untasked = SyncRun.objects.filter(state=SyncRun.State.QUEUED, task_id="", created_at__lt=cutoff).values_list(
+        "pk", flat=True)
+    return sorted(pk for pk in {*running, *orphans, *untasked} if _requeue_dead(pk, cutoff))
 
 
 def _requeue_dead(run_id: int, cutoff: datetime) -> bool:
@@ -62,6 +66,10 @@ def _requeue_dead(run_id: int, cutoff: datetime) -> bool:
             return False
         if run.state == SyncRun.State.RUNNING and run.heartbeat_at and run.heartbeat_at >= cutoff:
             return False  # it beat again while we looked
+        if run.state == SyncRun.State.QUEUED and not run.task_id:  # never started: nothing to fail or count
+            enqueue_sync(run_id)
+            log.warning("sync.task_queued_late", run_id=run_id)
+            return True
         fail_dead_task(run.task_id, "sync")
         run.requeue_after_worker_died()
         enqueue_sync(run_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -12,6 +13,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
+from django.utils import timezone
 from django_tasks_db.management.commands.db_worker import Worker
 
 from console.engine import get_engine
@@ -295,3 +297,17 @@ def test_the_status_json_is_for_staff_only(submit: Callable[..., uploads.SubmitR
     assert broken["state"] == "failed" and broken["error_type"] and "traceback" in broken
     missing = client.get("/status/999999")
     assert missing.status_code == 404 and "error" in json.loads(missing.content)
+
+
+def test_a_job_whose_task_was_never_queued_is_queued_by_the_recovery_and_runs(staff: User) -> None:
+    """The process that created it stopped between its commit and queueing its task (the on_commit hook)."""
+    result = uploads.submit_uploads([upload("handbook.md", HANDBOOK)], staff)  # its on_commit hook never runs
+    job = result.job
+    assert job is not None and job.task_id == ""
+    assert recovery.recover_stale_jobs() == []  # just created: its creator may be about to queue it
+    IngestJob.objects.filter(pk=job.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    assert recovery.recover_stale_jobs() == [job.pk]
+    assert recovery.recover_stale_jobs() == []  # it has its task now
+    run_worker()
+    job.refresh_from_db()
+    assert job.state == IngestJob.State.SUCCEEDED and job.task_id and job.attempts == 1

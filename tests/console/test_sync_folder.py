@@ -255,3 +255,21 @@ def test_a_file_over_the_upload_size_limit_fails_alone_named_with_the_limit(
     run = sync(source)
     assert counts(run) == {"added": 3, "changed": 0, "removed": 0, "unchanged": 0, "failed": 1}
     assert run.failures.get().message == "huge.txt: 1.4 MB is over the 1 MB limit (RAG_MAX_FILE_MB)"
+
+
+def test_a_run_whose_task_was_never_queued_is_queued_by_the_recovery_and_the_schedule_goes_on(
+    source: Source, engine: Engine
+) -> None:
+    """The process that requested it stopped between its commit and queueing its task (the on_commit hook):
+    the run would hold the source's one active slot forever, and no scheduled sync could follow."""
+    run = service.request_sync(source, trigger=SyncRun.Trigger.SCHEDULE)  # its on_commit hook never runs
+    assert run.task_id == ""
+    assert schedule.recover_stale_runs(stale_seconds=60) == []  # just requested: it may be queued any moment
+    SyncRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+    assert schedule.recover_stale_runs(stale_seconds=60) == [run.pk]
+    run.refresh_from_db()
+    assert run.task_id and run.state == SyncRun.State.QUEUED and run.attempts == 0
+    assert schedule.recover_stale_runs(stale_seconds=60) == []
+    run_sync(run.pk, task_id=run.task_id)
+    run.refresh_from_db()
+    assert run.state == SyncRun.State.SUCCEEDED
