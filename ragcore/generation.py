@@ -137,22 +137,20 @@ class _Accumulator:
         self.finish_reason = ""
         self._rest = b""  # an incomplete last line, completed by the next bytes
 
-    def feed(self, data: bytes) -> list[str]:
-        """The text deltas of the complete lines in `data` (plus what was held back before it)."""
+    def feed(self, data: bytes) -> str:
+        """The text of the complete lines in `data` (plus what was held back before it), their deltas joined.
+
+        Deltas that arrived together go on as one: each is an event through the engine, the chat service and
+        the socket, and a fast stream often brings several in one read.
+        """
         lines = (self._rest + data).split(b"\n") if self._rest else data.split(b"\n")
         self._rest = lines.pop()  # after the last newline: empty, or the start of the next line
-        deltas = []
-        for line in lines:
-            delta = self.take(line)
-            if delta:
-                deltas.append(delta)
-        return deltas
+        return "".join([self.take(line) for line in lines])
 
-    def end(self) -> list[str]:
-        """The last line, if the stream ended without its newline."""
+    def end(self) -> str:
+        """The last line's text, if the stream ended without its newline."""
         rest, self._rest = self._rest, b""
-        delta = self.take(rest) if rest else ""
-        return [delta] if delta else []
+        return self.take(rest) if rest else ""
 
     def take(self, line: bytes) -> str:
         if not line.startswith(b"data:"):
@@ -346,8 +344,12 @@ class ChatGenerator:
                 started = True
                 # The SDK sent the request (retries, error mapping); its body we read as bytes.
                 for data in response.iter_bytes():
-                    yield from acc.feed(data)
-                yield from acc.end()
+                    text = acc.feed(data)
+                    if text:
+                        yield text
+                text = acc.end()
+                if text:
+                    yield text
         except (self.error, self.transport.HTTPError, json.JSONDecodeError, _StreamFailed) as exc:
             raise self._translate(exc, started=started) from exc
         self._finish(acc)
@@ -358,10 +360,12 @@ class ChatGenerator:
             async with open_stream() as response:
                 started = True
                 async for data in response.aiter_bytes():
-                    for delta in acc.feed(data):
-                        yield delta
-                for delta in acc.end():
-                    yield delta
+                    text = acc.feed(data)
+                    if text:
+                        yield text
+                text = acc.end()
+                if text:
+                    yield text
         except (self.error, self.transport.HTTPError, json.JSONDecodeError, _StreamFailed) as exc:
             raise self._translate(exc, started=started) from exc
         self._finish(acc)
