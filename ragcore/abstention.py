@@ -32,7 +32,7 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from ragcore.tokenize import tokenize
+from ragcore.tokenize import term_set, tokenize
 from ragcore.types import ScoredChunk
 
 DENSE_WEIGHT = 0.48
@@ -89,8 +89,10 @@ def assess(question: str, search_text: str, chunks: Sequence[ScoredChunk], *, be
     """The verdict for a retrieval: `search_text` is what was searched (the question, or with its
     conversation folded in), `frequencies` the BM25 index's document frequencies."""
     n_chunks, document_frequency = frequencies(set(tokenize(search_text)))
-    keyword = keyword_evidence(search_text, chunks, n_chunks, document_frequency)
-    unheld = unheld_share(search_text, n_chunks, document_frequency)
+    words = _words(search_text)
+    weights = [_weight(terms, n_chunks, document_frequency) for terms in words]
+    keyword = _keyword_evidence(words, weights, chunks, document_frequency)
+    unheld = _unheld_share(words, weights, document_frequency)
     return decide(question, chunks, best_dense=best_dense, keyword=keyword, threshold=threshold, unheld=unheld)
 
 
@@ -103,15 +105,18 @@ def keyword_evidence(question: str, chunks: Sequence[ScoredChunk], n_chunks: int
                      document_frequency: Mapping[str, int]) -> float:
     """Share of the question's words, weighted by idf, that the best of the top chunks contains."""
     words = _words(question)
-    if not words:
-        return 0.0
+    return _keyword_evidence(words, [_weight(terms, n_chunks, document_frequency) for terms in words], chunks,
+                             document_frequency)
+
+
+def _keyword_evidence(words: list[tuple[str, ...]], weights: list[float], chunks: Sequence[ScoredChunk],
+                      document_frequency: Mapping[str, int]) -> float:
     # A word no chunk holds counts ABSENT_WEIGHT times one that a single chunk holds.
-    weights = [_weight(terms, n_chunks, document_frequency)
-               * (ABSENT_WEIGHT if _unheld(terms, document_frequency) else 1.0) for terms in words]
+    weights = [w * (ABSENT_WEIGHT if _unheld(terms, document_frequency) else 1.0) for w, terms in zip(weights, words)]
     total = sum(weights)
     if not total:
         return 0.0
-    present = [set(tokenize(scored.chunk.index_text)) for scored in chunks[:KEYWORD_CHUNKS]]
+    present = [term_set(scored.chunk.index_text) for scored in chunks[:KEYWORD_CHUNKS]]
     return max((sum(w * sum(t in found for t in terms) / len(terms) for w, terms in zip(weights, words)) / total
                 for found in present), default=0.0)
 
@@ -119,7 +124,10 @@ def keyword_evidence(question: str, chunks: Sequence[ScoredChunk], n_chunks: int
 def unheld_share(question: str, n_chunks: int, document_frequency: Mapping[str, int]) -> float:
     """Share of the question's words, weighted by idf (not ABSENT_WEIGHT), that no chunk of the index holds."""
     words = _words(question)
-    weights = [_weight(terms, n_chunks, document_frequency) for terms in words]
+    return _unheld_share(words, [_weight(terms, n_chunks, document_frequency) for terms in words], document_frequency)
+
+
+def _unheld_share(words: list[tuple[str, ...]], weights: list[float], document_frequency: Mapping[str, int]) -> float:
     total = sum(weights)
     if not total:
         return 0.0

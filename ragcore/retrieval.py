@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache, partial
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -23,7 +23,7 @@ from ragcore.errors import RagError
 from ragcore.fusion import fuse_convex, fuse_rrf
 from ragcore.indexes import Indexes, UsesIndexes
 from ragcore.settings import RagSettings
-from ragcore.tokenize import tokenize
+from ragcore.tokenize import term_set
 from ragcore.types import Chunk, ScoredChunk, Turn
 from ragcore.vectorstore import EXACT_MAX, EXACT_MAX_SHARE
 
@@ -52,13 +52,6 @@ async def in_search_thread(fn: Callable[[], T]) -> T:
     """Runs `fn` in the search threads (it calls the model or the indexes); as asyncio.to_thread does, the
     log context follows."""
     return await asyncio.get_running_loop().run_in_executor(_searches(), contextvars.copy_context().run, fn)
-
-
-@lru_cache(maxsize=4096)
-def _word_set(text: str) -> frozenset[str]:
-    """A chunk's terms, for de-duplication: the same chunks come back question after question, so each
-    is tokenized (regex and stemming, the costly part) once, not on every question that ranks it."""
-    return frozenset(tokenize(text))
 
 
 @dataclass(frozen=True)
@@ -215,7 +208,7 @@ class Retriever(UsesIndexes):
                     continue  # deleted between the ranking and the fetch
                 if allowed is not None and chunk.collection not in allowed:
                     continue  # moved out of the allowed collections between the ranking and the fetch
-                words = _word_set(chunk.text)
+                words = term_set(chunk.text)
                 if any(len(words ^ other) <= 0.1 * max(len(words), len(other), 1) for other in seen):
                     continue  # a near-copy of a better chunk (same text in two documents)
                 seen.append(words)

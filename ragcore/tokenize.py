@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from functools import lru_cache
 
 import Stemmer
 
@@ -41,3 +42,10 @@ def tokenize(text: str) -> list[str]:
     """The index terms of `text`, in order, with repeats."""
     words = [w for w in _WORD.findall(text.lower()) if (len(w) > 1 or w.isdigit()) and w not in STOPWORDS]
     return _stemmer().stemWords(words) if words else words
+
+
+@lru_cache(maxsize=8192)
+def term_set(text: str) -> frozenset[str]:
+    """The distinct index terms of a chunk's text, kept: the same chunks come back question after question
+    (for de-duplication and the abstention evidence), and the regex and stemming are the costly part."""
+    return frozenset(tokenize(text))
