@@ -375,8 +375,11 @@ async def run_bot(token: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, functools.partial(_stop, client, sig))
-    async with client:
-        await client.start(token)
+    try:
+        async with client:
+            await client.start(token)
+    finally:
+        await chat.aclose()
     log.info("discord.stopped")
 
 

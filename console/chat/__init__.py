@@ -37,7 +37,7 @@ from console.chat.links import (
     link_code_in,
 )
 from console.chat.orm import in_thread_pool
-from console.chat.service import arecord_feedback, areply, record_feedback, warm_up
+from console.chat.service import aclose, arecord_feedback, areply, record_feedback, warm_up
 from console.sources.links import absolute_source_url, source_url
 from console.syncing.origins import synced_text
 from ragcore.types import Citation, Usage
@@ -46,6 +46,6 @@ __all__ = [
     "Asker", "AnswerCitations", "AnswerDone", "AnswerError", "AnswerStarted", "AnswerToken", "ChatError", "ChatEvent",
     "Citation", "ConversationSummary", "absolute_source_url", "source_url", "StoredAnswer", "StoredConversation", "StoredMessage", "Usage",
     "aconversation_history", "ahas_conversation", "aowns_answer", "arecent_conversations", "areply",
-    "arecord_feedback", "astored_answer", "in_thread_pool", "record_feedback", "synced_text", "warm_up",
+    "aclose", "arecord_feedback", "astored_answer", "in_thread_pool", "record_feedback", "synced_text", "warm_up",
     "IssuedCode", "LinkResult", "acancel_code", "aissue_code", "alinked_platforms", "aredeem_code", "link_code_in",
 ]

@@ -296,3 +296,11 @@ arecord_feedback = in_thread_pool(record_feedback)
 def warm_up() -> None:
     """Loads the model and opens the indexes before the first question (the bots and the CLI call it at start)."""
     get_engine().warmup()
+
+
+async def aclose() -> None:
+    """Closes this event loop's connections to the LLM: a command or bot calls it before `asyncio.run` ends its loop
+    (an open aiohttp session is logged as an error when it is collected)."""
+    generator = get_engine().generator
+    if generator is not None:
+        await generator.aclose()

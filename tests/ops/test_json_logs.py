@@ -143,3 +143,14 @@ def test_every_line_of_the_worker_and_daphne_is_json_even_at_debug(tmp_path: Pat
     events: list[dict[str, Any]] = [json.loads(line) for line in daphne_out.splitlines() if line.strip()]
     assert any(e["event"] == "daphne.access" and "WSCONNECT" in e["request"] for e in events)
     assert "zebra" not in daphne_out, "question text reached the logs through a library's DEBUG output"
+    # Nothing went wrong, and stopping (SIGTERM) closes the LLM client: an open aiohttp session is an error.
+    assert [e["event"] for e in events if e.get("level") in ("error", "critical")] == []
+
+
+def test_a_command_answered_by_the_llm_closes_its_client(tmp_path: Path, fake_groq: FakeGroqServer) -> None:
+    site = make_site(tmp_path / "data", GROQ_API_KEY="gsk-test", GROQ_BASE_URL=fake_groq.base_url, GROQ_MAX_RETRIES="0")
+    asked = subprocess.run([PYTHON, str(ROOT / "manage.py"), "ask", "How do I roll back a release?"], env=site.env,
+                           cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    assert "groq/" in asked.stdout and "According to the documents" in asked.stdout
+    assert "Unclosed" not in asked.stdout + asked.stderr  # aiohttp's complaint about a session left open

@@ -13,7 +13,7 @@ from ragcore.errors import GenerationError
 from ragcore.generation import OpenAIGenerator, build_messages, make_generator
 from ragcore.settings import RagSettings
 from ragcore.types import DoneEvent, ErrorEvent, TokenEvent
-from tests.fakes.groq import INVALID_KEY, FakeOpenAIServer, assert_sends_what_create_sends
+from tests.fakes.groq import INVALID_KEY, FakeOpenAIServer, assert_sends_what_create_sends, split_tokens
 from tests.support import DEPLOY, make_engine
 from tests.support import PROMPT_CHUNKS as CHUNKS
 from tests.support import PROMPT_REPLY as EXPECTED
@@ -78,7 +78,7 @@ def test_it_streams_tokens_and_reads_the_usage_chunk(fake: FakeOpenAIServer) -> 
     tokens = list(stream)
     assert "".join(tokens) == EXPECTED
     assert stream.finish_reason == "stop"
-    assert stream.usage.completion_tokens == len(tokens) and stream.usage.prompt_tokens > 0
+    assert stream.usage.completion_tokens == len(split_tokens(EXPECTED)) and stream.usage.prompt_tokens > 0
     body = fake.chat_requests()[0].body
     assert body["model"] == "llama3.2" and body["stream"] is True
     assert body["stream_options"] == {"include_usage": True}  # else OpenAI-style servers send no usage
@@ -102,7 +102,7 @@ async def test_astream_streams_on_the_event_loop(fake: FakeOpenAIServer) -> None
     stream = generator.astream(ask("q"))
     tokens = [t async for t in stream]
     assert "".join(tokens) == EXPECTED
-    assert stream.usage.completion_tokens == len(tokens)
+    assert stream.usage.completion_tokens == len(split_tokens(EXPECTED))
     await generator.aclose()
 
 
@@ -224,5 +224,5 @@ async def test_a_ragged_stream_reads_as_the_same_text_and_usage(fake: FakeOpenAI
     stream = generator.astream(ask("q FAULT_RAGGED"))
     tokens = [t async for t in stream]
     assert "".join(tokens) == fake.reply
-    assert stream.finish_reason == "stop" and stream.usage.completion_tokens == len(tokens)
+    assert stream.finish_reason == "stop" and stream.usage.completion_tokens == len(split_tokens(fake.reply))
     await generator.aclose()

@@ -99,21 +99,24 @@ class Command(BaseCommand):
         citations: tuple[chat.Citation, ...] = ()
         done: chat.AnswerDone | None = None
         user_key = f"user:{user.pk}" if user is not None else getpass.getuser()
-        async for event in chat.areply(surface="cli", conversation_key=key, user_key=user_key,
-                                       text=question, mode=mode, user=user):
-            if isinstance(event, chat.AnswerToken):
-                parts.append(event.text)
-                if stream:
-                    self.stdout.write(event.text, ending="")
-                    self.stdout.flush()
-            elif isinstance(event, chat.AnswerCitations):
-                citations = event.items
-            elif isinstance(event, chat.AnswerError):
-                if event.fatal:
-                    raise CommandError(event.message)
-                self.stderr.write(f"\n[{event.code}] {event.message}")
-            elif isinstance(event, chat.AnswerDone):
-                done = event
+        try:
+            async for event in chat.areply(surface="cli", conversation_key=key, user_key=user_key,
+                                           text=question, mode=mode, user=user):
+                if isinstance(event, chat.AnswerToken):
+                    parts.append(event.text)
+                    if stream:
+                        self.stdout.write(event.text, ending="")
+                        self.stdout.flush()
+                elif isinstance(event, chat.AnswerCitations):
+                    citations = event.items
+                elif isinstance(event, chat.AnswerError):
+                    if event.fatal:
+                        raise CommandError(event.message)
+                    self.stderr.write(f"\n[{event.code}] {event.message}")
+                elif isinstance(event, chat.AnswerDone):
+                    done = event
+        finally:
+            await chat.aclose()
         if done is None:
             raise CommandError("no answer was produced")
         return "".join(parts), citations, done

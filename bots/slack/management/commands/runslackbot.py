@@ -39,4 +39,7 @@ class Command(BaseCommand):
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, stop.set)
         self.stdout.write(f"Connecting to Slack over Socket Mode ({settings.SLACK_API_URL})…")
-        await serve(stop, ping_interval=ping_interval)
+        try:
+            await serve(stop, ping_interval=ping_interval)
+        finally:
+            await chat.aclose()
