@@ -351,11 +351,9 @@ class ChatGenerator:
                 started = True
                 # The SDK sent the request (retries, error mapping); its body we read as bytes.
                 for data in response.iter_bytes():
-                    text = acc.feed(data)
-                    if text:
+                    if text := acc.feed(data):
                         yield text
-                text = acc.end()
-                if text:
+                if text := acc.end():
                     yield text
         except (self.error, self.transport.HTTPError, json.JSONDecodeError, _StreamFailed) as exc:
             raise self._translate(exc, started=started) from exc
@@ -367,11 +365,9 @@ class ChatGenerator:
             async with open_stream() as response:
                 started = True
                 async for data in response.aiter_bytes():
-                    text = acc.feed(data)
-                    if text:
+                    if text := acc.feed(data):
                         yield text
-                text = acc.end()
-                if text:
+                if text := acc.end():
                     yield text
         except (self.error, self.transport.HTTPError, json.JSONDecodeError, _StreamFailed) as exc:
             raise self._translate(exc, started=started) from exc
