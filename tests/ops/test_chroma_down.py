@@ -1,8 +1,9 @@
 """Fault: the Chroma server (CHROMA_URL) goes down under a running daphne, then comes back.
 
-Readiness says so (503, vector_store error), a question gets a clear error frame rather than a
-traceback or a hang, nothing crashes, and once `chroma run` is back on the same port and data
-folder, answers work again without restarting Lorebot.
+Readiness says so (503, vector_store error), a question that needs Chroma gets a clear error frame
+rather than a traceback or a hang, nothing crashes, and once `chroma run` is back on the same port and
+data folder, answers work again without restarting Lorebot; down again, what the process holds in memory
+still answers.
 """
 
 from __future__ import annotations
@@ -116,10 +117,8 @@ async def test_chroma_down_is_reported_answered_clearly_and_recovered_from(
     server, site = lorebot
     body = wait_ready(server)
     assert body["checks"]["vector_store"]["status"] == "ok" and body["checks"]["vector_store"]["detail"]["chunks"] > 0
-    frames = await ask(server, site, "How do I roll back a release?")
-    assert frames[-1]["type"] == "done" and frames[-2]["items"][0]["title"] == "Deployment"
 
-    chroma.stop()
+    chroma.stop()  # before this process has read any vector or passage: the question needs Chroma
     status, body = ready(server)
     assert status == 503 and body["status"] == "not_ready"
     assert body["checks"]["vector_store"]["status"] == "error"
@@ -137,6 +136,13 @@ async def test_chroma_down_is_reported_answered_clearly_and_recovered_from(
 
     chroma.start()  # the same port and data folder, Lorebot untouched
     wait_ready(server, timeout=60)
+    frames = await ask(server, site, "How do I roll back a release?")
+    assert frames[-1]["type"] == "done" and frames[-2]["items"][0]["title"] == "Deployment"
+
+    # Down again: a question over what this process already holds (a small index's vectors, the passages
+    # read at this index version) is still answered; readiness says the store is down all the same.
+    chroma.stop()
+    assert ready(server)[0] == 503
     frames = await ask(server, site, "How do I roll back a release?")
     assert frames[-1]["type"] == "done" and frames[-2]["items"][0]["title"] == "Deployment"
     log = server.log.read_text()
