@@ -149,16 +149,13 @@ class Retriever(UsesIndexes):
         its vectors kept in memory costs a tenth of a Chroma query's CPU at 2k chunks and half at 20k
         (Chroma's fixed cost per query is ~1.1 ms: its SQLite reads and runtime), and finds the true top k.
         """
-        if collections is None:
-            if len(self.bm25) > EXACT_MAX:
-                return self.store.query(vector, k)
-            version, ids, segments = self.bm25.allowed_chunks(None)
-            return self.store.nearest_among(vector, k, ids, key=None, version=version, stamps=segments)
-        allowed = frozenset(collections)
-        share = self.bm25.share(allowed)
-        if share < EXACT_MAX_SHARE and share * len(self.bm25) <= EXACT_MAX:
-            version, ids, segments = self.bm25.allowed_chunks(allowed)  # exact search over the filter's chunks
+        allowed = None if collections is None else frozenset(collections)
+        share = self.bm25.share(allowed)  # 1.0 for the whole index
+        if (allowed is None or share < EXACT_MAX_SHARE) and share * len(self.bm25) <= EXACT_MAX:
+            version, ids, segments = self.bm25.allowed_chunks(allowed)  # exact search over those chunks
             return self.store.nearest_among(vector, k, ids, key=allowed, version=version, stamps=segments)
+        if allowed is None:
+            return self.store.query(vector, k)
         labels = self.bm25.document_collections()
 
         def visible(chunk_id: str) -> bool:
