@@ -10,11 +10,22 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from django.db import connection, models
 from django.db.models import Q
 
 from console.models import Collection, Document
 
 _CONSOLE_DOCUMENT = re.compile(r"doc-(\d+)")  # Document.engine_id
+
+
+def sql_names(model: type[models.Model], *fields: str) -> tuple[str, ...]:
+    """`model`'s table and these fields' columns, quoted: for the few reads on every question's path written as SQL."""
+    names = [model._meta.db_table]
+    for name in fields:
+        field = model._meta.get_field(name)
+        assert isinstance(field, models.Field) and field.column
+        names.append(field.column)
+    return tuple(connection.ops.quote_name(name) for name in names)
 
 
 def sees_everything(user: Any) -> bool:
@@ -38,7 +49,12 @@ def everyone_keys() -> frozenset[str]:
 
 
 def all_keys() -> frozenset[str]:
-    return _with_default(frozenset(Collection.objects.values_list("key", flat=True)))
+    # Read on every question a staff member asks (its answer records what it searched), so as SQL: the ORM
+    # spent ~0.35 ms of CPU building this one-column read, which runs in under 0.1 ms.
+    table, key = sql_names(Collection, "key")
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {key} FROM {table}")
+        return _with_default(frozenset(key for (key,) in cursor.fetchall()))
 
 
 def visible_keys(user: Any) -> frozenset[str] | None:
