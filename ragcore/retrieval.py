@@ -54,6 +54,15 @@ async def in_search_thread(fn: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(_searches(), contextvars.copy_context().run, fn)
 
 
+async def _unless_failed(search: asyncio.Future[list[tuple[str, float]]]) -> list[tuple[str, float]] | None:
+    """The keyword ranking searched beside the embedding, or None when that search failed: it is searched
+    again with the rest, where its error is counted and raised as every search error is."""
+    try:
+        return await search
+    except Exception:
+        return None
+
+
 @dataclass(frozen=True)
 class Retrieval:
     """The chunks found for one question, best first, and whether they are relevant enough to answer from."""
@@ -116,17 +125,19 @@ class Retriever(UsesIndexes):
         return found
 
     def search(self, query: str, *, mode: str = "hybrid", candidates: int | None = None,
-               vector: np.ndarray | None = None,
-               collections: Collection[str] | None = None) -> tuple[list[tuple[str, float]], float | None]:
+               vector: np.ndarray | None = None, collections: Collection[str] | None = None,
+               sparse: list[tuple[str, float]] | None = None) -> tuple[list[tuple[str, float]], float | None]:
         """Fused (chunk_id, score) ranking, and the best dense similarity (None in bm25 mode).
 
-        `vector` is the query's embedding when the caller already has it (see `aretrieve`). `collections`
-        limits both searches to chunks of those collections, before ranking (None: all; empty: nothing).
+        `vector` is the query's embedding and `sparse` its keyword ranking (of `candidates`) when the caller
+        already has them (see `aretrieve`). `collections` limits both searches to chunks of those
+        collections, before ranking (None: all; empty: nothing).
         """
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; use one of {', '.join(MODES)}")
         k = candidates or self.settings.candidates
-        sparse = self.bm25.search(query, k, collections=collections) if mode != "dense" else []
+        if sparse is None:
+            sparse = self.bm25.search(query, k, collections=collections) if mode != "dense" else []
         dense: list[tuple[str, float]] = []
         if mode != "bm25" and (collections is None or collections):
             if vector is None:
@@ -177,20 +188,33 @@ class Retriever(UsesIndexes):
                         collections: Collection[str] | None = None) -> Retrieval:
         """`retrieve` for the event loop: the embedding is awaited in the batcher, the search runs in a thread."""
         text = search_text(query, mode, history)
-        # The embedding is awaited here rather than in the worker thread, so a burst of questions
-        # waits in the batcher (one model call for all) without holding the loop's few threads.
-        searching = mode != "bm25" and (collections is None or bool(collections))
-        vector = await self.queries.aembed_query(text) if searching else None
-        return await in_search_thread(partial(self._retrieve, query, text, mode=mode, vector=vector,
-                                              collections=collections))
+        allowed = None if collections is None else frozenset(collections)
+        vector = sparse = None
+        if mode != "bm25" and (allowed is None or allowed):
+            # The embedding is awaited here rather than in a search thread, so a burst of questions
+            # waits in the batcher (one model call for all) without holding the loop's few threads.
+            embedding = self.queries.submit(text)
+            keyword = None
+            if not embedding.done() and mode != "dense":
+                # A query not embedded before: its keyword search needs no vector, so it runs meanwhile (the
+                # model runs outside the GIL): the question waits for the longer of the two, not for both.
+                keyword = asyncio.ensure_future(in_search_thread(
+                    partial(self.bm25.search, text, self.settings.candidates, collections=allowed)))
+            try:
+                vector = await asyncio.wrap_future(embedding)
+            finally:
+                if keyword is not None:
+                    sparse = await _unless_failed(keyword)
+        return await in_search_thread(partial(self._retrieve, query, text, mode=mode, vector=vector, sparse=sparse,
+                                              collections=allowed))
 
     def _retrieve(self, query: str, text: str, *, mode: str, top_k: int | None = None, vector: np.ndarray | None = None,
-                  collections: Collection[str] | None = None) -> Retrieval:
+                  sparse: list[tuple[str, float]] | None = None, collections: Collection[str] | None = None) -> Retrieval:
         started = time.perf_counter()
         top_k = top_k or self.settings.top_k
         allowed = None if collections is None else frozenset(collections)
         try:
-            ranking, best_dense = self.search(text, mode=mode, vector=vector, collections=allowed)
+            ranking, best_dense = self.search(text, mode=mode, vector=vector, collections=allowed, sparse=sparse)
         except RagError:
             metrics.PIPELINE_ERRORS.labels("vector_store").inc()
             raise

@@ -6,9 +6,12 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
 from ragcore import Engine
@@ -258,6 +261,40 @@ async def test_async_answers_embed_through_the_batcher_and_match_the_sync_ones(e
     texts = await asyncio.gather(*(answer(q) for q in questions))
     assert texts == [engine.answer(q).text for q in questions]
     assert engine.queries.calls > calls  # the query vectors came from the batcher, not the loop
+
+
+class WaitingEmbedder(HashingEmbedder):
+    """Its query embedding waits (up to 10 s) for the keyword search to start, and records whether it did."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.searching = threading.Event()
+        self.overlapped: list[bool] = []
+
+    def embed_query(self, text: str) -> np.ndarray:
+        self.overlapped.append(self.searching.wait(10))
+        return super().embed_query(text)
+
+
+async def test_a_new_question_is_searched_by_keyword_while_its_query_is_embedded(tmp_path: Path, docs: Path,
+                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    embedder = WaitingEmbedder()
+    engine = make_engine(tmp_path / "data", embedder=embedder)
+    engine.ingest_files(sorted(docs.iterdir()))
+    search = engine.bm25.search
+
+    def keyword_search(*args: Any, **kwargs: Any) -> Any:
+        embedder.searching.set()
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(engine.bm25, "search", keyword_search)
+    found = await engine.aretrieve("How do I roll back a release?", mode="hybrid")
+
+    assert embedder.overlapped == [True]  # the hybrid question did not wait for its vector to search by keyword
+    assert found.chunks[0].chunk.text == engine.retrieve("How do I roll back a release?", mode="hybrid").chunks[0].chunk.text
+    embedder.searching.clear()
+    again = await engine.aretrieve("How do I roll back a release?", mode="dense")
+    assert embedder.overlapped == [True] and again.chunks  # embedded before: no model call, nothing to overlap
 
 
 def test_a_fatal_error_ends_the_stream_when_search_is_unavailable(engine: Engine, docs: Path, monkeypatch: pytest.MonkeyPatch) -> None:
