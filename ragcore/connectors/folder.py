@@ -29,7 +29,7 @@ from ragcore.connectors.base import (
     Setting,
     SourceItem,
 )
-from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, pattern_list
+from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, hidden, pattern_list
 
 STAT_CACHE = "stat-cache.json"
 READ_BYTES = 1 << 20
@@ -103,10 +103,10 @@ class FolderConnector:
     def _walk(self) -> Iterator[tuple[str, Path]]:
         # os.walk without followlinks: a symlinked folder (possibly a loop, or /) is never entered.
         for dirpath, dirnames, filenames in os.walk(self.root):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            dirnames[:] = sorted(d for d in dirnames if not hidden(d))  # not even entered
             here = Path(dirpath)
             for name in sorted(filenames):
-                if name.startswith("."):
+                if hidden(name):
                     continue
                 path = here / name
                 key = PurePosixPath(path.relative_to(self.root).as_posix()).as_posix()

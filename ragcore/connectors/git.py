@@ -42,7 +42,7 @@ from ragcore.connectors.base import (
     Setting,
     SourceItem,
 )
-from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, pattern_list
+from ragcore.connectors.paths import DEFAULT_INCLUDE, PathFilter, hidden, pattern_list
 
 log = structlog.get_logger(__name__, component="git")
 
@@ -149,8 +149,9 @@ class GitConnector:
         for entry in entries:
             if entry.kind != "blob" or entry.mode == "120000" or not entry.path.startswith(prefix):
                 continue  # submodules, symlinks (their "content" is a path), files outside the subdirectory
-            if not self.paths.keeps(entry.path[len(prefix) :]):
-                continue
+            inside = entry.path[len(prefix) :]  # a subdirectory named by the source may itself be hidden
+            if hidden(inside) or not self.paths.keeps(inside):
+                continue  # hidden files and folders are left out, as a folder source leaves them out
             name = PurePosixPath(entry.path).name
             items.append(SourceItem(key=entry.path, version=entry.object_id, url=file_page_url(self.url, self.web, commit, entry.path), filename=name))
         if prefix and not any(entry.path.startswith(prefix) for entry in entries):

@@ -19,6 +19,12 @@ DOCUMENT_SUFFIXES = (
 DEFAULT_INCLUDE = tuple(f"*{suffix}" for suffix in DOCUMENT_SUFFIXES)
 
 
+def hidden(path: str) -> bool:
+    """Whether a relative path ("a/.b/c.md") is a hidden file or inside a hidden folder: no source syncs those
+    (a repository's `.github/` templates, an editor's `.obsidian/`, a folder's `.DS_Store`)."""
+    return any(part.startswith(".") for part in path.split("/"))
+
+
 class PathFilter:
     """Which relative paths a source keeps: any include pattern (or none given), and no exclude pattern."""
 

@@ -122,6 +122,16 @@ def test_without_include_only_document_types_are_listed(tmp_path: Path, repo: Wo
     assert "src/app.py" in listing(connect(tmp_path, url=f"file://{repo.served}", include=["*.md", "*.py"]))
 
 
+def test_hidden_files_and_folders_are_left_out_as_a_folder_source_leaves_them(tmp_path: Path, repo: WorkRepo) -> None:
+    repo.commit({".github/PULL_REQUEST_TEMPLATE.md": "# Checklist\n", "guide/.draft.md": "# Draft\n",
+                 ".changeset/one.md": "# Change\n", "guide/deploy.md": "# Deploy\n"})
+    assert set(listing(connect(tmp_path, url=f"file://{repo.served}"))) == {
+        "README.md", "guide/install.md", "guide/deploy.md", "faq.html"}
+    # A hidden folder the source names as its subdirectory is synced: only what is hidden inside it is left out.
+    assert set(listing(connect(tmp_path, url=f"file://{repo.served}", subdirectory=".github"))) == {
+        ".github/PULL_REQUEST_TEMPLATE.md"}
+
+
 def test_a_binary_file_let_in_by_include_is_listed_and_fails_alone_in_the_loader(tmp_path: Path, repo: WorkRepo) -> None:
     repo.commit({"logo.png": b"\x89PNG\r\n\x1a\n" + bytes(range(256))})
     connector = connect(tmp_path, url=f"file://{repo.served}", include=["*"])
