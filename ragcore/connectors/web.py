@@ -468,12 +468,17 @@ class WebConnector:
                 response = self._get_any(current)
                 sitemap = read_sitemap(self._body(response), max_bytes=self.max_page_bytes)
             except (_Gone, _Unavailable, _TooLarge, ValueError) as exc:
-                if current == self.sitemap_url:
-                    error = ConnectorConfigError("sitemap_url", f"{current}: {exc}")
-                    error.transient = isinstance(exc, _Unavailable)
-                    raise self._count(error) from None
-                log.warning("web.sitemap_skipped", url=current, reason=str(exc))
-                continue
+                if current == url:
+                    error: ConnectorError = ConnectorConfigError("sitemap_url", f"{current}: {exc}")
+                elif isinstance(exc, _Gone) and not isinstance(exc, _Refused):
+                    log.warning("web.sitemap_skipped", url=current, reason=str(exc))
+                    continue  # 404, 410: that part of the index is gone, and its pages with it
+                else:
+                    # Needs a login, failing, too large or broken: its pages are still there, and listing without them
+                    # would delete their documents. The sync fails naming it, and keeps what it has.
+                    error = ConnectorError(f"{current} (listed in the sitemap index {url}): {exc}")
+                error.transient = isinstance(exc, _Unavailable)
+                raise self._count(error) from None
             pages.extend(page for page in sitemap.pages if origin(page) == self.site)
             todo.extend(s for s in sitemap.sitemaps if origin(s) == self.site and s not in done)
         return pages
@@ -495,7 +500,10 @@ class WebConnector:
                 if not url or origin(url) != self.site:
                     raise _Gone("redirects off the site")
                 continue
-            if response.status_code in (404, 410) or 400 <= response.status_code < 500:
+            if response.status_code in (401, 403):
+                response.close()
+                raise _Refused(f"the server answered {response.status_code}: it needs a login Lorebot does not have")
+            if 400 <= response.status_code < 500:
                 response.close()
                 raise _Gone(f"{response.status_code}")
             if response.status_code >= 500:

@@ -138,6 +138,37 @@ def test_a_sitemap_index_lists_its_pages_only(tmp_path: Path, site: FakeSite) ->
     assert set(items) == {site.url("/guide/install"), site.url("/faq.md")}
 
 
+SITEMAPS = "http://www.sitemaps.org/schemas/sitemap/0.9"
+
+
+def _index_of_two(site: FakeSite) -> None:
+    """/sitemap.xml indexes /a.xml (the install guide) and /b.xml (the FAQ)."""
+    locs = "".join(f"<sitemap><loc>{site.url(p)}</loc></sitemap>" for p in ("/a.xml", "/b.xml"))
+    site.set("/sitemap.xml", f"<sitemapindex xmlns='{SITEMAPS}'>{locs}</sitemapindex>".encode(), content_type="application/xml")
+    for path, page in (("/a.xml", "/guide/install"), ("/b.xml", "/faq.md")):
+        site.set(path, f"<urlset xmlns='{SITEMAPS}'><url><loc>{site.url(page)}</loc></url></urlset>".encode(),
+                 content_type="application/xml")
+
+
+@pytest.mark.parametrize(("status", "transient"), [(403, False), (401, False), (503, True)])
+def test_a_sitemap_of_the_index_that_cannot_be_read_fails_the_listing_naming_it(
+        tmp_path: Path, site: FakeSite, status: int, transient: bool) -> None:
+    _index_of_two(site)
+    assert set(listing(connect(tmp_path, sitemap_url=site.url("/sitemap.xml")))) == {
+        site.url("/guide/install"), site.url("/faq.md")}
+    site.set("/b.xml", b"no", status=status, content_type="application/xml")
+    # Listing without its pages would delete the FAQ's document; a sync that fails keeps it.
+    with pytest.raises(ConnectorError, match=f"/b.xml .*answered {status}") as caught:
+        listing(connect(tmp_path, sitemap_url=site.url("/sitemap.xml")))
+    assert caught.value.transient is transient
+
+
+def test_a_sitemap_of_the_index_that_is_gone_takes_only_its_pages_away(tmp_path: Path, site: FakeSite) -> None:
+    _index_of_two(site)
+    site.set("/b.xml", b"gone", status=404, content_type="application/xml")
+    assert set(listing(connect(tmp_path, sitemap_url=site.url("/sitemap.xml")))) == {site.url("/guide/install")}
+
+
 def test_include_and_exclude_prefixes_choose_the_pages(tmp_path: Path, site: FakeSite) -> None:
     items = listing(connect(tmp_path, start_url=site.url("/"), include=["/guide/"], exclude=["/guide/old"]))
     assert set(items) == {site.url("/guide/install")}
