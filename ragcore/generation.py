@@ -450,6 +450,10 @@ class OpenAIGenerator(ChatGenerator):
     path = "/chat/completions"
     request_options = {"security": {"bearer_auth": True}}  # as its create() asks: the key as a bearer token
 
+    def __init__(self, settings: RagSettings) -> None:
+        super().__init__(settings)
+        self._openai_itself = httpx2.URL(self._base_url).host.endswith("openai.com")
+
     def _config(self, settings: RagSettings) -> tuple[str, str, str, float, int]:
         return (settings.llm_base_url or OPENAI_BASE_URL, settings.llm_api_key or NO_KEY, settings.llm_model,
                 settings.llm_timeout, settings.llm_max_retries)
@@ -464,10 +468,6 @@ class OpenAIGenerator(ChatGenerator):
                      max_retries=self._max_retries, http_client=http_client)
         client.organization = client.project = None
         return client
-
-    def __init__(self, settings: RagSettings) -> None:
-        super().__init__(settings)
-        self._openai_itself = httpx2.URL(self._base_url).host.endswith("openai.com")
 
     def _request(self, messages: list[dict[str, str]], stream: bool) -> dict[str, Any]:
         request = super()._request(messages, stream)
