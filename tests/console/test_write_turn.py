@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from console.chat.orm import WriteTurn, Writer, sqlite_turn_path
+from console.chat.orm import Writer, WriteTurn, sqlite_turn_path
 from console.models import Conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
