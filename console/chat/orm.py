@@ -57,7 +57,7 @@ def sqlite_turn_path() -> str | None:
     name = str(connection.settings_dict["NAME"])
     if not name or name == ":memory:" or "mode=memory" in name:
         return None
-    return f"{name}.writer-lock"
+    return f"{name}-writer-lock"  # beside its -wal and -shm files
 
 
 class WriteTurn:

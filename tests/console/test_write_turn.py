@@ -28,7 +28,7 @@ def _taken(path: Path) -> bool:
 
 
 def test_the_writer_holds_the_turn_while_its_transaction_is_open_and_not_after(tmp_path: Path) -> None:
-    lock = tmp_path / "lorebot.sqlite3.writer-lock"
+    lock = tmp_path / "lorebot.sqlite3-writer-lock"
     writer = Writer(turn=WriteTurn(lambda: str(lock)))
 
     def store() -> bool:
@@ -44,7 +44,7 @@ def test_the_writer_holds_the_turn_while_its_transaction_is_open_and_not_after(t
 
 
 def test_a_failed_batch_gives_the_turn_back(tmp_path: Path) -> None:
-    lock = tmp_path / "db.writer-lock"
+    lock = tmp_path / "db.sqlite3-writer-lock"
     writer = Writer(turn=WriteTurn(lambda: str(lock)))
 
     def fail() -> None:
@@ -64,7 +64,7 @@ def test_only_a_sqlite_file_has_a_turn_lock(monkeypatch: pytest.MonkeyPatch) -> 
         assert sqlite_turn_path() is None
         return
     monkeypatch.setitem(connection.settings_dict, "NAME", "/data/lorebot.sqlite3")
-    assert sqlite_turn_path() == "/data/lorebot.sqlite3.writer-lock"
+    assert sqlite_turn_path() == "/data/lorebot.sqlite3-writer-lock"
     for memory in (":memory:", "file:memorydb_default?mode=memory&cache=shared"):
         monkeypatch.setitem(connection.settings_dict, "NAME", memory)
         assert sqlite_turn_path() is None
