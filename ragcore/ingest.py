@@ -226,6 +226,7 @@ class Ingestor(UsesIndexes):
                 ((p.item.document_id, p.item.checksum, [c.chunk_id for c in p.chunks], [c.index_text for c in p.chunks])
                  for p in pending),
                 collections={p.item.document_id: p.item.collection for p in pending},
+                stored={p.item.document_id: p.chunks for p in pending},
             )
             metrics.INGEST_STAGE_SECONDS.labels("write").observe(time.perf_counter() - stage)
         except Exception as exc:

@@ -35,7 +35,7 @@ from ragcore.bm25.segments import DocumentChunks, Edit, LiveSegment, segment_fro
 from ragcore.bm25.storage import FolderStorage, Storage, StorageReader, empty_manifest, manifest_for
 from ragcore.errors import KeywordIndexUnavailable
 from ragcore.tokenize import tokenize
-from ragcore.types import DEFAULT_COLLECTION
+from ragcore.types import DEFAULT_COLLECTION, Chunk
 
 log = logging.getLogger("ragcore.bm25")
 
@@ -141,6 +141,28 @@ class Bm25Index:
             (snap.parts[p].segment.chunk_ids[row - snap.offsets[p]], float(scores[row]))
             for p, row in zip(parts.tolist(), candidates.tolist())
         ]
+
+    def stored_chunks(self, chunk_ids: Iterable[str]) -> dict[str, Chunk]:
+        """The live chunks of `chunk_ids` whose fields this index keeps, as of its current version.
+
+        Ids are `chunk_id_for(document, position)`, so a chunk is found through its document's entry. A chunk
+        of a segment without stored fields is left out: the caller reads it from the vector store.
+        """
+        snap = self._snapshot
+        found: dict[str, Chunk] = {}
+        for chunk_id in chunk_ids:
+            document_id, _, position = chunk_id.rpartition(":")
+            if not position.isdigit():
+                continue
+            for part in snap.parts:
+                entry = part.segment.doc_index.get(document_id)
+                if entry is None or not part.is_live(entry):
+                    continue
+                chunk = part.segment.stored_chunk(entry, int(position))
+                if chunk is not None and chunk.chunk_id == chunk_id:
+                    found[chunk_id] = chunk
+                break  # a document has one live entry
+        return found
 
     def document_frequencies(self, terms: Collection[str], *,
                              collections: Collection[str] | None = None) -> tuple[int, dict[str, int]]:
@@ -331,10 +353,13 @@ class Bm25Index:
         """Index a document's chunks, replacing any chunks it had, in one atomic step."""
         self.add_many([(document_id, checksum, chunk_ids, texts)], collections={document_id: collection})
 
-    def add_many(self, documents: Iterable[DocumentChunks], *, collections: Mapping[str, str] | None = None) -> None:
+    def add_many(self, documents: Iterable[DocumentChunks], *, collections: Mapping[str, str] | None = None,
+                 stored: Mapping[str, Sequence[Chunk]] | None = None) -> None:
         """Index (document_id, checksum, chunk_ids, texts) tuples as one segment; each replaces its old chunks.
 
         `collections` maps document ids to their collection; a document it leaves out is in DEFAULT_COLLECTION.
+        `stored` maps every document to its chunks (in chunk id order) for `stored_chunks` to return, where the
+        storage keeps stored fields.
         """
         batch: dict[str, DocumentChunks] = {}
         for document_id, checksum, chunk_ids, texts in documents:
@@ -345,7 +370,8 @@ class Bm25Index:
         if not batch:
             return
         # Tokenizing is the slow part, so it happens before taking the lock.
-        segment = segment_from_texts("pending", list(batch.values()), collections)
+        keeps = self.storage is None or self.storage.keeps_stored_fields
+        segment = segment_from_texts("pending", list(batch.values()), collections, stored if keeps else None)
 
         def change(edit: Edit) -> None:
             edit.delete(batch.keys())

@@ -6,7 +6,8 @@ the refresh interval, a consistent `reading()` view of one manifest and its file
 `writing()` step that commits one manifest atomically. `ragcore.bm25.postgres` is the other store.
 
 A segment's labels (vocabulary, chunk ids, documents with checksum, chunk count and collection) are one
-JSON document; one written before collections lacks the collection and reads as DEFAULT_COLLECTION, so an
+JSON document; a folder segment may also hold its chunks' stored fields (`stored.npy`, `stored_ends.npy`,
+see `ragcore.bm25.segments`); one written before collections lacks the collection and reads as DEFAULT_COLLECTION, so an
 existing index needs no migration.
 
 The folder (the embedded default): `manifest.json` is replaced atomically (temp file, fsync, os.replace,
@@ -49,6 +50,7 @@ MANIFEST = "manifest.json"
 LOCK = "lock"
 GRACE_SECONDS = 60.0
 ARRAYS = ("indptr", "indices", "tf", "lengths")  # a segment's arrays, stored as .npy
+STORED = ("stored", "stored_ends")  # its stored fields, when it has them (a folder store only)
 
 
 def empty_manifest() -> dict[str, Any]:
@@ -109,6 +111,8 @@ def segment_from_parts(name: str, arrays: dict[str, np.ndarray], meta: bytes | s
         checksums=[d[1] for d in documents],
         doc_chunks=np.asarray([d[2] for d in documents], dtype=np.int64),
         doc_collections=[d[3] if len(d) > 3 else DEFAULT_COLLECTION for d in documents],
+        stored=arrays.get("stored"),
+        stored_ends=arrays.get("stored_ends"),
     )
 
 
@@ -154,6 +158,10 @@ class Storage(ABC):
 
     kind: str
     location: str
+    # Whether segments keep their chunks' stored fields: a folder maps them from disk at no memory cost,
+    # while a database store would load every chunk's text into each process, so its chunks are read
+    # from the vector store instead.
+    keeps_stored_fields = False
 
     @abstractmethod
     def poll(self) -> object:
@@ -209,6 +217,9 @@ def write_segment(root: Path, seg: Segment) -> None:
     tmp.mkdir()
     for key, array in segment_arrays(seg).items():
         _save_npy(tmp / f"{key}.npy", array)
+    if seg.stored is not None and seg.stored_ends is not None:
+        _save_npy(tmp / "stored.npy", np.asarray(seg.stored))
+        _save_npy(tmp / "stored_ends.npy", np.asarray(seg.stored_ends))
     with open(tmp / "meta.json", "wb") as f:
         f.write(segment_meta(seg))
         f.flush()
@@ -223,6 +234,10 @@ def read_segment(root: Path, name: str) -> Segment:
         meta = f.read()
     # The two big arrays are memory-mapped: the page cache holds them once for every process.
     arrays = {key: _load_npy(folder / f"{key}.npy", mmap=key in ("indices", "tf")) for key in ARRAYS}
+    if (folder / "stored_ends.npy").exists():  # absent: written before stored fields, or without them
+        # Mapped too: a query reads a few rows' bytes, and the page cache keeps the rest out of every process.
+        lengths = arrays["lengths"]
+        arrays.update({key: _load_npy(folder / f"{key}.npy", mmap=len(lengths) > 0) for key in STORED})
     return segment_from_parts(name, arrays, meta)
 
 
@@ -334,6 +349,7 @@ class FolderStorage(Storage):
     """The index as files in one folder, shared by the processes of one host."""
 
     kind = "folder"
+    keeps_stored_fields = True
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

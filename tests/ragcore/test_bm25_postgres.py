@@ -22,6 +22,7 @@ from ragcore.bm25.postgres import TABLES, PostgresStorage
 from ragcore.bm25.segments import Segment
 from ragcore.errors import KeywordIndexUnavailable
 from tests.ragcore.test_bm25 import add_all, add_background, assert_agrees, chunk_ids, make_corpus, wait_for
+from tests.ragcore.test_stored_fields import chunks_of
 
 DATABASE_URL = os.getenv("DATABASE_URL", "")
 REPO = Path(__file__).resolve().parents[2]
@@ -66,6 +67,16 @@ def test_it_agrees_with_rank_bm25_after_adds_deletes_and_merges_and_reopening(na
     index.force_merge()
     assert_agrees(open_index(name), corpus)
     assert rows(name, "rag_bm25_segment") == 1 and rows(name, "rag_bm25_deletions") == 0  # nothing left over
+
+
+def test_it_keeps_no_stored_fields_so_chunks_are_read_from_the_vector_store(name: str) -> None:
+    """Stored fields would load every chunk's text into each process from the database: it keeps none."""
+    chunks = chunks_of(1)
+    index = open_index(name)
+    index.add_many([("doc-1", "c", [c.chunk_id for c in chunks], [c.text for c in chunks])], stored={"doc-1": chunks})
+    assert [cid for cid, _ in index.search("2", 5)] == ["doc-1:2"]  # indexed
+    assert index.stored_chunks([c.chunk_id for c in chunks]) == {}
+    assert open_index(name).stored_chunks([c.chunk_id for c in chunks]) == {}
 
 
 def test_another_host_sees_an_add_and_a_delete_within_the_refresh_interval(name: str) -> None:
