@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,20 +33,18 @@ class OnnxEmbedder:
     loaded = True  # the session is built in __init__
 
     def __init__(self, files: ModelFiles, onnx_file: Path, *, name: str, threads: int = 0) -> None:
-        import onnxruntime as ort
         from tokenizers import Tokenizer
 
         self.name = name
         self.onnx_file = onnx_file
         self._max_seq_length = files.max_seq_length
-        options = ort.SessionOptions()
-        # Every core for each text. No spin-waiting between operators: in a web process the
+        self._threads = threads or _cores()
+        # A query: every core for the one text. No spin-waiting between operators: in a web process the
         # event loop needs the cores the moment a query is done (torch's spinning OpenMP threads
         # made queries 5-15x slower on a busy machine).
-        options.intra_op_num_threads = threads or _cores()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
+        self._session = self._new_session(self._threads)
+        self._parallel: tuple[Any, ThreadPoolExecutor] | None = None  # see `embed`
+        self._parallel_lock = threading.Lock()
         self._inputs = {i.name for i in self._session.get_inputs()}
         self._dimension = int(self._session.get_outputs()[0].shape[-1])
         # Two tokenizers: truncation is a setting of the object, and counting must not truncate.
@@ -52,6 +54,23 @@ class OnnxEmbedder:
         self._encoder = Tokenizer.from_file(str(files.tokenizer_file))
         self._encoder.enable_truncation(files.max_seq_length)
         self._encoder.no_padding()
+
+    def _new_session(self, threads: int) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(self.onnx_file), options, providers=["CPUExecutionProvider"])
+
+    def _runs_at_once(self) -> tuple[Any, ThreadPoolExecutor]:
+        """A one-thread session and a thread per core to run it, made when several texts first come."""
+        with self._parallel_lock:
+            if self._parallel is None:
+                self._parallel = (self._new_session(1),
+                                  ThreadPoolExecutor(self._threads, thread_name_prefix="onnx-embed"))
+            return self._parallel
 
     @property
     def dimension(self) -> int:
@@ -66,19 +85,32 @@ class OnnxEmbedder:
         return [len(e.ids) for e in self._counter.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """One model run per text, on every core.
+        """One model run per text; several texts run side by side, one per core, each on one thread.
 
         Measured on 2 cores, for the int8 model: a text alone is ~3x faster than in a padded batch
         of 4-32 (passages and short queries alike), and only alone is its vector independent of
         its neighbours, since dynamic quantization scales each activation tensor by its whole range.
+        Two one-thread runs at once encode chunk-sized texts ~28 % faster than one run at a time on
+        both cores (41 against 32 texts/s: no waiting between the threads of each operator), and
+        give the same vectors.
         """
-        out = np.empty((len(texts), self._dimension), dtype=np.float32)
-        for row, encoding in enumerate(self._encoder.encode_batch(list(texts))):
-            ids = np.array([encoding.ids], dtype=np.int64)
-            feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
-                    "token_type_ids": np.array([encoding.type_ids], dtype=np.int64)}
-            out[row] = self._session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0][0]
+        encodings = self._encoder.encode_batch(list(texts))
+        out = np.empty((len(encodings), self._dimension), dtype=np.float32)
+        if len(encodings) > 1 and self._threads > 1:
+            session, pool = self._runs_at_once()
+            for row, vector in enumerate(pool.map(partial(self._run, session), encodings)):
+                out[row] = vector
+        else:
+            for row, encoding in enumerate(encodings):
+                out[row] = self._run(self._session, encoding)
         return out
+
+    def _run(self, session: Any, encoding: Any) -> np.ndarray:
+        ids = np.array([encoding.ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids),
+                "token_type_ids": np.array([encoding.type_ids], dtype=np.int64)}
+        vector: np.ndarray = session.run(None, {k: v for k, v in feed.items() if k in self._inputs})[0][0]
+        return vector
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed([text])[0]
