@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django.utils.text import slugify
 
+from console import rows as sql
 from console.ingest import storage
 from ragcore.connectors import connector_class
 from ragcore.errors import RagError
@@ -434,9 +435,11 @@ class Conversation(models.Model):
         """
         if not likely_new:
             return cls.objects.get_or_create(surface=surface, external_key=external_key, defaults=defaults)
+        conversation = cls(surface=surface, external_key=external_key, **defaults)
         try:
             with transaction.atomic():  # a savepoint: on PostgreSQL a failed INSERT would end the transaction
-                return cls.objects.create(surface=surface, external_key=external_key, **defaults), True
+                sql.insert([conversation])
+            return conversation, True
         except IntegrityError:
             return cls.objects.get(surface=surface, external_key=external_key), False
 
@@ -491,8 +494,8 @@ class Message(models.Model):
                 Message(conversation=conversation, role=cls.Role.ASSISTANT, error=cls.IN_PROGRESS, owner=owner,
                         heartbeat_at=timezone.now(), collections=collections or [])]
         # One statement rather than two saves: a round trip less per question (SQLite and PostgreSQL
-        # both hand back the new ids, so the rows are whole).
-        Message.objects.bulk_create(rows)
+        # both hand back the new ids, so the rows are whole), written as SQL (console.rows).
+        sql.insert(rows)
         return rows[0], rows[1]
 
     def store_answer(self, answer: Answer, *, latency_ms: float) -> None:
@@ -507,8 +510,8 @@ class Message(models.Model):
         self.error = answer.fallback_reason
         self.not_covered = answer.not_covered
         self.latency_ms = latency_ms
-        self.save(update_fields=["text", "citations", "retrieval_mode", "provider", "model", "prompt_tokens",
-                                 "completion_tokens", "error", "not_covered", "latency_ms"])
+        sql.update(self, ["text", "citations", "retrieval_mode", "provider", "model", "prompt_tokens",
+                          "completion_tokens", "error", "not_covered", "latency_ms"])
 
     def store_partial(self, text: str, *, error: str, latency_ms: float) -> None:
         """What there was of an answer that did not finish (the client left, or it failed), and why."""

@@ -10,22 +10,13 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from django.db import connection, models
+from django.db import connection
 from django.db.models import Q
 
 from console.models import Collection, Document
+from console.rows import sql_names
 
 _CONSOLE_DOCUMENT = re.compile(r"doc-(\d+)")  # Document.engine_id
-
-
-def sql_names(model: type[models.Model], *fields: str) -> tuple[str, ...]:
-    """`model`'s table and these fields' columns, quoted: for the few reads on every question's path written as SQL."""
-    names = [model._meta.db_table]
-    for name in fields:
-        field = model._meta.get_field(name)
-        assert isinstance(field, models.Field) and field.column
-        names.append(field.column)
-    return tuple(connection.ops.quote_name(name) for name in names)
 
 
 def sees_everything(user: Any) -> bool:

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from django.db import connection
 from django.utils import timezone
 
-from console.access.visibility import sql_names
 from console.models import Document
+from console.rows import sql_names
 from ragcore.types import Citation
 
 _CONSOLE_DOCUMENT = re.compile(r"doc-(\d+)")  # Document.engine_id
