@@ -1,7 +1,7 @@
 """Rows written and read as plain SQL, for the few statements on every question's path.
 
 Django's query compiler costs 0.3-1 ms of CPU per statement, more than SQLite or PostgreSQL take to run it,
-and a web question makes four (its conversation, its question and answer, the finished answer). These
+and a web question writes three (its conversation, its question and answer, the finished answer). These
 helpers build the statement from the model's own fields, so values are converted exactly as the ORM
 converts them (`pre_save` fills `auto_now_add`, `get_db_prep_save` adapts datetimes and JSON for the
 database in use), and raise the same `django.db` errors. The model methods that use them stay the one way
@@ -28,7 +28,8 @@ def sql_names(model: type[models.Model], *fields: str) -> tuple[str, ...]:
 
 
 def insert(rows: Sequence[models.Model]) -> None:
-    """INSERT new instances of one model in one statement and set their primary keys, as `bulk_create` does."""
+    """INSERT new instances of one model (with a database-generated primary key) in one statement and set their
+    primary keys, as `bulk_create` does."""
     model = type(rows[0])
     meta = model._meta
     fields = [f for f in meta.concrete_fields if not f.primary_key]

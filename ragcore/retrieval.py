@@ -104,9 +104,10 @@ class Retriever(UsesIndexes):
         whose stored fields the keyword index keeps (a folder index), then the rest from the vector store.
 
         The same chunks come back question after question, and a Chroma `get` costs ~1 ms of CPU however few
-        it fetches (~3 ms for 18 at 100k chunks, against microseconds from the keyword index's mapped file). Every write, delete and move changes Chroma first and then commits the keyword index
-        (ragcore.indexes, ragcore.ingest), so what was fetched at one version is what Chroma held once that
-        version was committed, or newer: a new version starts afresh.
+        it fetches (~3 ms for 18 at 100k chunks, against microseconds from the keyword index's mapped file).
+        Every write, delete and move changes Chroma first and then commits the keyword index (ragcore.indexes,
+        ragcore.ingest), so what was fetched at one version is what Chroma held once that version was
+        committed, or newer: a new version starts afresh.
         """
         version = self.bm25.version
         with self._chunks_lock:

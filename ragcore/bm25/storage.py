@@ -6,9 +6,9 @@ the refresh interval, a consistent `reading()` view of one manifest and its file
 `writing()` step that commits one manifest atomically. `ragcore.bm25.postgres` is the other store.
 
 A segment's labels (vocabulary, chunk ids, documents with checksum, chunk count and collection) are one
-JSON document; a folder segment may also hold its chunks' stored fields (`stored.npy`, `stored_ends.npy`,
-see `ragcore.bm25.segments`); one written before collections lacks the collection and reads as DEFAULT_COLLECTION, so an
-existing index needs no migration.
+JSON document; one written before collections lacks the collection and reads as DEFAULT_COLLECTION, so an
+existing index needs no migration. A folder segment may also hold its chunks' stored fields (`stored.npy`,
+`stored_ends.npy`, see `ragcore.bm25.segments`); one without them is read as before.
 
 The folder (the embedded default): `manifest.json` is replaced atomically (temp file, fsync, os.replace,
 fsync of the directory). Writers take an exclusive `flock` on `lock`, re-read the manifest, apply their
